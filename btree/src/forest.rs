@@ -1,0 +1,302 @@
+//! The forest: named trees over one node store, and the tree handle.
+//!
+//! One lock guards the catalog. Writers hold it exclusively for the whole
+//! operation, including [`Txn::apply`], so there is one writer per forest
+//! and readers never see half an operation; readers share it.
+
+use crate::catalog::Catalog;
+use crate::check::{self, CheckReport};
+use crate::limits::Limits;
+use crate::node::Node;
+use crate::range::RangeIter;
+use crate::read::{self, Bounds};
+use crate::txn::Txn;
+use crate::{mutate, Error, Result};
+use larix_nodestore::{NodeId, NodeStore};
+use parking_lot::RwLock;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+pub(crate) struct Shared {
+    pub(crate) store: NodeStore<Node>,
+    pub(crate) catalog: RwLock<Catalog>,
+    limits: Limits,
+}
+
+/// A set of named copy-on-write B-trees sharing one node store.
+#[derive(Clone)]
+pub struct Forest {
+    shared: Arc<Shared>,
+}
+
+/// A handle on one tree of a forest, by name. Cheap to clone; every call
+/// acts on the tree that bears the name at that moment.
+#[derive(Clone)]
+pub struct Tree {
+    pub(crate) shared: Arc<Shared>,
+    name: Arc<str>,
+}
+
+impl Forest {
+    /// A forest over `store`, with the trees of its last commit.
+    ///
+    /// # Errors
+    /// [`Error::CorruptCatalog`] if the committed catalog cannot be read.
+    pub fn new(store: NodeStore<Node>, limits: Limits) -> Result<Forest> {
+        let catalog = Catalog::decode(&store.committed_catalog())?;
+        Ok(Forest {
+            shared: Arc::new(Shared {
+                store,
+                catalog: RwLock::new(catalog),
+                limits,
+            }),
+        })
+    }
+
+    /// The node store underneath.
+    pub fn store(&self) -> &NodeStore<Node> {
+        &self.shared.store
+    }
+
+    /// The size limits in force.
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    fn handle(&self, name: &str) -> Tree {
+        Tree {
+            shared: self.shared.clone(),
+            name: name.into(),
+        }
+    }
+
+    /// Creates an empty tree called `name`.
+    ///
+    /// # Errors
+    /// [`Error::TreeExists`], [`Error::InvalidTreeName`], or a store error.
+    pub fn create_tree(&self, name: &str) -> Result<Tree> {
+        Catalog::validate_name(name)?;
+        let mut catalog = self.shared.catalog.write();
+        if catalog.contains(name) {
+            return Err(Error::TreeExists { name: name.into() });
+        }
+        let mut txn = Txn::new(&self.shared.store);
+        let root = txn.create(Node::new_leaf());
+        txn.apply()?;
+        catalog.set_root(name, root);
+        Ok(self.handle(name))
+    }
+
+    /// The tree called `name`, if there is one.
+    pub fn tree(&self, name: &str) -> Option<Tree> {
+        self.shared
+            .catalog
+            .read()
+            .contains(name)
+            .then(|| self.handle(name))
+    }
+
+    /// Makes `dst` a clone of `src` in O(1): both share every node until
+    /// one of them changes.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`] for `src`, [`Error::TreeExists`] for `dst`,
+    /// [`Error::InvalidTreeName`], or a store error.
+    pub fn clone_tree(&self, src: &str, dst: &str) -> Result<Tree> {
+        Catalog::validate_name(dst)?;
+        let mut catalog = self.shared.catalog.write();
+        let root = catalog.root(src)?;
+        if catalog.contains(dst) {
+            return Err(Error::TreeExists { name: dst.into() });
+        }
+        let mut txn = Txn::new(&self.shared.store);
+        txn.incref(root)?;
+        txn.apply()?;
+        catalog.set_root(dst, root);
+        Ok(self.handle(dst))
+    }
+
+    /// Removes tree `name`, freeing the nodes no other tree shares.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error (the tree then stays).
+    pub fn remove_tree(&self, name: &str) -> Result<()> {
+        let mut catalog = self.shared.catalog.write();
+        let root = catalog.root(name)?;
+        let mut txn = Txn::new(&self.shared.store);
+        txn.decref(root)?;
+        txn.apply()?;
+        catalog.remove(name)?;
+        Ok(())
+    }
+
+    /// The names of all trees, in order.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.shared
+            .catalog
+            .read()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
+    }
+
+    /// Makes the current state of every tree the committed one.
+    ///
+    /// # Errors
+    /// A store error; the previous commit then stays in force.
+    pub fn commit(&self) -> Result<()> {
+        let catalog = self.shared.catalog.write();
+        self.shared.store.commit(&catalog.encode())?;
+        Ok(())
+    }
+
+    /// Checks the structure of every tree and every refcount.
+    pub fn check(&self) -> CheckReport {
+        let catalog = self.shared.catalog.read();
+        check::check(&self.shared.store, &catalog, self.shared.limits)
+    }
+}
+
+impl Tree {
+    /// The tree's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn root(&self) -> Result<NodeId> {
+        self.shared.catalog.read().root(&self.name)
+    }
+
+    /// Runs one read with the catalog locked for sharing.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&NodeStore<Node>, NodeId) -> Result<T>,
+    ) -> Result<T> {
+        let catalog = self.shared.catalog.read();
+        let root = catalog.root(&self.name)?;
+        f(&self.shared.store, root)
+    }
+
+    /// Runs one write through a fresh [`Txn`]; applies it and moves the
+    /// root only if `f` succeeds.
+    fn write<T>(&self, f: impl FnOnce(&mut Txn, NodeId) -> Result<(NodeId, T)>) -> Result<T> {
+        let mut catalog = self.shared.catalog.write();
+        let root = catalog.root(&self.name)?;
+        let mut txn = Txn::new(&self.shared.store);
+        let (new_root, out) = f(&mut txn, root)?;
+        txn.apply()?;
+        catalog.set_root(&self.name, new_root);
+        Ok(out)
+    }
+
+    /// Inserts `key` with `value`, replacing any value it had.
+    ///
+    /// # Errors
+    /// [`Error::EntryTooLarge`], [`Error::TreeNotFound`], or a store error;
+    /// on error the tree is unchanged.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let limits = self.shared.limits;
+        if key.len() + value.len() > limits.max_entry() {
+            return Err(Error::EntryTooLarge {
+                key_len: key.len(),
+                value_len: value.len(),
+                limit: limits.max_entry(),
+            });
+        }
+        self.write(|txn, root| Ok((mutate::insert(txn, &limits, root, key, value)?, ())))
+    }
+
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(|store, root| read::lookup(store, root, key))
+    }
+
+    /// Removes `key`; returns whether it was there.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error; on error the tree is
+    /// unchanged.
+    pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        let limits = self.shared.limits;
+        self.write(|txn, root| {
+            if read::lookup(&self.shared.store, root, key)?.is_none() {
+                return Ok((root, false));
+            }
+            Ok((mutate::remove(txn, &limits, root, key)?, true))
+        })
+    }
+
+    /// The entries within `range`, in key order; double-ended.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`]; the iterator yields store errors.
+    pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<RangeIter> {
+        self.root()?;
+        Ok(RangeIter::new(self.clone(), Bounds::from_range(&range)))
+    }
+
+    /// Number of entries within `range`.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn count_range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<u64> {
+        let bounds = Bounds::from_range(&range);
+        self.read(|store, root| read::count(store, root, &bounds))
+    }
+
+    /// True if no entry lies within `range`.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn range_is_empty<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<bool> {
+        let bounds = Bounds::from_range(&range);
+        self.read(|store, root| Ok(read::next_leaf(store, root, &bounds, false)?.is_empty()))
+    }
+
+    /// Removes every entry within `range`; returns how many there were.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error; on error the tree is
+    /// unchanged.
+    pub fn remove_range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<u64> {
+        let limits = self.shared.limits;
+        let bounds = Bounds::from_range(&range);
+        self.write(|txn, mut root| {
+            let keys = read::keys(&self.shared.store, root, &bounds)?;
+            for key in &keys {
+                root = mutate::remove(txn, &limits, root, key)?;
+            }
+            Ok((root, keys.len() as u64))
+        })
+    }
+
+    /// The entry with the smallest key.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn first(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.edge(false)
+    }
+
+    /// The entry with the largest key.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.edge(true)
+    }
+
+    fn edge(&self, last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.read(|store, root| {
+            let mut leaf = read::next_leaf(store, root, &Bounds::all(), last)?;
+            Ok(if last {
+                leaf.pop()
+            } else {
+                leaf.into_iter().next()
+            })
+        })
+    }
+}

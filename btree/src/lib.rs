@@ -1,0 +1,40 @@
+//! Copy-on-write B-trees in the larch tradition (Rodeh, "B-trees,
+//! Shadowing, and Clones"), over the Larix node store.
+//!
+//! Trees live in a [`Forest`] and share nodes through reference counts; a
+//! clone copies nothing but a root reference. Every change shadows the path
+//! it touches: a node only this tree references is edited under its own id,
+//! a shared one is copied first. Invariants (numbered in `docs/design.md`):
+//!
+//! - B1: keys in a node are strictly increasing; an index key equals the
+//!   smallest key of its subtree, and every key of child `i` is below index
+//!   key `i + 1`.
+//! - B2: all leaves are at level 0 and each child is one level below its
+//!   parent, so all leaves are at the same depth.
+//! - B3: every node encodes to at most the node size; every non-root node to
+//!   at least a quarter of it, and a non-root index node has two children.
+//! - B4: the refcount of a node equals its parent pointers plus the trees
+//!   whose root it is; a node is stored if and only if that is non-zero.
+//! - B5: an operation that fails changes nothing.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod catalog;
+mod check;
+mod error;
+mod forest;
+mod limits;
+mod mutate;
+mod node;
+mod range;
+mod read;
+mod txn;
+
+pub use catalog::{Catalog, MAX_NAME_LEN};
+pub use check::{CheckReport, Problem};
+pub use error::{Error, Result};
+pub use forest::{Forest, Tree};
+pub use limits::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
+pub use node::Node;
+pub use range::RangeIter;
+pub use read::Bounds;

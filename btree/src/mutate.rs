@@ -1,0 +1,189 @@
+//! Insert and remove: a shadowing descent, one edit at the leaf, then a
+//! bottom-up pass that splits, merges and refreshes index keys.
+//!
+//! All changes go through a [`Txn`], so a failure anywhere leaves the store
+//! untouched. Each function takes the tree's root and returns its new root.
+
+use crate::limits::Limits;
+use crate::node::{Node, HEADER_LEN};
+use crate::txn::Txn;
+use crate::Result;
+use larix_nodestore::NodeId;
+
+/// A shadowed path from the root: `(index node, entry followed)` pairs,
+/// and the shadowed leaf at its end.
+struct Path {
+    steps: Vec<(NodeId, usize)>,
+    leaf: NodeId,
+}
+
+/// Shadows every node from `root` down to the leaf where `key` belongs.
+fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
+    let mut steps = Vec::new();
+    let mut cur = root;
+    loop {
+        let node = txn.get(cur)?;
+        if node.is_leaf() {
+            return Ok(Path { steps, leaf: cur });
+        }
+        let i = node.child_index(key);
+        let child = node.child(i);
+        drop(node);
+        let shadowed = txn.shadow(child)?;
+        if shadowed != child {
+            txn.node_mut(cur)?.set_child(i, shadowed);
+        }
+        steps.push((cur, i));
+        cur = shadowed;
+    }
+}
+
+/// Inserts or replaces `key` in the tree at `root`; returns the new root.
+pub(crate) fn insert(
+    txn: &mut Txn,
+    limits: &Limits,
+    root: NodeId,
+    key: &[u8],
+    value: &[u8],
+) -> Result<NodeId> {
+    let root = txn.shadow(root)?;
+    let path = descend(txn, root, key)?;
+    let leaf = txn.node_mut(path.leaf)?;
+    match leaf.search(key) {
+        Ok(i) => leaf.set_value(i, value),
+        Err(i) => leaf.insert_leaf(i, key, value),
+    }
+    fix_path(txn, limits, &path)?;
+    fix_root(txn, limits, root)
+}
+
+/// Removes `key`, which the caller has seen in the tree; returns the new
+/// root.
+pub(crate) fn remove(txn: &mut Txn, limits: &Limits, root: NodeId, key: &[u8]) -> Result<NodeId> {
+    let root = txn.shadow(root)?;
+    let path = descend(txn, root, key)?;
+    let leaf = txn.node_mut(path.leaf)?;
+    if let Ok(i) = leaf.search(key) {
+        leaf.remove(i);
+    }
+    fix_path(txn, limits, &path)?;
+    fix_root(txn, limits, root)
+}
+
+/// Restores the size bounds and index keys along `path`, bottom up.
+fn fix_path(txn: &mut Txn, limits: &Limits, path: &Path) -> Result<()> {
+    for &(parent, i) in path.steps.iter().rev() {
+        fix_child(txn, limits, parent, i)?;
+    }
+    Ok(())
+}
+
+fn underfull(node: &Node, limits: &Limits) -> bool {
+    node.size() < limits.min_node() || (!node.is_leaf() && node.len() < 2)
+}
+
+/// Brings child `i` of `parent` back within bounds and its key up to date.
+fn fix_child(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> Result<()> {
+    let child = txn.get(txn.get(parent)?.child(i))?;
+    if underfull(&child, limits) {
+        drop(child);
+        return rebalance(txn, parent, i, limits);
+    }
+    drop(child);
+    refresh_key(txn, parent, i)?;
+    split_oversized(txn, limits, parent, i)
+}
+
+/// Sets `parent`'s key for entry `i` to its child's smallest key.
+fn refresh_key(txn: &mut Txn, parent: NodeId, i: usize) -> Result<()> {
+    let p = txn.get(parent)?;
+    let child = txn.get(p.child(i))?;
+    if !child.is_empty() && p.key(i) != child.key(0) {
+        drop(p);
+        txn.node_mut(parent)?.set_key(i, child.key(0));
+    }
+    Ok(())
+}
+
+/// Splits child `i` of `parent` until it and its new siblings fit.
+fn split_oversized(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> Result<()> {
+    let (mut idx, mut last) = (i, i);
+    while idx <= last {
+        let child_id = txn.get(parent)?.child(idx);
+        let child = txn.node_mut(child_id)?;
+        if child.size() <= limits.max_node() || child.len() < 2 {
+            idx += 1;
+            continue;
+        }
+        let right = child.split_off(child.balanced_split());
+        let right_key = right.key(0).to_vec();
+        let right_id = txn.create(right);
+        txn.node_mut(parent)?
+            .insert_child(idx + 1, &right_key, right_id);
+        last += 1;
+    }
+    Ok(())
+}
+
+/// Merges child `i` of `parent` with a sibling, or shares entries with it
+/// when together they would not fit in one node.
+fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result<()> {
+    let p = txn.get(parent)?;
+    if p.len() < 2 {
+        return Ok(());
+    }
+    let (l, r) = if i + 1 < p.len() {
+        (i, i + 1)
+    } else {
+        (i - 1, i)
+    };
+    let sibling = if l == i { r } else { l };
+    let sibling_id = p.child(sibling);
+    drop(p);
+    let shadowed = txn.shadow(sibling_id)?;
+    if shadowed != sibling_id {
+        txn.node_mut(parent)?.set_child(sibling, shadowed);
+    }
+    let p = txn.get(parent)?;
+    let (left_id, right_id) = (p.child(l), p.child(r));
+    drop(p);
+    let right = txn.get(right_id)?;
+    let left = txn.node_mut(left_id)?;
+    if left.size() + right.size() - HEADER_LEN <= limits.max_node() {
+        left.append(&right);
+        drop(right);
+        txn.discard(right_id);
+        txn.node_mut(parent)?.remove(r);
+        return refresh_key(txn, parent, l);
+    }
+    left.append(&right);
+    drop(right);
+    let second = left.split_off(left.balanced_split());
+    *txn.node_mut(right_id)? = second;
+    refresh_key(txn, parent, l)?;
+    refresh_key(txn, parent, r)
+}
+
+/// Grows the tree by a level when the root overflows, and shrinks it while
+/// the root is an index node with a single child. Returns the new root.
+fn fix_root(txn: &mut Txn, limits: &Limits, mut root: NodeId) -> Result<NodeId> {
+    loop {
+        let node = txn.get(root)?;
+        if node.size() > limits.max_node() && node.len() >= 2 {
+            let level = node.level();
+            let first_key = node.key(0).to_vec();
+            drop(node);
+            let mut top = Node::new_index(level + 1);
+            top.insert_child(0, &first_key, root);
+            root = txn.create(top);
+            split_oversized(txn, limits, root, 0)?;
+        } else if !node.is_leaf() && node.len() == 1 {
+            let child = node.child(0);
+            drop(node);
+            txn.discard(root);
+            root = child;
+        } else {
+            return Ok(root);
+        }
+    }
+}

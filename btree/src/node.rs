@@ -1,0 +1,513 @@
+//! The B-tree node: a leaf of key/value pairs or an index of key/child pairs.
+//!
+//! A node is kept in memory in its encoded form (the bytes that go to disk)
+//! plus an offset per entry, so encoding is a copy, decoding is one
+//! validating pass, and the encoded size that drives splits and merges is
+//! always exact. Byte layout (see `docs/design.md`, "Node layout"):
+//!
+//! ```text
+//! header   kind u8 (1 = leaf, 2 = index) | level u8 | count u32 LE
+//! leaf     entry = varint key_len | varint value_len | key | value
+//! index    entry = varint key_len | key | child id u64 LE
+//! ```
+//!
+//! Invariants a decoded node always satisfies (the structural ones, such as
+//! sorted keys, are the checker's job): leaves have level 0 and index nodes
+//! level ≥ 1; every entry lies inside the buffer; the entries end exactly at
+//! the end of the buffer; `count` equals the number of entries.
+
+use integer_encoding::VarInt;
+use larix_nodestore::{Codec, CodecError, NodeId};
+use std::cmp::Ordering;
+use std::ops::Range;
+
+/// Bytes of the node header.
+pub const HEADER_LEN: usize = 6;
+const KIND_LEAF: u8 = 1;
+const KIND_INDEX: u8 = 2;
+const CHILD_LEN: usize = 8;
+
+/// A leaf or index node in its encoded form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    bytes: Vec<u8>,
+    offsets: Vec<u32>,
+}
+
+/// Appends `v` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, v: usize) {
+    let mut buf = [0u8; 10];
+    let n = (v as u64).encode_var(&mut buf);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Reads a varint at `*pos` that must not exceed `limit`; advances `pos`.
+fn get_varint(bytes: &[u8], pos: &mut usize, limit: usize) -> Option<usize> {
+    let (v, n) = u64::decode_var(bytes.get(*pos..)?)?;
+    *pos += n;
+    usize::try_from(v).ok().filter(|&v| v <= limit)
+}
+
+/// Encoded size of one leaf entry.
+pub fn leaf_entry_len(key: &[u8], value: &[u8]) -> usize {
+    key.len().required_space() + value.len().required_space() + key.len() + value.len()
+}
+
+/// Encoded size of one index entry.
+pub fn index_entry_len(key: &[u8]) -> usize {
+    key.len().required_space() + key.len() + CHILD_LEN
+}
+
+impl Node {
+    fn with_header(kind: u8, level: u8) -> Node {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(&[kind, level, 0, 0, 0, 0]);
+        Node {
+            bytes,
+            offsets: Vec::new(),
+        }
+    }
+
+    /// An empty leaf.
+    pub fn new_leaf() -> Node {
+        Node::with_header(KIND_LEAF, 0)
+    }
+
+    /// An empty index node at `level` (≥ 1).
+    pub fn new_index(level: u8) -> Node {
+        debug_assert!(level >= 1);
+        Node::with_header(KIND_INDEX, level)
+    }
+
+    /// True for a leaf.
+    pub fn is_leaf(&self) -> bool {
+        self.bytes[0] == KIND_LEAF
+    }
+
+    /// Height above the leaves: 0 for a leaf.
+    pub fn level(&self) -> u8 {
+        self.bytes[1]
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// True when the node has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Encoded size in bytes, header included.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Byte range of entry `i`.
+    fn span(&self, i: usize) -> Range<usize> {
+        let end = self
+            .offsets
+            .get(i + 1)
+            .map_or(self.bytes.len(), |&o| o as usize);
+        self.offsets[i] as usize..end
+    }
+
+    /// Key range and the position just after the key of entry `i`;
+    /// for leaves the value follows.
+    fn key_span(&self, i: usize) -> (Range<usize>, usize) {
+        let mut pos = self.offsets[i] as usize;
+        let limit = self.bytes.len();
+        let klen = get_varint(&self.bytes, &mut pos, limit).unwrap_or(0);
+        let vlen = if self.is_leaf() {
+            get_varint(&self.bytes, &mut pos, limit).unwrap_or(0)
+        } else {
+            CHILD_LEN
+        };
+        (pos..pos + klen, vlen)
+    }
+
+    /// The key of entry `i`.
+    pub fn key(&self, i: usize) -> &[u8] {
+        let (k, _) = self.key_span(i);
+        &self.bytes[k]
+    }
+
+    /// The value of leaf entry `i`.
+    pub fn value(&self, i: usize) -> &[u8] {
+        debug_assert!(self.is_leaf());
+        let (k, vlen) = self.key_span(i);
+        &self.bytes[k.end..k.end + vlen]
+    }
+
+    /// The child id of index entry `i`.
+    pub fn child(&self, i: usize) -> NodeId {
+        debug_assert!(!self.is_leaf());
+        let end = self.span(i).end;
+        let mut raw = [0u8; CHILD_LEN];
+        raw.copy_from_slice(&self.bytes[end - CHILD_LEN..end]);
+        NodeId(u64::from_le_bytes(raw))
+    }
+
+    /// All child ids of an index node (none for a leaf).
+    pub fn children(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let n = if self.is_leaf() { 0 } else { self.len() };
+        (0..n).map(|i| self.child(i))
+    }
+
+    /// Binary search for `key`: `Ok(i)` if entry `i` has it, else the
+    /// position where it would be inserted.
+    pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid).cmp(key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// The entry of an index node whose subtree may hold `key`: the last
+    /// one whose key is ≤ `key`, or the first if `key` precedes them all.
+    pub fn child_index(&self, key: &[u8]) -> usize {
+        match self.search(key) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        }
+    }
+
+    fn set_count(&mut self) {
+        let n = self.offsets.len() as u32;
+        self.bytes[2..HEADER_LEN].copy_from_slice(&n.to_le_bytes());
+    }
+
+    /// Replaces the bytes of entries `range` with `new`, fixing offsets.
+    fn splice(&mut self, range: Range<usize>, new: &[u8], new_entries: usize) {
+        let start = if range.start < self.len() {
+            self.offsets[range.start] as usize
+        } else {
+            self.bytes.len()
+        };
+        let end = if range.end < self.len() {
+            self.offsets[range.end] as usize
+        } else {
+            self.bytes.len()
+        };
+        self.bytes.splice(start..end, new.iter().copied());
+        let delta = new.len() as i64 - (end - start) as i64;
+        let mut fresh = Vec::with_capacity(new_entries);
+        let mut pos = start;
+        for _ in 0..new_entries {
+            fresh.push(pos as u32);
+            pos += self.entry_len_at(pos);
+        }
+        let tail_from = range.start + fresh.len();
+        self.offsets.splice(range, fresh);
+        for o in &mut self.offsets[tail_from..] {
+            *o = (*o as i64 + delta) as u32;
+        }
+        self.set_count();
+    }
+
+    /// Length of the entry that starts at byte `pos` (a well-formed node).
+    fn entry_len_at(&self, pos: usize) -> usize {
+        let mut p = pos;
+        let limit = self.bytes.len();
+        let klen = get_varint(&self.bytes, &mut p, limit).unwrap_or(0);
+        let rest = if self.is_leaf() {
+            get_varint(&self.bytes, &mut p, limit).unwrap_or(0)
+        } else {
+            CHILD_LEN
+        };
+        p + klen + rest - pos
+    }
+
+    fn encode_leaf_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut e = Vec::with_capacity(leaf_entry_len(key, value));
+        put_varint(&mut e, key.len());
+        put_varint(&mut e, value.len());
+        e.extend_from_slice(key);
+        e.extend_from_slice(value);
+        e
+    }
+
+    fn encode_index_entry(key: &[u8], child: NodeId) -> Vec<u8> {
+        let mut e = Vec::with_capacity(index_entry_len(key));
+        put_varint(&mut e, key.len());
+        e.extend_from_slice(key);
+        e.extend_from_slice(&child.0.to_le_bytes());
+        e
+    }
+
+    /// Inserts a leaf entry at position `i`.
+    pub fn insert_leaf(&mut self, i: usize, key: &[u8], value: &[u8]) {
+        self.splice(i..i, &Self::encode_leaf_entry(key, value), 1);
+    }
+
+    /// Replaces the value of leaf entry `i`.
+    pub fn set_value(&mut self, i: usize, value: &[u8]) {
+        let e = Self::encode_leaf_entry(self.key(i), value);
+        self.splice(i..i + 1, &e, 1);
+    }
+
+    /// Inserts an index entry at position `i`.
+    pub fn insert_child(&mut self, i: usize, key: &[u8], child: NodeId) {
+        self.splice(i..i, &Self::encode_index_entry(key, child), 1);
+    }
+
+    /// Replaces the key of index entry `i`.
+    pub fn set_key(&mut self, i: usize, key: &[u8]) {
+        let e = Self::encode_index_entry(key, self.child(i));
+        self.splice(i..i + 1, &e, 1);
+    }
+
+    /// Replaces the child id of index entry `i`, in place.
+    pub fn set_child(&mut self, i: usize, child: NodeId) {
+        let end = self.span(i).end;
+        self.bytes[end - CHILD_LEN..end].copy_from_slice(&child.0.to_le_bytes());
+    }
+
+    /// Removes entry `i`.
+    pub fn remove(&mut self, i: usize) {
+        self.splice(i..i + 1, &[], 0);
+    }
+
+    /// Removes entries `range`.
+    pub fn remove_range(&mut self, range: Range<usize>) {
+        self.splice(range, &[], 0);
+    }
+
+    /// Moves entries `at..` into a new node of the same kind and level.
+    pub fn split_off(&mut self, at: usize) -> Node {
+        let mut right = Node::with_header(self.bytes[0], self.level());
+        if at < self.len() {
+            let start = self.offsets[at] as usize;
+            right.bytes.extend_from_slice(&self.bytes[start..]);
+            right.offsets.extend(
+                self.offsets[at..]
+                    .iter()
+                    .map(|&o| o - start as u32 + HEADER_LEN as u32),
+            );
+            self.bytes.truncate(start);
+            self.offsets.truncate(at);
+            self.set_count();
+            right.set_count();
+        }
+        right
+    }
+
+    /// Appends all entries of `other` (same kind and level, larger keys).
+    pub fn append(&mut self, other: &Node) {
+        let n = self.len();
+        self.splice(n..n, &other.bytes[HEADER_LEN..], other.len());
+    }
+
+    /// Moves the first `n` entries of `other` to the end of `self`.
+    pub fn take_front(&mut self, other: &mut Node, n: usize) {
+        let rest = other.split_off(n);
+        self.append(other);
+        *other = rest;
+    }
+
+    /// Moves the last `n` entries of `self` to the front of `other`.
+    pub fn give_back(&mut self, other: &mut Node, n: usize) {
+        let mut moved = self.split_off(self.len() - n);
+        moved.append(other);
+        *other = moved;
+    }
+
+    /// The split position that best balances the encoded bytes of the two
+    /// halves; each half gets at least one entry when the node has two.
+    pub fn balanced_split(&self) -> usize {
+        let payload = self.bytes.len() - HEADER_LEN;
+        let half = payload / 2;
+        let mut best = (usize::MAX, 1);
+        for i in 1..self.len() {
+            let left = self.offsets[i] as usize - HEADER_LEN;
+            let gap = left.abs_diff(payload - left);
+            if gap < best.0 {
+                best = (gap, i);
+            }
+            if left > half {
+                break;
+            }
+        }
+        best.1
+    }
+
+    /// Validating decoder shared by [`Codec::decode`].
+    fn parse(bytes: &[u8]) -> Result<Node, String> {
+        if bytes.len() < HEADER_LEN {
+            return Err(format!(
+                "{} bytes is shorter than a node header",
+                bytes.len()
+            ));
+        }
+        let (kind, level) = (bytes[0], bytes[1]);
+        match (kind, level) {
+            (KIND_LEAF, 0) => {}
+            (KIND_LEAF, l) => return Err(format!("leaf with level {l}")),
+            (KIND_INDEX, 0) => return Err("index node with level 0".into()),
+            (KIND_INDEX, _) => {}
+            (k, _) => return Err(format!("unknown node kind {k}")),
+        }
+        let count = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
+        let min_entry = if kind == KIND_LEAF { 2 } else { 1 + CHILD_LEN };
+        if count > (bytes.len() - HEADER_LEN) / min_entry {
+            return Err(format!("count {count} cannot fit in {} bytes", bytes.len()));
+        }
+        let mut offsets = Vec::with_capacity(count);
+        let mut pos = HEADER_LEN;
+        let end = bytes.len();
+        for i in 0..count {
+            offsets.push(pos as u32);
+            let bad = || format!("entry {i} runs past the end of the node");
+            let klen = get_varint(bytes, &mut pos, end).ok_or_else(bad)?;
+            let rest = if kind == KIND_LEAF {
+                get_varint(bytes, &mut pos, end).ok_or_else(bad)?
+            } else {
+                CHILD_LEN
+            };
+            pos = pos
+                .checked_add(klen + rest)
+                .filter(|&p| p <= end)
+                .ok_or_else(bad)?;
+        }
+        if pos != end {
+            return Err(format!("{} stray bytes after {count} entries", end - pos));
+        }
+        Ok(Node {
+            bytes: bytes.to_vec(),
+            offsets,
+        })
+    }
+}
+
+impl Codec for Node {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Node::parse(bytes).map_err(CodecError)
+    }
+
+    fn mem_size(&self) -> usize {
+        self.bytes.capacity() + 4 * self.offsets.capacity() + std::mem::size_of::<Node>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaf(pairs: &[(&[u8], &[u8])]) -> Node {
+        let mut n = Node::new_leaf();
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            n.insert_leaf(i, k, v);
+        }
+        n
+    }
+
+    #[test]
+    fn leaf_entries_read_back_after_edits() {
+        let mut n = leaf(&[(b"a", b"1"), (b"c", b"3")]);
+        n.insert_leaf(1, b"b", b"22");
+        n.set_value(0, b"one");
+        assert_eq!((n.key(0), n.value(0)), (&b"a"[..], &b"one"[..]));
+        assert_eq!((n.key(1), n.value(1)), (&b"b"[..], &b"22"[..]));
+        assert_eq!((n.key(2), n.value(2)), (&b"c"[..], &b"3"[..]));
+        assert_eq!(n.search(b"bb"), Err(2));
+        n.remove(1);
+        assert_eq!(n.len(), 2);
+        assert_eq!(n.key(1), b"c");
+        let mut out = Vec::new();
+        n.encode(&mut out);
+        assert_eq!(Node::decode(&out).unwrap(), n);
+    }
+
+    #[test]
+    fn index_entries_and_child_ids() {
+        let mut n = Node::new_index(1);
+        n.insert_child(0, b"", NodeId(7));
+        n.insert_child(1, b"m", NodeId(9));
+        n.set_key(1, b"mm");
+        n.set_child(0, NodeId(11));
+        assert_eq!(n.children().collect::<Vec<_>>(), [NodeId(11), NodeId(9)]);
+        assert_eq!(n.child_index(b"a"), 0);
+        assert_eq!(n.child_index(b"mm"), 1);
+        assert_eq!(n.child_index(b"z"), 1);
+        let mut out = Vec::new();
+        n.encode(&mut out);
+        assert_eq!(Node::decode(&out).unwrap(), n);
+    }
+
+    #[test]
+    fn split_and_append_are_inverse() {
+        let keys: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut n = Node::new_leaf();
+        for (i, k) in keys.iter().enumerate() {
+            n.insert_leaf(i, k, &[i as u8; 10]);
+        }
+        let whole = n.clone();
+        let at = n.balanced_split();
+        assert_eq!(at, 25);
+        let right = n.split_off(at);
+        assert_eq!(right.key(0), keys[25].as_slice());
+        n.append(&right);
+        assert_eq!(n, whole);
+    }
+
+    #[test]
+    fn decode_rejects_damage() {
+        assert!(Node::decode(&[]).is_err());
+        assert!(Node::decode(&[9, 0, 0, 0, 0, 0]).is_err());
+        assert!(Node::decode(&[KIND_LEAF, 1, 0, 0, 0, 0]).is_err());
+        assert!(Node::decode(&[KIND_LEAF, 0, 255, 255, 255, 255]).is_err());
+        let n = leaf(&[(b"key", b"value")]);
+        let bytes = n.as_bytes();
+        assert!(Node::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(Node::decode(&longer).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Node::decode(&bytes);
+        }
+
+        #[test]
+        fn random_edits_round_trip(ops in proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..20), proptest::collection::vec(any::<u8>(), 0..300)), 0..60)) {
+            let mut n = Node::new_leaf();
+            let mut model = std::collections::BTreeMap::new();
+            for (k, v) in &ops {
+                match n.search(k) {
+                    Ok(i) => n.set_value(i, v),
+                    Err(i) => n.insert_leaf(i, k, v),
+                }
+                model.insert(k.clone(), v.clone());
+            }
+            let got: Vec<(Vec<u8>, Vec<u8>)> =
+                (0..n.len()).map(|i| (n.key(i).to_vec(), n.value(i).to_vec())).collect();
+            let want: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
+            prop_assert_eq!(got, want);
+            let expected: usize = HEADER_LEN + (0..n.len()).map(|i| leaf_entry_len(n.key(i), n.value(i))).sum::<usize>();
+            prop_assert_eq!(n.size(), expected);
+            let mut out = Vec::new();
+            n.encode(&mut out);
+            prop_assert_eq!(Node::decode(&out).unwrap(), n);
+        }
+    }
+}

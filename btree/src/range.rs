@@ -1,0 +1,106 @@
+//! The range iterator: owned bounds, refilled one leaf at a time.
+//!
+//! The iterator holds no node and no lock between calls. Each refill takes
+//! the catalog's read lock, walks from the tree's current root to the next
+//! leaf with entries inside the bounds, copies them out, and moves the bound
+//! past them. So it never reads a node a writer has since freed, every key
+//! comes out once, in order, and the two ends never cross: what the front
+//! has taken lies below what the back may take, and the reverse.
+
+use crate::forest::Tree;
+use crate::read::{self, Bounds};
+use crate::Result;
+use std::collections::VecDeque;
+use std::ops::Bound;
+
+/// Entries of a tree within bounds, in key order, from either end.
+pub struct RangeIter {
+    tree: Tree,
+    bounds: Bounds,
+    front: VecDeque<(Vec<u8>, Vec<u8>)>,
+    back: VecDeque<(Vec<u8>, Vec<u8>)>,
+    exhausted: bool,
+}
+
+impl RangeIter {
+    pub(crate) fn new(tree: Tree, bounds: Bounds) -> RangeIter {
+        RangeIter {
+            tree,
+            bounds,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            exhausted: false,
+        }
+    }
+
+    /// Loads the next leaf's entries at one end and narrows the bounds.
+    fn refill(&mut self, reverse: bool) -> Result<()> {
+        let bounds = &self.bounds;
+        let entries = self
+            .tree
+            .read(|store, root| read::next_leaf(store, root, bounds, reverse))?;
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            self.exhausted = true;
+            return Ok(());
+        };
+        if reverse {
+            self.bounds.hi = Bound::Excluded(first.0.clone());
+            self.back = entries.into();
+        } else {
+            self.bounds.lo = Bound::Excluded(last.0.clone());
+            self.front = entries.into();
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, reverse: bool) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+        loop {
+            let own = if reverse {
+                &mut self.back
+            } else {
+                &mut self.front
+            };
+            let item = if reverse {
+                own.pop_back()
+            } else {
+                own.pop_front()
+            };
+            if let Some(item) = item {
+                return Some(Ok(item));
+            }
+            if self.exhausted {
+                let other = if reverse {
+                    &mut self.front
+                } else {
+                    &mut self.back
+                };
+                return if reverse {
+                    other.pop_back()
+                } else {
+                    other.pop_front()
+                }
+                .map(Ok);
+            }
+            if let Err(e) = self.refill(reverse) {
+                self.exhausted = true;
+                self.front.clear();
+                self.back.clear();
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+impl Iterator for RangeIter {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(false)
+    }
+}
+
+impl DoubleEndedIterator for RangeIter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step(true)
+    }
+}

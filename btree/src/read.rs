@@ -1,0 +1,197 @@
+//! Read-only paths through one tree: point lookup and ordered leaf walks.
+//!
+//! Readers never modify anything, so they go straight to the store. A walk
+//! visits, in key order (or reverse), every leaf that may hold keys inside
+//! a [`Bounds`], handing the callback the matching entry positions.
+
+use crate::node::Node;
+use crate::Result;
+use larix_nodestore::{NodeId, NodeStore};
+use std::ops::{Bound, ControlFlow, Range};
+
+/// Owned key bounds of a range.
+#[derive(Clone, Debug)]
+pub struct Bounds {
+    /// Lower bound.
+    pub lo: Bound<Vec<u8>>,
+    /// Upper bound.
+    pub hi: Bound<Vec<u8>>,
+}
+
+impl Bounds {
+    /// Copies the bounds of any range of byte slices.
+    pub fn from_range<'a, R: std::ops::RangeBounds<&'a [u8]>>(range: &R) -> Bounds {
+        let own = |b: Bound<&&[u8]>| match b {
+            Bound::Included(k) => Bound::Included(k.to_vec()),
+            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        Bounds {
+            lo: own(range.start_bound()),
+            hi: own(range.end_bound()),
+        }
+    }
+
+    /// Everything.
+    pub fn all() -> Bounds {
+        Bounds {
+            lo: Bound::Unbounded,
+            hi: Bound::Unbounded,
+        }
+    }
+
+    /// True if `key` is not below the lower bound.
+    pub fn above_lo(&self, key: &[u8]) -> bool {
+        match &self.lo {
+            Bound::Included(lo) => key >= lo.as_slice(),
+            Bound::Excluded(lo) => key > lo.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    /// True if `key` is not above the upper bound.
+    pub fn below_hi(&self, key: &[u8]) -> bool {
+        match &self.hi {
+            Bound::Included(hi) => key <= hi.as_slice(),
+            Bound::Excluded(hi) => key < hi.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    /// True if no key can satisfy both bounds.
+    pub fn is_empty(&self) -> bool {
+        match (&self.lo, &self.hi) {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+            | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+            _ => false,
+        }
+    }
+
+    /// Positions of the leaf entries inside the bounds.
+    fn in_leaf(&self, leaf: &Node) -> Range<usize> {
+        let start = match &self.lo {
+            Bound::Unbounded => 0,
+            Bound::Included(k) => leaf.search(k).unwrap_or_else(|i| i),
+            Bound::Excluded(k) => leaf.search(k).map_or_else(|i| i, |i| i + 1),
+        };
+        let end = match &self.hi {
+            Bound::Unbounded => leaf.len(),
+            Bound::Included(k) => leaf.search(k).map_or_else(|i| i, |i| i + 1),
+            Bound::Excluded(k) => leaf.search(k).unwrap_or_else(|i| i),
+        };
+        start..end.max(start)
+    }
+
+    /// Children of an index node whose subtrees may hold keys in bounds.
+    fn in_index(&self, node: &Node) -> Range<usize> {
+        let n = node.len();
+        let start = (0..n)
+            .find(|&j| j + 1 == n || self.key_may_follow(node.key(j + 1)))
+            .unwrap_or(n);
+        let mut end = start;
+        while end < n && (end == start || self.below_hi(node.key(end))) {
+            end += 1;
+        }
+        start..end
+    }
+
+    /// True if keys smaller than `next` may still be above the lower bound.
+    fn key_may_follow(&self, next: &[u8]) -> bool {
+        match &self.lo {
+            Bound::Included(lo) | Bound::Excluded(lo) => next > lo.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+}
+
+/// The value stored under `key` in the tree at `root`.
+pub(crate) fn lookup(store: &NodeStore<Node>, root: NodeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut node = store.get(root)?;
+    while !node.is_leaf() {
+        let child = node.child(node.child_index(key));
+        node = store.get(child)?;
+    }
+    Ok(node.search(key).ok().map(|i| node.value(i).to_vec()))
+}
+
+/// Calls `f` on each leaf that may hold keys in `bounds`, in key order
+/// (or reverse order), with the positions of its matching entries, until
+/// `f` breaks.
+pub(crate) fn walk(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    bounds: &Bounds,
+    reverse: bool,
+    f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
+) -> Result<()> {
+    walk_from(store, root, bounds, reverse, f).map(|_| ())
+}
+
+fn walk_from(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    bounds: &Bounds,
+    reverse: bool,
+    f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>> {
+    if bounds.is_empty() {
+        return Ok(ControlFlow::Continue(()));
+    }
+    let node = store.get(root)?;
+    if node.is_leaf() {
+        let hits = bounds.in_leaf(&node);
+        if hits.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        return Ok(f(&node, hits));
+    }
+    let children = bounds.in_index(&node);
+    let order: Box<dyn Iterator<Item = usize>> = if reverse {
+        Box::new(children.rev())
+    } else {
+        Box::new(children)
+    };
+    for j in order {
+        if walk_from(store, node.child(j), bounds, reverse, f)?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// The entries in `bounds` of the first leaf (or last, if `reverse`) that
+/// has any, in key order; empty when the bounds hold nothing.
+pub(crate) fn next_leaf(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    bounds: &Bounds,
+    reverse: bool,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    walk(store, root, bounds, reverse, &mut |leaf, hits| {
+        out.extend(hits.map(|i| (leaf.key(i).to_vec(), leaf.value(i).to_vec())));
+        ControlFlow::Break(())
+    })?;
+    Ok(out)
+}
+
+/// Number of entries in `bounds`.
+pub(crate) fn count(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> Result<u64> {
+    let mut n = 0u64;
+    walk(store, root, bounds, false, &mut |_, hits| {
+        n += hits.len() as u64;
+        ControlFlow::Continue(())
+    })?;
+    Ok(n)
+}
+
+/// The keys in `bounds`, in order.
+pub(crate) fn keys(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    walk(store, root, bounds, false, &mut |leaf, hits| {
+        out.extend(hits.map(|i| leaf.key(i).to_vec()));
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}

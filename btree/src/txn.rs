@@ -1,0 +1,153 @@
+//! The write set of one tree operation: shadowing and reference counts.
+//!
+//! An operation reads through the [`Txn`] and writes only into it; nothing
+//! reaches the store until [`Txn::apply`]. So an operation that fails half
+//! way (a missing node, an I/O error while reading a sibling) is dropped and
+//! leaves the trees, the refcounts and the store exactly as they were.
+//!
+//! Shadowing follows Rodeh: a node with refcount 1 is edited under its own
+//! id; a shared node is copied to a new id, the copy's children gain a
+//! reference and the original loses one.
+
+use crate::node::Node;
+use crate::Result;
+use larix_nodestore::{NodeId, NodeStore, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Pending changes of one operation, read through before the store.
+pub(crate) struct Txn<'s> {
+    store: &'s NodeStore<Node>,
+    nodes: HashMap<NodeId, Arc<Node>>,
+    refcounts: HashMap<NodeId, u32>,
+    created: HashSet<NodeId>,
+    freed: HashSet<NodeId>,
+}
+
+impl<'s> Txn<'s> {
+    /// An empty write set over `store`.
+    pub fn new(store: &'s NodeStore<Node>) -> Self {
+        Txn {
+            store,
+            nodes: HashMap::new(),
+            refcounts: HashMap::new(),
+            created: HashSet::new(),
+            freed: HashSet::new(),
+        }
+    }
+
+    /// The current version of node `id`.
+    pub fn get(&self, id: NodeId) -> Result<Arc<Node>> {
+        if self.freed.contains(&id) {
+            return Err(StoreError::NodeMissing { id }.into());
+        }
+        match self.nodes.get(&id) {
+            Some(n) => Ok(n.clone()),
+            None => Ok(self.store.get(id)?),
+        }
+    }
+
+    /// Mutable access to node `id`, which the caller has shadowed.
+    pub fn node_mut(&mut self, id: NodeId) -> Result<&mut Node> {
+        if !self.nodes.contains_key(&id) {
+            let node = self.get(id)?;
+            self.nodes.insert(id, node);
+        }
+        let slot = self.nodes.get_mut(&id).expect("inserted above");
+        Ok(Arc::make_mut(slot))
+    }
+
+    /// The reference count of `id` as this operation sees it.
+    pub fn refcount(&self, id: NodeId) -> Result<u32> {
+        if self.freed.contains(&id) {
+            return Err(StoreError::NodeMissing { id }.into());
+        }
+        match self.refcounts.get(&id) {
+            Some(&rc) => Ok(rc),
+            None => Ok(self.store.refcount(id)?),
+        }
+    }
+
+    fn set_refcount(&mut self, id: NodeId, rc: u32) {
+        self.refcounts.insert(id, rc);
+    }
+
+    /// Stores a new node with refcount 1 under a fresh id.
+    pub fn create(&mut self, node: Node) -> NodeId {
+        let id = self.store.allocate();
+        self.nodes.insert(id, Arc::new(node));
+        self.refcounts.insert(id, 1);
+        self.created.insert(id);
+        id
+    }
+
+    /// Adds one reference to `id`.
+    pub fn incref(&mut self, id: NodeId) -> Result<()> {
+        let rc = self.refcount(id)?;
+        self.set_refcount(id, rc + 1);
+        Ok(())
+    }
+
+    /// Drops one reference to `id`; a node left with none is freed, and its
+    /// children lose a reference in turn. Leaves are freed without being
+    /// read: a child of a level-1 node is known to be a leaf.
+    pub fn decref(&mut self, id: NodeId) -> Result<()> {
+        let mut stack = vec![(id, false)];
+        while let Some((id, known_leaf)) = stack.pop() {
+            let rc = self.refcount(id)?;
+            if rc > 1 {
+                self.set_refcount(id, rc - 1);
+                continue;
+            }
+            if !known_leaf {
+                let node = self.get(id)?;
+                let leaf_children = node.level() == 1;
+                stack.extend(node.children().map(|c| (c, leaf_children)));
+            }
+            self.discard(id);
+        }
+        Ok(())
+    }
+
+    /// Frees `id` without touching its children, whose references the
+    /// caller has moved elsewhere (a merge, or a collapsed root).
+    pub fn discard(&mut self, id: NodeId) {
+        self.nodes.remove(&id);
+        self.refcounts.remove(&id);
+        if !self.created.remove(&id) {
+            self.freed.insert(id);
+        }
+    }
+
+    /// Makes `id` safe to edit: itself if unshared, else a private copy.
+    pub fn shadow(&mut self, id: NodeId) -> Result<NodeId> {
+        let rc = self.refcount(id)?;
+        if rc == 1 {
+            return Ok(id);
+        }
+        let copy = Node::clone(&*self.get(id)?);
+        for child in copy.children() {
+            self.incref(child)?;
+        }
+        self.set_refcount(id, rc - 1);
+        Ok(self.create(copy))
+    }
+
+    /// Writes every change to the store.
+    ///
+    /// # Errors
+    /// A store error (a latched background failure); the operation's
+    /// changes may then be partly applied, and the store refuses writes.
+    pub fn apply(self) -> Result<()> {
+        for (id, node) in self.nodes {
+            self.store.put(id, node)?;
+        }
+        for (id, rc) in self.refcounts {
+            self.store.set_refcount(id, rc)?;
+        }
+        for id in self.freed {
+            self.store.free(id)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! The forest: open, create and remove trees, commit, check.
+
+use crate::{CheckReport, Options, Result, Tree};
+use larix_nodestore::NodeStore;
+use std::path::Path;
+
+/// A set of named trees that share nodes, in one store. `Send + Sync`;
+/// all methods take `&self`. Dropping it without [`Forest::commit`]
+/// discards the changes made since the last commit.
+pub struct Forest {
+    inner: larix_btree::Forest,
+}
+
+/// Counters describing a forest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live B-tree nodes (committed or not); 0 when there are no trees.
+    pub nodes: u64,
+    /// Number of trees.
+    pub trees: u64,
+    /// Commits since the forest was opened.
+    pub commits: u64,
+}
+
+impl Forest {
+    /// Opens the forest stored in directory `path`, creating it if missing.
+    ///
+    /// # Errors
+    /// Always [`crate::Error::Unsupported`] for now: the on-disk node store
+    /// is not built yet; use [`Forest::in_memory`].
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Forest> {
+        options.validate()?;
+        let _ = path.as_ref();
+        Err(crate::Error::Unsupported(
+            "the on-disk store is not built yet; use Forest::in_memory",
+        ))
+    }
+
+    /// A forest held in memory only.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidOptions`] if an option is out of range.
+    pub fn in_memory(options: Options) -> Result<Forest> {
+        let limits = options.validate()?;
+        let inner = larix_btree::Forest::new(NodeStore::in_memory(), limits)?;
+        Ok(Forest { inner })
+    }
+
+    /// Creates an empty tree called `name`.
+    ///
+    /// # Errors
+    /// [`crate::Error::TreeExists`], [`crate::Error::InvalidTreeName`], or a
+    /// store error.
+    pub fn create_tree(&self, name: &str) -> Result<Tree> {
+        Ok(Tree::new(self.inner.create_tree(name)?))
+    }
+
+    /// The tree called `name`, if there is one.
+    ///
+    /// # Errors
+    /// None yet; kept fallible for stores that load the catalog lazily.
+    pub fn tree(&self, name: &str) -> Result<Option<Tree>> {
+        Ok(self.inner.tree(name).map(Tree::new))
+    }
+
+    /// Makes `dst` an O(1) clone of `src`: a snapshot you can also write to.
+    ///
+    /// # Errors
+    /// [`crate::Error::TreeNotFound`] for `src`, [`crate::Error::TreeExists`]
+    /// for `dst`, [`crate::Error::InvalidTreeName`], or a store error.
+    pub fn clone_tree(&self, src: &str, dst: &str) -> Result<Tree> {
+        Ok(Tree::new(self.inner.clone_tree(src, dst)?))
+    }
+
+    /// Removes tree `name`, freeing the nodes no other tree shares.
+    ///
+    /// # Errors
+    /// [`crate::Error::TreeNotFound`], or a store error.
+    pub fn remove_tree(&self, name: &str) -> Result<()> {
+        Ok(self.inner.remove_tree(name)?)
+    }
+
+    /// The names of all trees, in order.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.inner.tree_names()
+    }
+
+    /// Makes every change so far atomic and durable.
+    ///
+    /// # Errors
+    /// A store error; the previous commit then stays in force.
+    pub fn commit(&self) -> Result<()> {
+        Ok(self.inner.commit()?)
+    }
+
+    /// Checks every tree's structure and every refcount (fsck).
+    ///
+    /// # Errors
+    /// None yet: problems are listed in the report.
+    pub fn check(&self) -> Result<CheckReport> {
+        Ok(self.inner.check())
+    }
+
+    /// The forest's counters.
+    pub fn stats(&self) -> Stats {
+        let store = self.inner.store().stats();
+        Stats {
+            nodes: store.nodes,
+            trees: self.inner.tree_names().len() as u64,
+            commits: store.commits,
+        }
+    }
+
+    /// Reclaims the space of sparse segments.
+    ///
+    /// # Errors
+    /// None from the memory store, which has no segments.
+    pub fn compact(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! Larix: an embedded key-value engine of copy-on-write B-trees.
+//!
+//! Trees live in a [`Forest`], share nodes through reference counts and
+//! clone in O(1): a clone is a snapshot you can also write to. Keys and
+//! values are byte strings; keys compare bytewise.
+//!
+//! ```
+//! use larix::{Forest, Options};
+//!
+//! let forest = Forest::in_memory(Options::default())?;
+//! let files = forest.create_tree("files")?;
+//! files.insert(b"/etc/hosts", b"size=220")?;
+//! let monday = forest.clone_tree("files", "files@monday")?;
+//! files.remove(b"/etc/hosts")?;
+//! assert_eq!(monday.get(b"/etc/hosts")?, Some(b"size=220".to_vec()));
+//! assert!(forest.check()?.is_clean());
+//! # Ok::<(), larix::Error>(())
+//! ```
+//!
+//! The crates underneath, from the bottom: `larix-filters` (bytes → bytes),
+//! `larix-nodestore` (nodes by id), `larix-btree` (the trees). This crate is
+//! the public API over them.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod forest;
+mod options;
+mod tree;
+
+pub use error::{Error, Result};
+pub use forest::{Forest, Stats};
+pub use larix_btree::{CheckReport, Problem};
+pub use larix_filters::FilterSpec;
+pub use options::{Durability, Options};
+pub use tree::{Range, Tree};

@@ -1,0 +1,364 @@
+//! Edge cases of the public API on the in-memory forest.
+
+use larix::{Error, Forest, Options, Tree};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+fn forest(node_size: usize) -> Forest {
+    Forest::in_memory(Options::default().node_size(node_size)).unwrap()
+}
+
+fn k(i: u32) -> Vec<u8> {
+    format!("key{i:06}").into_bytes()
+}
+
+fn filled(forest: &Forest, name: &str, n: u32) -> Tree {
+    let t = forest.create_tree(name).unwrap();
+    for i in 0..n {
+        t.insert(&k(i), &i.to_le_bytes()).unwrap();
+    }
+    t
+}
+
+fn all(t: &Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    t.range(..).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    b.as_ref().map(|v| v.as_slice())
+}
+
+fn assert_clean(f: &Forest) {
+    let report = f.check().unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn empty_tree_answers_every_query() {
+    let f = forest(256);
+    let t = f.create_tree("empty").unwrap();
+    assert_eq!(t.get(b"").unwrap(), None);
+    assert_eq!(t.first().unwrap(), None);
+    assert_eq!(t.last().unwrap(), None);
+    assert!(all(&t).is_empty());
+    assert_eq!(t.range(..).unwrap().next_back().map(|r| r.unwrap()), None);
+    assert_eq!(t.count_range(..).unwrap(), 0);
+    assert!(t.range_is_empty(..).unwrap());
+    assert!(!t.remove(b"x").unwrap());
+    assert_eq!(t.remove_range(..).unwrap(), 0);
+    assert_eq!(f.stats().nodes, 1);
+    assert_clean(&f);
+}
+
+#[test]
+fn the_empty_key_is_an_ordinary_key() {
+    let f = forest(256);
+    let t = f.create_tree("t").unwrap();
+    t.insert(b"", b"empty").unwrap();
+    t.insert(b"a", b"").unwrap();
+    assert_eq!(t.get(b"").unwrap(), Some(b"empty".to_vec()));
+    assert_eq!(t.get(b"a").unwrap(), Some(Vec::new()));
+    assert_eq!(t.first().unwrap(), Some((Vec::new(), b"empty".to_vec())));
+    assert!(t.remove(b"").unwrap());
+    assert_eq!(t.get(b"").unwrap(), None);
+    assert_clean(&f);
+}
+
+#[test]
+fn every_kind_of_bound_matches_btreemap_across_many_leaves() {
+    let f = forest(256);
+    let t = f.create_tree("t").unwrap();
+    let mut model = BTreeMap::new();
+    for i in (0..600).map(|i| i * 2) {
+        t.insert(&k(i), &[i as u8; 9]).unwrap();
+        model.insert(k(i), vec![i as u8; 9]);
+    }
+    let points = [0u32, 1, 2, 101, 500, 501, 1198, 1199, 5000];
+    let mut bounds = vec![Bound::Unbounded];
+    for p in points {
+        bounds.push(Bound::Included(k(p)));
+        bounds.push(Bound::Excluded(k(p)));
+    }
+    for lo in &bounds {
+        for hi in &bounds {
+            let range = (slice(lo), slice(hi));
+            let got: Vec<_> = t.range(range).unwrap().collect::<Result<_, _>>().unwrap();
+            let valid = match (lo, hi) {
+                (Bound::Included(a), Bound::Included(b)) => a <= b,
+                (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+                | (Bound::Excluded(a), Bound::Included(b)) => a < b,
+                _ => true,
+            };
+            let want: Vec<_> = if valid {
+                model
+                    .range::<Vec<u8>, _>((lo.clone(), hi.clone()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(got, want, "range {lo:?}..{hi:?}");
+            let rev: Vec<_> = t
+                .range(range)
+                .unwrap()
+                .rev()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(rev, want.iter().rev().cloned().collect::<Vec<_>>());
+            assert_eq!(t.count_range(range).unwrap(), want.len() as u64);
+            assert_eq!(t.range_is_empty(range).unwrap(), want.is_empty());
+        }
+    }
+    // The RangeBounds forms of the contract.
+    let (a, m) = (k(100), k(300));
+    assert_eq!(t.range(a.as_slice()..m.as_slice()).unwrap().count(), 100);
+    assert_eq!(t.range(a.as_slice()..=m.as_slice()).unwrap().count(), 101);
+    assert_eq!(t.range(a.as_slice()..).unwrap().count(), 550);
+    assert_eq!(t.range(..m.as_slice()).unwrap().count(), 150);
+    assert_eq!(t.range(b"zzz".as_slice()..).unwrap().count(), 0);
+    assert_clean(&f);
+}
+
+#[test]
+fn both_ends_of_a_range_meet_without_overlap() {
+    let f = forest(256);
+    let t = filled(&f, "t", 500);
+    for split in [0usize, 1, 7, 250, 499, 500] {
+        let mut it = t.range(..).unwrap();
+        let mut front: Vec<_> = (&mut it).take(split).map(|r| r.unwrap().0).collect();
+        let back: Vec<_> = it.rev().map(|r| r.unwrap().0).collect();
+        front.extend(back.into_iter().rev());
+        assert_eq!(
+            front,
+            (0..500).map(k).collect::<Vec<_>>(),
+            "split at {split}"
+        );
+    }
+    let mut it = t.range(..).unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match (it.next(), it.next_back()) {
+            (Some(a), Some(b)) => seen.extend([a.unwrap().0, b.unwrap().0]),
+            (Some(a), None) | (None, Some(a)) => seen.push(a.unwrap().0),
+            (None, None) => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (0..500).map(k).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_clone_and_its_source_change_independently() {
+    let f = forest(256);
+    let a = filled(&f, "a", 300);
+    let b = f.clone_tree("a", "b").unwrap();
+    let before = all(&a);
+    b.insert(b"only-in-b", b"1").unwrap();
+    b.remove(&k(10)).unwrap();
+    b.remove_range(k(100).as_slice()..k(200).as_slice())
+        .unwrap();
+    assert_eq!(all(&a), before);
+    a.insert(&k(10), b"changed in a").unwrap();
+    a.remove(&k(150)).unwrap();
+    assert_eq!(b.get(&k(10)).unwrap(), None);
+    assert_eq!(b.get(b"only-in-b").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(a.get(b"only-in-b").unwrap(), None);
+    assert_eq!(b.count_range(..).unwrap(), 300 - 1 - 100 + 1);
+    assert_eq!(a.count_range(..).unwrap(), 299);
+    assert_clean(&f);
+}
+
+#[test]
+fn a_thousand_clones_each_changed_once() {
+    let f = forest(512);
+    filled(&f, "base", 2000);
+    for c in 0..1000u32 {
+        let t = f.clone_tree("base", &format!("clone{c}")).unwrap();
+        t.insert(&k(c * 2), format!("clone {c}").as_bytes())
+            .unwrap();
+    }
+    let base = f.tree("base").unwrap().unwrap();
+    assert_eq!(base.get(&k(0)).unwrap(), Some(0u32.to_le_bytes().to_vec()));
+    for c in [0u32, 1, 499, 999] {
+        let t = f.tree(&format!("clone{c}")).unwrap().unwrap();
+        assert_eq!(
+            t.get(&k(c * 2)).unwrap(),
+            Some(format!("clone {c}").into_bytes())
+        );
+        let other = c * 2 + 1;
+        assert_eq!(
+            t.get(&k(other)).unwrap(),
+            Some(other.to_le_bytes().to_vec())
+        );
+        assert_eq!(t.count_range(..).unwrap(), 2000);
+    }
+    assert_eq!(f.tree_names().len(), 1001);
+    assert_clean(&f);
+}
+
+#[test]
+fn removing_a_clone_frees_only_its_own_nodes() {
+    let f = forest(256);
+    filled(&f, "a", 400);
+    let nodes = f.stats().nodes;
+    let b = f.clone_tree("a", "b").unwrap();
+    assert_eq!(f.stats().nodes, nodes, "a clone copies nothing");
+    for i in (0..400).step_by(37) {
+        b.insert(&k(i), b"new").unwrap();
+    }
+    b.remove_range(k(50).as_slice()..k(90).as_slice()).unwrap();
+    assert!(f.stats().nodes > nodes);
+    f.remove_tree("b").unwrap();
+    assert_eq!(f.stats().nodes, nodes);
+    assert_eq!(f.tree("a").unwrap().unwrap().count_range(..).unwrap(), 400);
+    assert_clean(&f);
+    f.remove_tree("a").unwrap();
+    assert_eq!(f.stats().nodes, 0);
+    assert_clean(&f);
+}
+
+#[test]
+fn removing_a_missing_key_from_a_clone_leaks_nothing() {
+    // larch's remove shadowed the path before finding the key missing,
+    // leaking refcounts in clones.
+    let f = forest(256);
+    filled(&f, "a", 300);
+    let b = f.clone_tree("a", "b").unwrap();
+    let nodes = f.stats().nodes;
+    assert!(!b.remove(b"no such key").unwrap());
+    assert_eq!(b.remove_range(b"x".as_slice()..b"y".as_slice()).unwrap(), 0);
+    assert_eq!(f.stats().nodes, nodes);
+    assert_clean(&f);
+}
+
+#[test]
+fn entries_over_the_limit_are_refused_and_change_nothing() {
+    let f = forest(1024);
+    let t = filled(&f, "t", 50);
+    let nodes = f.stats().nodes;
+    let limit = 1024 / 4;
+    t.insert(&[1u8; 100], &vec![2u8; limit - 100]).unwrap();
+    t.insert(&vec![3u8; limit], b"").unwrap();
+    let err = t.insert(&[4u8; 100], &vec![5u8; limit - 99]).unwrap_err();
+    assert!(
+        matches!(err, Error::EntryTooLarge { key_len: 100, value_len, limit: l } if value_len == limit - 99 && l == limit)
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("100") && msg.contains(&limit.to_string()),
+        "{msg}"
+    );
+    assert_eq!(t.get(&[4u8; 100]).unwrap(), None);
+    assert_eq!(t.count_range(..).unwrap(), 52);
+    assert!(f.stats().nodes >= nodes);
+    assert_clean(&f);
+}
+
+#[test]
+fn node_size_is_checked() {
+    for bad in [0usize, 255, (1 << 20) + 1] {
+        let err = Forest::in_memory(Options::default().node_size(bad))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, Error::InvalidOptions(ref m) if m.contains(&bad.to_string())),
+            "{err}"
+        );
+    }
+    assert!(Forest::in_memory(Options::default().node_size(256)).is_ok());
+    assert!(Forest::in_memory(Options::default().node_size(1 << 20)).is_ok());
+}
+
+#[test]
+fn tree_names_errors_and_handles() {
+    let f = forest(256);
+    f.create_tree("x").unwrap();
+    assert!(matches!(f.create_tree("x"), Err(Error::TreeExists { ref name }) if name == "x"));
+    assert!(
+        matches!(f.clone_tree("nope", "y"), Err(Error::TreeNotFound { ref name }) if name == "nope")
+    );
+    assert!(matches!(
+        f.clone_tree("x", "x"),
+        Err(Error::TreeExists { .. })
+    ));
+    assert!(matches!(
+        f.create_tree(""),
+        Err(Error::InvalidTreeName { .. })
+    ));
+    assert!(matches!(
+        f.remove_tree("nope"),
+        Err(Error::TreeNotFound { .. })
+    ));
+    assert!(f.tree("nope").unwrap().is_none());
+    let handle = f.tree("x").unwrap().unwrap();
+    f.remove_tree("x").unwrap();
+    assert!(matches!(
+        handle.insert(b"k", b"v"),
+        Err(Error::TreeNotFound { .. })
+    ));
+    assert!(matches!(handle.get(b"k"), Err(Error::TreeNotFound { .. })));
+    assert!(handle.range(..).is_err());
+    f.create_tree("b").unwrap();
+    f.create_tree("a").unwrap();
+    assert_eq!(f.tree_names(), ["a", "b"]);
+    assert_clean(&f);
+}
+
+#[test]
+fn values_are_replaced_and_sizes_change() {
+    let f = forest(256);
+    let t = filled(&f, "t", 200);
+    for i in 0..200 {
+        t.insert(&k(i), &vec![i as u8; (i % 50) as usize]).unwrap();
+    }
+    for i in 0..200 {
+        assert_eq!(
+            t.get(&k(i)).unwrap(),
+            Some(vec![i as u8; (i % 50) as usize])
+        );
+    }
+    assert_clean(&f);
+}
+
+#[test]
+fn removing_everything_shrinks_the_tree_back_to_one_leaf() {
+    let f = forest(256);
+    let t = filled(&f, "t", 1000);
+    for i in (0..1000).rev().step_by(2) {
+        assert!(t.remove(&k(i)).unwrap());
+    }
+    assert_clean(&f);
+    assert_eq!(t.remove_range(..).unwrap(), 500);
+    assert_eq!(f.stats().nodes, 1);
+    assert_clean(&f);
+}
+
+#[test]
+fn forest_and_tree_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Forest>();
+    assert_send_sync::<Tree>();
+}
+
+#[test]
+fn readers_run_beside_a_writer() {
+    let f = forest(256);
+    let t = filled(&f, "t", 500);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let t = t.clone();
+            s.spawn(move || {
+                for round in 0..20 {
+                    let items: Vec<_> = t.range(..).unwrap().collect::<Result<_, _>>().unwrap();
+                    assert!(items.windows(2).all(|w| w[0].0 < w[1].0), "round {round}");
+                    assert!(items.len() >= 500);
+                }
+            });
+        }
+        for i in 500..1500 {
+            t.insert(&k(i), b"w").unwrap();
+        }
+    });
+    assert_eq!(t.count_range(..).unwrap(), 1500);
+    assert_clean(&f);
+}
