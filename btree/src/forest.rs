@@ -253,7 +253,7 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error.
     pub fn range_is_empty<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<bool> {
         let bounds = Bounds::from_range(&range);
-        self.read(|store, root| Ok(read::next_leaf(store, root, &bounds, false)?.is_empty()))
+        self.read(|store, root| Ok(read::next_leaf(store, root, &bounds, false, 1)?.is_empty()))
     }
 
     /// Removes every entry within `range`; returns how many there were.
@@ -290,13 +290,6 @@ impl Tree {
     }
 
     fn edge(&self, last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.read(|store, root| {
-            let mut leaf = read::next_leaf(store, root, &Bounds::all(), last)?;
-            Ok(if last {
-                leaf.pop()
-            } else {
-                leaf.into_iter().next()
-            })
-        })
+        self.read(|store, root| Ok(read::next_leaf(store, root, &Bounds::all(), last, 1)?.pop()))
     }
 }

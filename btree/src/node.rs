@@ -28,10 +28,24 @@ const KIND_INDEX: u8 = 2;
 const CHILD_LEN: usize = 8;
 
 /// A leaf or index node in its encoded form.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Node {
     bytes: Vec<u8>,
     offsets: Vec<u32>,
+}
+
+/// Spare capacity given to a copy, so the edit that follows a shadowing
+/// copy does not reallocate.
+const COPY_SLACK: usize = 512;
+
+impl Clone for Node {
+    fn clone(&self) -> Self {
+        let mut bytes = Vec::with_capacity(self.bytes.len() + COPY_SLACK);
+        bytes.extend_from_slice(&self.bytes);
+        let mut offsets = Vec::with_capacity(self.offsets.len() + 4);
+        offsets.extend_from_slice(&self.offsets);
+        Node { bytes, offsets }
+    }
 }
 
 /// Appends `v` as a LEB128 varint.
@@ -42,7 +56,13 @@ fn put_varint(out: &mut Vec<u8>, v: usize) {
 }
 
 /// Reads a varint at `*pos` that must not exceed `limit`; advances `pos`.
+#[inline]
 fn get_varint(bytes: &[u8], pos: &mut usize, limit: usize) -> Option<usize> {
+    let &first = bytes.get(*pos)?;
+    if first < 0x80 {
+        *pos += 1;
+        return Some(usize::from(first)).filter(|&v| v <= limit);
+    }
     let (v, n) = u64::decode_var(bytes.get(*pos..)?)?;
     *pos += n;
     usize::try_from(v).ok().filter(|&v| v <= limit)
@@ -201,7 +221,14 @@ impl Node {
         } else {
             self.bytes.len()
         };
-        self.bytes.splice(start..end, new.iter().copied());
+        let old_len = self.bytes.len();
+        let new_len = old_len + new.len() - (end - start);
+        if new_len > old_len {
+            self.bytes.resize(new_len, 0);
+        }
+        self.bytes.copy_within(end..old_len, start + new.len());
+        self.bytes[start..start + new.len()].copy_from_slice(new);
+        self.bytes.truncate(new_len);
         let delta = new.len() as i64 - (end - start) as i64;
         let mut fresh = Vec::with_capacity(new_entries);
         let mut pos = start;

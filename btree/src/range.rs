@@ -2,8 +2,8 @@
 //!
 //! The iterator holds no node and no lock between calls. Each refill takes
 //! the catalog's read lock, walks from the tree's current root to the next
-//! leaf with entries inside the bounds, copies them out, and moves the bound
-//! past them. So it never reads a node a writer has since freed, every key
+//! leaf with entries inside the bounds, copies a batch of them out, and
+//! moves the bound past them. So it never reads a node a writer has since freed, every key
 //! comes out once, in order, and the two ends never cross: what the front
 //! has taken lies below what the back may take, and the reverse.
 
@@ -19,8 +19,14 @@ pub struct RangeIter {
     bounds: Bounds,
     front: VecDeque<(Vec<u8>, Vec<u8>)>,
     back: VecDeque<(Vec<u8>, Vec<u8>)>,
+    batch: usize,
     exhausted: bool,
 }
+
+/// Entries copied by the first refill; each later refill doubles it, up to
+/// a whole leaf, so a short scan copies little and a long one pays one
+/// descent per leaf.
+const FIRST_BATCH: usize = 16;
 
 impl RangeIter {
     pub(crate) fn new(tree: Tree, bounds: Bounds) -> RangeIter {
@@ -29,16 +35,18 @@ impl RangeIter {
             bounds,
             front: VecDeque::new(),
             back: VecDeque::new(),
+            batch: FIRST_BATCH,
             exhausted: false,
         }
     }
 
     /// Loads the next leaf's entries at one end and narrows the bounds.
     fn refill(&mut self, reverse: bool) -> Result<()> {
-        let bounds = &self.bounds;
+        let (bounds, batch) = (&self.bounds, self.batch);
         let entries = self
             .tree
-            .read(|store, root| read::next_leaf(store, root, bounds, reverse))?;
+            .read(|store, root| read::next_leaf(store, root, bounds, reverse, batch))?;
+        self.batch = self.batch.saturating_mul(2);
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             self.exhausted = true;
             return Ok(());

@@ -160,16 +160,25 @@ fn walk_from(
     Ok(ControlFlow::Continue(()))
 }
 
-/// The entries in `bounds` of the first leaf (or last, if `reverse`) that
-/// has any, in key order; empty when the bounds hold nothing.
+/// Up to `max` entries in `bounds` from the first leaf (or the last, if
+/// `reverse`) that has any, nearest the bound first taken, returned in key
+/// order; empty when the bounds hold nothing.
 pub(crate) fn next_leaf(
     store: &NodeStore<Node>,
     root: NodeId,
     bounds: &Bounds,
     reverse: bool,
+    max: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
-    walk(store, root, bounds, reverse, &mut |leaf, hits| {
+    walk(store, root, bounds, reverse, &mut |leaf, mut hits| {
+        if hits.len() > max {
+            hits = if reverse {
+                hits.end - max..hits.end
+            } else {
+                hits.start..hits.start + max
+            };
+        }
         out.extend(hits.map(|i| (leaf.key(i).to_vec(), leaf.value(i).to_vec())));
         ControlFlow::Break(())
     })?;

@@ -12,7 +12,7 @@
 use crate::node::Node;
 use crate::Result;
 use larix_nodestore::{NodeId, NodeStore, StoreError};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 /// Pending changes of one operation, read through before the store.
@@ -29,10 +29,10 @@ impl<'s> Txn<'s> {
     pub fn new(store: &'s NodeStore<Node>) -> Self {
         Txn {
             store,
-            nodes: HashMap::new(),
-            refcounts: HashMap::new(),
-            created: HashSet::new(),
-            freed: HashSet::new(),
+            nodes: HashMap::default(),
+            refcounts: HashMap::default(),
+            created: HashSet::default(),
+            freed: HashSet::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use crate::{Codec, NodeId, StoreError, StoreStats};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ struct Entry<N> {
 /// All methods take `&self`; the store is `Send + Sync` and serialises its
 /// own state. The caller (the B-tree) keeps to one writer at a time.
 pub struct NodeStore<N> {
-    table: RwLock<HashMap<NodeId, Entry<N>>>,
+    table: RwLock<FxHashMap<NodeId, Entry<N>>>,
     next_id: AtomicU64,
     catalog: Mutex<Vec<u8>>,
     commits: AtomicU64,
@@ -37,7 +37,7 @@ impl<N: Codec> NodeStore<N> {
     /// An empty store held in memory.
     pub fn in_memory() -> Self {
         NodeStore {
-            table: RwLock::new(HashMap::new()),
+            table: RwLock::new(FxHashMap::default()),
             next_id: AtomicU64::new(1),
             catalog: Mutex::new(Vec::new()),
             commits: AtomicU64::new(0),

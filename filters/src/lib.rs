@@ -1,0 +1,64 @@
+//! `larix-filters`: the byte-to-byte filters every node passes through on
+//! its way to disk (encode) and back (decode).
+//!
+//! A [`Pipeline`] is built from a list of [`FilterSpec`]s, checks that their
+//! order makes sense, and runs a node's bytes through each [`Filter`] in
+//! order on encode and in reverse on decode. The filters:
+//!
+//! | name | does | blob it produces |
+//! | --- | --- | --- |
+//! | `zstd` | zstd compression at a level | one zstd frame declaring its size |
+//! | `checksum` | crc32c, seeded with the node id | payload, then 4-byte LE crc |
+//! | `encrypt` | XChaCha20-Poly1305, node id as associated data | 24-byte nonce, ciphertext, 16-byte tag |
+//! | `command` | an external Unix command each way | the command's output |
+//!
+//! Invariants of the crate:
+//! - It does no I/O on the store and starts no threads of its own, except
+//!   the short-lived scoped threads of the command filter that feed a
+//!   command's standard input and drain its standard error.
+//! - Decoding arbitrary bytes never panics and never allocates more than
+//!   the pipeline's decoded-size limit ([`DEFAULT_MAX_DECODED_LEN`] unless
+//!   set with [`Pipeline::with_max_decoded_len`]) beyond its input's size.
+//! - Keys never appear in `Debug` output, error messages or
+//!   [`Pipeline::describe`].
+//! - Every error concerning a blob names its node id ([`FilterError`]).
+//!
+//! ```
+//! use larix_filters::{Context, FilterSpec, Pipeline};
+//!
+//! let key = [7u8; 32];
+//! let pipeline = Pipeline::new(&[
+//!     FilterSpec::zstd(3),
+//!     FilterSpec::encrypt(key),
+//!     FilterSpec::checksum(),
+//! ])?;
+//! let ctx = Context::new(42);
+//! let blob = pipeline.encode(&ctx, b"node bytes")?;
+//! assert_eq!(pipeline.decode(&ctx, &blob)?, b"node bytes");
+//! assert!(pipeline.decode(&Context::new(43), &blob).is_err());
+//! assert_eq!(
+//!     pipeline.describe(),
+//!     "zstd(level=3),encrypt(xchacha20poly1305),checksum(crc32c)"
+//! );
+//! # Ok::<(), larix_filters::FilterError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod checksum;
+mod command;
+mod compress;
+mod encrypt;
+mod error;
+mod filter;
+mod key;
+mod pipeline;
+mod spec;
+
+pub use command::STDERR_TAIL;
+pub use error::{Direction, FilterError};
+pub use filter::{Context, Filter};
+pub use key::{EncryptionKey, KEY_LEN};
+pub use pipeline::Pipeline;
+pub use spec::{FilterSpec, DEFAULT_MAX_DECODED_LEN, ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL};

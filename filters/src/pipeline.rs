@@ -1,0 +1,353 @@
+//! [`Pipeline`]: an ordered stack of filters, applied in order on encode and
+//! in reverse on decode, and the rules that make an order acceptable.
+//!
+//! Order rules, checked by [`Pipeline::new`] (positions count from 0, in
+//! encode order):
+//! 1. Each filter appears at most once.
+//! 2. `checksum`, if present, is last: on decode it runs first, so the blob
+//!    is verified before any decompression, decryption or external command
+//!    sees it.
+//! 3. Only `checksum` may follow `encrypt`: ciphertext does not compress, so
+//!    compressing (zstd, or an external command) after encrypting is refused.
+//!
+//! Invariants:
+//! - `decode(ctx, encode(ctx, x)?) == x` for every `x` and every pipeline
+//!   `new` accepts; the empty pipeline is the identity.
+//! - [`Pipeline::describe`] is a pure function of the specs minus their
+//!   keys: two pipelines that read each other's blobs (keys aside) describe
+//!   themselves identically, and any difference in format shows in the text.
+//! - No decoding step allocates more than the pipeline's decoded-size limit.
+
+use std::sync::Arc;
+
+use crate::spec::DEFAULT_MAX_DECODED_LEN;
+use crate::{Context, Filter, FilterError, FilterSpec};
+
+/// A validated stack of filters. Cheap to share (`Arc<Pipeline>`), usable
+/// from many threads at once.
+#[derive(Debug)]
+pub struct Pipeline {
+    filters: Vec<Arc<dyn Filter>>,
+    max_decoded_len: usize,
+}
+
+impl Pipeline {
+    /// Builds the pipeline `specs` describes, in encode order, bounding
+    /// every decoded output by [`DEFAULT_MAX_DECODED_LEN`] (64 MiB).
+    ///
+    /// # Errors
+    ///
+    /// [`FilterError::DuplicateFilter`] and [`FilterError::FilterOrder`] when
+    /// the order breaks a rule of this module; [`FilterError::ZstdLevel`] and
+    /// [`FilterError::EmptyCommand`] for bad parameters.
+    pub fn new(specs: &[FilterSpec]) -> Result<Pipeline, FilterError> {
+        Self::with_max_decoded_len(specs, DEFAULT_MAX_DECODED_LEN)
+    }
+
+    /// [`Pipeline::new`] with another bound on each filter's decoded output
+    /// (zstd frames declaring more are refused, commands printing more are
+    /// killed).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::new`].
+    pub fn with_max_decoded_len(
+        specs: &[FilterSpec],
+        max_decoded_len: usize,
+    ) -> Result<Pipeline, FilterError> {
+        check_order(specs)?;
+        let filters = specs
+            .iter()
+            .map(|spec| spec.build_with_limit(max_decoded_len))
+            .collect::<Result<_, _>>()?;
+        Ok(Pipeline {
+            filters,
+            max_decoded_len,
+        })
+    }
+
+    /// Runs `input` through every filter in order: node bytes to blob.
+    ///
+    /// # Errors
+    ///
+    /// The first filter error, naming `ctx.node_id`.
+    pub fn encode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
+        let mut filters = self.filters.iter();
+        let Some(first) = filters.next() else {
+            return Ok(input.to_vec());
+        };
+        filters.try_fold(first.encode(ctx, input)?, |bytes, f| f.encode(ctx, &bytes))
+    }
+
+    /// Runs `input` through every filter in reverse order: blob to node
+    /// bytes. Any integrity check (checksum, AEAD tag) runs before any
+    /// decompression.
+    ///
+    /// # Errors
+    ///
+    /// The first filter error, naming `ctx.node_id`: for example
+    /// [`FilterError::ChecksumMismatch`] for a damaged blob,
+    /// [`FilterError::Decrypt`] for a wrong key.
+    pub fn decode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
+        let mut filters = self.filters.iter().rev();
+        let Some(last) = filters.next() else {
+            return Ok(input.to_vec());
+        };
+        filters.try_fold(last.decode(ctx, input)?, |bytes, f| f.decode(ctx, &bytes))
+    }
+
+    /// The stable text recorded in the superblock and compared on open:
+    /// `name(params)` for each filter in encode order, joined by `,`; `""`
+    /// for the empty pipeline. Example:
+    /// `zstd(level=3),encrypt(xchacha20poly1305),checksum(crc32c)`.
+    /// Keys never appear in it.
+    pub fn describe(&self) -> String {
+        self.filters
+            .iter()
+            .map(|f| format!("{}({})", f.name(), f.params()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether the pipeline has no filter (encode and decode copy bytes).
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// The number of filters.
+    pub fn len(&self) -> usize {
+        self.filters.len()
+    }
+
+    /// The bound on each filter's decoded output.
+    pub fn max_decoded_len(&self) -> usize {
+        self.max_decoded_len
+    }
+}
+
+/// Checks the order rules of this module.
+fn check_order(specs: &[FilterSpec]) -> Result<(), FilterError> {
+    for (position, spec) in specs.iter().enumerate() {
+        let name = spec.name();
+        if let Some(first) = specs[..position].iter().position(|s| s.name() == name) {
+            return Err(FilterError::DuplicateFilter {
+                name,
+                first,
+                second: position,
+            });
+        }
+        for earlier in &specs[..position] {
+            let reason = match (earlier, spec) {
+                (FilterSpec::Checksum, _) => Some(
+                    "checksum must be the last filter, so that on read the blob is verified \
+                     before anything else decodes it",
+                ),
+                (FilterSpec::Encrypt { .. }, FilterSpec::Checksum) => None,
+                (FilterSpec::Encrypt { .. }, _) => Some(
+                    "only checksum may follow encrypt: encrypted bytes do not compress, \
+                     so put compression before encryption",
+                ),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                return Err(FilterError::FilterOrder {
+                    filter: name,
+                    position,
+                    after: earlier.name(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: Context = Context { node_id: 1 };
+
+    fn gzip() -> FilterSpec {
+        FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])
+    }
+
+    fn err_text(specs: &[FilterSpec]) -> String {
+        Pipeline::new(specs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_pipeline_is_identity() {
+        let p = Pipeline::new(&[]).unwrap();
+        assert!(p.is_empty());
+        assert_eq!(p.describe(), "");
+        assert_eq!(p.encode(&CTX, b"abc").unwrap(), b"abc");
+        assert_eq!(p.decode(&CTX, b"abc").unwrap(), b"abc");
+    }
+
+    #[test]
+    fn describe_lists_names_and_params_without_key() {
+        let key = [0xA5; 32];
+        let p = Pipeline::new(&[
+            FilterSpec::zstd(3),
+            FilterSpec::encrypt(key),
+            FilterSpec::checksum(),
+        ])
+        .unwrap();
+        assert_eq!(
+            p.describe(),
+            "zstd(level=3),encrypt(xchacha20poly1305),checksum(crc32c)"
+        );
+        assert_eq!(p.len(), 3);
+        let debug = format!("{p:?}");
+        assert!(
+            !debug.contains("165") && !debug.to_lowercase().contains("a5"),
+            "{debug}"
+        );
+        assert_eq!(
+            Pipeline::new(&[gzip()]).unwrap().describe(),
+            "command(encode=gzip -c;decode=gzip -dc)"
+        );
+    }
+
+    #[test]
+    fn rejects_zstd_after_encrypt() {
+        let msg = err_text(&[FilterSpec::encrypt([0; 32]), FilterSpec::zstd(3)]);
+        assert!(
+            msg.contains("`zstd`") && msg.contains("cannot follow `encrypt`"),
+            "{msg}"
+        );
+        assert!(msg.contains("do not compress"), "{msg}");
+        let msg = err_text(&[FilterSpec::encrypt([0; 32]), gzip()]);
+        assert!(
+            msg.contains("`command`") && msg.contains("`encrypt`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn rejects_checksum_before_zstd() {
+        let msg = err_text(&[FilterSpec::checksum(), FilterSpec::zstd(3)]);
+        assert!(
+            msg.contains("`zstd`") && msg.contains("cannot follow `checksum`"),
+            "{msg}"
+        );
+        assert!(msg.contains("checksum must be the last filter"), "{msg}");
+        let msg = err_text(&[FilterSpec::checksum(), FilterSpec::encrypt([0; 32])]);
+        assert!(
+            msg.contains("`encrypt`") && msg.contains("`checksum`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn rejects_duplicates() {
+        let msg = err_text(&[FilterSpec::zstd(1), FilterSpec::zstd(3)]);
+        assert!(
+            msg.contains("duplicate filter `zstd`") && msg.contains("0 and 1"),
+            "{msg}"
+        );
+        let msg = err_text(&[
+            FilterSpec::zstd(1),
+            FilterSpec::checksum(),
+            FilterSpec::checksum(),
+        ]);
+        assert!(msg.contains("duplicate filter `checksum`"), "{msg}");
+        let msg = err_text(&[gzip(), gzip()]);
+        assert!(msg.contains("duplicate filter `command`"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_bad_zstd_levels() {
+        for level in [0, -5, 23, 100] {
+            let msg = err_text(&[FilterSpec::zstd(level)]);
+            assert!(
+                msg.contains(&format!("zstd level {level} is out of range"))
+                    && msg.contains("1..=22"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_empty_argv() {
+        let msg = err_text(&[FilterSpec::command(&[], &["gzip", "-dc"])]);
+        assert!(msg.contains("encode command is empty"), "{msg}");
+        let msg = err_text(&[FilterSpec::command(&["gzip", "-c"], &[])]);
+        assert!(msg.contains("decode command is empty"), "{msg}");
+    }
+
+    #[test]
+    fn accepts_sensible_orders() {
+        let orders: &[&[FilterSpec]] = &[
+            &[
+                FilterSpec::zstd(3),
+                FilterSpec::encrypt([1; 32]),
+                FilterSpec::checksum(),
+            ],
+            &[FilterSpec::zstd(3), FilterSpec::checksum()],
+            &[FilterSpec::encrypt([1; 32]), FilterSpec::checksum()],
+            &[gzip(), FilterSpec::encrypt([1; 32])],
+            &[FilterSpec::zstd(1), gzip(), FilterSpec::checksum()],
+            &[FilterSpec::checksum()],
+        ];
+        for specs in orders {
+            let p = Pipeline::new(specs).unwrap();
+            let blob = p.encode(&CTX, b"some node bytes").unwrap();
+            assert_eq!(
+                p.decode(&CTX, &blob).unwrap(),
+                b"some node bytes",
+                "{}",
+                p.describe()
+            );
+        }
+    }
+
+    #[test]
+    fn decode_verifies_checksum_before_decompressing() {
+        let p = Pipeline::new(&[FilterSpec::zstd(3), FilterSpec::checksum()]).unwrap();
+        let mut blob = p.encode(&CTX, &b"abcd".repeat(100)).unwrap();
+        blob[0] ^= 0xFF; // breaks the zstd magic number as well
+        let err = p.decode(&CTX, &blob).unwrap_err();
+        assert!(matches!(err, FilterError::ChecksumMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn wrong_key_is_a_decrypt_error_not_a_checksum_error() {
+        let specs = |key| {
+            [
+                FilterSpec::zstd(3),
+                FilterSpec::encrypt(key),
+                FilterSpec::checksum(),
+            ]
+        };
+        let blob = Pipeline::new(&specs([1; 32]))
+            .unwrap()
+            .encode(&CTX, b"known")
+            .unwrap();
+        let err = Pipeline::new(&specs([2; 32]))
+            .unwrap()
+            .decode(&CTX, &blob)
+            .unwrap_err();
+        assert!(matches!(err, FilterError::Decrypt { node_id: 1 }), "{err}");
+    }
+
+    #[test]
+    fn limit_reaches_the_filters() {
+        let p = Pipeline::with_max_decoded_len(&[FilterSpec::zstd(1)], 1000).unwrap();
+        assert_eq!(p.max_decoded_len(), 1000);
+        let blob = p.encode(&CTX, &[0; 1001]).unwrap();
+        let err = p.decode(&CTX, &blob).unwrap_err();
+        assert!(
+            matches!(err, FilterError::TooLarge { limit: 1000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pipeline_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Pipeline>();
+        assert_send_sync::<Arc<Pipeline>>();
+    }
+}

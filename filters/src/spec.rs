@@ -1,0 +1,227 @@
+//! [`FilterSpec`]: the description of one filter, as a user writes it in the
+//! store's options, and its turning into a runnable [`Filter`].
+//!
+//! Invariants:
+//! - A spec compares equal to another exactly when they would build filters
+//!   producing the same format with the same key.
+//! - `Debug` never prints key bytes (the key is an [`EncryptionKey`]).
+//! - [`FilterSpec::build`] checks each spec's own parameters (zstd level
+//!   range, non-empty command argv); the order of specs is the
+//!   [`Pipeline`](crate::Pipeline)'s business.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::checksum::ChecksumFilter;
+use crate::command::CommandFilter;
+use crate::compress::ZstdFilter;
+use crate::encrypt::EncryptFilter;
+use crate::{Direction, EncryptionKey, Filter, FilterError};
+
+/// The smallest zstd level accepted.
+pub const ZSTD_MIN_LEVEL: i32 = 1;
+/// The largest zstd level accepted.
+pub const ZSTD_MAX_LEVEL: i32 = 22;
+
+/// The default bound on the size of any filter's decoded output: 64 MiB,
+/// far above the largest node size, far below a hostile frame's claims.
+pub const DEFAULT_MAX_DECODED_LEN: usize = 64 << 20;
+
+/// One filter of a pipeline, with its parameters.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum FilterSpec {
+    /// zstd compression at `level` (1..=22).
+    Zstd {
+        /// Compression level.
+        level: i32,
+    },
+    /// A crc32c checksum, seeded with the node id, appended to the blob.
+    Checksum,
+    /// XChaCha20-Poly1305 authenticated encryption with the node id as
+    /// associated data.
+    Encrypt {
+        /// The secret key (redacted in `Debug`).
+        key: EncryptionKey,
+    },
+    /// An external Unix command for each direction; the blob is its
+    /// standard input, the result its standard output.
+    Command {
+        /// argv of the encoding command (`argv[0]` is looked up in `PATH`).
+        encode: Vec<String>,
+        /// argv of the decoding command.
+        decode: Vec<String>,
+    },
+}
+
+impl FilterSpec {
+    /// zstd compression at `level`; checked by [`Pipeline::new`](crate::Pipeline::new).
+    pub fn zstd(level: i32) -> Self {
+        FilterSpec::Zstd { level }
+    }
+
+    /// A crc32c checksum; it must be the last filter of a pipeline.
+    pub fn checksum() -> Self {
+        FilterSpec::Checksum
+    }
+
+    /// Authenticated encryption under a 32-byte key.
+    pub fn encrypt(key: [u8; 32]) -> Self {
+        FilterSpec::Encrypt {
+            key: EncryptionKey::new(key),
+        }
+    }
+
+    /// Authenticated encryption under the key stored in `path`: exactly
+    /// 32 raw bytes, or 64 hex characters and an optional newline.
+    ///
+    /// # Errors
+    ///
+    /// [`FilterError::KeyFileIo`] or [`FilterError::KeyFileFormat`], naming
+    /// the file.
+    pub fn encrypt_key_file(path: impl AsRef<Path>) -> Result<Self, FilterError> {
+        Ok(FilterSpec::Encrypt {
+            key: EncryptionKey::from_file(path)?,
+        })
+    }
+
+    /// Pipes blobs through `encode` on the way to disk and through `decode`
+    /// on the way back, e.g. `FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])`.
+    /// An empty argv is refused by [`Pipeline::new`](crate::Pipeline::new).
+    pub fn command(encode: &[&str], decode: &[&str]) -> Self {
+        let owned = |argv: &[&str]| argv.iter().map(|s| s.to_string()).collect();
+        FilterSpec::Command {
+            encode: owned(encode),
+            decode: owned(decode),
+        }
+    }
+
+    /// The name of the filter this spec builds (`"zstd"`, `"checksum"`,
+    /// `"encrypt"`, `"command"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FilterSpec::Zstd { .. } => ZstdFilter::NAME,
+            FilterSpec::Checksum => ChecksumFilter::NAME,
+            FilterSpec::Encrypt { .. } => EncryptFilter::NAME,
+            FilterSpec::Command { .. } => CommandFilter::NAME,
+        }
+    }
+
+    /// Builds the filter, with [`DEFAULT_MAX_DECODED_LEN`] as its bound on
+    /// decoded output.
+    ///
+    /// # Errors
+    ///
+    /// [`FilterError::ZstdLevel`] for a level outside
+    /// [`ZSTD_MIN_LEVEL`]..=[`ZSTD_MAX_LEVEL`], [`FilterError::EmptyCommand`]
+    /// for an empty argv or program name.
+    pub fn build(&self) -> Result<Arc<dyn Filter>, FilterError> {
+        self.build_with_limit(DEFAULT_MAX_DECODED_LEN)
+    }
+
+    /// [`build`](FilterSpec::build) with an explicit bound on decoded output.
+    pub(crate) fn build_with_limit(
+        &self,
+        max_decoded_len: usize,
+    ) -> Result<Arc<dyn Filter>, FilterError> {
+        Ok(match self {
+            FilterSpec::Zstd { level } => {
+                if !(ZSTD_MIN_LEVEL..=ZSTD_MAX_LEVEL).contains(level) {
+                    return Err(FilterError::ZstdLevel {
+                        level: *level,
+                        min: ZSTD_MIN_LEVEL,
+                        max: ZSTD_MAX_LEVEL,
+                    });
+                }
+                Arc::new(ZstdFilter::new(*level, max_decoded_len))
+            }
+            FilterSpec::Checksum => Arc::new(ChecksumFilter),
+            FilterSpec::Encrypt { key } => Arc::new(EncryptFilter::new(key)),
+            FilterSpec::Command { encode, decode } => {
+                for (argv, direction) in [(encode, Direction::Encode), (decode, Direction::Decode)]
+                {
+                    if argv.first().map_or(true, |program| program.is_empty()) {
+                        return Err(FilterError::EmptyCommand { direction });
+                    }
+                }
+                Arc::new(CommandFilter::new(
+                    encode.clone(),
+                    decode.clone(),
+                    max_decoded_len,
+                ))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_key() {
+        let spec = FilterSpec::encrypt([0xC3; 32]);
+        let text = format!("{spec:?}");
+        assert!(
+            text.contains("Encrypt") && text.contains("redacted"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("195") && !text.to_lowercase().contains("c3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn specs_compare_by_parameters_and_key() {
+        assert_eq!(FilterSpec::zstd(3), FilterSpec::zstd(3));
+        assert_ne!(FilterSpec::zstd(3), FilterSpec::zstd(4));
+        assert_eq!(FilterSpec::encrypt([1; 32]), FilterSpec::encrypt([1; 32]));
+        assert_ne!(FilterSpec::encrypt([1; 32]), FilterSpec::encrypt([2; 32]));
+        assert_eq!(
+            FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"]),
+            FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])
+        );
+    }
+
+    #[test]
+    fn build_checks_parameters() {
+        for level in [0, -1, 23, i32::MIN, i32::MAX] {
+            let err = FilterSpec::zstd(level).build().unwrap_err();
+            assert!(
+                matches!(err, FilterError::ZstdLevel { .. }),
+                "{level}: {err}"
+            );
+        }
+        for level in [1, 3, 22] {
+            assert_eq!(FilterSpec::zstd(level).build().unwrap().name(), "zstd");
+        }
+        let empty_program = FilterSpec::command(&["gzip"], &[""]).build().unwrap_err();
+        assert!(matches!(
+            empty_program,
+            FilterError::EmptyCommand {
+                direction: Direction::Decode
+            }
+        ));
+        let empty_argv = FilterSpec::command(&[], &["gzip"]).build().unwrap_err();
+        assert!(matches!(
+            empty_argv,
+            FilterError::EmptyCommand {
+                direction: Direction::Encode
+            }
+        ));
+    }
+
+    #[test]
+    fn names_match_built_filters() {
+        let specs = [
+            FilterSpec::zstd(3),
+            FilterSpec::checksum(),
+            FilterSpec::encrypt([0; 32]),
+            FilterSpec::command(&["cat"], &["cat"]),
+        ];
+        for spec in specs {
+            assert_eq!(spec.name(), spec.build().unwrap().name());
+        }
+    }
+}
