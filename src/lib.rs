@@ -34,3 +34,8 @@ pub use larix_btree::{CheckReport, Problem};
 pub use larix_filters::FilterSpec;
 pub use options::{Durability, Options};
 pub use tree::{Range, Tree};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -189,8 +189,8 @@ fn run(node_size: usize, ops: &[Op]) -> Result<(), TestCaseError> {
     }
     let report = forest.check().unwrap();
     prop_assert!(report.is_clean(), "{}", report);
-    for s in 0..SLOTS {
-        if models[s].is_some() {
+    for (s, m) in models.iter().enumerate() {
+        if m.is_some() {
             forest.remove_tree(&name(s)).unwrap();
         }
     }

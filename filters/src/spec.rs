@@ -140,7 +140,7 @@ impl FilterSpec {
             FilterSpec::Command { encode, decode } => {
                 for (argv, direction) in [(encode, Direction::Encode), (decode, Direction::Decode)]
                 {
-                    if argv.first().map_or(true, |program| program.is_empty()) {
+                    if argv.first().map_or("", String::as_str).is_empty() {
                         return Err(FilterError::EmptyCommand { direction });
                     }
                 }

@@ -79,14 +79,14 @@ fn model_accepts(specs: &[FilterSpec]) -> bool {
         .iter()
         .enumerate()
         .all(|(i, n)| !names[..i].contains(n));
-    let checksum_last = names
-        .iter()
-        .position(|n| *n == "checksum")
-        .map_or(true, |i| i == names.len() - 1);
-    let after_encrypt_only_checksum = names
-        .iter()
-        .position(|n| *n == "encrypt")
-        .map_or(true, |i| names[i + 1..].iter().all(|n| *n == "checksum"));
+    let checksum_last = match names.iter().position(|n| *n == "checksum") {
+        Some(i) => i == names.len() - 1,
+        None => true,
+    };
+    let after_encrypt_only_checksum = match names.iter().position(|n| *n == "encrypt") {
+        Some(i) => names[i + 1..].iter().all(|n| *n == "checksum"),
+        None => true,
+    };
     unique && checksum_last && after_encrypt_only_checksum
 }
 
