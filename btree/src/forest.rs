@@ -324,7 +324,10 @@ mod tests {
             if nodes[0].is_leaf() {
                 return level;
             }
-            level = nodes.iter().flat_map(|n| n.children().collect::<Vec<_>>()).collect();
+            level = nodes
+                .iter()
+                .flat_map(|n| n.children().collect::<Vec<_>>())
+                .collect();
         }
     }
 
@@ -355,7 +358,9 @@ mod tests {
         // A remove from the first leaf until it underflows, which needs its
         // lost right neighbour for the merge.
         let first_leaf = f.store().get(all[0]).unwrap();
-        let doomed: Vec<Vec<u8>> = (0..first_leaf.len()).map(|i| first_leaf.key(i).to_vec()).collect();
+        let doomed: Vec<Vec<u8>> = (0..first_leaf.len())
+            .map(|i| first_leaf.key(i).to_vec())
+            .collect();
         let mut failed = false;
         for k in &doomed {
             let snap = snapshot(&f);
