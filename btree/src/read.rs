@@ -83,25 +83,20 @@ impl Bounds {
         start..end.max(start)
     }
 
-    /// Children of an index node whose subtrees may hold keys in bounds.
+    /// Children of an index node whose subtrees may hold keys in bounds:
+    /// from the child whose range holds the lower bound to the last child
+    /// whose smallest key is within the upper bound (at least one).
     fn in_index(&self, node: &Node) -> Range<usize> {
-        let n = node.len();
-        let start = (0..n)
-            .find(|&j| j + 1 == n || self.key_may_follow(node.key(j + 1)))
-            .unwrap_or(n);
-        let mut end = start;
-        while end < n && (end == start || self.below_hi(node.key(end))) {
-            end += 1;
-        }
-        start..end
-    }
-
-    /// True if keys smaller than `next` may still be above the lower bound.
-    fn key_may_follow(&self, next: &[u8]) -> bool {
-        match &self.lo {
-            Bound::Included(lo) | Bound::Excluded(lo) => next > lo.as_slice(),
-            Bound::Unbounded => true,
-        }
+        let start = match &self.lo {
+            Bound::Included(k) | Bound::Excluded(k) => node.child_index(k),
+            Bound::Unbounded => 0,
+        };
+        let end = match &self.hi {
+            Bound::Unbounded => node.len(),
+            Bound::Included(k) => node.search(k).map_or_else(|i| i, |i| i + 1),
+            Bound::Excluded(k) => node.search(k).unwrap_or_else(|i| i),
+        };
+        start..end.max(start + 1).min(node.len())
     }
 }
 

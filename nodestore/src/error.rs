@@ -1,6 +1,7 @@
 //! The store's error type.
 
-use crate::NodeId;
+use crate::{FormatError, NodeId};
+use std::io;
 use thiserror::Error;
 
 /// Everything that can go wrong in the node store.
@@ -20,5 +21,18 @@ pub enum StoreError {
         id: NodeId,
         /// What the decoder found.
         reason: String,
+    },
+    /// Reading or writing the store's files failed, or their bytes are
+    /// damaged.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// An I/O call on one of the store's files failed.
+    #[error("I/O error on {file}: {source}")]
+    Io {
+        /// The file, as the backend names it.
+        file: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
     },
 }

@@ -16,16 +16,41 @@
 //!   [`StoreError::NodeMissing`] at once.
 //! - S3: a re-put of an id replaces the node; the older version is never
 //!   read again.
+//!
+//! The on-disk building blocks (not yet used by [`NodeStore`]): the
+//! [`Backend`] all I/O goes through, blob records ([`BlobHeader`]) in
+//! segment files ([`SegmentWriter`], [`read_blob`], [`scan_segment`]),
+//! the two-slot [`Superblock`], the chunked [`NodeTable`] and its
+//! [`Directory`]. Their byte layouts are in `FORMAT.md`.
 #![forbid(unsafe_code)]
 
+mod backend;
+mod blob;
 mod codec;
+mod directory;
 mod error;
+mod faulty;
+mod format_error;
 mod id;
 mod memory;
+mod segment;
 mod stats;
+mod superblock;
+mod table;
 
+pub use backend::{Backend, FileBackend, FileId, MemBackend, SegmentId};
+pub use blob::{BlobHeader, BlobKind, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
 pub use codec::{Codec, CodecError};
+pub use directory::Directory;
 pub use error::StoreError;
+pub use faulty::{CrashMode, FaultyBackend};
+pub use format_error::{BlobFault, FormatError, SlotFault};
 pub use id::NodeId;
 pub use memory::NodeStore;
+pub use segment::{read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES};
 pub use stats::StoreStats;
+pub use superblock::{
+    read_newest, read_slots, write_slot, FilterStack, Generation, Superblock, FORMAT_VERSION,
+    MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
+};
+pub use table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};

@@ -1,0 +1,531 @@
+//! The storage backend: the only way the store touches files.
+//!
+//! All on-disk I/O of the store goes through the [`Backend`] trait, so that
+//! tests and fuzzers can swap the file system for memory
+//! ([`MemBackend`]) or for a backend that crashes and fails on demand
+//! ([`FaultyBackend`](crate::FaultyBackend)).
+//!
+//! A store is a set of files named by [`FileId`]: one superblock and
+//! numbered, append-only segments. [`FileBackend`] keeps them in one
+//! directory as `superblock` and `seg-NNNNNN.lx`.
+//!
+//! Contract every backend keeps:
+//! - `read_at` fills the whole buffer or fails; a read past the end fails
+//!   with [`io::ErrorKind::UnexpectedEof`], never returns short.
+//! - `write_at` creates a missing file and extends it (with zeros, if the
+//!   offset lies past the end).
+//! - Reading, measuring, syncing or removing a missing file fails with
+//!   [`io::ErrorKind::NotFound`].
+//! - Only `sync` makes a file's bytes durable, and only `sync_dir` makes
+//!   the creation or removal of a file durable.
+
+use crate::FormatError;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The number of a segment file. Segment 0 is never used, so that an
+/// all-zero node table slot can mean "free".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SegmentId(pub u32);
+
+impl SegmentId {
+    /// The first segment of a new store.
+    pub const FIRST: SegmentId = SegmentId(1);
+
+    /// The raw number, as stored on disk.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The segment after this one, or `None` if ids are exhausted.
+    pub fn next(self) -> Option<SegmentId> {
+        self.0.checked_add(1).map(SegmentId)
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "segment {:06}", self.0)
+    }
+}
+
+/// One of the files a store is made of.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum FileId {
+    /// The file holding the two superblock slots.
+    Superblock,
+    /// An append-only segment file of blob records.
+    Segment(SegmentId),
+}
+
+impl FileId {
+    /// The file's name inside the store directory: `superblock` or
+    /// `seg-000042.lx`.
+    pub fn file_name(self) -> String {
+        match self {
+            FileId::Superblock => "superblock".to_string(),
+            FileId::Segment(s) => format!("seg-{:06}.lx", s.0),
+        }
+    }
+
+    /// Parses a name produced by [`FileId::file_name`]; any other name
+    /// (including a non-canonical number such as `seg-1.lx`) is `None`.
+    pub fn from_file_name(name: &str) -> Option<FileId> {
+        if name == "superblock" {
+            return Some(FileId::Superblock);
+        }
+        let digits = name.strip_prefix("seg-")?.strip_suffix(".lx")?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let id = FileId::Segment(SegmentId(digits.parse().ok()?));
+        (id.file_name() == name).then_some(id)
+    }
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file_name())
+    }
+}
+
+/// Where the store reads and writes its files.
+///
+/// Implementations are shared between threads and must make each call
+/// atomic with respect to the others (a read never sees half a write that
+/// has returned). See the module documentation for the full contract.
+pub trait Backend: Send + Sync + 'static {
+    /// Fills `buf` with the bytes of `file` starting at `offset`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::UnexpectedEof`] if the file ends before `buf` is
+    /// full, [`io::ErrorKind::NotFound`] if the file is missing, or any
+    /// other I/O error.
+    fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Writes all of `data` into `file` at `offset`, creating the file if it
+    /// is missing. The bytes are not durable until [`Backend::sync`].
+    ///
+    /// # Errors
+    /// Any I/O error; part of `data` may then have been written.
+    fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()>;
+
+    /// The length of `file` in bytes.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] if the file is missing, or any other I/O
+    /// error.
+    fn len(&self, file: FileId) -> io::Result<u64>;
+
+    /// Makes every byte written to `file` so far durable.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] if the file is missing, or any other I/O
+    /// error.
+    fn sync(&self, file: FileId) -> io::Result<()>;
+
+    /// Makes the creation and removal of files so far durable.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn sync_dir(&self) -> io::Result<()>;
+
+    /// Removes `file`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] if the file is missing, or any other I/O
+    /// error.
+    fn remove(&self, file: FileId) -> io::Result<()>;
+
+    /// The segment files that exist, in ascending order.
+    ///
+    /// # Errors
+    /// Any I/O error listing them.
+    fn segments(&self) -> io::Result<Vec<SegmentId>>;
+
+    /// A human-readable name for `file`, for error messages.
+    fn name(&self, file: FileId) -> String {
+        file.file_name()
+    }
+}
+
+/// A store kept in a directory of real files.
+///
+/// Open file handles are cached, one per file, and shared by all threads
+/// (positioned I/O needs no seek, so handles are never contended).
+#[derive(Debug)]
+pub struct FileBackend {
+    dir: PathBuf,
+    handles: Mutex<HashMap<FileId, Arc<File>>>,
+}
+
+impl FileBackend {
+    /// Opens the store directory `dir`, creating it (and its parents) if it
+    /// is missing and `create` is true.
+    ///
+    /// # Errors
+    /// [`FormatError::MissingDirectory`] if `dir` is missing and `create`
+    /// is false; [`FormatError::Io`] if it cannot be created or is not a
+    /// directory.
+    pub fn open(dir: impl AsRef<Path>, create: bool) -> Result<FileBackend, FormatError> {
+        let dir = dir.as_ref().to_path_buf();
+        let io_err = |e| FormatError::io(dir.display().to_string(), None, e);
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "not a directory",
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !create {
+                    return Err(FormatError::MissingDirectory { path: dir });
+                }
+                fs::create_dir_all(&dir).map_err(io_err)?;
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+        Ok(FileBackend {
+            dir,
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The full path of `file`.
+    pub fn path(&self, file: FileId) -> PathBuf {
+        self.dir.join(file.file_name())
+    }
+
+    /// The cached handle of `file`, opening it (and creating it if
+    /// `create`) on first use.
+    fn handle(&self, file: FileId, create: bool) -> io::Result<Arc<File>> {
+        let mut handles = self.handles.lock();
+        if let Some(h) = handles.get(&file) {
+            return Ok(Arc::clone(h));
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(self.path(file))?;
+        let f = Arc::new(f);
+        handles.insert(file, Arc::clone(&f));
+        Ok(f)
+    }
+}
+
+impl Backend for FileBackend {
+    fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.handle(file, false)?.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.handle(file, true)?.write_all_at(data, offset)
+    }
+
+    fn len(&self, file: FileId) -> io::Result<u64> {
+        let cached = self.handles.lock().get(&file).cloned();
+        match cached {
+            Some(h) => Ok(h.metadata()?.len()),
+            None => Ok(fs::metadata(self.path(file))?.len()),
+        }
+    }
+
+    fn sync(&self, file: FileId) -> io::Result<()> {
+        self.handle(file, false)?.sync_data()
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn remove(&self, file: FileId) -> io::Result<()> {
+        let mut handles = self.handles.lock();
+        handles.remove(&file);
+        fs::remove_file(self.path(file))
+    }
+
+    fn segments(&self) -> io::Result<Vec<SegmentId>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if let Some(FileId::Segment(s)) = name.to_str().and_then(FileId::from_file_name) {
+                out.push(s);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn name(&self, file: FileId) -> String {
+        self.path(file).display().to_string()
+    }
+}
+
+/// A store kept in memory; `sync` and `sync_dir` do nothing.
+#[derive(Debug, Default)]
+pub struct MemBackend {
+    files: Mutex<BTreeMap<FileId, Vec<u8>>>,
+}
+
+impl MemBackend {
+    /// An empty backend with no files.
+    pub fn new() -> MemBackend {
+        MemBackend::default()
+    }
+}
+
+impl Backend for MemBackend {
+    fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let files = self.files.lock();
+        let data = files.get(&file).ok_or_else(|| not_found(file))?;
+        read_from(data, offset, buf)
+    }
+
+    fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
+        write_into(self.files.lock().entry(file).or_default(), offset, data)
+    }
+
+    fn len(&self, file: FileId) -> io::Result<u64> {
+        let files = self.files.lock();
+        Ok(files.get(&file).ok_or_else(|| not_found(file))?.len() as u64)
+    }
+
+    fn sync(&self, file: FileId) -> io::Result<()> {
+        self.len(file).map(|_| ())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn remove(&self, file: FileId) -> io::Result<()> {
+        match self.files.lock().remove(&file) {
+            Some(_) => Ok(()),
+            None => Err(not_found(file)),
+        }
+    }
+
+    fn segments(&self) -> io::Result<Vec<SegmentId>> {
+        Ok(segments_of(self.files.lock().keys().copied()))
+    }
+}
+
+/// The error a memory backend returns for a missing file.
+pub(crate) fn not_found(file: FileId) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{file} does not exist"))
+}
+
+/// The segment ids among `files`, ascending if `files` is.
+pub(crate) fn segments_of(files: impl Iterator<Item = FileId>) -> Vec<SegmentId> {
+    files
+        .filter_map(|f| match f {
+            FileId::Segment(s) => Some(s),
+            FileId::Superblock => None,
+        })
+        .collect()
+}
+
+/// Copies `data[offset..offset + buf.len()]` into `buf`, or fails with
+/// `UnexpectedEof` if the range runs past the end.
+pub(crate) fn read_from(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let range = usize::try_from(offset)
+        .ok()
+        .and_then(|start| Some(start..start.checked_add(buf.len())?))
+        .filter(|r| r.end <= data.len());
+    match range {
+        Some(r) => {
+            buf.copy_from_slice(&data[r]);
+            Ok(())
+        }
+        None => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "read past the end of the file",
+        )),
+    }
+}
+
+/// Writes `src` into `data` at `offset`, growing it with zeros as needed.
+pub(crate) fn write_into(data: &mut Vec<u8>, offset: u64, src: &[u8]) -> io::Result<()> {
+    let start = usize::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    let end = start
+        .checked_add(src.len())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    if data.len() < end {
+        data.resize(end, 0);
+    }
+    data[start..end].copy_from_slice(src);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEG: FileId = FileId::Segment(SegmentId(42));
+
+    /// The contract shared by every backend, run against `b`.
+    fn check_contract(b: &dyn Backend) {
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            b.read_at(SEG, 0, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(b.len(SEG).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(b.sync(SEG).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(b.remove(SEG).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert!(b.segments().unwrap().is_empty());
+
+        b.write_at(SEG, 4, b"abcd").unwrap();
+        assert_eq!(b.len(SEG).unwrap(), 8);
+        let mut all = [9u8; 8];
+        b.read_at(SEG, 0, &mut all).unwrap();
+        assert_eq!(&all, b"\0\0\0\0abcd");
+        b.write_at(SEG, 2, b"XY").unwrap();
+        b.read_at(SEG, 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"\0XYa");
+
+        // A read past the end fails whole, never short.
+        assert_eq!(
+            b.read_at(SEG, 6, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+
+        b.write_at(FileId::Superblock, 0, b"sb").unwrap();
+        b.write_at(FileId::Segment(SegmentId(7)), 0, b"s").unwrap();
+        b.sync(SEG).unwrap();
+        b.sync_dir().unwrap();
+        assert_eq!(b.segments().unwrap(), vec![SegmentId(7), SegmentId(42)]);
+        b.remove(SEG).unwrap();
+        assert_eq!(b.segments().unwrap(), vec![SegmentId(7)]);
+        assert_eq!(b.len(SEG).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(b.len(FileId::Superblock).unwrap(), 2);
+    }
+
+    #[test]
+    fn names_and_display() {
+        assert_eq!(SegmentId(42).to_string(), "segment 000042");
+        assert_eq!(SEG.file_name(), "seg-000042.lx");
+        assert_eq!(FileId::Superblock.to_string(), "superblock");
+        assert_eq!(MemBackend::new().name(SEG), "seg-000042.lx");
+        assert_eq!(
+            FileId::Segment(SegmentId(u32::MAX)).file_name(),
+            "seg-4294967295.lx"
+        );
+    }
+
+    #[test]
+    fn file_names_parse_back_and_nothing_else_does() {
+        for id in [
+            FileId::Superblock,
+            SEG,
+            FileId::Segment(SegmentId(0)),
+            FileId::Segment(SegmentId(1_234_567)),
+            FileId::Segment(SegmentId(u32::MAX)),
+        ] {
+            assert_eq!(FileId::from_file_name(&id.file_name()), Some(id));
+        }
+        for bad in [
+            "seg-1.lx",
+            "seg-0000042.lx",
+            "seg-+00042.lx",
+            "seg-000042.lx.tmp",
+            "seg-.lx",
+            "seg-99999999999.lx",
+            "Superblock",
+            "",
+        ] {
+            assert_eq!(FileId::from_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn segment_id_next_stops_at_the_end() {
+        assert_eq!(SegmentId(1).next(), Some(SegmentId(2)));
+        assert_eq!(SegmentId(u32::MAX).next(), None);
+    }
+
+    #[test]
+    fn mem_backend_keeps_the_contract() {
+        check_contract(&MemBackend::new());
+    }
+
+    #[test]
+    fn file_backend_keeps_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FileBackend::open(dir.path(), false).unwrap();
+        check_contract(&b);
+        assert!(b.name(SEG).ends_with("seg-000042.lx"));
+        // Stray files in the directory are not segments.
+        fs::write(dir.path().join("seg-1.lx"), b"x").unwrap();
+        fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        assert_eq!(b.segments().unwrap(), vec![SegmentId(7)]);
+    }
+
+    #[test]
+    fn file_backend_bytes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = FileBackend::open(dir.path(), false).unwrap();
+            b.write_at(SEG, 0, b"durable").unwrap();
+            b.sync(SEG).unwrap();
+            b.sync_dir().unwrap();
+        }
+        let b = FileBackend::open(dir.path(), false).unwrap();
+        let mut buf = [0u8; 7];
+        b.read_at(SEG, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"durable");
+        assert_eq!(b.len(SEG).unwrap(), 7);
+        assert_eq!(fs::read(b.path(SEG)).unwrap(), b"durable");
+    }
+
+    #[test]
+    fn file_backend_missing_directory_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("a").join("b");
+        match FileBackend::open(&missing, false) {
+            Err(FormatError::MissingDirectory { path }) => assert_eq!(path, missing),
+            other => panic!("expected MissingDirectory, got {other:?}"),
+        }
+        assert!(!missing.exists());
+        let b = FileBackend::open(&missing, true).unwrap();
+        assert!(missing.is_dir());
+        b.write_at(FileId::Superblock, 0, b"x").unwrap();
+        assert!(missing.join("superblock").is_file());
+    }
+
+    #[test]
+    fn file_backend_refuses_a_plain_file_as_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").unwrap();
+        let err = FileBackend::open(&file, true).unwrap_err();
+        assert!(matches!(err, FormatError::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("plain"), "{err}");
+    }
+
+    #[test]
+    fn backends_are_object_safe_and_shareable() {
+        let b: Arc<dyn Backend> = Arc::new(MemBackend::new());
+        let b2 = Arc::clone(&b);
+        std::thread::spawn(move || b2.write_at(SEG, 0, b"t").unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(b.len(SEG).unwrap(), 1);
+    }
+}

@@ -1,0 +1,525 @@
+//! A backend for tests that loses unsynced bytes and fails on demand.
+//!
+//! [`FaultyBackend`] keeps its files in memory and remembers, for every
+//! file, the bytes written and the bytes known durable apart. A simulated
+//! [`crash`](FaultyBackend::crash) throws away what a real machine could
+//! lose; [`fail_after`](FaultyBackend::fail_after) makes every call fail
+//! after a number of successful ones, the way a dying disk does.
+//!
+//! All clones share the same files, so a test keeps one handle, gives a
+//! clone to the store, drops the store, crashes the handle and opens a new
+//! store on a clone of it:
+//!
+//! ```
+//! use larix_nodestore::{Backend, CrashMode, FaultyBackend, FileId};
+//! use std::sync::Arc;
+//!
+//! let disk = FaultyBackend::new();
+//! let store_backend: Arc<dyn Backend> = Arc::new(disk.clone());
+//! store_backend.write_at(FileId::Superblock, 0, b"lost").unwrap();
+//! drop(store_backend);
+//! disk.crash(CrashMode::DropUnsynced);
+//! assert!(disk.contents(FileId::Superblock).is_none());
+//! ```
+//!
+//! The durability model (stricter than most file systems, on purpose):
+//! - `write_at` bytes become durable only when their file is `sync`ed;
+//! - a file created by `write_at` survives a crash only once `sync_dir`
+//!   has run after its creation (its bytes still need `sync`);
+//! - `remove` is durable at once;
+//! - a crash undoes everything else, and heals injected failures.
+
+use crate::backend::{not_found, read_from, segments_of, write_into};
+use crate::{Backend, FileId, SegmentId};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+/// What survives a simulated crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every file reverts to its last synced bytes.
+    DropUnsynced,
+    /// As [`CrashMode::DropUnsynced`], except that the most recent write not
+    /// yet synced survives in part: its first `keep` bytes (clamped to its
+    /// length) land, as a torn write would.
+    TearLastWrite {
+        /// How many leading bytes of the write survive.
+        keep: usize,
+    },
+}
+
+/// An in-memory backend that can crash and fail on demand; see the module
+/// documentation. Cloning shares the files.
+#[derive(Clone, Debug, Default)]
+pub struct FaultyBackend {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: BTreeMap<FileId, FaultyFile>,
+    /// Sequence number of the last write, to find the most recent one.
+    writes: u64,
+    /// Successful calls left before every call fails; `None`: never fail.
+    fail_after: Option<u64>,
+    /// Calls made so far, failed ones included.
+    operations: u64,
+}
+
+#[derive(Debug, Default)]
+struct FaultyFile {
+    /// The bytes as written.
+    data: Vec<u8>,
+    /// The bytes known durable.
+    synced: Vec<u8>,
+    /// Whether the file's directory entry is durable.
+    durable_entry: bool,
+    /// Writes since the last sync, oldest first.
+    pending: Vec<PendingWrite>,
+}
+
+#[derive(Debug)]
+struct PendingWrite {
+    seq: u64,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl State {
+    /// Counts one call and fails it if failures are armed and due.
+    fn gate(&mut self) -> io::Result<()> {
+        self.operations += 1;
+        match self.fail_after {
+            Some(0) => Err(io::Error::other("injected failure")),
+            Some(n) => {
+                self.fail_after = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn file(&self, file: FileId) -> io::Result<&FaultyFile> {
+        self.files.get(&file).ok_or_else(|| not_found(file))
+    }
+}
+
+impl FaultyBackend {
+    /// An empty backend with no files and no failures armed.
+    pub fn new() -> FaultyBackend {
+        FaultyBackend::default()
+    }
+
+    /// Simulates a power loss: every file reverts to its durable state as
+    /// `mode` says, files whose creation was never made durable vanish, and
+    /// injected failures are healed (the machine restarts).
+    pub fn crash(&self, mode: CrashMode) {
+        let mut st = self.state.lock();
+        let torn = match mode {
+            CrashMode::DropUnsynced => None,
+            CrashMode::TearLastWrite { keep } => {
+                let latest = st
+                    .files
+                    .iter()
+                    .filter_map(|(id, f)| f.pending.last().map(|w| (w.seq, *id)))
+                    .max();
+                latest.and_then(|(_, id)| {
+                    let mut w = st.files.get_mut(&id)?.pending.pop()?;
+                    w.bytes.truncate(keep);
+                    Some((id, w))
+                })
+            }
+        };
+        for f in st.files.values_mut() {
+            f.data.clone_from(&f.synced);
+            f.pending.clear();
+        }
+        st.files.retain(|_, f| f.durable_entry);
+        if let Some((id, w)) = torn {
+            if let Some(f) = st.files.get_mut(&id) {
+                // The surviving prefix reached the disk: it is now durable.
+                write_into(&mut f.data, w.offset, &w.bytes)
+                    .expect("the offset was accepted when it was written");
+                f.synced.clone_from(&f.data);
+            }
+        }
+        st.fail_after = None;
+    }
+
+    /// After `n` more successful calls, every call fails with an
+    /// [`io::ErrorKind::Other`] error "injected failure", until
+    /// [`heal`](FaultyBackend::heal) or [`crash`](FaultyBackend::crash).
+    /// `fail_after(0)` fails the very next call.
+    pub fn fail_after(&self, n: u64) {
+        self.state.lock().fail_after = Some(n);
+    }
+
+    /// Disarms injected failures.
+    pub fn heal(&self) {
+        self.state.lock().fail_after = None;
+    }
+
+    /// The number of backend calls made so far, failed ones included
+    /// ([`Backend::name`] is not counted).
+    pub fn operations(&self) -> u64 {
+        self.state.lock().operations
+    }
+
+    /// The current bytes of `file` as a reader sees them, or `None` if it
+    /// does not exist. Not counted as an operation.
+    pub fn contents(&self, file: FileId) -> Option<Vec<u8>> {
+        self.state.lock().files.get(&file).map(|f| f.data.clone())
+    }
+
+    /// The bytes of `file` that would survive a crash now, or `None` if the
+    /// file would not. Not counted as an operation.
+    pub fn durable_contents(&self, file: FileId) -> Option<Vec<u8>> {
+        let st = self.state.lock();
+        st.files
+            .get(&file)
+            .filter(|f| f.durable_entry)
+            .map(|f| f.synced.clone())
+    }
+
+    /// Flips bit `bit` (0..8) of the byte at `offset` of `file`, in the
+    /// written and the durable bytes alike: damage on the medium. Not
+    /// counted as an operation.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] if the file is missing,
+    /// [`io::ErrorKind::InvalidInput`] if `offset` is past its end or
+    /// `bit` is not below 8.
+    pub fn flip_bit(&self, file: FileId, offset: u64, bit: u8) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let f = st.files.get_mut(&file).ok_or_else(|| not_found(file))?;
+        let at = usize::try_from(offset).ok().filter(|&o| o < f.data.len());
+        let (Some(at), true) = (at, bit < 8) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no such bit in the file",
+            ));
+        };
+        f.data[at] ^= 1 << bit;
+        if let Some(b) = f.synced.get_mut(at) {
+            *b ^= 1 << bit;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for FaultyBackend {
+    fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        read_from(&st.file(file)?.data, offset, buf)
+    }
+
+    fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        st.writes += 1;
+        let seq = st.writes;
+        let f = st.files.entry(file).or_default();
+        write_into(&mut f.data, offset, data)?;
+        f.pending.push(PendingWrite {
+            seq,
+            offset,
+            bytes: data.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn len(&self, file: FileId) -> io::Result<u64> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        Ok(st.file(file)?.data.len() as u64)
+    }
+
+    fn sync(&self, file: FileId) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        let f = st.files.get_mut(&file).ok_or_else(|| not_found(file))?;
+        for w in f.pending.drain(..) {
+            write_into(&mut f.synced, w.offset, &w.bytes)?;
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        for f in st.files.values_mut() {
+            f.durable_entry = true;
+        }
+        Ok(())
+    }
+
+    fn remove(&self, file: FileId) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        match st.files.remove(&file) {
+            Some(_) => Ok(()),
+            None => Err(not_found(file)),
+        }
+    }
+
+    fn segments(&self) -> io::Result<Vec<SegmentId>> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        Ok(segments_of(st.files.keys().copied()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const A: FileId = FileId::Segment(SegmentId(1));
+    const B: FileId = FileId::Segment(SegmentId(2));
+
+    fn read_all(b: &FaultyBackend, file: FileId) -> Vec<u8> {
+        let mut buf = vec![0; b.len(file).unwrap() as usize];
+        b.read_at(file, 0, &mut buf).unwrap();
+        buf
+    }
+
+    /// `A` holds "synced" durably, then gets an unsynced write.
+    fn disk_with_synced_a() -> FaultyBackend {
+        let b = FaultyBackend::new();
+        b.write_at(A, 0, b"synced").unwrap();
+        b.sync(A).unwrap();
+        b.sync_dir().unwrap();
+        b
+    }
+
+    #[test]
+    fn drop_unsynced_loses_exactly_the_unsynced_writes() {
+        let b = disk_with_synced_a();
+        b.write_at(A, 6, b"+more").unwrap();
+        b.write_at(A, 0, b"S").unwrap();
+        assert_eq!(read_all(&b, A), b"Synced+more");
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&b, A), b"synced");
+    }
+
+    #[test]
+    fn synced_writes_survive_and_later_ones_do_not() {
+        let b = disk_with_synced_a();
+        b.write_at(A, 6, b"-1").unwrap();
+        b.sync(A).unwrap();
+        b.write_at(A, 8, b"-2").unwrap();
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&b, A), b"synced-1");
+    }
+
+    #[test]
+    fn a_file_never_dir_synced_vanishes() {
+        let b = disk_with_synced_a();
+        b.write_at(B, 0, b"new").unwrap();
+        b.sync(B).unwrap();
+        assert!(b.durable_contents(B).is_none());
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(b.len(B).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(b.segments().unwrap(), vec![SegmentId(1)]);
+    }
+
+    #[test]
+    fn a_dir_synced_but_unsynced_file_survives_empty() {
+        let b = FaultyBackend::new();
+        b.write_at(B, 0, b"new").unwrap();
+        b.sync_dir().unwrap();
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(b.len(B).unwrap(), 0);
+    }
+
+    #[test]
+    fn remove_is_immediate_and_durable() {
+        let b = disk_with_synced_a();
+        b.remove(A).unwrap();
+        b.crash(CrashMode::DropUnsynced);
+        assert!(b.contents(A).is_none());
+    }
+
+    #[test]
+    fn tear_last_write_keeps_a_prefix_of_the_latest_unsynced_write() {
+        let b = disk_with_synced_a();
+        b.write_at(A, 6, b"AAAA").unwrap();
+        b.write_at(A, 10, b"BBBB").unwrap();
+        b.crash(CrashMode::TearLastWrite { keep: 2 });
+        // The earlier unsynced write is lost, so the torn prefix lands past
+        // a hole of zeros.
+        assert_eq!(read_all(&b, A), b"synced\0\0\0\0BB");
+    }
+
+    #[test]
+    fn tear_picks_the_latest_write_across_files() {
+        let b = disk_with_synced_a();
+        b.write_at(B, 0, b"bb").unwrap();
+        b.sync(B).unwrap();
+        b.sync_dir().unwrap();
+        b.write_at(B, 2, b"late-B").unwrap();
+        b.write_at(A, 6, b"latest-A").unwrap();
+        b.crash(CrashMode::TearLastWrite { keep: 3 });
+        assert_eq!(read_all(&b, A), b"syncedlat");
+        assert_eq!(read_all(&b, B), b"bb");
+    }
+
+    #[test]
+    fn tear_clamps_keep_to_the_write_length() {
+        let b = disk_with_synced_a();
+        b.write_at(A, 0, b"XY").unwrap();
+        b.crash(CrashMode::TearLastWrite { keep: 1000 });
+        assert_eq!(read_all(&b, A), b"XYnced");
+        // The surviving bytes are durable now.
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&b, A), b"XYnced");
+    }
+
+    #[test]
+    fn tear_with_nothing_unsynced_is_drop_unsynced() {
+        let b = disk_with_synced_a();
+        b.crash(CrashMode::TearLastWrite { keep: 3 });
+        assert_eq!(read_all(&b, A), b"synced");
+    }
+
+    #[test]
+    fn fail_after_fails_the_next_call_past_n_until_healed() {
+        let b = disk_with_synced_a();
+        b.fail_after(3);
+        let mut buf = [0u8; 1];
+        b.read_at(A, 0, &mut buf).unwrap();
+        b.len(A).unwrap();
+        b.write_at(A, 0, b"s").unwrap();
+        for _ in 0..3 {
+            let e = b.sync(A).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::Other);
+            assert_eq!(e.to_string(), "injected failure");
+        }
+        assert!(b.segments().is_err());
+        assert!(b.sync_dir().is_err());
+        b.heal();
+        b.sync(A).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let b = disk_with_synced_a();
+        b.fail_after(0);
+        assert!(b.write_at(A, 0, b"XXXXXX").is_err());
+        assert!(b.write_at(B, 0, b"new").is_err());
+        b.heal();
+        assert_eq!(read_all(&b, A), b"synced");
+        assert!(b.contents(B).is_none());
+    }
+
+    #[test]
+    fn crash_heals_injected_failures() {
+        let b = disk_with_synced_a();
+        b.fail_after(0);
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&b, A), b"synced");
+    }
+
+    #[test]
+    fn clones_share_files_and_outlive_each_other() {
+        let b = FaultyBackend::new();
+        let store: Arc<dyn Backend> = Arc::new(b.clone());
+        store.write_at(A, 0, b"kept").unwrap();
+        store.sync(A).unwrap();
+        store.sync_dir().unwrap();
+        store.write_at(A, 4, b"lost").unwrap();
+        drop(store);
+        b.crash(CrashMode::DropUnsynced);
+        let reopened: Arc<dyn Backend> = Arc::new(b.clone());
+        let mut buf = [0u8; 4];
+        reopened.read_at(A, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"kept");
+        assert_eq!(reopened.len(A).unwrap(), 4);
+    }
+
+    #[test]
+    fn operations_are_counted_including_failures() {
+        let b = FaultyBackend::new();
+        b.write_at(A, 0, b"x").unwrap();
+        let _ = b.name(A);
+        b.fail_after(0);
+        let _ = b.len(A);
+        assert_eq!(b.operations(), 2);
+    }
+
+    #[test]
+    fn flip_bit_damages_written_and_durable_bytes() {
+        let b = disk_with_synced_a();
+        b.flip_bit(A, 0, 5).unwrap();
+        assert_eq!(read_all(&b, A), b"Synced");
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&b, A), b"Synced");
+        assert!(b.flip_bit(A, 6, 0).is_err());
+        assert!(b.flip_bit(A, 0, 8).is_err());
+        assert!(b.flip_bit(B, 0, 0).is_err());
+    }
+
+    /// A reference model of one file: each write is a step; a crash keeps
+    /// the synced steps.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write(u8, Vec<u8>),
+        Sync,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u8..32, proptest::collection::vec(any::<u8>(), 1..8))
+                .prop_map(|(o, d)| Step::Write(o, d)),
+            Just(Step::Sync),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn crash_keeps_exactly_the_synced_prefix_of_history(
+            steps in proptest::collection::vec(step(), 0..24),
+            keep in 0usize..10,
+            tear in any::<bool>(),
+        ) {
+            let b = FaultyBackend::new();
+            b.write_at(A, 0, b"").unwrap();
+            b.sync_dir().unwrap();
+            let mut durable = Vec::new();
+            let mut current = Vec::new();
+            let mut last_unsynced: Option<(u8, Vec<u8>)> = None;
+            for s in &steps {
+                match s {
+                    Step::Write(o, d) => {
+                        b.write_at(A, u64::from(*o), d).unwrap();
+                        write_into(&mut current, u64::from(*o), d).unwrap();
+                        last_unsynced = Some((*o, d.clone()));
+                    }
+                    Step::Sync => {
+                        b.sync(A).unwrap();
+                        durable = current.clone();
+                        last_unsynced = None;
+                    }
+                }
+            }
+            prop_assert_eq!(b.contents(A).unwrap(), current);
+            let mode = if tear {
+                CrashMode::TearLastWrite { keep }
+            } else {
+                CrashMode::DropUnsynced
+            };
+            b.crash(mode);
+            let mut expected = durable;
+            if let (true, Some((o, d))) = (tear, last_unsynced) {
+                let n = keep.min(d.len());
+                write_into(&mut expected, u64::from(o), &d[..n]).unwrap();
+            }
+            prop_assert_eq!(b.contents(A).unwrap(), expected);
+        }
+    }
+}
