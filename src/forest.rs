@@ -107,7 +107,7 @@ impl Forest {
         let store = self.inner.store().stats();
         Stats {
             nodes: store.nodes,
-            trees: self.inner.tree_names().len() as u64,
+            trees: self.inner.tree_count() as u64,
             commits: store.commits,
         }
     }

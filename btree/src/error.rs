@@ -1,6 +1,6 @@
 //! The B-tree's error type.
 
-use larix_nodestore::{NodeId, StoreError};
+use larix_nodestore::StoreError;
 use thiserror::Error;
 
 /// Everything a tree or forest operation can fail with.
@@ -38,14 +38,6 @@ pub enum Error {
         value_len: usize,
         /// The largest key length plus value length accepted.
         limit: usize,
-    },
-    /// A node breaks the tree's structure (found while reading it).
-    #[error("{id} is inconsistent: {reason}")]
-    Inconsistent {
-        /// The node.
-        id: NodeId,
-        /// What is wrong with it.
-        reason: String,
     },
     /// The stored catalog of trees could not be decoded.
     #[error("the tree catalog is damaged: {0}")]

@@ -130,6 +130,11 @@ impl Forest {
         Ok(())
     }
 
+    /// The number of trees.
+    pub fn tree_count(&self) -> usize {
+        self.shared.catalog.read().len()
+    }
+
     /// The names of all trees, in order.
     pub fn tree_names(&self) -> Vec<String> {
         self.shared

@@ -307,11 +307,6 @@ impl Node {
         self.splice(i..i + 1, &[], 0);
     }
 
-    /// Removes entries `range`.
-    pub fn remove_range(&mut self, range: Range<usize>) {
-        self.splice(range, &[], 0);
-    }
-
     /// Moves entries `at..` into a new node of the same kind and level.
     pub fn split_off(&mut self, at: usize) -> Node {
         let mut right = Node::with_header(self.bytes[0], self.level());
@@ -335,20 +330,6 @@ impl Node {
     pub fn append(&mut self, other: &Node) {
         let n = self.len();
         self.splice(n..n, &other.bytes[HEADER_LEN..], other.len());
-    }
-
-    /// Moves the first `n` entries of `other` to the end of `self`.
-    pub fn take_front(&mut self, other: &mut Node, n: usize) {
-        let rest = other.split_off(n);
-        self.append(other);
-        *other = rest;
-    }
-
-    /// Moves the last `n` entries of `self` to the front of `other`.
-    pub fn give_back(&mut self, other: &mut Node, n: usize) {
-        let mut moved = self.split_off(self.len() - n);
-        moved.append(other);
-        *other = moved;
     }
 
     /// The split position that best balances the encoded bytes of the two
