@@ -21,6 +21,29 @@ pub struct Stats {
     pub trees: u64,
     /// Commits since the forest was opened.
     pub commits: u64,
+    /// Node reads served from the decoded-node cache.
+    pub cache_hits: u64,
+    /// Node reads that had to go to disk (read, unfilter, decode).
+    pub cache_misses: u64,
+    /// Node reads served from the dirty queue (put, not yet handed to the
+    /// workers).
+    pub dirty_hits: u64,
+    /// Node reads served from the pending buffer of an in-flight write.
+    pub inflight_hits: u64,
+    /// Times a caller waited for in-flight writes (backpressure or commit).
+    pub inflight_waits: u64,
+    /// Blobs appended to segment files.
+    pub blobs_written: u64,
+    /// Bytes of those blobs before filtering.
+    pub bytes_unfiltered: u64,
+    /// Bytes of those blobs after filtering (as written, without headers).
+    pub bytes_filtered: u64,
+    /// Time spent in sync calls (segments, directory, superblock).
+    pub sync_time: std::time::Duration,
+    /// Bytes of all segment files of the store.
+    pub disk_bytes: u64,
+    /// Bytes of the records (header and body) the node table refers to.
+    pub live_bytes: u64,
 }
 
 impl Forest {
@@ -109,6 +132,7 @@ impl Forest {
             nodes: store.nodes,
             trees: self.inner.tree_count() as u64,
             commits: store.commits,
+            ..Stats::default()
         }
     }
 

@@ -72,6 +72,24 @@ impl Options {
         self
     }
 
+    /// The options an existing store was created with: its node size and
+    /// filter stack, read from its superblock. A store with an encryption
+    /// filter needs `key_file` (32 raw bytes or 64 hex characters).
+    ///
+    /// # Errors
+    /// A store error if `path` holds no readable store;
+    /// [`Error::InvalidOptions`] if the store is encrypted and no key file
+    /// is given, or its filter stack cannot be rebuilt.
+    pub fn from_store(
+        path: impl AsRef<std::path::Path>,
+        key_file: Option<&std::path::Path>,
+    ) -> Result<Options> {
+        let _ = (path.as_ref(), key_file);
+        Err(Error::Unsupported(
+            "reading options from a store is not built yet",
+        ))
+    }
+
     /// The B-tree size limits these options give.
     ///
     /// # Errors
