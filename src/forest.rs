@@ -1,8 +1,12 @@
 //! The forest: open, create and remove trees, commit, check.
 
+use crate::options::Durability;
 use crate::{CheckReport, Options, Result, Tree};
-use larix_nodestore::NodeStore;
+use larix_btree::Limits;
+use larix_filters::Pipeline;
+use larix_nodestore::{Backend, FileBackend, MemBackend, NodeStore, StoreConfig};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A set of named trees that share nodes, in one store. `Send + Sync`;
 /// all methods take `&self`. Dropping it without [`Forest::commit`]
@@ -47,26 +51,53 @@ pub struct Stats {
 }
 
 impl Forest {
-    /// Opens the forest stored in directory `path`, creating it if missing.
+    /// Opens the forest stored in directory `path`, creating it (and the
+    /// directory) if missing. An existing store keeps the node size and
+    /// filter stack it was created with; `options` must name the same ones
+    /// ([`Options::from_store`] reads them).
     ///
     /// # Errors
-    /// Always [`crate::Error::Unsupported`] for now: the on-disk node store
-    /// is not built yet; use [`Forest::in_memory`].
+    /// [`crate::Error::InvalidOptions`] for an option out of range; a store
+    /// error if the directory holds something else than a Larix store, was
+    /// created with other parameters, cannot be decrypted with the key
+    /// given, or is damaged beyond what the fallback superblock covers.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Forest> {
         options.validate()?;
-        let _ = path.as_ref();
-        Err(crate::Error::Unsupported(
-            "the on-disk store is not built yet; use Forest::in_memory",
-        ))
+        let backend = FileBackend::open(path, true).map_err(larix_nodestore::StoreError::from)?;
+        Forest::with_backend(Arc::new(backend), options)
     }
 
-    /// A forest held in memory only.
+    /// A forest held in memory only. It runs on the same node store as a
+    /// forest on disk (cache, dirty queue, workers, filters), over an
+    /// in-memory backend.
     ///
     /// # Errors
     /// [`crate::Error::InvalidOptions`] if an option is out of range.
     pub fn in_memory(options: Options) -> Result<Forest> {
+        Forest::with_backend(Arc::new(MemBackend::new()), options)
+    }
+
+    /// Opens the forest kept in `backend` (creating it if empty): the files
+    /// of [`Forest::open`] on any storage, such as the fault-injecting
+    /// [`crate::backend::FaultyBackend`] of the crash tests.
+    ///
+    /// # Errors
+    /// As [`Forest::open`].
+    pub fn with_backend(backend: Arc<dyn Backend>, options: Options) -> Result<Forest> {
         let limits = options.validate()?;
-        let inner = larix_btree::Forest::new(NodeStore::in_memory(), limits)?;
+        let pipeline = Pipeline::new(&options.filters)?;
+        let config = StoreConfig {
+            cache_bytes: options.cache_bytes,
+            workers: options.workers,
+            durability: match options.durability {
+                Durability::Immediate => larix_nodestore::Durability::Immediate,
+                Durability::None => larix_nodestore::Durability::None,
+            },
+            parameters: parameters(limits, &pipeline),
+            ..StoreConfig::default()
+        };
+        let store = NodeStore::open(backend, pipeline, config)?;
+        let inner = larix_btree::Forest::new(store, limits)?;
         Ok(Forest { inner })
     }
 
@@ -132,7 +163,17 @@ impl Forest {
             nodes: store.nodes,
             trees: self.inner.tree_count() as u64,
             commits: store.commits,
-            ..Stats::default()
+            cache_hits: store.cache_hits,
+            cache_misses: store.cache_misses,
+            dirty_hits: store.dirty_hits,
+            inflight_hits: store.inflight_hits,
+            inflight_waits: store.inflight_waits,
+            blobs_written: store.blobs_written,
+            bytes_unfiltered: store.bytes_unfiltered,
+            bytes_filtered: store.bytes_filtered,
+            sync_time: store.sync_time,
+            disk_bytes: store.disk_bytes,
+            live_bytes: store.live_bytes,
         }
     }
 
@@ -143,4 +184,14 @@ impl Forest {
     pub fn compact(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// The parameters a store records and checks on every open: the node size
+/// and the filter stack (names and settings, never keys).
+pub(crate) fn parameters(limits: Limits, pipeline: &Pipeline) -> String {
+    format!(
+        "node_size={};filters={}",
+        limits.max_node(),
+        pipeline.describe()
+    )
 }

@@ -23,6 +23,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Where a forest keeps its files: the backends a forest can run on.
+pub mod backend {
+    pub use larix_nodestore::{
+        Backend, CrashMode, FaultyBackend, FileBackend, FileId, MemBackend, SegmentId,
+    };
+}
 mod error;
 mod forest;
 mod options;

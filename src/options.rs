@@ -84,10 +84,56 @@ impl Options {
         path: impl AsRef<std::path::Path>,
         key_file: Option<&std::path::Path>,
     ) -> Result<Options> {
-        let _ = (path.as_ref(), key_file);
-        Err(Error::Unsupported(
-            "reading options from a store is not built yet",
-        ))
+        use larix_nodestore::{read_newest, FileBackend, StoreError};
+        let backend = FileBackend::open(path, false).map_err(StoreError::from)?;
+        let superblock = read_newest(&backend).map_err(StoreError::from)?;
+        Options::from_parameters(superblock.filter_stack.as_str(), key_file)
+    }
+
+    /// Options from a parameter string as a store records it
+    /// (`node_size=N;filters=name(params),...`).
+    fn from_parameters(text: &str, key_file: Option<&std::path::Path>) -> Result<Options> {
+        let bad = |why: &str| Error::InvalidOptions(format!("stored parameters {text:?}: {why}"));
+        let rest = text
+            .strip_prefix("node_size=")
+            .ok_or_else(|| bad("no node size"))?;
+        let (size, filters) = rest
+            .split_once(";filters=")
+            .ok_or_else(|| bad("no filter list"))?;
+        let node_size = size.parse().map_err(|_| bad("node size is not a number"))?;
+        let mut specs = Vec::new();
+        for (name, params) in split_filters(filters).ok_or_else(|| bad("malformed filter list"))? {
+            specs.push(match (name.as_str(), params.as_slice()) {
+                ("zstd", [p]) => {
+                    let level = p
+                        .strip_prefix("level=")
+                        .and_then(|l| l.parse().ok())
+                        .ok_or_else(|| bad("zstd without a level"))?;
+                    FilterSpec::zstd(level)
+                }
+                ("checksum", _) => FilterSpec::checksum(),
+                ("encrypt", _) => {
+                    let path = key_file.ok_or_else(|| {
+                        Error::InvalidOptions(
+                            "the store is encrypted: a key file is needed to open it".into(),
+                        )
+                    })?;
+                    FilterSpec::encrypt_key_file(path)?
+                }
+                ("command", [encode, decode]) => {
+                    let argv = |p: &str, field: &str| -> Option<Vec<String>> {
+                        split_escaped(p.strip_prefix(field)?, ' ')
+                    };
+                    let e = argv(encode, "encode=").ok_or_else(|| bad("bad command"))?;
+                    let d = argv(decode, "decode=").ok_or_else(|| bad("bad command"))?;
+                    let e: Vec<&str> = e.iter().map(String::as_str).collect();
+                    let d: Vec<&str> = d.iter().map(String::as_str).collect();
+                    FilterSpec::command(&e, &d)
+                }
+                _ => return Err(bad(&format!("unknown filter {name:?}"))),
+            });
+        }
+        Ok(Options::default().node_size(node_size).filters(specs))
     }
 
     /// The B-tree size limits these options give.
@@ -106,5 +152,112 @@ impl Options {
                 self.node_size
             ))
         })
+    }
+}
+
+/// Splits `name(params),name(params)` into names and their `;`-separated
+/// parameters, unescaping backslashes. `None` if malformed.
+fn split_filters(list: &str) -> Option<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    let mut rest = list;
+    while !rest.is_empty() {
+        let open = rest.find('(')?;
+        let name = rest[..open].to_string();
+        let mut params = vec![String::new()];
+        let mut chars = rest[open + 1..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    // Keep the escape: argv splitting below needs it.
+                    let (_, next) = chars.next()?;
+                    let last = params.last_mut()?;
+                    last.push('\\');
+                    last.push(next);
+                }
+                ';' => params.push(String::new()),
+                ')' => {
+                    end = Some(open + 1 + i);
+                    break;
+                }
+                c => params.last_mut()?.push(c),
+            }
+        }
+        let end = end?;
+        out.push((name, params));
+        rest = &rest[end + 1..];
+        rest = match rest.strip_prefix(',') {
+            Some(r) if !r.is_empty() => r,
+            Some(_) => return None,
+            None if rest.is_empty() => rest,
+            None => return None,
+        };
+    }
+    Some(out)
+}
+
+/// Splits `text` at unescaped `sep`, removing the escapes.
+fn split_escaped(text: &str, sep: char) -> Option<Vec<String>> {
+    let mut out = vec![String::new()];
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.last_mut()?.push(chars.next()?),
+            c if c == sep => out.push(String::new()),
+            c => out.last_mut()?.push(c),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use larix_filters::Pipeline;
+
+    fn round_trip(specs: Vec<FilterSpec>) -> Vec<FilterSpec> {
+        let text = format!(
+            "node_size=4096;filters={}",
+            Pipeline::new(&specs).unwrap().describe()
+        );
+        let o = Options::from_parameters(&text, None).unwrap();
+        assert_eq!(o.node_size, 4096);
+        o.filters
+    }
+
+    #[test]
+    fn stored_parameters_give_back_the_filters() {
+        for specs in [
+            vec![],
+            vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+            vec![FilterSpec::checksum()],
+            vec![FilterSpec::command(
+                &["sh", "-c", "a b;c=d,(e)\\"],
+                &["gzip", "-dc"],
+            )],
+        ] {
+            assert_eq!(round_trip(specs.clone()), specs);
+        }
+    }
+
+    #[test]
+    fn an_encrypted_store_needs_a_key_file() {
+        let text = "node_size=4096;filters=encrypt(xchacha20poly1305),checksum(crc32c)";
+        let e = Options::from_parameters(text, None).unwrap_err();
+        assert!(e.to_string().contains("key file"), "{e}");
+    }
+
+    #[test]
+    fn malformed_parameters_are_refused() {
+        for text in [
+            "",
+            "node_size=x;filters=",
+            "node_size=4096",
+            "node_size=4096;filters=zstd(level=3",
+            "node_size=4096;filters=zstd(level=3),",
+            "node_size=4096;filters=lz4()",
+        ] {
+            assert!(Options::from_parameters(text, None).is_err(), "{text}");
+        }
     }
 }

@@ -92,7 +92,11 @@ fn as_slices(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 }
 
 fn run(node_size: usize, ops: &[Op]) -> Result<(), TestCaseError> {
-    let forest = Forest::in_memory(Options::default().node_size(node_size)).unwrap();
+    let options = Options::default()
+        .node_size(node_size)
+        .cache_bytes(node_size * 16)
+        .workers(2);
+    let forest = Forest::in_memory(options).unwrap();
     let mut models: Vec<Option<Model>> = vec![None; SLOTS];
     let name = |s: usize| format!("t{s}");
     for op in ops {

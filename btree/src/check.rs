@@ -211,7 +211,7 @@ impl Checker<'_> {
         if let Some(s) = self.seen.get(&id) {
             return s.clone();
         }
-        let summary = match self.store.get(id) {
+        let summary = match self.store.get_verified(id) {
             Ok(node) => Some(self.check_node(id, &node)),
             Err(e) => {
                 self.problems.push(Problem::Unreadable {

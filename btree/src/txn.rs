@@ -133,12 +133,14 @@ impl<'s> Txn<'s> {
         Ok(self.create(copy))
     }
 
-    /// Writes every change to the store.
+    /// Writes every change to the store, all or nothing.
     ///
     /// # Errors
-    /// A store error (a latched background failure); the operation's
-    /// changes may then be partly applied, and the store refuses writes.
+    /// [`StoreError::Failed`] if the store refuses writes after a background
+    /// failure; nothing is applied then. The store's `put`, `set_refcount`
+    /// and `free` do not fail for a live id once that check has passed.
     pub fn apply(self) -> Result<()> {
+        self.store.writable()?;
         for (id, node) in self.nodes {
             self.store.put(id, node)?;
         }

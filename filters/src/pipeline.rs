@@ -44,6 +44,16 @@ impl Pipeline {
         Self::with_max_decoded_len(specs, DEFAULT_MAX_DECODED_LEN)
     }
 
+    /// A pipeline of filters built by the caller, applied in encode order,
+    /// with no order rules checked: for filters of one's own (a test's slow
+    /// filter, a hardware codec). Each filter bounds its own decoded output.
+    pub fn custom(filters: Vec<Arc<dyn Filter>>) -> Pipeline {
+        Pipeline {
+            filters,
+            max_decoded_len: DEFAULT_MAX_DECODED_LEN,
+        }
+    }
+
     /// [`Pipeline::new`] with another bound on each filter's decoded output
     /// (zstd frames declaring more are refused, commands printing more are
     /// killed).

@@ -1,7 +1,9 @@
 //! The store's error type.
 
 use crate::{FormatError, NodeId};
+use larix_filters::FilterError;
 use std::io;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Everything that can go wrong in the node store.
@@ -34,5 +36,38 @@ pub enum StoreError {
         /// What the operating system said.
         #[source]
         source: io::Error,
+    },
+    /// A filter failed while writing a blob.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// An earlier failure of a background write or a commit: the store
+    /// refuses writes and commits until it is reopened. The last commit on
+    /// disk is intact.
+    #[error("the store refuses writes after an earlier failure: {0}")]
+    Failed(#[source] Arc<StoreError>),
+    /// A commit failed; the previous commit stays in force.
+    #[error("commit failed: {reason}")]
+    CommitFailed {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The store was created with other parameters than those given.
+    #[error("the store was created with parameters {stored:?}, not {given:?}")]
+    ParametersMismatch {
+        /// The parameters recorded in the store.
+        stored: String,
+        /// The parameters given to open it.
+        given: String,
+    },
+    /// The key check blob does not decode: the encryption key is wrong.
+    #[error("wrong key: the store's key check does not decrypt with the key given")]
+    WrongKey,
+    /// A metadata blob (the catalog) decodes to nothing usable.
+    #[error("the store's {what} is damaged: {reason}")]
+    MetadataDamaged {
+        /// Which blob.
+        what: &'static str,
+        /// What the decoder found.
+        reason: String,
     },
 }

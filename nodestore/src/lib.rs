@@ -32,9 +32,9 @@ mod error;
 mod faulty;
 mod format_error;
 mod id;
-mod memory;
 mod segment;
 mod stats;
+mod store;
 mod superblock;
 mod table;
 
@@ -46,9 +46,9 @@ pub use error::StoreError;
 pub use faulty::{CrashMode, FaultyBackend};
 pub use format_error::{BlobFault, FormatError, SlotFault};
 pub use id::NodeId;
-pub use memory::NodeStore;
 pub use segment::{read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES};
 pub use stats::StoreStats;
+pub use store::{Durability, NodeStore, StoreConfig};
 pub use superblock::{
     read_newest, read_slots, write_slot, FilterStack, Generation, Superblock, FORMAT_VERSION,
     MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,

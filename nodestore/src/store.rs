@@ -1,0 +1,938 @@
+//! The node store: cache, dirty queue, in-flight map, workers and commit.
+//!
+//! A [`NodeStore::get`] looks in the cache of decoded nodes, then the dirty
+//! queue of recently put nodes, then the in-flight map of nodes on their way
+//! to disk, then reads the blob the node table points at. A
+//! [`NodeStore::put`] goes into the dirty queue, where a re-put replaces the
+//! queued version; nodes pushed out of the queue (and all of them at commit)
+//! enter the in-flight map and go to the worker threads, which encode them,
+//! run the filter pipeline and append the blob to the current segment.
+//!
+//! Rules that hold under any interleaving (see `docs/design.md`, S1–S8):
+//! - an id is in at most one of the cache and the dirty queue, and the cache
+//!   never holds an id that is in flight: whatever a `get` finds first is
+//!   the newest version;
+//! - every in-flight write carries a sequence number; when it lands, it
+//!   updates the node table only if its entry is still the newest version
+//!   of a live id, so an older write never replaces a newer one and a freed
+//!   id never comes back;
+//! - the bytes of pending writes are bounded: `put` waits for the workers
+//!   when the bound is passed, holding no lock a worker needs;
+//! - a failure in a worker or the writer is latched: the store then refuses
+//!   writes ([`NodeStore::writable`]) and commits until it is reopened, and
+//!   the last commit stays on disk untouched.
+
+use crate::{
+    read_blob, read_newest, write_slot, Backend, BlobKind, Codec, Directory, FileId, FilterStack,
+    FormatError, Location, NodeId, NodeTable, SegmentWriter, StoreError, StoreStats, Superblock,
+    TableEntry, DEFAULT_MAX_SEGMENT_BYTES,
+};
+use crossbeam_channel::{Receiver, Sender};
+use larix_filters::{Context, Pipeline};
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex};
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// The plaintext of the key check blob: a wrong key (or a different filter
+/// stack) fails to turn the blob back into it.
+const KEY_CHECK: &[u8] = b"larix key check v1";
+
+/// The filter context of blobs that are not nodes (the key check and the
+/// catalog). Node ids start at 1, so it names no node.
+const META_CONTEXT: u64 = 0;
+
+/// Whether a commit waits for stable storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Sync the segments, then write and sync the superblock.
+    #[default]
+    Immediate,
+    /// Write everything but the superblock and sync nothing; the commit
+    /// becomes durable with the next immediate commit or when the store is
+    /// dropped. A crash returns the store to the last durable commit.
+    None,
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Memory budget of decoded nodes: the cache, the dirty queue and the
+    /// in-flight writes together.
+    pub cache_bytes: usize,
+    /// Worker threads that filter and write nodes (at least 1).
+    pub workers: usize,
+    /// Whether commits sync.
+    pub durability: Durability,
+    /// Size past which a new segment file is started.
+    pub max_segment_bytes: u64,
+    /// The parameters the store is recorded with (node size, filter stack);
+    /// opening with different ones is an error.
+    pub parameters: String,
+    /// Create the store if there is none.
+    pub create: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_bytes: 64 << 20,
+            workers: 1,
+            durability: Durability::Immediate,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            parameters: String::new(),
+            create: true,
+        }
+    }
+}
+
+/// An LRU map of decoded nodes that knows the bytes it holds.
+struct NodeQueue<N> {
+    map: LruCache<NodeId, Arc<N>, FxBuildHasher>,
+    bytes: usize,
+}
+
+impl<N: Codec> NodeQueue<N> {
+    fn new() -> Self {
+        NodeQueue {
+            map: LruCache::unbounded_with_hasher(FxBuildHasher),
+            bytes: 0,
+        }
+    }
+
+    fn get(&mut self, id: NodeId) -> Option<Arc<N>> {
+        self.map.get(&id).cloned()
+    }
+
+    fn contains(&self, id: NodeId) -> bool {
+        self.map.contains(&id)
+    }
+
+    fn insert(&mut self, id: NodeId, node: Arc<N>) {
+        self.bytes += node.mem_size();
+        if let Some(old) = self.map.put(id, node) {
+            self.bytes -= old.mem_size();
+        }
+    }
+
+    fn remove(&mut self, id: NodeId) -> Option<Arc<N>> {
+        let node = self.map.pop(&id)?;
+        self.bytes -= node.mem_size();
+        Some(node)
+    }
+
+    /// Removes the least recently used entry while over `budget`.
+    fn pop_over(&mut self, budget: usize) -> Option<(NodeId, Arc<N>)> {
+        if self.bytes <= budget {
+            return None;
+        }
+        let (id, node) = self.map.pop_lru()?;
+        self.bytes -= node.mem_size();
+        Some((id, node))
+    }
+
+    fn drain(&mut self) -> Vec<(NodeId, Arc<N>)> {
+        self.bytes = 0;
+        let mut out = Vec::with_capacity(self.map.len());
+        while let Some(e) = self.map.pop_lru() {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// A write handed to the workers and not yet landed.
+struct Pending<N> {
+    seq: u64,
+    node: Arc<N>,
+    bytes: usize,
+}
+
+/// One node for a worker to write.
+struct Job<N> {
+    id: NodeId,
+    seq: u64,
+    node: Arc<N>,
+}
+
+/// What the last commit left on disk.
+struct Committed {
+    /// The last superblock written (durable once synced).
+    superblock: Superblock,
+    directory: Directory,
+    catalog: Vec<u8>,
+    /// A commit made with [`Durability::None`] whose superblock is not
+    /// written yet.
+    unwritten: Option<Superblock>,
+}
+
+/// Everything behind the store's one lock.
+struct State<N> {
+    table: NodeTable,
+    cache: NodeQueue<N>,
+    dirty: NodeQueue<N>,
+    inflight: FxHashMap<NodeId, Pending<N>>,
+    inflight_bytes: usize,
+    next_seq: u64,
+    failure: Option<Arc<StoreError>>,
+    committed: Committed,
+}
+
+impl<N: Codec> State<N> {
+    /// Moves `node` into the in-flight map as the newest version of `id`.
+    fn launch(&mut self, id: NodeId, node: Arc<N>) -> Job<N> {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let bytes = node.mem_size();
+        self.inflight_bytes += bytes;
+        let pending = Pending {
+            seq,
+            node: node.clone(),
+            bytes,
+        };
+        if let Some(old) = self.inflight.insert(id, pending) {
+            self.inflight_bytes -= old.bytes;
+        }
+        Job { id, seq, node }
+    }
+
+    fn forget_inflight(&mut self, id: NodeId) -> Option<Pending<N>> {
+        let p = self.inflight.remove(&id)?;
+        self.inflight_bytes -= p.bytes;
+        Some(p)
+    }
+
+    fn failed(&self) -> Result<(), StoreError> {
+        match &self.failure {
+            Some(f) => Err(StoreError::Failed(f.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Counters, updated without the lock.
+#[derive(Default)]
+struct Counters {
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    dirty_hits: AtomicU64,
+    inflight_hits: AtomicU64,
+    inflight_waits: AtomicU64,
+    blobs_written: AtomicU64,
+    bytes_unfiltered: AtomicU64,
+    bytes_filtered: AtomicU64,
+    sync_nanos: AtomicU64,
+    commits: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Memory budgets derived from the configured cache size.
+#[derive(Clone, Copy)]
+struct Budgets {
+    cache: usize,
+    dirty: usize,
+    inflight: usize,
+}
+
+impl Budgets {
+    fn new(cache_bytes: usize) -> Self {
+        Budgets {
+            cache: cache_bytes / 2,
+            dirty: cache_bytes / 4,
+            inflight: cache_bytes / 4,
+        }
+    }
+}
+
+/// The part of the store the workers share.
+struct Shared<N> {
+    backend: Arc<dyn Backend>,
+    pipeline: Pipeline,
+    durability: Durability,
+    budgets: Budgets,
+    state: Mutex<State<N>>,
+    /// Signalled whenever an in-flight write lands or fails.
+    settled: Condvar,
+    writer: Mutex<SegmentWriter>,
+    next_id: AtomicU64,
+    closing: AtomicBool,
+    counters: Counters,
+}
+
+/// Keeps nodes by id with their reference counts, writes them through the
+/// filter pipeline in the background, and commits them with the forest
+/// catalog atomically. See the module documentation.
+///
+/// All methods take `&self`; the store is `Send + Sync`. The caller (the
+/// B-tree) keeps to one writer at a time and does not read while it writes.
+pub struct NodeStore<N: Codec> {
+    shared: Arc<Shared<N>>,
+    jobs: Option<Sender<Job<N>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl<N: Codec> Default for NodeStore<N> {
+    fn default() -> Self {
+        Self::in_memory()
+    }
+}
+
+impl<N: Codec> NodeStore<N> {
+    /// An empty store on a [`MemBackend`](crate::MemBackend), without
+    /// filters, with one worker and a 64 MiB cache.
+    pub fn in_memory() -> Self {
+        let pipeline = Pipeline::new(&[]).expect("an empty pipeline is valid");
+        Self::open(
+            Arc::new(crate::MemBackend::new()),
+            pipeline,
+            StoreConfig::default(),
+        )
+        .expect("a new memory backend cannot fail")
+    }
+
+    /// Opens the store on `backend`, creating it if there is none and
+    /// `config.create` says so.
+    ///
+    /// # Errors
+    /// - [`StoreError::Format`] if there is no store and `create` is false
+    ///   ([`FormatError::NoSuperblock`]), the files are not a Larix store,
+    ///   are of another version, or are damaged beyond the fallback slot;
+    /// - [`StoreError::ParametersMismatch`] if the store was created with
+    ///   other parameters (filter stack, node size);
+    /// - [`StoreError::WrongKey`] if the key check blob does not decode
+    ///   (a wrong encryption key);
+    /// - [`StoreError::MetadataDamaged`] if the catalog does not decode.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        pipeline: Pipeline,
+        config: StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let superblock = match read_newest(&*backend) {
+            Ok(sb) => sb,
+            Err(FormatError::NoSuperblock { .. }) if config.create => {
+                create(&*backend, &pipeline, &config)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if superblock.filter_stack.as_str() != config.parameters {
+            return Err(StoreError::ParametersMismatch {
+                stored: superblock.filter_stack.as_str().to_string(),
+                given: config.parameters,
+            });
+        }
+        if let Some(loc) = superblock.key_check {
+            let body = read_blob(&*backend, loc, BlobKind::KeyCheck, 0)?;
+            match pipeline.decode(&Context::new(META_CONTEXT), &body) {
+                Ok(plain) if plain == KEY_CHECK => {}
+                _ => return Err(StoreError::WrongKey),
+            }
+        }
+        let (table, directory) = load_table(&*backend, &superblock)?;
+        let catalog = match superblock.catalog {
+            None => Vec::new(),
+            Some(loc) => {
+                let body = read_blob(&*backend, loc, BlobKind::Catalog, 0)?;
+                pipeline
+                    .decode(&Context::new(META_CONTEXT), &body)
+                    .map_err(|e| StoreError::MetadataDamaged {
+                        what: "catalog",
+                        reason: e.to_string(),
+                    })?
+            }
+        };
+        remove_uncommitted_segments(&*backend, superblock.next_segment)?;
+
+        let writer = SegmentWriter::new(superblock.next_segment, 0, config.max_segment_bytes);
+        let shared = Arc::new(Shared {
+            backend,
+            pipeline,
+            durability: config.durability,
+            budgets: Budgets::new(config.cache_bytes),
+            next_id: AtomicU64::new(superblock.next_node.0),
+            state: Mutex::new(State {
+                table,
+                cache: NodeQueue::new(),
+                dirty: NodeQueue::new(),
+                inflight: FxHashMap::default(),
+                inflight_bytes: 0,
+                next_seq: 0,
+                failure: None,
+                committed: Committed {
+                    superblock,
+                    directory,
+                    catalog,
+                    unwritten: None,
+                },
+            }),
+            settled: Condvar::new(),
+            writer: Mutex::new(writer),
+            closing: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        let (tx, rx) = crossbeam_channel::bounded(config.workers.max(1) * 4);
+        let workers = (0..config.workers.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                let rx: Receiver<Job<N>> = rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("larix-worker-{i}"))
+                    .spawn(move || shared.work(rx))
+                    .map_err(|e| StoreError::Io {
+                        file: "worker thread".into(),
+                        source: e,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NodeStore {
+            shared,
+            jobs: Some(tx),
+            workers,
+        })
+    }
+
+    /// A fresh id that no node has ever had (invariant S1).
+    pub fn allocate(&self) -> NodeId {
+        NodeId(self.shared.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Fails if an earlier background failure makes the store refuse
+    /// writes. Callers check this before a group of writes, so that a group
+    /// is applied whole or not at all.
+    ///
+    /// # Errors
+    /// [`StoreError::Failed`] with the latched failure.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        self.shared.state.lock().failed()
+    }
+
+    /// The node stored under `id`.
+    ///
+    /// # Errors
+    /// [`StoreError::NodeMissing`] if `id` is not live; a store error if its
+    /// blob cannot be read or does not decode.
+    pub fn get(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
+        let c = &self.shared.counters;
+        let loc = {
+            let mut st = self.shared.state.lock();
+            let Some(entry) = st.table.get(id) else {
+                return Err(StoreError::NodeMissing { id });
+            };
+            if let Some(n) = st.cache.get(id) {
+                bump(&c.cache_hits, 1);
+                return Ok(n);
+            }
+            if let Some(n) = st.dirty.get(id) {
+                bump(&c.dirty_hits, 1);
+                return Ok(n);
+            }
+            if let Some(p) = st.inflight.get(&id) {
+                bump(&c.inflight_hits, 1);
+                return Ok(p.node.clone());
+            }
+            entry.loc
+        };
+        let loc = loc.ok_or_else(|| StoreError::Corrupt {
+            id,
+            reason: "the node table gives it no location".into(),
+        })?;
+        bump(&c.cache_misses, 1);
+        let node = Arc::new(self.shared.read_node(id, loc)?);
+        let mut st = self.shared.state.lock();
+        let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
+            && !st.dirty.contains(id)
+            && !st.inflight.contains_key(&id);
+        if current {
+            st.cache.insert(id, node.clone());
+            while st.cache.pop_over(self.shared.budgets.cache).is_some() {}
+        }
+        Ok(node)
+    }
+
+    /// The node as its blob on disk holds it, read and decoded afresh
+    /// (bypassing the cache), or the pending version if it has not been
+    /// written since it last changed. Used by the structural check.
+    ///
+    /// # Errors
+    /// As [`NodeStore::get`].
+    pub fn get_verified(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
+        let loc = {
+            let mut st = self.shared.state.lock();
+            let Some(entry) = st.table.get(id) else {
+                return Err(StoreError::NodeMissing { id });
+            };
+            if let Some(n) = st.dirty.get(id) {
+                return Ok(n);
+            }
+            if let Some(p) = st.inflight.get(&id) {
+                return Ok(p.node.clone());
+            }
+            entry.loc
+        };
+        match loc {
+            Some(loc) => Ok(Arc::new(self.shared.read_node(id, loc)?)),
+            None => Err(StoreError::Corrupt {
+                id,
+                reason: "the node table gives it no location".into(),
+            }),
+        }
+    }
+
+    /// Stores `node` under `id`, replacing any earlier version. The node
+    /// reaches disk in the background; `put` may wait for the workers when
+    /// too many writes are pending.
+    ///
+    /// # Errors
+    /// None at present: a background failure is latched and reported by
+    /// [`NodeStore::writable`] and [`NodeStore::commit`]. Kept fallible for
+    /// stores that report it here.
+    pub fn put(&self, id: NodeId, node: Arc<N>) -> Result<(), StoreError> {
+        let jobs = {
+            let mut st = self.shared.state.lock();
+            if st.table.get(id).is_none() {
+                st.table.set(
+                    id,
+                    TableEntry {
+                        loc: None,
+                        refcount: 0,
+                    },
+                );
+            }
+            st.cache.remove(id);
+            st.dirty.insert(id, node);
+            let mut jobs = Vec::new();
+            while let Some((id, node)) = st.dirty.pop_over(self.shared.budgets.dirty) {
+                jobs.push(st.launch(id, node));
+            }
+            jobs
+        };
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.send(jobs);
+        let mut st = self.shared.state.lock();
+        if st.inflight_bytes > self.shared.budgets.inflight && st.failure.is_none() {
+            bump(&self.shared.counters.inflight_waits, 1);
+            while st.inflight_bytes > self.shared.budgets.inflight && st.failure.is_none() {
+                self.shared.settled.wait(&mut st);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands jobs to the workers. Called without the state lock: a full
+    /// channel waits for workers that need that lock to finish.
+    fn send(&self, jobs: Vec<Job<N>>) {
+        let tx = self.jobs.as_ref().expect("workers run until drop");
+        for job in jobs {
+            // The workers hold the receiver until the store is dropped.
+            tx.send(job).expect("workers outlive the store's handle");
+        }
+    }
+
+    /// Removes `id`; later gets fail at once (invariant S2), and a write of
+    /// it still in flight is ignored when it lands.
+    ///
+    /// # Errors
+    /// [`StoreError::NodeMissing`] if `id` is not live.
+    pub fn free(&self, id: NodeId) -> Result<(), StoreError> {
+        let mut st = self.shared.state.lock();
+        if st.table.remove(id).is_none() {
+            return Err(StoreError::NodeMissing { id });
+        }
+        st.cache.remove(id);
+        st.dirty.remove(id);
+        st.forget_inflight(id);
+        Ok(())
+    }
+
+    /// The reference count recorded for `id`.
+    ///
+    /// # Errors
+    /// [`StoreError::NodeMissing`] if `id` is not live.
+    pub fn refcount(&self, id: NodeId) -> Result<u32, StoreError> {
+        self.shared
+            .state
+            .lock()
+            .table
+            .get(id)
+            .map(|e| e.refcount)
+            .ok_or(StoreError::NodeMissing { id })
+    }
+
+    /// Records `refcount` for `id`, creating its row if needed.
+    ///
+    /// # Errors
+    /// None at present (see [`NodeStore::put`]).
+    pub fn set_refcount(&self, id: NodeId, refcount: u32) -> Result<(), StoreError> {
+        let mut st = self.shared.state.lock();
+        let loc = st.table.get(id).and_then(|e| e.loc);
+        st.table.set(id, TableEntry { loc, refcount });
+        Ok(())
+    }
+
+    /// The ids of all live nodes, in ascending order.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.shared.state.lock().table.ids().collect()
+    }
+
+    /// The catalog bytes of the last commit (empty for a new store).
+    pub fn committed_catalog(&self) -> Vec<u8> {
+        self.shared.state.lock().committed.catalog.clone()
+    }
+
+    /// Makes the current nodes and `catalog` the committed state: writes
+    /// every pending node, the changed node-table chunks, the directory and
+    /// the catalog, syncs them, then writes and syncs the other superblock
+    /// slot. With [`Durability::None`] the superblock waits for the next
+    /// durable commit (or the drop of the store) and nothing is synced.
+    ///
+    /// # Errors
+    /// A latched background failure ([`StoreError::Failed`]) or a failure of
+    /// this commit, which is latched in turn. The previous commit stays in
+    /// force on disk.
+    pub fn commit(&self, catalog: &[u8]) -> Result<(), StoreError> {
+        let result = self.try_commit(catalog);
+        if let Err(e) = &result {
+            if !matches!(e, StoreError::Failed(_)) {
+                let text = e.to_string();
+                self.shared.latch(StoreError::CommitFailed { reason: text });
+            }
+        }
+        result
+    }
+
+    fn try_commit(&self, catalog: &[u8]) -> Result<(), StoreError> {
+        let jobs = {
+            let mut st = self.shared.state.lock();
+            st.failed()?;
+            let dirty = st.dirty.drain();
+            dirty
+                .into_iter()
+                .map(|(id, node)| st.launch(id, node))
+                .collect::<Vec<_>>()
+        };
+        self.send(jobs);
+        // Drain: every pending write lands (or one fails).
+        let (chunks, emptied, mut directory, previous) = {
+            let mut st = self.shared.state.lock();
+            if !st.inflight.is_empty() && st.failure.is_none() {
+                bump(&self.shared.counters.inflight_waits, 1);
+                while !st.inflight.is_empty() && st.failure.is_none() {
+                    self.shared.settled.wait(&mut st);
+                }
+            }
+            st.failed()?;
+            let mut chunks = Vec::new();
+            let mut emptied = Vec::new();
+            for idx in st.table.dirty_chunks() {
+                if st.table.chunk_len(idx) == 0 {
+                    emptied.push(idx);
+                } else {
+                    chunks.push((idx, st.table.encode_chunk(idx)?));
+                }
+            }
+            // The slot alternates with the last superblock written, so a
+            // torn write can only damage the slot that is not in force.
+            let previous = st.committed.superblock.clone();
+            (chunks, emptied, st.committed.directory.clone(), previous)
+        };
+
+        let backend = &*self.shared.backend;
+        let catalog_body = self
+            .shared
+            .pipeline
+            .encode(&Context::new(META_CONTEXT), catalog)?;
+        let mut writer = self.shared.writer.lock();
+        for idx in emptied {
+            directory.remove(idx);
+        }
+        for (idx, bytes) in &chunks {
+            let loc = writer.append(backend, BlobKind::TableChunk, *idx, bytes)?;
+            directory.insert(*idx, loc);
+        }
+        let table_directory = if directory.is_empty() {
+            None
+        } else {
+            Some(writer.append(backend, BlobKind::TableDirectory, 0, &directory.encode())?)
+        };
+        let catalog_loc = writer.append(backend, BlobKind::Catalog, 0, &catalog_body)?;
+        let superblock = Superblock {
+            generation: previous.generation.next(),
+            next_node: NodeId(self.shared.next_id.load(Ordering::Relaxed)),
+            next_segment: writer
+                .segment()
+                .next()
+                .ok_or(FormatError::SegmentIdsExhausted {
+                    last: writer.segment().0,
+                })?,
+            table_directory,
+            catalog: Some(catalog_loc),
+            key_check: previous.key_check,
+            filter_stack: previous.filter_stack.clone(),
+        };
+        let durable = self.shared.durability == Durability::Immediate;
+        if durable {
+            self.shared.timed_sync(|| writer.sync(backend))?;
+            self.shared.write_superblock(&superblock)?;
+        }
+        drop(writer);
+
+        let mut st = self.shared.state.lock();
+        st.table.mark_clean();
+        st.committed.directory = directory;
+        st.committed.catalog = catalog.to_vec();
+        if durable {
+            st.committed.superblock = superblock;
+            st.committed.unwritten = None;
+        } else {
+            st.committed.unwritten = Some(superblock);
+        }
+        bump(&self.shared.counters.commits, 1);
+        Ok(())
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (nodes, live_bytes) = {
+            let st = self.shared.state.lock();
+            (st.table.len(), st.table.total_live_bytes())
+        };
+        let backend = &*self.shared.backend;
+        let disk_bytes = backend
+            .segments()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| backend.len(FileId::Segment(s)).ok())
+            .sum();
+        StoreStats {
+            nodes,
+            commits: get(&c.commits),
+            cache_hits: get(&c.cache_hits),
+            cache_misses: get(&c.cache_misses),
+            dirty_hits: get(&c.dirty_hits),
+            inflight_hits: get(&c.inflight_hits),
+            inflight_waits: get(&c.inflight_waits),
+            blobs_written: get(&c.blobs_written),
+            bytes_unfiltered: get(&c.bytes_unfiltered),
+            bytes_filtered: get(&c.bytes_filtered),
+            sync_time: std::time::Duration::from_nanos(get(&c.sync_nanos)),
+            disk_bytes,
+            live_bytes,
+        }
+    }
+}
+
+impl<N: Codec> Drop for NodeStore<N> {
+    /// Stops the workers (pending writes of uncommitted nodes are dropped)
+    /// and makes a commit made with [`Durability::None`] durable.
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        drop(self.jobs.take());
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        let unwritten = {
+            let st = self.shared.state.lock();
+            if st.failure.is_some() {
+                None
+            } else {
+                st.committed.unwritten.clone()
+            }
+        };
+        if let Some(sb) = unwritten {
+            // Best effort: the commit is already consistent on disk, only
+            // not yet pointed at; a failure here leaves the previous one.
+            let mut writer = self.shared.writer.lock();
+            if writer.sync(&*self.shared.backend).is_ok() {
+                let _ = self.shared.write_superblock(&sb);
+            }
+        }
+    }
+}
+
+impl<N: Codec> Shared<N> {
+    /// A worker: filters and writes jobs until the store is dropped.
+    fn work(&self, jobs: Receiver<Job<N>>) {
+        while let Ok(job) = jobs.recv() {
+            if self.closing.load(Ordering::Relaxed) {
+                continue;
+            }
+            let result = self.write_node(&job);
+            self.land(job, result);
+        }
+    }
+
+    /// Encodes, filters and appends one node.
+    fn write_node(&self, job: &Job<N>) -> Result<Location, StoreError> {
+        let mut raw = Vec::new();
+        job.node.encode(&mut raw);
+        let body = self.pipeline.encode(&Context::new(job.id.0), &raw)?;
+        let loc = self
+            .writer
+            .lock()
+            .append(&*self.backend, BlobKind::Node, job.id.0, &body)?;
+        let c = &self.counters;
+        bump(&c.blobs_written, 1);
+        bump(&c.bytes_unfiltered, raw.len() as u64);
+        bump(&c.bytes_filtered, body.len() as u64);
+        Ok(loc)
+    }
+
+    /// Records the outcome of a write: the table points at it only if it
+    /// is still the newest version of a live node.
+    fn land(&self, job: Job<N>, result: Result<Location, StoreError>) {
+        let mut st = self.state.lock();
+        match result {
+            Ok(loc) => {
+                let newest = st.inflight.get(&job.id).is_some_and(|p| p.seq == job.seq);
+                if newest {
+                    st.forget_inflight(job.id);
+                    if let Some(entry) = st.table.get(job.id) {
+                        st.table.set(
+                            job.id,
+                            TableEntry {
+                                loc: Some(loc),
+                                refcount: entry.refcount,
+                            },
+                        );
+                    }
+                    if !st.dirty.contains(job.id) {
+                        st.cache.insert(job.id, job.node);
+                        while st.cache.pop_over(self.budgets.cache).is_some() {}
+                    }
+                }
+            }
+            Err(e) => {
+                // The node stays in the in-flight map, readable, until the
+                // store is reopened; the failure blocks writes and commits.
+                if st.failure.is_none() {
+                    st.failure = Some(Arc::new(e));
+                }
+            }
+        }
+        drop(st);
+        self.settled.notify_all();
+    }
+
+    fn latch(&self, e: StoreError) {
+        let mut st = self.state.lock();
+        if st.failure.is_none() {
+            st.failure = Some(Arc::new(e));
+        }
+        drop(st);
+        self.settled.notify_all();
+    }
+
+    /// Reads, unfilters and decodes the blob of node `id` at `loc`.
+    fn read_node(&self, id: NodeId, loc: Location) -> Result<N, StoreError> {
+        let body = read_blob(&*self.backend, loc, BlobKind::Node, id.0)?;
+        let raw = self
+            .pipeline
+            .decode(&Context::new(id.0), &body)
+            .map_err(|e| StoreError::Corrupt {
+                id,
+                reason: e.to_string(),
+            })?;
+        N::decode(&raw).map_err(|e| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
+    }
+
+    fn timed_sync(&self, f: impl FnOnce() -> Result<(), FormatError>) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let result = f();
+        bump(
+            &self.counters.sync_nanos,
+            start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64,
+        );
+        Ok(result?)
+    }
+
+    /// Writes `sb` into its slot and syncs the superblock file.
+    fn write_superblock(&self, sb: &Superblock) -> Result<(), StoreError> {
+        let backend = &*self.backend;
+        write_slot(backend, sb)?;
+        self.timed_sync(|| {
+            backend
+                .sync(FileId::Superblock)
+                .map_err(|e| FormatError::io(backend.name(FileId::Superblock), None, e))
+        })
+    }
+}
+
+/// Creates a new store: the key check blob in segment 1, then generation 0
+/// of the superblock, all synced.
+fn create(
+    backend: &dyn Backend,
+    pipeline: &Pipeline,
+    config: &StoreConfig,
+) -> Result<Superblock, StoreError> {
+    // Segments left by a creation that crashed before its superblock.
+    remove_uncommitted_segments(backend, crate::SegmentId::FIRST)?;
+    let mut sb = Superblock::new(FilterStack::new(config.parameters.clone())?);
+    let mut writer = SegmentWriter::new(crate::SegmentId::FIRST, 0, config.max_segment_bytes);
+    let body = pipeline.encode(&Context::new(META_CONTEXT), KEY_CHECK)?;
+    sb.key_check = Some(writer.append(backend, BlobKind::KeyCheck, 0, &body)?);
+    sb.next_segment = crate::SegmentId::FIRST.next().expect("segment 2 exists");
+    writer.sync(backend)?;
+    write_slot(backend, &sb)?;
+    let file = FileId::Superblock;
+    backend
+        .sync(file)
+        .map_err(|e| FormatError::io(backend.name(file), None, e))?;
+    backend
+        .sync_dir()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    Ok(sb)
+}
+
+/// Loads the node table the superblock points at.
+fn load_table(
+    backend: &dyn Backend,
+    sb: &Superblock,
+) -> Result<(NodeTable, Directory), StoreError> {
+    let mut table = NodeTable::new();
+    let Some(loc) = sb.table_directory else {
+        return Ok((table, Directory::new()));
+    };
+    let directory = Directory::decode(&read_blob(backend, loc, BlobKind::TableDirectory, 0)?)?;
+    for (idx, loc) in directory.iter() {
+        let bytes = read_blob(backend, loc, BlobKind::TableChunk, idx)?;
+        table.load_chunk(idx, &bytes)?;
+    }
+    Ok((table, directory))
+}
+
+/// Removes segment files at or past `first`: written after the last
+/// durable commit, so nothing committed refers to them.
+fn remove_uncommitted_segments(
+    backend: &dyn Backend,
+    first: crate::SegmentId,
+) -> Result<(), StoreError> {
+    let segments = backend
+        .segments()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let mut removed = false;
+    for seg in segments.into_iter().filter(|&s| s >= first) {
+        let file = FileId::Segment(seg);
+        backend
+            .remove(file)
+            .map_err(|e| FormatError::io(backend.name(file), None, e))?;
+        removed = true;
+    }
+    if removed {
+        backend
+            .sync_dir()
+            .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    }
+    Ok(())
+}
