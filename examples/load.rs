@@ -1,18 +1,52 @@
-//! Loads N random 24-byte keys with 150-byte values into an in-memory
-//! forest and reports the rate: a quick profiling target.
+//! Loads N random 24-byte keys with 150-byte values, commits, reads them
+//! back, and reports rates, peak memory and the store's counters: a quick
+//! measuring and profiling target.
 //!
-//! Run: `cargo run --release --example load -- 1000000`.
+//! Run: `cargo run --release --example load -- 1000000 [--disk DIR]
+//! [--filters none|zstd|zstd-encrypt] [--cache MIB] [--workers N]`.
+//! Without `--disk` the forest is in memory.
 
-use larix::{Forest, Options};
+use larix::{FilterSpec, Forest, Options};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
-fn main() -> Result<(), larix::Error> {
-    let n: usize = std::env::args()
-        .nth(1)
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let n: usize = args
+        .first()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let filters = match flag("--filters").as_deref().unwrap_or("zstd") {
+        "none" => vec![],
+        "zstd" => vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+        "zstd-encrypt" => vec![
+            FilterSpec::zstd(3),
+            FilterSpec::encrypt([7; 32]),
+            FilterSpec::checksum(),
+        ],
+        other => return Err(format!("unknown filter set {other:?}").into()),
+    };
+    let cache_mib: usize = flag("--cache").map_or(Ok(64), |c| c.parse())?;
+    let mut options = Options::default()
+        .filters(filters)
+        .cache_bytes(cache_mib << 20);
+    if let Some(w) = flag("--workers") {
+        options = options.workers(w.parse()?);
+    }
+
     let mut rng = StdRng::seed_from_u64(1);
     let data: Vec<([u8; 24], [u8; 150])> = (0..n)
         .map(|_| {
@@ -22,7 +56,14 @@ fn main() -> Result<(), larix::Error> {
             (k, v)
         })
         .collect();
-    let forest = Forest::in_memory(Options::default())?;
+    let rss_data = peak_rss_mib().unwrap_or(0.0);
+    let forest = match flag("--disk") {
+        Some(dir) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Forest::open(&dir, options)?
+        }
+        None => Forest::in_memory(options)?,
+    };
     let tree = forest.create_tree("load")?;
     let start = Instant::now();
     for (k, v) in &data {
@@ -30,15 +71,35 @@ fn main() -> Result<(), larix::Error> {
     }
     let load = start.elapsed();
     let start = Instant::now();
+    forest.commit()?;
+    let commit = start.elapsed();
+    let start = Instant::now();
     for (k, _) in &data {
         tree.get(k)?;
     }
     let get = start.elapsed();
+    let start = Instant::now();
+    tree.insert(b"one more key", b"one more value")?;
+    forest.commit()?;
+    let small_commit = start.elapsed();
+    let s = forest.stats();
     println!(
-        "{n} inserts: {:.2} µs each; {n} gets: {:.2} µs each; {} nodes",
+        "{n} inserts: {:.2} s ({:.2} µs each); commit {:.3} s; load+commit {:.2} s",
+        load.as_secs_f64(),
         load.as_secs_f64() * 1e6 / n as f64,
-        get.as_secs_f64() * 1e6 / n as f64,
-        forest.stats().nodes
+        commit.as_secs_f64(),
+        (load + commit).as_secs_f64()
     );
+    println!(
+        "{n} gets: {:.2} µs each; commit of one insert: {:.2} ms",
+        get.as_secs_f64() * 1e6 / n as f64,
+        small_commit.as_secs_f64() * 1e3
+    );
+    println!(
+        "peak RSS {:.0} MiB (input data {:.0} MiB, cache {cache_mib} MiB)",
+        peak_rss_mib().unwrap_or(0.0),
+        rss_data
+    );
+    println!("{s:#?}");
     Ok(())
 }

@@ -27,12 +27,12 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// 16 KiB nodes, a 64 MiB cache, one worker per core, durable commits,
+    /// 16 KiB nodes, a 256 MiB cache, one worker per core, durable commits,
     /// zstd level 3 and a checksum on every node.
     fn default() -> Self {
         Options {
             node_size: DEFAULT_NODE_SIZE,
-            cache_bytes: 64 << 20,
+            cache_bytes: 256 << 20,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             durability: Durability::Immediate,
             filters: vec![FilterSpec::zstd(3), FilterSpec::checksum()],
@@ -48,7 +48,9 @@ impl Options {
         self
     }
 
-    /// The memory budget of the decoded-node cache, in bytes.
+    /// The memory budget of decoded nodes, in bytes: the cache of clean
+    /// nodes, the dirty queue of uncommitted ones (up to 5/8 of it) and the
+    /// writes in flight (1/8) together.
     pub fn cache_bytes(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
         self

@@ -232,10 +232,14 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Memory budgets derived from the configured cache size.
+/// Memory budgets derived from the configured cache size. The cache and
+/// the dirty queue share `resident` bytes: clean nodes are evicted first,
+/// and the dirty queue may take up to `dirty` of it, so that a large
+/// uncommitted change merges its re-puts in memory rather than writing each
+/// version. In-flight writes have a budget of their own.
 #[derive(Clone, Copy)]
 struct Budgets {
-    cache: usize,
+    resident: usize,
     dirty: usize,
     inflight: usize,
 }
@@ -243,10 +247,19 @@ struct Budgets {
 impl Budgets {
     fn new(cache_bytes: usize) -> Self {
         Budgets {
-            cache: cache_bytes / 2,
-            dirty: cache_bytes / 4,
-            inflight: cache_bytes / 4,
+            resident: cache_bytes / 8 * 7,
+            dirty: cache_bytes / 8 * 5,
+            inflight: cache_bytes / 8,
         }
+    }
+}
+
+impl<N: Codec> State<N> {
+    /// Evicts clean nodes while the cache and the dirty queue together are
+    /// over their budget.
+    fn trim_cache(&mut self, budgets: Budgets) {
+        let room = budgets.resident.saturating_sub(self.dirty.bytes);
+        while self.cache.pop_over(room).is_some() {}
     }
 }
 
@@ -449,7 +462,7 @@ impl<N: Codec> NodeStore<N> {
             && !st.inflight.contains_key(&id);
         if current {
             st.cache.insert(id, node.clone());
-            while st.cache.pop_over(self.shared.budgets.cache).is_some() {}
+            st.trim_cache(self.shared.budgets);
         }
         Ok(node)
     }
@@ -509,6 +522,7 @@ impl<N: Codec> NodeStore<N> {
             while let Some((id, node)) = st.dirty.pop_over(self.shared.budgets.dirty) {
                 jobs.push(st.launch(id, node));
             }
+            st.trim_cache(self.shared.budgets);
             jobs
         };
         if jobs.is_empty() {
@@ -806,7 +820,7 @@ impl<N: Codec> Shared<N> {
                     }
                     if !st.dirty.contains(job.id) {
                         st.cache.insert(job.id, job.node);
-                        while st.cache.pop_over(self.budgets.cache).is_some() {}
+                        st.trim_cache(self.budgets);
                     }
                 }
             }
