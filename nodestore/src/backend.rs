@@ -29,6 +29,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The file a [`FileBackend`] locks while the store is open.
+pub const LOCK_FILE: &str = "lock";
+
 /// The number of a segment file. Segment 0 is never used, so that an
 /// all-zero node table slot can mean "free".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -162,17 +165,21 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct FileBackend {
     dir: PathBuf,
+    /// Holds an exclusive advisory lock on the store's lock file for as
+    /// long as the backend lives, so two handles never write one store.
+    _lock: File,
     handles: Mutex<HashMap<FileId, Arc<File>>>,
 }
 
 impl FileBackend {
     /// Opens the store directory `dir`, creating it (and its parents) if it
-    /// is missing and `create` is true.
+    /// is missing and `create` is true, and locks it against other handles
+    /// (in this process or another) until the backend is dropped.
     ///
     /// # Errors
     /// [`FormatError::MissingDirectory`] if `dir` is missing and `create`
-    /// is false; [`FormatError::Io`] if it cannot be created or is not a
-    /// directory.
+    /// is false; [`FormatError::Locked`] if another handle has it open;
+    /// [`FormatError::Io`] if it cannot be created or is not a directory.
     pub fn open(dir: impl AsRef<Path>, create: bool) -> Result<FileBackend, FormatError> {
         let dir = dir.as_ref().to_path_buf();
         let io_err = |e| FormatError::io(dir.display().to_string(), None, e);
@@ -192,8 +199,24 @@ impl FileBackend {
             }
             Err(e) => return Err(io_err(e)),
         }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| FormatError::io(lock_path.display().to_string(), None, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(FormatError::Locked { path: dir }),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(FormatError::io(lock_path.display().to_string(), None, e))
+            }
+        }
         Ok(FileBackend {
             dir,
+            _lock: lock,
             handles: Mutex::new(HashMap::new()),
         })
     }
@@ -517,6 +540,17 @@ mod tests {
         let err = FileBackend::open(&file, true).unwrap_err();
         assert!(matches!(err, FormatError::Io { .. }), "{err:?}");
         assert!(err.to_string().contains("plain"), "{err}");
+    }
+
+    #[test]
+    fn file_backend_locks_its_directory_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FileBackend::open(dir.path(), true).unwrap();
+        let err = FileBackend::open(dir.path(), true).unwrap_err();
+        assert!(matches!(err, FormatError::Locked { .. }), "{err:?}");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        FileBackend::open(dir.path(), false).unwrap();
     }
 
     #[test]

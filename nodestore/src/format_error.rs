@@ -35,6 +35,12 @@ pub enum FormatError {
         /// The directory looked for.
         path: PathBuf,
     },
+    /// Another handle (in this process or another) has the store open.
+    #[error("store directory {} is in use by another handle", .path.display())]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// A blob record read from a segment is not the one its location
     /// promised, or is damaged.
     #[error("{kind} blob {id} at {file} offset {offset}: {fault}")]
