@@ -208,7 +208,10 @@ impl Tree {
                 limit: limits.max_entry(),
             });
         }
-        self.write(|txn, root| Ok((mutate::insert(txn, &limits, root, key, value)?, ())))
+        self.write(|txn, root| {
+            mutate::plan_in_place(txn, &limits, root, &mutate::Edit::Put(key, value))?;
+            Ok((mutate::insert(txn, &limits, root, key, value)?, ()))
+        })
     }
 
     /// The value of `key`.
@@ -230,6 +233,7 @@ impl Tree {
             if read::lookup(&self.shared.store, root, key)?.is_none() {
                 return Ok((root, false));
             }
+            mutate::plan_in_place(txn, &limits, root, &mutate::Edit::Remove(key))?;
             Ok((mutate::remove(txn, &limits, root, key)?, true))
         })
     }

@@ -5,7 +5,7 @@
 //! untouched. Each function takes the tree's root and returns its new root.
 
 use crate::limits::Limits;
-use crate::node::{Node, HEADER_LEN};
+use crate::node::{leaf_entry_len, Node, HEADER_LEN};
 use crate::txn::Txn;
 use crate::Result;
 use larix_nodestore::NodeId;
@@ -36,6 +36,66 @@ fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
         steps.push((cur, i));
         cur = shadowed;
     }
+}
+
+/// The change an operation makes to its leaf, to plan an in-place edit.
+pub(crate) enum Edit<'a> {
+    /// Insert or replace `key` with a value.
+    Put(&'a [u8], &'a [u8]),
+    /// Remove `key`, which is in the tree.
+    Remove(&'a [u8]),
+}
+
+/// Prepares `txn` to edit the path to `key` in place when the edit provably
+/// reads nothing more once it starts: every node on the path has refcount
+/// 1 (no shadow copies, no refcount changes), the leaf stays at least
+/// minimal (no merge, which would read a sibling) and its smallest key is
+/// unchanged (no index key changes, which could shrink a parent). Splits
+/// only create nodes, so they are allowed. Returns whether it did; if not,
+/// the operation runs with copies and can be rolled back at any point.
+pub(crate) fn plan_in_place(
+    txn: &mut Txn,
+    limits: &Limits,
+    root: NodeId,
+    edit: &Edit,
+) -> Result<bool> {
+    let key = match edit {
+        Edit::Put(k, _) | Edit::Remove(k) => *k,
+    };
+    let mut path = Vec::new();
+    let mut cur = root;
+    loop {
+        if txn.refcount(cur)? != 1 {
+            return Ok(false);
+        }
+        let node = txn.get(cur)?;
+        let next = (!node.is_leaf()).then(|| node.child(node.child_index(key)));
+        path.push((cur, node));
+        match next {
+            Some(child) => cur = child,
+            None => break,
+        }
+    }
+    let leaf = &path.last().expect("a path has a leaf").1;
+    let is_root = path.len() == 1;
+    let fits = match (edit, leaf.search(key)) {
+        (Edit::Put(..), Err(i)) => i > 0 || is_root,
+        (Edit::Put(k, v), Ok(i)) => {
+            let size = leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v);
+            is_root || size >= limits.min_node()
+        }
+        (Edit::Remove(_), Err(_)) => false,
+        (Edit::Remove(_), Ok(0)) if !is_root => false,
+        (Edit::Remove(k), Ok(i)) => {
+            let size = leaf.size() - leaf_entry_len(k, leaf.value(i));
+            is_root || size >= limits.min_node()
+        }
+    };
+    if !fits {
+        return Ok(false);
+    }
+    txn.take_for_edit(path)?;
+    Ok(true)
 }
 
 /// Inserts or replaces `key` in the tree at `root`; returns the new root.
@@ -110,11 +170,15 @@ fn split_oversized(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> 
     let (mut idx, mut last) = (i, i);
     while idx <= last {
         let child_id = txn.get(parent)?.child(idx);
-        let child = txn.node_mut(child_id)?;
-        if child.size() <= limits.max_node() || child.len() < 2 {
+        let fits = {
+            let child = txn.get(child_id)?;
+            child.size() <= limits.max_node() || child.len() < 2
+        };
+        if fits {
             idx += 1;
             continue;
         }
+        let child = txn.node_mut(child_id)?;
         let right = child.split_off(child.balanced_split());
         let right_key = right.key(0).to_vec();
         let right_id = txn.create(right);

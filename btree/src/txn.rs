@@ -22,6 +22,9 @@ pub(crate) struct Txn<'s> {
     refcounts: HashMap<NodeId, u32>,
     created: HashSet<NodeId>,
     freed: HashSet<NodeId>,
+    /// Nodes taken out of the store's cache and dirty queue for editing in
+    /// place; put back if the write set is dropped unapplied.
+    taken: Vec<NodeId>,
 }
 
 impl<'s> Txn<'s> {
@@ -33,7 +36,26 @@ impl<'s> Txn<'s> {
             refcounts: HashMap::default(),
             created: HashSet::default(),
             freed: HashSet::default(),
+            taken: Vec::new(),
         }
+    }
+
+    /// Takes `nodes` (id and current version, read by the caller, each
+    /// with refcount 1) out of the store, so that editing them copies
+    /// nothing: the write set then holds the only reference (unless a
+    /// write of the node is in flight, and then the edit copies).
+    ///
+    /// The caller must have done every fallible read the operation needs:
+    /// after the first edit the write set cannot be rolled back. If it is
+    /// dropped unapplied before any edit, the nodes go back to the store.
+    pub fn take_for_edit(&mut self, nodes: Vec<(NodeId, Arc<Node>)>) -> Result<()> {
+        self.store.writable()?;
+        for (id, node) in nodes {
+            self.store.release(id);
+            self.nodes.insert(id, node);
+            self.taken.push(id);
+        }
+        Ok(())
     }
 
     /// The current version of node `id`.
@@ -139,17 +161,31 @@ impl<'s> Txn<'s> {
     /// [`StoreError::Failed`] if the store refuses writes after a background
     /// failure; nothing is applied then. The store's `put`, `set_refcount`
     /// and `free` do not fail for a live id once that check has passed.
-    pub fn apply(self) -> Result<()> {
-        self.store.writable()?;
-        for (id, node) in self.nodes {
+    pub fn apply(mut self) -> Result<()> {
+        if self.taken.is_empty() {
+            self.store.writable()?;
+        }
+        self.taken.clear();
+        for (id, node) in self.nodes.drain() {
             self.store.put(id, node)?;
         }
-        for (id, rc) in self.refcounts {
+        for (id, rc) in self.refcounts.drain() {
             self.store.set_refcount(id, rc)?;
         }
-        for id in self.freed {
+        for id in self.freed.drain() {
             self.store.free(id)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        for id in self.taken.drain(..) {
+            if let Some(node) = self.nodes.remove(&id) {
+                // Unedited (see take_for_edit): the version that was there.
+                let _ = self.store.put(id, node);
+            }
+        }
     }
 }

@@ -549,6 +549,16 @@ impl<N: Codec> NodeStore<N> {
         }
     }
 
+    /// Drops the store's own reference to the node `id` (from the cache or
+    /// the dirty queue) while a caller edits it in place; the caller puts
+    /// it back with [`NodeStore::put`]. Until then a `get` of `id` reads
+    /// its last written blob, so the caller must hold the writer's lock.
+    pub fn release(&self, id: NodeId) {
+        let mut st = self.shared.state.lock();
+        st.cache.remove(id);
+        st.dirty.remove(id);
+    }
+
     /// Removes `id`; later gets fail at once (invariant S2), and a write of
     /// it still in flight is ignored when it lands.
     ///
