@@ -4,7 +4,7 @@ use crate::options::Durability;
 use crate::{CheckReport, Options, Result, Tree};
 use larix_btree::Limits;
 use larix_filters::Pipeline;
-use larix_nodestore::{Backend, FileBackend, MemBackend, NodeStore, StoreConfig};
+use larix_nodestore::{Backend, CompactionPolicy, FileBackend, MemBackend, NodeStore, StoreConfig};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,7 +13,12 @@ use std::sync::Arc;
 /// discards the changes made since the last commit.
 pub struct Forest {
     inner: larix_btree::Forest,
+    parameters: String,
 }
+
+/// Segments whose live share is below this are rewritten by
+/// [`Forest::compact`].
+const COMPACT_LIVE_RATIO: f64 = 0.9;
 
 /// Counters describing a forest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,8 +51,35 @@ pub struct Stats {
     pub sync_time: std::time::Duration,
     /// Bytes of all segment files of the store.
     pub disk_bytes: u64,
-    /// Bytes of the records (header and body) the node table refers to.
+    /// Bytes of the records (header and body) the store refers to: nodes,
+    /// node-table chunks, directory, catalog, key check.
     pub live_bytes: u64,
+    /// Live and total bytes of each segment file, by segment.
+    pub segments: Vec<SegmentStats>,
+}
+
+/// The space one segment file takes and how much of it is in use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentStats {
+    /// The segment's number (its file is `seg-NNNNNN.lx`).
+    pub segment: u32,
+    /// Bytes of the records still in use.
+    pub live_bytes: u64,
+    /// Bytes of the file.
+    pub total_bytes: u64,
+}
+
+impl Stats {
+    /// Bytes on disk per live byte (1.0 when nothing is dead; 0.0 for a
+    /// store with nothing live).
+    pub fn space_amplification(&self) -> f64 {
+        if self.live_bytes == 0 {
+            0.0
+        } else {
+            self.disk_bytes as f64 / self.live_bytes as f64
+        }
+    }
 }
 
 impl Forest {
@@ -86,6 +118,7 @@ impl Forest {
     pub fn with_backend(backend: Arc<dyn Backend>, options: Options) -> Result<Forest> {
         let limits = options.validate()?;
         let pipeline = Pipeline::new(&options.filters)?;
+        let parameters = parameters(limits, &pipeline);
         let config = StoreConfig {
             cache_bytes: options.cache_bytes,
             workers: options.workers,
@@ -93,12 +126,24 @@ impl Forest {
                 Durability::Immediate => larix_nodestore::Durability::Immediate,
                 Durability::None => larix_nodestore::Durability::None,
             },
-            parameters: parameters(limits, &pipeline),
+            parameters: parameters.clone(),
+            max_segment_bytes: options.segment_bytes,
+            compaction: options.compaction.then_some(CompactionPolicy {
+                max_live_ratio: options.compaction_live_ratio,
+                bytes_per_commit: options.compaction_bytes_per_commit,
+            }),
             ..StoreConfig::default()
         };
         let store = NodeStore::open(backend, pipeline, config)?;
         let inner = larix_btree::Forest::new(store, limits)?;
-        Ok(Forest { inner })
+        Ok(Forest { inner, parameters })
+    }
+
+    /// The parameters the store records and checks on every open: its node
+    /// size and filter stack (names and settings, never keys), e.g.
+    /// `node_size=16384;filters=zstd(level=3),checksum(crc32c)`.
+    pub fn describe(&self) -> &str {
+        &self.parameters
     }
 
     /// Creates an empty tree called `name`.
@@ -174,14 +219,28 @@ impl Forest {
             sync_time: store.sync_time,
             disk_bytes: store.disk_bytes,
             live_bytes: store.live_bytes,
+            segments: store
+                .segments
+                .iter()
+                .map(|u| SegmentStats {
+                    segment: u.segment,
+                    live_bytes: u.live_bytes,
+                    total_bytes: u.total_bytes,
+                })
+                .collect(),
         }
     }
 
-    /// Reclaims the space of sparse segments.
+    /// Reclaims the space of sparse segments: copies the live blobs of
+    /// every segment with dead space (live share below 90%) forward,
+    /// as they are, and commits; the segments emptied are removed once that
+    /// commit is durable. Like [`Forest::commit`], it makes the current
+    /// state of every tree the committed one.
     ///
     /// # Errors
-    /// None from the memory store, which has no segments.
+    /// A store error; the previous commit then stays in force.
     pub fn compact(&self) -> Result<()> {
+        self.inner.compact(COMPACT_LIVE_RATIO, u64::MAX)?;
         Ok(())
     }
 }

@@ -35,11 +35,11 @@ mod options;
 mod tree;
 
 pub use error::{Error, Result};
-pub use forest::{Forest, Stats};
+pub use forest::{Forest, SegmentStats, Stats};
 pub use larix_btree::{CheckReport, Problem};
-pub use larix_filters::FilterSpec;
+pub use larix_filters::{FilterError, FilterSpec};
 pub use options::{Durability, Options};
-pub use tree::{Range, Tree};
+pub use tree::{LevelShape, Range, Shape, Tree};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -24,6 +24,10 @@ pub struct Options {
     pub(crate) workers: usize,
     pub(crate) durability: Durability,
     pub(crate) filters: Vec<FilterSpec>,
+    pub(crate) compaction: bool,
+    pub(crate) segment_bytes: u64,
+    pub(crate) compaction_live_ratio: f64,
+    pub(crate) compaction_bytes_per_commit: u64,
 }
 
 impl Default for Options {
@@ -36,6 +40,10 @@ impl Default for Options {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             durability: Durability::Immediate,
             filters: vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+            compaction: true,
+            segment_bytes: 64 << 20,
+            compaction_live_ratio: 0.5,
+            compaction_bytes_per_commit: 16 << 20,
         }
     }
 }
@@ -138,11 +146,54 @@ impl Options {
         Ok(Options::default().node_size(node_size).filters(specs))
     }
 
+    /// The size past which a new segment file is started (default 64 MiB,
+    /// at least 64 KiB): compaction rewrites whole segments, so smaller
+    /// segments reclaim space in smaller steps.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Whether each commit also compacts sparse segments (on by default):
+    /// it copies the live blobs of segments whose live share is below
+    /// [`Options::compaction_live_ratio`], at most
+    /// [`Options::compaction_bytes_per_commit`] per commit.
+    pub fn compaction(mut self, on: bool) -> Self {
+        self.compaction = on;
+        self
+    }
+
+    /// The live share (0.0 to 1.0, default 0.5) under which a segment is
+    /// rewritten by the compaction each commit does.
+    pub fn compaction_live_ratio(mut self, ratio: f64) -> Self {
+        self.compaction_live_ratio = ratio;
+        self
+    }
+
+    /// The most bytes the compaction of one commit copies (default 16 MiB):
+    /// the bound on the write rate compaction adds.
+    pub fn compaction_bytes_per_commit(mut self, bytes: u64) -> Self {
+        self.compaction_bytes_per_commit = bytes;
+        self
+    }
+
     /// The B-tree size limits these options give.
     ///
     /// # Errors
     /// [`Error::InvalidOptions`] naming the value out of range.
     pub(crate) fn validate(&self) -> Result<Limits> {
+        if !(0.0..=1.0).contains(&self.compaction_live_ratio) {
+            return Err(Error::InvalidOptions(format!(
+                "compaction_live_ratio {} is outside 0.0..=1.0",
+                self.compaction_live_ratio
+            )));
+        }
+        if !(64 << 10..=4 << 30).contains(&self.segment_bytes) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_bytes {} is outside 64 KiB..=4 GiB",
+                self.segment_bytes
+            )));
+        }
         if self.workers == 0 {
             return Err(Error::InvalidOptions(
                 "workers must be at least 1".to_string(),

@@ -10,6 +10,29 @@ pub struct Tree {
     inner: larix_btree::Tree,
 }
 
+/// The shape of a tree, from [`Tree::shape`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Shape {
+    /// The node size of the forest, in bytes.
+    pub node_size: usize,
+    /// One entry per level: `levels[0]` are the leaves, the last is the
+    /// root.
+    pub levels: Vec<LevelShape>,
+}
+
+/// Nodes, bytes and entries of one level of a tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LevelShape {
+    /// Nodes at this level.
+    pub nodes: u64,
+    /// Their encoded bytes.
+    pub bytes: u64,
+    /// Their entries: key/value pairs in leaves, children in index nodes.
+    pub entries: u64,
+}
+
 /// The entries of a range, in key order; iterate from either end. It holds
 /// no lock between items and copies its bounds.
 pub struct Range {
@@ -24,6 +47,26 @@ impl Tree {
     /// The tree's name.
     pub fn name(&self) -> &str {
         self.inner.name()
+    }
+
+    /// The tree's shape: nodes, bytes and entries per level, leaves first,
+    /// and the node size they are measured against. Reads every node.
+    ///
+    /// # Errors
+    /// [`crate::Error::TreeNotFound`], or a store error.
+    pub fn shape(&self) -> Result<Shape> {
+        let levels = self.inner.shape()?;
+        Ok(Shape {
+            node_size: self.inner.limits().max_node(),
+            levels: levels
+                .into_iter()
+                .map(|l| LevelShape {
+                    nodes: l.nodes,
+                    bytes: l.bytes,
+                    entries: l.entries,
+                })
+                .collect(),
+        })
     }
 
     /// Inserts `key` with `value`, replacing any value it had.

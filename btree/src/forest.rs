@@ -155,6 +155,21 @@ impl Forest {
         Ok(())
     }
 
+    /// Copies the live nodes of segments whose live share is below
+    /// `max_live_ratio` forward, at most `max_bytes` of them, and commits:
+    /// the segments emptied are removed once that commit is durable. The
+    /// current state of every tree becomes the committed one, as with
+    /// [`Forest::commit`]. Returns the bytes copied.
+    ///
+    /// # Errors
+    /// A store error; the previous commit then stays in force.
+    pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
+        let catalog = self.shared.catalog.write();
+        let copied = self.shared.store.compact(max_live_ratio, max_bytes)?;
+        self.shared.store.commit(&catalog.encode())?;
+        Ok(copied)
+    }
+
     /// Checks the structure of every tree and every refcount.
     pub fn check(&self) -> CheckReport {
         let catalog = self.shared.catalog.read();
@@ -163,6 +178,11 @@ impl Forest {
 }
 
 impl Tree {
+    /// The size limits of the tree's forest.
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
     /// The tree's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -280,6 +300,15 @@ impl Tree {
             }
             Ok((root, keys.len() as u64))
         })
+    }
+
+    /// The shape of the tree: nodes, bytes and entries per level, leaves
+    /// first. Reads every node.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn shape(&self) -> Result<Vec<read::LevelShape>> {
+        self.read(read::shape)
     }
 
     /// The entry with the smallest key.

@@ -37,4 +37,4 @@ pub use forest::{Forest, Tree};
 pub use limits::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
 pub use node::Node;
 pub use range::RangeIter;
-pub use read::Bounds;
+pub use read::{Bounds, LevelShape};

@@ -199,3 +199,37 @@ pub(crate) fn keys(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> Re
     })?;
     Ok(out)
 }
+
+/// Nodes, bytes and entries of one level of a tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelShape {
+    /// Nodes at this level.
+    pub nodes: u64,
+    /// Their encoded bytes.
+    pub bytes: u64,
+    /// Their entries (key/value pairs in leaves, children in index nodes).
+    pub entries: u64,
+}
+
+/// The levels of the tree at `root`, leaves first. Visits every node.
+pub(crate) fn shape(store: &NodeStore<Node>, root: NodeId) -> Result<Vec<LevelShape>> {
+    let mut levels = Vec::new();
+    let mut frontier = vec![root];
+    while !frontier.is_empty() {
+        let mut level = LevelShape::default();
+        let mut next = Vec::new();
+        for id in frontier {
+            let node = store.get(id)?;
+            level.nodes += 1;
+            level.bytes += node.size() as u64;
+            level.entries += node.len() as u64;
+            if !node.is_leaf() {
+                next.extend(node.children());
+            }
+        }
+        levels.push(level);
+        frontier = next;
+    }
+    levels.reverse();
+    Ok(levels)
+}

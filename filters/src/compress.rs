@@ -5,8 +5,12 @@
 //! filter's job).
 //!
 //! Invariants:
-//! - `decode` accepts exactly one frame that declares its content size, is
-//!   followed by no trailing bytes, and decompresses to exactly that size.
+//! - `decode` accepts exactly one standard frame (magic `0xFD2FB528`) that
+//!   declares its content size, is followed by no trailing bytes, and
+//!   decompresses to exactly that size. Skippable frames (which would decode
+//!   to nothing) and legacy v0.5–v0.7 frames (which the zstd crate's
+//!   `legacy` feature would hand to its old decoders) are refused before
+//!   any zstd code reads them.
 //! - A frame declaring more than the filter's `max_decoded_len` is refused
 //!   before anything is allocated; otherwise the output buffer is at most the
 //!   declared size, so a hostile frame cannot cause a huge allocation.
@@ -75,12 +79,16 @@ impl ZstdFilter {
         }
     }
 
-    /// The content size the frame at the start of `input` declares.
+    /// The content size the standard frame at the start of `input`
+    /// declares.
     fn declared_len(ctx: &Context, input: &[u8]) -> Result<u64, FilterError> {
         let corrupt = |reason: &str| FilterError::Decompress {
             node_id: ctx.node_id,
             reason: reason.to_string(),
         };
+        if !input.starts_with(&zstd_safe::MAGICNUMBER.to_le_bytes()) {
+            return Err(corrupt("not a standard zstd frame (bad magic number)"));
+        }
         match zstd_safe::get_frame_content_size(input) {
             Ok(Some(len)) => Ok(len),
             Ok(None) => Err(corrupt("the frame does not declare its content size")),
@@ -220,6 +228,32 @@ mod tests {
         // A failed decode must not poison the cached decompression context.
         assert!(filter().decode(&CTX, b"garbage").is_err());
         assert_eq!(filter().decode(&CTX, &best).unwrap(), input);
+    }
+
+    #[test]
+    fn skippable_frame_is_refused() {
+        // Regression: a skippable frame decoded as an empty node.
+        for frame in [
+            &[0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0][..],
+            &[0x5F, 0x2A, 0x4D, 0x18, 1, 0, 0, 0, 9],
+        ] {
+            let err = filter().decode(&CTX, frame).unwrap_err();
+            assert!(err.to_string().contains("bad magic"), "{err}");
+        }
+    }
+
+    #[test]
+    fn legacy_frame_is_refused() {
+        // Regression: a zstd v0.7 frame (raw block "abc") decoded through
+        // the legacy decoder.
+        let v07 = [
+            0x27, 0xB5, 0x2F, 0xFD, 0x20, 0x03, 0x40, 0x00, 0x03, b'a', b'b', b'c', 0xC0, 0, 0,
+        ];
+        let err = filter().decode(&CTX, &v07).unwrap_err();
+        assert!(err.to_string().contains("bad magic"), "{err}");
+        let mut v08 = v07;
+        v08[0] = 0x28;
+        assert!(filter().decode(&CTX, &v08).is_err());
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn one_mib() -> Vec<u8> {
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     (0..1 << 20)
         .map(|i: usize| {
-            if (i / 4096) % 2 == 0 {
+            if (i / 4096).is_multiple_of(2) {
                 b"larix node "[i % 11]
             } else {
                 x ^= x << 13;

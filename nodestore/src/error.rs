@@ -60,7 +60,9 @@ pub enum StoreError {
         given: String,
     },
     /// The key check blob does not decode: the encryption key is wrong.
-    #[error("wrong key: the store's key check does not decrypt with the key given")]
+    #[error(
+        "wrong key: the store's key check does not decrypt with the key given (or it is damaged)"
+    )]
     WrongKey,
     /// A metadata blob (the catalog) decodes to nothing usable.
     #[error("the store's {what} is damaged: {reason}")]

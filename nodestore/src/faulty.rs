@@ -4,7 +4,10 @@
 //! file, the bytes written and the bytes known durable apart. A simulated
 //! [`crash`](FaultyBackend::crash) throws away what a real machine could
 //! lose; [`fail_after`](FaultyBackend::fail_after) makes every call fail
-//! after a number of successful ones, the way a dying disk does.
+//! after a number of successful ones, the way a dying disk does;
+//! [`kill`](FaultyBackend::kill) makes every call fail at once, the way the
+//! disk looks to a process that has died: nothing it does any more reaches
+//! the files.
 //!
 //! All clones share the same files, so a test keeps one handle, gives a
 //! clone to the store, drops the store, crashes the handle and opens a new
@@ -27,7 +30,12 @@
 //! - a file created by `write_at` survives a crash only once `sync_dir`
 //!   has run after its creation (its bytes still need `sync`);
 //! - `remove` is durable at once;
-//! - a crash undoes everything else, and heals injected failures.
+//! - a crash undoes everything else, heals injected failures and ends a
+//!   [`kill`](FaultyBackend::kill) (the machine restarts).
+//!
+//! A crash of the process that uses a store is thus simulated by
+//! `kill()`, dropping the store (whose background threads may still be
+//! writing: those writes now fail), then `crash(mode)` and opening anew.
 
 use crate::backend::{not_found, read_from, segments_of, write_into};
 use crate::{Backend, FileId, SegmentId};
@@ -66,6 +74,8 @@ struct State {
     fail_after: Option<u64>,
     /// Calls made so far, failed ones included.
     operations: u64,
+    /// Set by [`FaultyBackend::kill`]: every call fails.
+    killed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +101,9 @@ impl State {
     /// Counts one call and fails it if failures are armed and due.
     fn gate(&mut self) -> io::Result<()> {
         self.operations += 1;
+        if self.killed {
+            return Err(io::Error::other("the process using the backend was killed"));
+        }
         match self.fail_after {
             Some(0) => Err(io::Error::other("injected failure")),
             Some(n) => {
@@ -114,7 +127,8 @@ impl FaultyBackend {
 
     /// Simulates a power loss: every file reverts to its durable state as
     /// `mode` says, files whose creation was never made durable vanish, and
-    /// injected failures are healed (the machine restarts).
+    /// injected failures and a [`kill`](FaultyBackend::kill) are healed
+    /// (the machine restarts).
     pub fn crash(&self, mode: CrashMode) {
         let mut st = self.state.lock();
         let torn = match mode {
@@ -146,6 +160,17 @@ impl FaultyBackend {
             }
         }
         st.fail_after = None;
+        st.killed = false;
+    }
+
+    /// Simulates the death of the process using the backend: from now on
+    /// every call fails with an [`io::ErrorKind::Other`] error and changes
+    /// nothing, so no write of a store still running in the background
+    /// reaches the files. Lasts until [`crash`](FaultyBackend::crash) or
+    /// [`heal`](FaultyBackend::heal). Files already written keep their
+    /// written and durable bytes.
+    pub fn kill(&self) {
+        self.state.lock().killed = true;
     }
 
     /// After `n` more successful calls, every call fails with an
@@ -156,9 +181,11 @@ impl FaultyBackend {
         self.state.lock().fail_after = Some(n);
     }
 
-    /// Disarms injected failures.
+    /// Disarms injected failures and ends a [`kill`](FaultyBackend::kill).
     pub fn heal(&self) {
-        self.state.lock().fail_after = None;
+        let mut st = self.state.lock();
+        st.fail_after = None;
+        st.killed = false;
     }
 
     /// The number of backend calls made so far, failed ones included
@@ -421,6 +448,61 @@ mod tests {
         b.fail_after(0);
         b.crash(CrashMode::DropUnsynced);
         assert_eq!(read_all(&b, A), b"synced");
+    }
+
+    #[test]
+    fn kill_fails_every_call_and_changes_nothing() {
+        let b = disk_with_synced_a();
+        b.write_at(A, 6, b"+unsynced").unwrap();
+        let store = b.clone();
+        b.kill();
+        let mut buf = [0u8; 1];
+        assert!(store.read_at(A, 0, &mut buf).is_err());
+        assert!(store.write_at(A, 0, b"X").is_err());
+        assert!(store.write_at(B, 0, b"new").is_err());
+        assert!(store.len(A).is_err());
+        assert!(store.sync(A).is_err());
+        assert!(store.sync_dir().is_err());
+        assert!(store.remove(A).is_err());
+        let e = store.segments().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Other);
+        // Nothing the dead process tried reached the files.
+        assert_eq!(b.contents(A).unwrap(), b"synced+unsynced");
+        assert_eq!(b.durable_contents(A).unwrap(), b"synced");
+        assert!(b.contents(B).is_none());
+    }
+
+    #[test]
+    fn crash_ends_a_kill_and_drops_what_was_unsynced() {
+        let b = disk_with_synced_a();
+        b.write_at(A, 6, b"+unsynced").unwrap();
+        b.kill();
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&b, A), b"synced");
+        b.write_at(A, 6, b"+again").unwrap();
+        assert_eq!(read_all(&b, A), b"synced+again");
+    }
+
+    #[test]
+    fn a_kill_keeps_the_tear_to_writes_made_before_it() {
+        let b = disk_with_synced_a();
+        b.write_at(A, 6, b"before").unwrap();
+        b.kill();
+        assert!(b.write_at(A, 12, b"after").is_err());
+        b.crash(CrashMode::TearLastWrite { keep: 3 });
+        assert_eq!(read_all(&b, A), b"syncedbef");
+    }
+
+    #[test]
+    fn heal_ends_a_kill_and_an_armed_failure() {
+        let b = disk_with_synced_a();
+        b.fail_after(0);
+        b.kill();
+        assert!(b.len(A).is_err());
+        b.heal();
+        assert_eq!(b.len(A).unwrap(), 6);
+        b.write_at(A, 0, b"S").unwrap();
+        assert_eq!(read_all(&b, A), b"Synced");
     }
 
     #[test]

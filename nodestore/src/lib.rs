@@ -48,7 +48,7 @@ pub use format_error::{BlobFault, FormatError, SlotFault};
 pub use id::NodeId;
 pub use segment::{read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES};
 pub use stats::StoreStats;
-pub use store::{Durability, NodeStore, StoreConfig};
+pub use store::{CompactionPolicy, Durability, NodeStore, SegmentUsage, StoreConfig};
 pub use superblock::{
     read_newest, read_slots, write_slot, FilterStack, Generation, Superblock, FORMAT_VERSION,
     MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,

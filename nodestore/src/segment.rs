@@ -63,6 +63,24 @@ impl SegmentWriter {
         self.end
     }
 
+    /// Starts a new segment for the next record, if the current one holds
+    /// any: the current one is then sealed (compaction may rewrite it).
+    ///
+    /// # Errors
+    /// [`FormatError::SegmentIdsExhausted`] if no segment id is left.
+    pub fn roll(&mut self) -> Result<(), FormatError> {
+        if self.end > 0 {
+            self.segment = self
+                .segment
+                .next()
+                .ok_or(FormatError::SegmentIdsExhausted {
+                    last: self.segment.0,
+                })?;
+            self.end = 0;
+        }
+        Ok(())
+    }
+
     /// Appends a record of `kind` and `id` holding `body`, and returns its
     /// location. The record is not durable until [`SegmentWriter::sync`].
     ///

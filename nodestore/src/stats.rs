@@ -29,6 +29,9 @@ pub struct StoreStats {
     pub sync_time: Duration,
     /// Bytes of all segment files.
     pub disk_bytes: u64,
-    /// Bytes of the node records the node table refers to.
+    /// Bytes of the records the committed state and the node table refer
+    /// to (nodes, table chunks, directory, catalog, key check).
     pub live_bytes: u64,
+    /// Live and total bytes of each segment file.
+    pub segments: Vec<crate::SegmentUsage>,
 }

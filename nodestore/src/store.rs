@@ -24,18 +24,22 @@
 
 use crate::{
     read_blob, read_newest, write_slot, Backend, BlobKind, Codec, Directory, FileId, FilterStack,
-    FormatError, Location, NodeId, NodeTable, SegmentWriter, StoreError, StoreStats, Superblock,
-    TableEntry, DEFAULT_MAX_SEGMENT_BYTES,
+    FormatError, Location, NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats,
+    Superblock, TableEntry, DEFAULT_MAX_SEGMENT_BYTES,
 };
 use crossbeam_channel::{Receiver, Sender};
 use larix_filters::{Context, Pipeline};
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use rustc_hash::{FxBuildHasher, FxHashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+mod compact;
+pub use compact::{CompactionPolicy, SegmentUsage};
 
 /// The plaintext of the key check blob: a wrong key (or a different filter
 /// stack) fails to turn the blob back into it.
@@ -74,6 +78,8 @@ pub struct StoreConfig {
     pub parameters: String,
     /// Create the store if there is none.
     pub create: bool,
+    /// Compaction done by each commit, if any.
+    pub compaction: Option<CompactionPolicy>,
 }
 
 impl Default for StoreConfig {
@@ -85,6 +91,7 @@ impl Default for StoreConfig {
             max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
             parameters: String::new(),
             create: true,
+            compaction: None,
         }
     }
 }
@@ -179,6 +186,11 @@ struct State<N> {
     next_seq: u64,
     failure: Option<Arc<StoreError>>,
     committed: Committed,
+    /// Where the key check blob lies now (compaction may move it).
+    key_check: Option<Location>,
+    /// Segments compaction emptied: removed once a durable superblock no
+    /// longer refers to them.
+    obsolete: BTreeSet<SegmentId>,
 }
 
 impl<N: Codec> State<N> {
@@ -269,6 +281,7 @@ struct Shared<N> {
     pipeline: Pipeline,
     durability: Durability,
     budgets: Budgets,
+    policy: Option<CompactionPolicy>,
     state: Mutex<State<N>>,
     /// Signalled whenever an in-flight write lands or fails.
     settled: Condvar,
@@ -343,7 +356,18 @@ impl<N: Codec> NodeStore<N> {
             let body = read_blob(&*backend, loc, BlobKind::KeyCheck, 0)?;
             match pipeline.decode(&Context::new(META_CONTEXT), &body) {
                 Ok(plain) if plain == KEY_CHECK => {}
-                _ => return Err(StoreError::WrongKey),
+                // Only a key can make an intact blob fail to decode; without
+                // encryption the blob itself is damaged.
+                _ if pipeline.describe().contains("encrypt(") => return Err(StoreError::WrongKey),
+                result => {
+                    return Err(StoreError::MetadataDamaged {
+                        what: "key check blob",
+                        reason: match result {
+                            Ok(_) => "it decodes to the wrong bytes".into(),
+                            Err(e) => e.to_string(),
+                        },
+                    })
+                }
             }
         }
         let (table, directory) = load_table(&*backend, &superblock)?;
@@ -360,6 +384,7 @@ impl<N: Codec> NodeStore<N> {
             }
         };
         remove_uncommitted_segments(&*backend, superblock.next_segment)?;
+        remove_unreferenced_segments(&*backend, &table, &directory, &superblock)?;
 
         let writer = SegmentWriter::new(superblock.next_segment, 0, config.max_segment_bytes);
         let shared = Arc::new(Shared {
@@ -367,6 +392,7 @@ impl<N: Codec> NodeStore<N> {
             pipeline,
             durability: config.durability,
             budgets: Budgets::new(config.cache_bytes),
+            policy: config.compaction,
             next_id: AtomicU64::new(superblock.next_node.0),
             state: Mutex::new(State {
                 table,
@@ -376,6 +402,8 @@ impl<N: Codec> NodeStore<N> {
                 inflight_bytes: 0,
                 next_seq: 0,
                 failure: None,
+                key_check: superblock.key_check,
+                obsolete: BTreeSet::new(),
                 committed: Committed {
                     superblock,
                     directory,
@@ -632,6 +660,19 @@ impl<N: Codec> NodeStore<N> {
     }
 
     fn try_commit(&self, catalog: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
+        if let Some(policy) = self.shared.policy {
+            let step = self.compact_step(
+                policy.max_live_ratio,
+                policy.bytes_per_commit,
+                compact::POLICY_SEAL_MIN_BYTES,
+            );
+            match step {
+                // A damaged live blob keeps its segment; `check` reports it.
+                Ok(_) | Err(StoreError::Format(FormatError::Blob { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let jobs = {
             let mut st = self.shared.state.lock();
             st.failed()?;
@@ -643,7 +684,7 @@ impl<N: Codec> NodeStore<N> {
         };
         self.send(jobs);
         // Drain: every pending write lands (or one fails).
-        let (chunks, emptied, mut directory, previous) = {
+        let (chunks, emptied, mut directory, previous, key_check) = {
             let mut st = self.shared.state.lock();
             if !st.inflight.is_empty() && st.failure.is_none() {
                 bump(&self.shared.counters.inflight_waits, 1);
@@ -664,7 +705,14 @@ impl<N: Codec> NodeStore<N> {
             // The slot alternates with the last superblock written, so a
             // torn write can only damage the slot that is not in force.
             let previous = st.committed.superblock.clone();
-            (chunks, emptied, st.committed.directory.clone(), previous)
+            let key_check = st.key_check;
+            (
+                chunks,
+                emptied,
+                st.committed.directory.clone(),
+                previous,
+                key_check,
+            )
         };
 
         let backend = &*self.shared.backend;
@@ -697,7 +745,7 @@ impl<N: Codec> NodeStore<N> {
                 })?,
             table_directory,
             catalog: Some(catalog_loc),
-            key_check: previous.key_check,
+            key_check,
             filter_stack: previous.filter_stack.clone(),
         };
         let durable = self.shared.durability == Durability::Immediate;
@@ -717,7 +765,11 @@ impl<N: Codec> NodeStore<N> {
         } else {
             st.committed.unwritten = Some(superblock);
         }
+        drop(st);
         bump(&self.shared.counters.commits, 1);
+        if durable {
+            self.shared.remove_obsolete()?;
+        }
         Ok(())
     }
 
@@ -725,17 +777,10 @@ impl<N: Codec> NodeStore<N> {
     pub fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (nodes, live_bytes) = {
-            let st = self.shared.state.lock();
-            (st.table.len(), st.table.total_live_bytes())
-        };
-        let backend = &*self.shared.backend;
-        let disk_bytes = backend
-            .segments()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|s| backend.len(FileId::Segment(s)).ok())
-            .sum();
+        let nodes = self.shared.state.lock().table.len();
+        let segments = self.segment_usage().unwrap_or_default();
+        let disk_bytes = segments.iter().map(|u| u.total_bytes).sum();
+        let live_bytes = segments.iter().map(|u| u.live_bytes).sum();
         StoreStats {
             nodes,
             commits: get(&c.commits),
@@ -750,6 +795,7 @@ impl<N: Codec> NodeStore<N> {
             sync_time: std::time::Duration::from_nanos(get(&c.sync_nanos)),
             disk_bytes,
             live_bytes,
+            segments,
         }
     }
 }
@@ -775,8 +821,15 @@ impl<N: Codec> Drop for NodeStore<N> {
             // Best effort: the commit is already consistent on disk, only
             // not yet pointed at; a failure here leaves the previous one.
             let mut writer = self.shared.writer.lock();
-            if writer.sync(&*self.shared.backend).is_ok() {
-                let _ = self.shared.write_superblock(&sb);
+            if writer.sync(&*self.shared.backend).is_ok()
+                && self.shared.write_superblock(&sb).is_ok()
+            {
+                drop(writer);
+                let mut st = self.shared.state.lock();
+                st.committed.superblock = sb;
+                st.committed.unwritten = None;
+                drop(st);
+                let _ = self.shared.remove_obsolete();
             }
         }
     }
@@ -934,6 +987,37 @@ fn load_table(
         table.load_chunk(idx, &bytes)?;
     }
     Ok((table, directory))
+}
+
+/// Removes segment files below `sb.next_segment` that hold no blob the
+/// committed state refers to: left by a compaction whose removal a crash
+/// interrupted.
+fn remove_unreferenced_segments(
+    backend: &dyn Backend,
+    table: &NodeTable,
+    directory: &Directory,
+    sb: &Superblock,
+) -> Result<(), StoreError> {
+    let live = compact::live_by_segment(table, directory, sb, sb.key_check);
+    let segments = backend
+        .segments()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let mut removed = false;
+    for seg in segments {
+        if seg < sb.next_segment && !live.contains_key(&seg) {
+            let file = FileId::Segment(seg);
+            backend
+                .remove(file)
+                .map_err(|e| FormatError::io(backend.name(file), None, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        backend
+            .sync_dir()
+            .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    }
+    Ok(())
 }
 
 /// Removes segment files at or past `first`: written after the last

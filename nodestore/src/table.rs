@@ -1,7 +1,7 @@
 //! The node table: node id → location of its blob and reference count.
 //!
 //! The table is kept in memory as chunks of [`CHUNK_ENTRIES`] consecutive
-//! ids (chunk index = id / 1024). Committed chunks are copy-on-write: a
+//! ids (chunk index = id / 256). Committed chunks are copy-on-write: a
 //! commit writes only the chunks changed since the last one
 //! ([`NodeTable::dirty_chunks`]), each as its own blob, and the
 //! [`Directory`](crate::Directory) records where each chunk lies.
@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
 
 /// Ids per chunk.
-pub const CHUNK_ENTRIES: u64 = 1024;
+pub const CHUNK_ENTRIES: u64 = 256;
 
 /// The largest chunk index (that of node id `u64::MAX`).
 pub const MAX_CHUNK: u64 = u64::MAX / CHUNK_ENTRIES;
@@ -29,7 +29,7 @@ pub const MAX_CHUNK: u64 = u64::MAX / CHUNK_ENTRIES;
 /// Bytes of one encoded slot.
 const SLOT_BYTES: usize = 16;
 
-/// Bytes of an encoded chunk: 1024 slots and a crc32c.
+/// Bytes of an encoded chunk: 256 slots and a crc32c.
 pub const CHUNK_BYTES: usize = CHUNK_ENTRIES as usize * SLOT_BYTES + 4;
 
 /// One row of the node table.
@@ -41,7 +41,7 @@ pub struct TableEntry {
     pub refcount: u32,
 }
 
-/// 1024 consecutive slots.
+/// 256 consecutive slots.
 #[derive(Debug, Clone)]
 struct Chunk {
     slots: Box<[Option<TableEntry>]>,
@@ -164,13 +164,41 @@ impl NodeTable {
         self.live_bytes.get(&seg).copied().unwrap_or(0)
     }
 
+    /// Marks chunk `idx` changed, so the next commit writes it again (when
+    /// its blob is moved out of a segment being compacted).
+    pub fn mark_dirty(&mut self, idx: u64) {
+        if idx <= MAX_CHUNK {
+            self.dirty.insert(idx);
+        }
+    }
+
+    /// Live record bytes per segment, for the segments that have any.
+    pub fn live_by_segment(&self) -> impl Iterator<Item = (SegmentId, u64)> + '_ {
+        self.live_bytes.iter().map(|(&s, &b)| (s, b))
+    }
+
+    /// The entries located in `seg`, with their locations, by ascending id.
+    pub fn entries_in(&self, seg: SegmentId) -> Vec<(NodeId, Location)> {
+        let mut order: Vec<u64> = self.chunks.keys().copied().collect();
+        order.sort_unstable();
+        let mut out = Vec::new();
+        for c in order {
+            for (s, e) in self.chunks[&c].slots.iter().enumerate() {
+                if let Some(loc) = e.and_then(|e| e.loc).filter(|l| l.segment == seg) {
+                    out.push((NodeId(c * CHUNK_ENTRIES + s as u64), loc));
+                }
+            }
+        }
+        out
+    }
+
     /// Bytes of the records of all entries with a location.
     pub fn total_live_bytes(&self) -> u64 {
         self.live_bytes.values().sum()
     }
 
     /// Encodes chunk `idx` (all free if it has no entries; `idx` above
-    /// [`MAX_CHUNK`] never has any): 1024 slots of
+    /// [`MAX_CHUNK`] never has any): 256 slots of
     /// 16 bytes (segment u32, offset u32, body length u32, refcount u32;
     /// all zero when free), then a crc32c of the chunk index (u64 LE)
     /// followed by the slots.
@@ -370,14 +398,14 @@ mod tests {
     fn dirty_chunks_track_changes_since_mark_clean() {
         let mut t = NodeTable::new();
         t.set(NodeId(1), entry(1, 0, 1, 1));
-        t.set(NodeId(3000), entry(1, 0, 1, 1));
+        t.set(NodeId(2 * CHUNK_ENTRIES + 7), entry(1, 0, 1, 1));
         assert_eq!(t.dirty_chunks(), vec![0, 2]);
         t.mark_clean();
         assert!(t.dirty_chunks().is_empty());
         // Removing a missing id changes nothing.
-        assert_eq!(t.remove(NodeId(1500)), None);
+        assert_eq!(t.remove(NodeId(CHUNK_ENTRIES + 5)), None);
         assert!(t.dirty_chunks().is_empty());
-        t.remove(NodeId(3000));
+        t.remove(NodeId(2 * CHUNK_ENTRIES + 7));
         assert_eq!(t.dirty_chunks(), vec![2]);
         assert_eq!(t.chunk_len(2), 0);
         assert_eq!(t.chunk_len(0), 1);
@@ -415,9 +443,9 @@ mod tests {
     #[test]
     fn chunk_layout_is_as_documented() {
         let mut t = NodeTable::new();
-        t.set(NodeId(1024 + 2), entry(7, 96, 300, 5));
+        t.set(NodeId(CHUNK_ENTRIES + 2), entry(7, 96, 300, 5));
         let b = t.encode_chunk(1).unwrap();
-        assert_eq!(b.len(), 16 * 1024 + 4);
+        assert_eq!(b.len(), 16 * 256 + 4);
         assert_eq!(
             &b[32..48],
             &[7, 0, 0, 0, 96, 0, 0, 0, 44, 1, 0, 0, 5, 0, 0, 0]
@@ -458,33 +486,33 @@ mod tests {
         ];
         for (e, what) in cases {
             let mut t = NodeTable::new();
-            t.set(NodeId(2050), e);
+            t.set(NodeId(2 * CHUNK_ENTRIES + 2), e);
             let err = t.encode_chunk(2).unwrap_err();
             assert!(
                 matches!(
                     err,
                     FormatError::EntryUnencodable {
-                        id: NodeId(2050),
+                        id: NodeId(514),
                         ..
                     }
                 ),
                 "{err:?}"
             );
             assert!(err.to_string().contains(what), "{err}");
-            assert!(err.to_string().contains("node 2050"), "{err}");
+            assert!(err.to_string().contains("node 514"), "{err}");
         }
     }
 
     #[test]
     fn flipped_bits_in_a_chunk_are_detected() {
         let mut t = NodeTable::new();
-        for id in [0, 1, 500, 1023] {
+        for id in [0, 1, 100, 255] {
             t.set(NodeId(id), entry(3, id * 40, 16, 2));
         }
         let good = t.encode_chunk(0).unwrap();
         // Every bit of the used slots and the crc, and a stride through the
         // rest (a full sweep takes too long in a debug build).
-        let used = [0..32, 500 * 16..501 * 16, 1023 * 16..CHUNK_BYTES];
+        let used = [0..32, 100 * 16..101 * 16, 255 * 16..CHUNK_BYTES];
         let bits = used
             .into_iter()
             .flat_map(|r| r.start * 8..r.end * 8)

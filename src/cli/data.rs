@@ -1,0 +1,221 @@
+//! The data commands: `put`, `get`, `del`, `scan`, `count`, `trees`,
+//! `clone`, `drop`, `check` and `stats`. Each opens the store, does one
+//! thing, and commits before returning if it changed anything.
+
+use super::args::{CloneArgs, DropArgs, KeyArgs, PutArgs, RangeQuery, ScanArgs, StoreArgs};
+use super::error::{CliError, Result};
+use super::format::Codec;
+use super::store;
+use super::table::{self, Table};
+use super::Status;
+use std::io::Write;
+use std::ops::Bound;
+
+/// `larix put`: inserts or replaces one entry.
+pub fn put(a: &PutArgs) -> Result<Status> {
+    let codec = Codec {
+        hex: a.encoding.hex,
+    };
+    let key = codec.parse(&a.key, "key")?;
+    let value = codec.parse(&a.value, "value")?;
+    let forest = store::open_or_create(&a.target.store, &a.filters)?;
+    store::tree_or_create(&forest, &a.target.tree)?.insert(&key, &value)?;
+    forest.commit()?;
+    Ok(Status::Success)
+}
+
+/// `larix get`: prints the value of one key.
+pub fn get(a: &KeyArgs, out: &mut dyn Write) -> Result<Status> {
+    let codec = Codec {
+        hex: a.encoding.hex,
+    };
+    let key = codec.parse(&a.key, "key")?;
+    let forest = store::open(&a.target.store)?;
+    let tree = store::tree(&forest, &a.target.tree)?;
+    let value = tree.get(&key)?.ok_or_else(|| CliError::NoKey {
+        key: codec.quote(&key),
+        tree: a.target.tree.clone(),
+    })?;
+    writeln!(out, "{}", codec.show(&value))?;
+    Ok(Status::Success)
+}
+
+/// `larix del`: removes one key; a missing key is an error.
+pub fn del(a: &KeyArgs) -> Result<Status> {
+    let codec = Codec {
+        hex: a.encoding.hex,
+    };
+    let key = codec.parse(&a.key, "key")?;
+    let forest = store::open(&a.target.store)?;
+    if !store::tree(&forest, &a.target.tree)?.remove(&key)? {
+        return Err(CliError::NoKey {
+            key: codec.quote(&key),
+            tree: a.target.tree.clone(),
+        });
+    }
+    forest.commit()?;
+    Ok(Status::Success)
+}
+
+/// The keys a `--prefix`, `--from` and `--to` select: the intersection of
+/// all three.
+struct KeyRange {
+    lower: Bound<Vec<u8>>,
+    upper: Bound<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// The range of `q`, its keys read with `codec`.
+    fn new(q: &RangeQuery, codec: Codec) -> Result<KeyRange> {
+        let mut range = KeyRange {
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+        };
+        if let Some(p) = &q.prefix {
+            let prefix = codec.parse(p, "--prefix")?;
+            if let Some(end) = prefix_end(&prefix) {
+                range.upper = Bound::Excluded(end);
+            }
+            range.lower = Bound::Included(prefix);
+        }
+        if let Some(from) = &q.from {
+            let from = codec.parse(from, "--from")?;
+            if !matches!(&range.lower, Bound::Included(l) if *l >= from) {
+                range.lower = Bound::Included(from);
+            }
+        }
+        if let Some(to) = &q.to {
+            let to = codec.parse(to, "--to")?;
+            if !matches!(&range.upper, Bound::Excluded(u) if *u <= to) {
+                range.upper = Bound::Excluded(to);
+            }
+        }
+        Ok(range)
+    }
+
+    /// The bounds as the tree's range calls take them.
+    fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            self.lower.as_ref().map(Vec::as_slice),
+            self.upper.as_ref().map(Vec::as_slice),
+        )
+    }
+}
+
+/// The smallest key above every key starting with `prefix`, or `None` if
+/// there is none (the prefix is all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
+/// `larix scan`: prints the entries of a range, `key TAB value` each.
+pub fn scan(a: &ScanArgs, out: &mut dyn Write) -> Result<Status> {
+    let q = &a.range;
+    let codec = Codec {
+        hex: q.encoding.hex,
+    };
+    let range = KeyRange::new(q, codec)?;
+    let forest = store::open(&q.target.store)?;
+    let entries = store::tree(&forest, &q.target.tree)?.range(range.bounds())?;
+    let limit = a
+        .limit
+        .map_or(usize::MAX, |n| n.try_into().unwrap_or(usize::MAX));
+    let iter: Box<dyn Iterator<Item = _>> = if a.reverse {
+        Box::new(entries.rev())
+    } else {
+        Box::new(entries)
+    };
+    for entry in iter.take(limit) {
+        let (key, value) = entry?;
+        writeln!(out, "{}\t{}", codec.show(&key), codec.show(&value))?;
+    }
+    Ok(Status::Success)
+}
+
+/// `larix count`: prints the number of entries in a range.
+pub fn count(q: &RangeQuery, out: &mut dyn Write) -> Result<Status> {
+    let codec = Codec {
+        hex: q.encoding.hex,
+    };
+    let range = KeyRange::new(q, codec)?;
+    let forest = store::open(&q.target.store)?;
+    let n = store::tree(&forest, &q.target.tree)?.count_range(range.bounds())?;
+    writeln!(out, "{n}")?;
+    Ok(Status::Success)
+}
+
+/// `larix trees`: lists the tree names.
+pub fn trees(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
+    for name in store::open(a)?.tree_names() {
+        writeln!(out, "{name}")?;
+    }
+    Ok(Status::Success)
+}
+
+/// `larix clone`: makes `dst` a snapshot of `src`.
+pub fn clone(a: &CloneArgs) -> Result<Status> {
+    let forest = store::open(&a.store)?;
+    forest.clone_tree(&a.src, &a.dst)?;
+    forest.commit()?;
+    Ok(Status::Success)
+}
+
+/// `larix drop`: removes a tree.
+pub fn drop_tree(a: &DropArgs) -> Result<Status> {
+    let forest = store::open(&a.store)?;
+    forest.remove_tree(&a.tree)?;
+    forest.commit()?;
+    Ok(Status::Success)
+}
+
+/// `larix check`: prints the check report; [`Status::Problems`] if it
+/// lists any.
+pub fn check(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
+    let report = store::open(a)?.check()?;
+    writeln!(out, "{report}")?;
+    Ok(if report.is_clean() {
+        Status::Success
+    } else {
+        Status::Problems
+    })
+}
+
+/// `larix stats`: prints the store's counters and each tree's size.
+pub fn stats(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
+    let forest = store::open(a)?;
+    let s = forest.stats();
+    let mut counters = Table::new(&["store", "value"]);
+    for (name, value) in [
+        ("trees", table::count(s.trees)),
+        ("nodes", table::count(s.nodes)),
+        ("bytes on disk", table::bytes(s.disk_bytes)),
+        ("live bytes", table::bytes(s.live_bytes)),
+        ("live share", table::ratio(s.live_bytes, s.disk_bytes)),
+    ] {
+        counters.row(vec![name.to_string(), value]);
+    }
+    write!(out, "{counters}")?;
+    let mut sizes = Table::new(&["tree", "entries"]);
+    for name in forest.tree_names() {
+        let n = store::tree(&forest, &name)?.count_range(..)?;
+        sizes.row(vec![name, table::count(n)]);
+    }
+    write!(out, "\n{sizes}")?;
+    Ok(Status::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}

@@ -1,0 +1,522 @@
+//! `larix demo`: what Larix is for, the way Obnam used larch.
+//!
+//! It walks a real directory tree and stores one entry per file (key = its
+//! path, value = a [`Record`] of size, mode and modification time),
+//! commits, clones the tree as a snapshot, changes a share of the entries,
+//! finds the difference by walking the snapshot and the tree side by side,
+//! checks the store, and prints the time of each phase and the store's
+//! counters.
+//!
+//! The changes are pseudo-random but the same on every run; the difference
+//! found must match them exactly, and the check must be clean, or the demo
+//! exits with status 3.
+
+use super::args::{DemoArgs, StoreArgs};
+use super::error::{CliError, Result};
+use super::format::escape;
+use super::progress;
+use super::report::{stats_table, Phases};
+use super::rng::Rng;
+use super::store;
+use super::table;
+use super::Status;
+use indicatif::ProgressBar;
+use larix::{Forest, Tree};
+use std::cmp::Ordering;
+use std::fs::{self, Metadata};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+/// The tree the walk fills.
+const TREE: &str = "files";
+/// The snapshot taken before the changes.
+const SNAPSHOT: &str = "files@before";
+/// Appended to a path to make the key of an added entry.
+const ADDED_SUFFIX: &[u8] = b".larix-new";
+/// Entries of each kind the difference lists by name.
+const SHOWN: usize = 5;
+
+/// The value stored for each path: 20 bytes, little-endian —
+/// `size u64 | mode u32 | mtime i64` (seconds since the Unix epoch,
+/// negative before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Record {
+    size: u64,
+    mode: u32,
+    mtime: i64,
+}
+
+impl Record {
+    /// The record of a file's metadata (not following symlinks).
+    fn of(meta: &Metadata) -> Record {
+        let mtime = meta
+            .modified()
+            .ok()
+            .map_or(0, |t| match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+            });
+        Record {
+            size: meta.len(),
+            mode: mode(meta),
+            mtime,
+        }
+    }
+
+    fn encode(self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&self.size.to_le_bytes());
+        b[8..12].copy_from_slice(&self.mode.to_le_bytes());
+        b[12..].copy_from_slice(&self.mtime.to_le_bytes());
+        b
+    }
+
+    /// The record in `bytes`, if they are one.
+    fn decode(bytes: &[u8]) -> Option<Record> {
+        let b: &[u8; 20] = bytes.try_into().ok()?;
+        let (size, rest) = b.split_at(8);
+        let (mode, mtime) = rest.split_at(4);
+        Some(Record {
+            size: u64::from_le_bytes(size.try_into().ok()?),
+            mode: u32::from_le_bytes(mode.try_into().ok()?),
+            mtime: i64::from_le_bytes(mtime.try_into().ok()?),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn mode(meta: &Metadata) -> u32 {
+    std::os::unix::fs::MetadataExt::mode(meta)
+}
+
+#[cfg(not(unix))]
+fn mode(meta: &Metadata) -> u32 {
+    if meta.is_dir() {
+        0o040_755
+    } else {
+        0o100_644
+    }
+}
+
+/// A path's bytes, as the key of its entry.
+#[cfg(unix)]
+fn path_key(path: &Path) -> Vec<u8> {
+    std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_key(path: &Path) -> Vec<u8> {
+    path.to_string_lossy().into_owned().into_bytes()
+}
+
+/// What a walk found.
+#[derive(Default)]
+struct Walk {
+    entries: Vec<(Vec<u8>, Record)>,
+    /// Entries and directories that could not be read, skipped.
+    unreadable: u64,
+}
+
+/// Walks `root` depth first in name order, without following symlinks,
+/// until `limit` entries.
+fn walk(root: &Path, limit: u64, pb: &ProgressBar) -> Walk {
+    let mut w = Walk::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if w.entries.len() as u64 >= limit {
+            break;
+        }
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            w.unreadable += 1;
+            continue;
+        };
+        w.entries.push((path_key(&path), Record::of(&meta)));
+        pb.inc(1);
+        if !meta.is_dir() {
+            continue;
+        }
+        let Ok(dir) = fs::read_dir(&path) else {
+            w.unreadable += 1;
+            continue;
+        };
+        let mut children: Vec<PathBuf> = Vec::new();
+        for entry in dir {
+            match entry {
+                Ok(e) => children.push(e.path()),
+                Err(_) => w.unreadable += 1,
+            }
+        }
+        children.sort_unstable_by(|a, b| b.cmp(a));
+        stack.extend(children);
+    }
+    w
+}
+
+/// Inserts `key`, returning false if it is too large to store.
+fn insert(tree: &Tree, key: &[u8], value: &[u8]) -> Result<bool> {
+    match tree.insert(key, value) {
+        Ok(()) => Ok(true),
+        Err(larix::Error::EntryTooLarge { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The changes made after the snapshot.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Changes {
+    added: u64,
+    removed: u64,
+    changed: u64,
+}
+
+/// Changes about 5% of `keys` (new size and mtime), removes about 2%, and
+/// adds about 2% new entries next to existing ones.
+fn change(tree: &Tree, keys: &[(Vec<u8>, Record)], pb: &ProgressBar) -> Result<Changes> {
+    let mut rng = Rng::new(0x1a21);
+    let mut c = Changes::default();
+    for (key, record) in keys {
+        match rng.below(100) {
+            0..=4 => {
+                let newer = Record {
+                    size: record.size + 1 + rng.below(4096),
+                    mtime: record.mtime + 60,
+                    ..*record
+                };
+                tree.insert(key, &newer.encode())?;
+                c.changed += 1;
+            }
+            5..=6 if tree.remove(key)? => c.removed += 1,
+            7..=8 => {
+                let new_key = [key.as_slice(), ADDED_SUFFIX].concat();
+                if tree.get(&new_key)?.is_none() && insert(tree, &new_key, &record.encode())? {
+                    c.added += 1;
+                }
+            }
+            _ => {}
+        }
+        pb.inc(1);
+    }
+    Ok(c)
+}
+
+/// The difference between two trees: counts, and the first few of each.
+#[derive(Default)]
+struct Diff {
+    counts: Changes,
+    added: Vec<Vec<u8>>,
+    removed: Vec<Vec<u8>>,
+    changed: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+}
+
+/// The next entry of `iter`.
+fn next_entry(iter: &mut larix::Range) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    Ok(iter.next().transpose()?)
+}
+
+/// Walks `old` and `new` side by side in key order.
+fn diff(old: &Tree, new: &Tree, pb: &ProgressBar) -> Result<Diff> {
+    let (mut a, mut b) = (old.range(..)?, new.range(..)?);
+    let (mut x, mut y) = (next_entry(&mut a)?, next_entry(&mut b)?);
+    let mut d = Diff::default();
+    loop {
+        let order = match (&x, &y) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+        };
+        if order != Ordering::Greater {
+            pb.inc(1);
+        }
+        if order != Ordering::Less {
+            pb.inc(1);
+        }
+        match order {
+            Ordering::Less => {
+                if let Some((key, _)) = x.take() {
+                    d.counts.removed += 1;
+                    if d.removed.len() < SHOWN {
+                        d.removed.push(key);
+                    }
+                }
+                x = next_entry(&mut a)?;
+            }
+            Ordering::Greater => {
+                if let Some((key, _)) = y.take() {
+                    d.counts.added += 1;
+                    if d.added.len() < SHOWN {
+                        d.added.push(key);
+                    }
+                }
+                y = next_entry(&mut b)?;
+            }
+            Ordering::Equal => {
+                if let (Some((key, was)), Some((_, is))) = (x.take(), y.take()) {
+                    if was != is {
+                        d.counts.changed += 1;
+                        if d.changed.len() < SHOWN {
+                            d.changed.push((key, was, is));
+                        }
+                    }
+                }
+                x = next_entry(&mut a)?;
+                y = next_entry(&mut b)?;
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// A record's value for the difference listing.
+fn show_record(bytes: &[u8]) -> String {
+    match Record::decode(bytes) {
+        Some(r) => format!("size {} mode {:o} mtime {}", r.size, r.mode, r.mtime),
+        None => format!("{} bytes", bytes.len()),
+    }
+}
+
+/// A new demo store: in memory, or in `a.db` after removing the previous
+/// demo store there. A directory holding anything else is left alone.
+fn fresh_store(a: &DemoArgs) -> Result<Forest> {
+    let options = store::new_options(&a.filters, a.key_file.as_deref())?;
+    if a.in_memory {
+        return Ok(Forest::in_memory(options)?);
+    }
+    let db = &a.db;
+    if store::exists(db) {
+        let previous = store::open(&StoreArgs {
+            db: db.clone(),
+            key_file: a.key_file.clone(),
+        })?;
+        if let Some(other) = previous
+            .tree_names()
+            .into_iter()
+            .find(|n| n != TREE && n != SNAPSHOT)
+        {
+            return Err(CliError::BadInput(format!(
+                "{} holds a store that is not the demo's (it has tree {other:?}); choose another --db",
+                db.display()
+            )));
+        }
+        drop(previous);
+        fs::remove_dir_all(db).map_err(|e| CliError::io(db, e))?;
+    } else if db.exists()
+        && fs::read_dir(db)
+            .map_err(|e| CliError::io(db, e))?
+            .next()
+            .is_some()
+    {
+        return Err(CliError::BadInput(format!(
+            "{} exists and is not a Larix store; choose another --db",
+            db.display()
+        )));
+    }
+    Ok(Forest::open(db, options)?)
+}
+
+/// `larix demo`.
+pub fn demo(a: &DemoArgs, out: &mut dyn Write) -> Result<Status> {
+    fs::symlink_metadata(&a.path).map_err(|e| CliError::io(&a.path, e))?;
+    let filters: Vec<&str> = store::filter_stack(&a.filters, a.key_file.as_deref())?
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    let forest = fresh_store(a)?;
+    let place = if a.in_memory {
+        "an in-memory store".to_string()
+    } else {
+        format!("store {}", a.db.display())
+    };
+    writeln!(
+        out,
+        "Larix demo: {} into tree {TREE:?} of {place} (filters: {})",
+        a.path.display(),
+        if filters.is_empty() {
+            "none".to_string()
+        } else {
+            filters.join(", ")
+        }
+    )?;
+    out.flush()?;
+
+    let mut phases = Phases::default();
+    let walked = phases.time("walk", || -> Result<_> {
+        let pb = progress::spinner("walk");
+        let w = walk(&a.path, a.limit, &pb);
+        pb.finish_and_clear();
+        Ok((w.entries.len() as u64, w))
+    })?;
+    let tree = forest.create_tree(TREE)?;
+    let loaded = phases.time("load", || -> Result<_> {
+        let pb = progress::bar("load", walked.entries.len() as u64);
+        let mut loaded = Vec::with_capacity(walked.entries.len());
+        for (key, record) in &walked.entries {
+            if insert(&tree, key, &record.encode())? {
+                loaded.push((key.clone(), *record));
+            }
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        Ok((loaded.len() as u64, loaded))
+    })?;
+    let too_long = walked.entries.len() - loaded.len();
+    commit(&forest, &mut phases, "commit", loaded.len() as u64)?;
+    writeln!(
+        out,
+        "stored {} entries ({} unreadable and {} with too long a path skipped)",
+        table::count(loaded.len() as u64),
+        table::count(walked.unreadable),
+        table::count(too_long as u64)
+    )?;
+    drop(walked);
+
+    let snapshot = phases.time("snapshot", || -> Result<_> {
+        let pb = progress::spinner("snapshot");
+        let snapshot = forest.clone_tree(TREE, SNAPSHOT)?;
+        forest.commit()?;
+        pb.finish_and_clear();
+        Ok((1, snapshot))
+    })?;
+    writeln!(
+        out,
+        "cloned {TREE:?} as {SNAPSHOT:?} (O(1): one root reference)"
+    )?;
+
+    let made = phases.time("change", || -> Result<_> {
+        let pb = progress::bar("change", loaded.len() as u64);
+        let made = change(&tree, &loaded, &pb)?;
+        pb.finish_and_clear();
+        Ok((loaded.len() as u64, made))
+    })?;
+    commit(
+        &forest,
+        &mut phases,
+        "commit changes",
+        made.added + made.removed + made.changed,
+    )?;
+    writeln!(
+        out,
+        "changed {TREE:?}: {} updated, {} removed, {} added",
+        table::count(made.changed),
+        table::count(made.removed),
+        table::count(made.added)
+    )?;
+    out.flush()?;
+
+    let entries_now = tree.count_range(..)?;
+    let found = phases.time("diff", || -> Result<_> {
+        let total = loaded.len() as u64 + entries_now;
+        let pb = progress::bar("diff", total);
+        let found = diff(&snapshot, &tree, &pb)?;
+        pb.finish_and_clear();
+        Ok((total, found))
+    })?;
+    print_diff(out, &found, &made)?;
+
+    let report = phases.time("check", || -> Result<_> {
+        let pb = progress::spinner("check");
+        let report = forest.check()?;
+        pb.finish_and_clear();
+        Ok((report.nodes, report))
+    })?;
+    writeln!(out, "check: {report}")?;
+
+    let stats = forest.stats();
+    writeln!(out, "\n{}", phases.table())?;
+    write!(out, "{}", stats_table(&stats))?;
+    Ok(if report.is_clean() && found.counts == made {
+        Status::Success
+    } else {
+        Status::Problems
+    })
+}
+
+/// Commits as a timed phase with a spinner; `ops` is the entries it makes
+/// durable.
+fn commit(forest: &Forest, phases: &mut Phases, name: &str, ops: u64) -> Result<()> {
+    phases.time(name, || -> Result<_> {
+        let pb = progress::spinner(name);
+        forest.commit()?;
+        pb.finish_and_clear();
+        Ok((ops, ()))
+    })
+}
+
+/// Prints the difference found and whether it matches the changes made.
+fn print_diff(out: &mut dyn Write, found: &Diff, made: &Changes) -> Result<()> {
+    writeln!(
+        out,
+        "difference {SNAPSHOT:?} -> {TREE:?}, found by walking both trees:"
+    )?;
+    for key in &found.added {
+        writeln!(out, "  + {}", escape(key))?;
+    }
+    for key in &found.removed {
+        writeln!(out, "  - {}", escape(key))?;
+    }
+    for (key, was, is) in &found.changed {
+        writeln!(
+            out,
+            "  ~ {}: {} -> {}",
+            escape(key),
+            show_record(was),
+            show_record(is)
+        )?;
+    }
+    let c = &found.counts;
+    writeln!(
+        out,
+        "  {} added, {} removed, {} changed: {}",
+        table::count(c.added),
+        table::count(c.removed),
+        table::count(c.changed),
+        if c == made {
+            "exactly the changes made"
+        } else {
+            "NOT the changes made"
+        }
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let r = Record {
+            size: 1 << 40,
+            mode: 0o100_644,
+            mtime: -5,
+        };
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+        assert_eq!(Record::decode(b"short"), None);
+    }
+
+    #[test]
+    fn diff_finds_exactly_the_changes() {
+        let forest = Forest::in_memory(larix::Options::default().node_size(512)).unwrap();
+        let tree = forest.create_tree(TREE).unwrap();
+        let keys: Vec<(Vec<u8>, Record)> = (0..2000u64)
+            .map(|i| {
+                let r = Record {
+                    size: i,
+                    mode: 0,
+                    mtime: 0,
+                };
+                tree.insert(format!("/f{i:05}").as_bytes(), &r.encode())
+                    .unwrap();
+                (format!("/f{i:05}").into_bytes(), r)
+            })
+            .collect();
+        let snapshot = forest.clone_tree(TREE, SNAPSHOT).unwrap();
+        let made = change(&tree, &keys, &ProgressBar::hidden()).unwrap();
+        assert!(made.added > 0 && made.removed > 0 && made.changed > 0);
+        let found = diff(&snapshot, &tree, &ProgressBar::hidden()).unwrap();
+        assert_eq!(found.counts, made);
+        assert!(found.added.len() <= SHOWN);
+        assert!(forest.check().unwrap().is_clean());
+    }
+}

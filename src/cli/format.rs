@@ -1,0 +1,218 @@
+//! Bytes as the command line reads and writes them: hex, escaped text, and
+//! the two record formats of `import` and `export`.
+//!
+//! - Text output escapes what would break a line: `\t`, `\n`, `\r`, `\\`,
+//!   other control characters and bytes that are not UTF-8 as `\xNN`. One
+//!   entry is always one line; `--hex` gives the exact bytes.
+//! - TSV records are `hex key TAB hex value`.
+//! - JSON-lines records are `{"key": TEXT, "value": TEXT}`, with `key_hex` /
+//!   `value_hex` (hex strings) in place of bytes that are not UTF-8.
+
+use super::error::{CliError, Result};
+use serde_json::{Map, Value};
+use std::fmt::Write as _;
+
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The bytes of hex string `s` (either case); `what` names it in errors.
+///
+/// # Errors
+/// [`CliError::BadInput`] for an odd length or a character that is not a
+/// hex digit.
+pub fn from_hex(s: &str, what: &str) -> Result<Vec<u8>> {
+    let digits = s.as_bytes();
+    let pairs = digits.chunks_exact(2);
+    if !pairs.remainder().is_empty() {
+        return Err(CliError::BadInput(format!(
+            "invalid hex in {what}: odd number of digits ({})",
+            digits.len()
+        )));
+    }
+    let digit = |i: usize| -> Result<u8> {
+        let c = digits[i];
+        (c as char).to_digit(16).map(|d| d as u8).ok_or_else(|| {
+            let shown = s.get(i..).and_then(|r| r.chars().next()).unwrap_or('?');
+            CliError::BadInput(format!(
+                "invalid hex in {what}: {shown:?} at position {i} is not a hex digit"
+            ))
+        })
+    };
+    (0..pairs.len())
+        .map(|j| Ok((digit(2 * j)? << 4) | digit(2 * j + 1)?))
+        .collect()
+}
+
+/// `bytes` as one line of text: UTF-8 as it is, with line-breaking
+/// characters, backslashes and non-UTF-8 bytes escaped.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// How keys and values typed on the command line become bytes, and how
+/// stored bytes are printed.
+#[derive(Clone, Copy, Debug)]
+pub struct Codec {
+    /// Hex in and out, rather than text.
+    pub hex: bool,
+}
+
+impl Codec {
+    /// The bytes of command-line argument `arg`; `what` names it in errors.
+    ///
+    /// # Errors
+    /// [`CliError::BadInput`] for bad hex.
+    pub fn parse(self, arg: &str, what: &str) -> Result<Vec<u8>> {
+        if self.hex {
+            from_hex(arg, what)
+        } else {
+            Ok(arg.as_bytes().to_vec())
+        }
+    }
+
+    /// `bytes` as printed: hex, or escaped text.
+    pub fn show(self, bytes: &[u8]) -> String {
+        if self.hex {
+            to_hex(bytes)
+        } else {
+            escape(bytes)
+        }
+    }
+
+    /// A key for an error message: quoted text, or hex.
+    pub fn quote(self, bytes: &[u8]) -> String {
+        if self.hex {
+            to_hex(bytes)
+        } else {
+            format!("\"{}\"", escape(bytes))
+        }
+    }
+}
+
+/// One TSV record line (without the newline).
+pub fn tsv_line(key: &[u8], value: &[u8]) -> String {
+    format!("{}\t{}", to_hex(key), to_hex(value))
+}
+
+/// The entry of TSV record `line`.
+///
+/// # Errors
+/// [`CliError::BadInput`] if the line is not two hex fields.
+pub fn parse_tsv(line: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (k, v) = line
+        .split_once('\t')
+        .ok_or_else(|| CliError::BadInput("expected hex key, tab, hex value".to_string()))?;
+    Ok((from_hex(k, "key")?, from_hex(v.trim_end(), "value")?))
+}
+
+/// One JSON-lines record (without the newline).
+pub fn jsonl_line(key: &[u8], value: &[u8]) -> String {
+    let mut obj = Map::new();
+    for (name, bytes) in [("key", key), ("value", value)] {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => obj.insert(name.to_string(), Value::from(text)),
+            Err(_) => obj.insert(format!("{name}_hex"), Value::from(to_hex(bytes))),
+        };
+    }
+    Value::Object(obj).to_string()
+}
+
+/// The entry of JSON-lines record `line`.
+///
+/// # Errors
+/// [`CliError::BadInput`] if it is not an object with a key and a value.
+pub fn parse_jsonl(line: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| CliError::BadInput(format!("invalid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| CliError::BadInput("expected a JSON object".to_string()))?;
+    let field = |name: &str| -> Result<Vec<u8>> {
+        let hex_name = format!("{name}_hex");
+        match (obj.get(name), obj.get(&hex_name)) {
+            (Some(Value::String(s)), None) => Ok(s.as_bytes().to_vec()),
+            (None, Some(Value::String(s))) => from_hex(s, &hex_name),
+            (None, None) => Err(CliError::BadInput(format!(
+                "missing \"{name}\" or \"{hex_name}\""
+            ))),
+            _ => Err(CliError::BadInput(format!(
+                "expected one string field \"{name}\" or \"{hex_name}\""
+            ))),
+        }
+    };
+    Ok((field("key")?, field("value")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_names_bad_digits() {
+        assert_eq!(
+            from_hex(&to_hex(b"\x00\xffab"), "key").unwrap(),
+            b"\x00\xffab"
+        );
+        assert_eq!(from_hex("ABcd", "key").unwrap(), vec![0xab, 0xcd]);
+        let odd = from_hex("abc", "key").unwrap_err().to_string();
+        assert!(odd.contains("odd number"), "{odd}");
+        let bad = from_hex("zz", "value").unwrap_err().to_string();
+        assert!(bad.contains("'z' at position 0"), "{bad}");
+        let multibyte = from_hex("aéb", "key").unwrap_err().to_string();
+        assert!(multibyte.contains("'é' at position 1"), "{multibyte}");
+    }
+
+    #[test]
+    fn escaping_keeps_one_line() {
+        assert_eq!(escape(b"a\tb\nc\\d"), "a\\tb\\nc\\\\d");
+        assert_eq!(escape(b"\x01\xffok"), "\\u{1}\\xffok");
+        assert_eq!(escape("héllo".as_bytes()), "héllo");
+    }
+
+    #[test]
+    fn records_round_trip() {
+        for (k, v) in [
+            (&b"key"[..], &b"value"[..]),
+            (b"\xff\x00", b""),
+            (b"", b"\n\""),
+        ] {
+            assert_eq!(
+                parse_tsv(&tsv_line(k, v)).unwrap(),
+                (k.to_vec(), v.to_vec())
+            );
+            assert_eq!(
+                parse_jsonl(&jsonl_line(k, v)).unwrap(),
+                (k.to_vec(), v.to_vec())
+            );
+        }
+        assert!(jsonl_line(b"\xff", b"v").contains("key_hex"));
+        assert!(parse_jsonl("{\"key\": \"k\"}").is_err());
+        assert!(parse_jsonl("[1]").is_err());
+        assert!(parse_tsv("abc").is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Finding, opening and creating the store a command works on, and picking
+//! its trees.
+//!
+//! Only commands that add data create a store; the others fail with
+//! [`CliError::NoStore`] on a directory without one. A new store's filters
+//! come from the command's flags, an existing store's from its superblock.
+
+use super::args::{FilterArgs, StoreArgs};
+use super::error::{CliError, Result};
+use larix::{FilterSpec, Forest, Options, Tree};
+use std::path::Path;
+
+/// The file every committed store holds (docs/design.md, "On-disk format").
+const SUPERBLOCK: &str = "superblock";
+
+/// True if directory `dir` holds a store.
+pub fn exists(dir: &Path) -> bool {
+    dir.join(SUPERBLOCK).is_file()
+}
+
+/// Opens the existing store named by `args`.
+///
+/// # Errors
+/// [`CliError::NoStore`] if there is none; the engine's error if it cannot
+/// be opened (damage, wrong or missing key).
+pub fn open(args: &StoreArgs) -> Result<Forest> {
+    if !exists(&args.db) {
+        return Err(CliError::NoStore(args.db.clone()));
+    }
+    let options = Options::from_store(&args.db, args.key_file.as_deref())?;
+    Ok(Forest::open(&args.db, options)?)
+}
+
+/// Opens the store named by `args`, creating it with `filters` if missing.
+///
+/// # Errors
+/// [`CliError::BadInput`] if filter flags are given for an existing store;
+/// otherwise as [`open`] and [`new_options`].
+pub fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> {
+    if !exists(&args.db) {
+        let options = new_options(filters, args.key_file.as_deref())?;
+        return Ok(Forest::open(&args.db, options)?);
+    }
+    if filters.any() {
+        return Err(CliError::BadInput(format!(
+            "{} already holds a store, which keeps the filters and node size it was created with; \
+             drop --zstd, --no-zstd, --checksum, --no-checksum and --node-size",
+            args.db.display()
+        )));
+    }
+    open(args)
+}
+
+/// The filters of a new store: zstd (level 3 unless given or turned off),
+/// encryption if there is a key file, and a checksum unless turned off, in
+/// the order the filter rules require.
+///
+/// # Errors
+/// The engine's error for an unreadable or malformed key file.
+pub fn filter_stack(filters: &FilterArgs, key_file: Option<&Path>) -> Result<Vec<FilterSpec>> {
+    let mut stack = Vec::new();
+    if !filters.no_zstd {
+        stack.push(FilterSpec::zstd(filters.zstd.unwrap_or(3)));
+    }
+    if let Some(path) = key_file {
+        stack.push(FilterSpec::encrypt_key_file(path).map_err(larix::Error::from)?);
+    }
+    if !filters.no_checksum {
+        stack.push(FilterSpec::checksum());
+    }
+    Ok(stack)
+}
+
+/// The options of a new store: [`filter_stack`] and the node size.
+///
+/// # Errors
+/// As [`filter_stack`].
+pub fn new_options(filters: &FilterArgs, key_file: Option<&Path>) -> Result<Options> {
+    let mut options = Options::default().filters(filter_stack(filters, key_file)?);
+    if let Some(size) = filters.node_size {
+        options = options.node_size(size);
+    }
+    Ok(options)
+}
+
+/// The tree called `name`.
+///
+/// # Errors
+/// [`CliError::NoTree`] if there is none.
+pub fn tree(forest: &Forest, name: &str) -> Result<Tree> {
+    forest
+        .tree(name)?
+        .ok_or_else(|| CliError::NoTree(name.to_string()))
+}
+
+/// The tree called `name`, created empty if missing.
+///
+/// # Errors
+/// The engine's error for an invalid name.
+pub fn tree_or_create(forest: &Forest, name: &str) -> Result<Tree> {
+    match forest.tree(name)? {
+        Some(tree) => Ok(tree),
+        None => Ok(forest.create_tree(name)?),
+    }
+}

@@ -1,0 +1,610 @@
+//! The `larix` binary, run as a user would: every command's output and exit
+//! status, and the bad inputs that must end in one line on standard error
+//! (a missing store, tree or key, bad hex, a wrong key file, a damaged
+//! file, a bad argument) rather than a panic.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use tempfile::TempDir;
+
+/// Runs `larix` with `args`, and `stdin` as its standard input.
+fn run_with_input(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_larix"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the larix binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin)
+        .expect("stdin accepts the input");
+    child.wait_with_output().expect("larix finishes")
+}
+
+fn run(args: &[&str]) -> Output {
+    run_with_input(args, b"")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `larix` with `args`, expects success, and returns standard output.
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "larix {args:?} failed with {:?}: {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs `larix` with `args`, expects exit status `code` and exactly one
+/// line on standard error, and returns that line.
+fn fails_with(code: i32, args: &[&str]) -> String {
+    let out = run(args);
+    assert_one_line_error(&out, code, args)
+}
+
+fn fails(args: &[&str]) -> String {
+    fails_with(1, args)
+}
+
+fn assert_one_line_error(out: &Output, code: i32, args: &[&str]) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "larix {args:?}: stdout {:?}, stderr {err:?}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "larix {args:?}: not one line: {err:?}"
+    );
+    assert!(err.starts_with("larix: "), "{err:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err:?}"
+    );
+    err
+}
+
+/// A temporary directory and the path of a store inside it.
+struct Scratch {
+    dir: TempDir,
+    db: String,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = dir.path().join("db").to_string_lossy().into_owned();
+        Scratch { dir, db }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn file(&self, name: &str, contents: &[u8]) -> String {
+        let path = self.path(name);
+        fs::write(&path, contents).expect("a file in the scratch directory");
+        path.to_string_lossy().into_owned()
+    }
+
+    /// `larix check` on the store: clean.
+    fn assert_clean(&self) {
+        let report = ok(&["check", "--db", &self.db]);
+        assert!(report.contains(": 0 problems"), "{report}");
+    }
+}
+
+/// A store with tree `main` holding `a`, `ab`, `abc`, `b`, `c`.
+fn sample() -> Scratch {
+    let s = Scratch::new();
+    for k in ["a", "ab", "abc", "b", "c"] {
+        ok(&["put", "--db", &s.db, k, &format!("value of {k}")]);
+    }
+    s
+}
+
+const SUBCOMMANDS: [&str; 15] = [
+    "demo", "bench", "put", "get", "del", "scan", "count", "trees", "clone", "drop", "import",
+    "export", "check", "stats", "dump",
+];
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    assert!(ok(&["--help"]).contains("Example"));
+    for cmd in SUBCOMMANDS {
+        let help = ok(&[cmd, "--help"]);
+        assert!(help.contains("Example"), "larix {cmd} --help: {help}");
+        assert!(help.contains("Usage: larix"), "larix {cmd} --help: {help}");
+    }
+}
+
+#[test]
+fn no_arguments_print_help_and_exit_2() {
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("Usage"));
+}
+
+#[test]
+fn put_get_del_round_trip() {
+    let s = sample();
+    assert_eq!(ok(&["get", "--db", &s.db, "ab"]), "value of ab\n");
+    ok(&["put", "--db", &s.db, "ab", "replaced"]);
+    assert_eq!(ok(&["get", "--db", &s.db, "ab"]), "replaced\n");
+    ok(&["del", "--db", &s.db, "ab"]);
+    let err = fails(&["get", "--db", &s.db, "ab"]);
+    assert!(
+        err.contains("key \"ab\" not found in tree \"main\""),
+        "{err}"
+    );
+    let err = fails(&["del", "--db", &s.db, "ab"]);
+    assert!(err.contains("not found"), "{err}");
+    // The empty key and the empty value are ordinary.
+    ok(&["put", "--db", &s.db, "", ""]);
+    assert_eq!(ok(&["get", "--db", &s.db, ""]), "\n");
+    assert_eq!(ok(&["count", "--db", &s.db]), "5\n");
+    s.assert_clean();
+}
+
+#[test]
+fn hex_keys_and_values_and_escaped_text() {
+    let s = Scratch::new();
+    ok(&["put", "--db", &s.db, "--hex", "ff00", "0a09"]);
+    assert_eq!(ok(&["get", "--db", &s.db, "--hex", "FF00"]), "0a09\n");
+    assert_eq!(ok(&["scan", "--db", &s.db]), "\\xff\\u{0}\t\\n\\t\n");
+    assert_eq!(ok(&["scan", "--db", &s.db, "--hex"]), "ff00\t0a09\n");
+    let err = fails(&["put", "--db", &s.db, "--hex", "zz", "00"]);
+    assert!(err.contains("invalid hex in key"), "{err}");
+    let err = fails(&["get", "--db", &s.db, "--hex", "abc"]);
+    assert!(err.contains("odd number of digits"), "{err}");
+    let err = fails(&["scan", "--db", &s.db, "--hex", "--prefix", "xy"]);
+    assert!(err.contains("--prefix"), "{err}");
+    s.assert_clean();
+}
+
+#[test]
+fn scan_and_count_select_ranges() {
+    let s = sample();
+    let keys = |out: String| -> Vec<String> {
+        out.lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        keys(ok(&["scan", "--db", &s.db])),
+        ["a", "ab", "abc", "b", "c"]
+    );
+    assert_eq!(
+        ok(&["scan", "--db", &s.db, "--prefix", "ab"]),
+        "ab\tvalue of ab\nabc\tvalue of abc\n"
+    );
+    assert_eq!(
+        keys(ok(&["scan", "--db", &s.db, "--from", "ab", "--to", "b"])),
+        ["ab", "abc"]
+    );
+    assert_eq!(
+        keys(ok(&["scan", "--db", &s.db, "--reverse", "--limit", "2"])),
+        ["c", "b"]
+    );
+    assert_eq!(
+        keys(ok(&[
+            "scan",
+            "--db",
+            &s.db,
+            "--prefix",
+            "a",
+            "--from",
+            "ab",
+            "--reverse"
+        ])),
+        ["abc", "ab"]
+    );
+    assert_eq!(ok(&["scan", "--db", &s.db, "--from", "x", "--to", "a"]), "");
+    assert_eq!(ok(&["count", "--db", &s.db, "--prefix", "a"]), "3\n");
+    assert_eq!(ok(&["count", "--db", &s.db, "--from", "b"]), "2\n");
+    let err = fails_with(2, &["scan", "--db", &s.db, "--limit", "many"]);
+    assert!(err.contains("--limit"), "{err}");
+}
+
+#[test]
+fn trees_clone_and_drop() {
+    let s = sample();
+    ok(&["put", "--db", &s.db, "--tree", "other", "k", "v"]);
+    assert_eq!(ok(&["trees", "--db", &s.db]), "main\nother\n");
+    ok(&["clone", "--db", &s.db, "main", "main@monday"]);
+    ok(&["del", "--db", &s.db, "a"]);
+    assert_eq!(
+        ok(&["get", "--db", &s.db, "--tree", "main@monday", "a"]),
+        "value of a\n"
+    );
+    assert_eq!(
+        ok(&["count", "--db", &s.db, "--tree", "main@monday"]),
+        "5\n"
+    );
+    assert_eq!(ok(&["count", "--db", &s.db]), "4\n");
+    let err = fails(&["clone", "--db", &s.db, "main", "other"]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(&["clone", "--db", &s.db, "nope", "x"]);
+    assert!(err.contains("tree \"nope\" does not exist"), "{err}");
+    ok(&["drop", "--db", &s.db, "main@monday"]);
+    assert_eq!(ok(&["trees", "--db", &s.db]), "main\nother\n");
+    let err = fails(&["drop", "--db", &s.db, "main@monday"]);
+    assert!(err.contains("does not exist"), "{err}");
+    s.assert_clean();
+}
+
+#[test]
+fn export_and_import_round_trip_in_both_formats() {
+    let s = sample();
+    ok(&["put", "--db", &s.db, "--hex", "ff", "00"]);
+    ok(&["put", "--db", &s.db, "tab\there", "line\nbreak"]);
+    let all = ok(&["scan", "--db", &s.db, "--hex"]);
+    for format in ["tsv", "jsonl"] {
+        let exported = ok(&["export", "--db", &s.db, "--format", format]);
+        assert_eq!(exported.lines().count(), 7, "{exported}");
+        let file = s.file(&format!("dump.{format}"), exported.as_bytes());
+        let tree = format!("copy-{format}");
+        let said = ok(&[
+            "import", "--db", &s.db, "--tree", &tree, "--format", format, &file,
+        ]);
+        assert!(said.contains("imported 7 entries"), "{said}");
+        assert_eq!(ok(&["scan", "--db", &s.db, "--hex", "--tree", &tree]), all);
+    }
+    let jsonl = ok(&["export", "--db", &s.db, "--format", "jsonl"]);
+    assert!(
+        jsonl.contains(r#"{"key":"a","value":"value of a"}"#),
+        "{jsonl}"
+    );
+    assert!(jsonl.contains(r#""key_hex":"ff""#), "{jsonl}");
+    // To a file, and from standard input.
+    let path = s.path("out.tsv");
+    let said = ok(&["export", "--db", &s.db, path.to_str().unwrap_or_default()]);
+    assert!(said.contains("exported 7 entries"), "{said}");
+    let tsv = fs::read(&path).expect("the export file");
+    let out = run_with_input(&["import", "--db", &s.db, "--tree", "stdin", "-"], &tsv);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(ok(&["count", "--db", &s.db, "--tree", "stdin"]), "7\n");
+    s.assert_clean();
+}
+
+#[test]
+fn a_bad_import_line_imports_nothing() {
+    let s = sample();
+    let file = s.file("bad.tsv", b"61\t62\n63\tzz\n");
+    let err = fails(&["import", "--db", &s.db, "--tree", "t", &file]);
+    assert!(
+        err.contains("line 2") && err.contains("invalid hex in value"),
+        "{err}"
+    );
+    assert_eq!(ok(&["trees", "--db", &s.db]), "main\n");
+    let file = s.file("bad.jsonl", b"{\"key\": \"k\"}\n");
+    let err = fails(&["import", "--db", &s.db, "--format", "jsonl", &file]);
+    assert!(err.contains("line 1") && err.contains("\"value\""), "{err}");
+    let file = s.file("bad2.jsonl", b"not json\n");
+    let err = fails(&["import", "--db", &s.db, "--format", "jsonl", &file]);
+    assert!(err.contains("invalid JSON"), "{err}");
+    let missing = s.path("missing.tsv");
+    let other = s.path("other-db");
+    let other = other.to_string_lossy();
+    let err = fails(&[
+        "import",
+        "--db",
+        &other,
+        missing.to_str().unwrap_or_default(),
+    ]);
+    assert!(err.contains("missing.tsv"), "{err}");
+    assert!(
+        !Path::new(other.as_ref()).exists(),
+        "a failed import created a store"
+    );
+    assert_eq!(ok(&["count", "--db", &s.db]), "5\n");
+    s.assert_clean();
+}
+
+#[test]
+fn stats_and_dump_describe_the_store() {
+    let s = Scratch::new();
+    let lines: String = (0..400)
+        .map(|i| format!("{:08x}\t{:064x}\n", i, i))
+        .collect();
+    let file = s.file("load.tsv", lines.as_bytes());
+    ok(&["import", "--db", &s.db, "--node-size", "512", &file]);
+    let stats = ok(&["stats", "--db", &s.db]);
+    assert!(
+        stats.contains("nodes") && stats.contains("bytes on disk"),
+        "{stats}"
+    );
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("main") && l.ends_with("400")),
+        "{stats}"
+    );
+    let dump = ok(&["dump", "--db", &s.db]);
+    assert!(dump.contains("400 entries"), "{dump}");
+    assert!(dump.contains("depth: "), "{dump}");
+    assert!(
+        dump.contains("(leaves)") && dump.contains("(root)"),
+        "{dump}"
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn a_missing_store_is_one_line_for_every_command() {
+    let s = Scratch::new();
+    let db = s.db.as_str();
+    for args in [
+        &["get", "--db", db, "k"][..],
+        &["del", "--db", db, "k"],
+        &["scan", "--db", db],
+        &["count", "--db", db],
+        &["trees", "--db", db],
+        &["clone", "--db", db, "a", "b"],
+        &["drop", "--db", db, "a"],
+        &["export", "--db", db],
+        &["check", "--db", db],
+        &["stats", "--db", db],
+        &["dump", "--db", db],
+    ] {
+        let err = fails(args);
+        assert!(err.contains("no Larix store at"), "{args:?}: {err}");
+    }
+    assert!(
+        !Path::new(db).exists(),
+        "a read-only command created a store"
+    );
+}
+
+#[test]
+fn a_missing_tree_is_one_line_for_every_command() {
+    let s = sample();
+    let db = s.db.as_str();
+    for args in [
+        &["get", "--db", db, "--tree", "nope", "k"][..],
+        &["del", "--db", db, "--tree", "nope", "k"],
+        &["scan", "--db", db, "--tree", "nope"],
+        &["count", "--db", db, "--tree", "nope"],
+        &["export", "--db", db, "--tree", "nope"],
+        &["dump", "--db", db, "--tree", "nope"],
+        &["drop", "--db", db, "nope"],
+    ] {
+        let err = fails(args);
+        assert!(
+            err.contains("tree \"nope\" does not exist"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn key_files_are_needed_and_checked() {
+    let s = Scratch::new();
+    let right = s.file("right.key", &[7u8; 32]);
+    let wrong = s.file("wrong.key", format!("{}\n", "ab".repeat(32)).as_bytes());
+    let malformed = s.file("malformed.key", b"too short");
+    ok(&[
+        "put",
+        "--db",
+        &s.db,
+        "--key-file",
+        &right,
+        "secret",
+        "value",
+    ]);
+    assert_eq!(
+        ok(&["get", "--db", &s.db, "--key-file", &right, "secret"]),
+        "value\n"
+    );
+    let err = fails(&["get", "--db", &s.db, "--key-file", &wrong, "secret"]);
+    assert!(err.contains("key"), "{err}");
+    let err = fails(&["get", "--db", &s.db, "secret"]);
+    assert!(err.contains("key"), "{err}");
+    let err = fails(&["get", "--db", &s.db, "--key-file", &malformed, "secret"]);
+    assert!(err.contains("malformed.key"), "{err}");
+    let missing = s.path("missing.key");
+    let err = fails(&[
+        "get",
+        "--db",
+        &s.db,
+        "--key-file",
+        missing.to_str().unwrap_or_default(),
+        "secret",
+    ]);
+    assert!(err.contains("missing.key"), "{err}");
+    let err = fails(&[
+        "put",
+        "--db",
+        &s.path("new").to_string_lossy(),
+        "--key-file",
+        &malformed,
+        "k",
+        "v",
+    ]);
+    assert!(err.contains("malformed.key"), "{err}");
+    // The data is not in the clear on disk.
+    for entry in fs::read_dir(&s.db).expect("the store directory").flatten() {
+        let bytes = fs::read(entry.path()).expect("a store file");
+        assert!(
+            !bytes.windows(6).any(|w| w == b"secret"),
+            "{:?}",
+            entry.path()
+        );
+    }
+    let report = ok(&["check", "--db", &s.db, "--key-file", &right]);
+    assert!(report.contains(": 0 problems"), "{report}");
+}
+
+#[test]
+fn a_damaged_superblock_is_one_line() {
+    let s = sample();
+    fs::write(Path::new(&s.db).join("superblock"), vec![0x5a; 8192]).expect("overwrite");
+    for args in [
+        &["get", "--db", s.db.as_str(), "a"][..],
+        &["check", "--db", &s.db],
+        &["put", "--db", &s.db, "k", "v"],
+    ] {
+        fails(args);
+    }
+}
+
+/// Flips the last byte of the body of every node record in the store's
+/// segments (docs/design.md, "Blob record": a 24-byte header with magic
+/// `LXBL`, kind 1 for nodes, body length at offset 16).
+fn damage_every_node(db: &str) {
+    for entry in fs::read_dir(db).expect("the store directory").flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("seg-") {
+            continue;
+        }
+        let mut bytes = fs::read(entry.path()).expect("a segment");
+        let mut at = 0;
+        while at + 24 <= bytes.len() && &bytes[at..at + 4] == b"LXBL" {
+            let len = u32::from_le_bytes(bytes[at + 16..at + 20].try_into().unwrap()) as usize;
+            if bytes[at + 4] == 1 && len > 0 && at + 24 + len <= bytes.len() {
+                bytes[at + 24 + len - 1] ^= 0xff;
+            }
+            at += 24 + len;
+        }
+        fs::write(entry.path(), bytes).expect("rewrite a segment");
+    }
+}
+
+#[test]
+fn check_exits_3_on_damaged_nodes() {
+    let s = sample();
+    s.assert_clean();
+    damage_every_node(&s.db);
+    let out = run(&["check", "--db", &s.db]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("cannot be read"), "{report}");
+    let err = fails(&["get", "--db", &s.db, "a"]);
+    assert!(err.contains("node"), "{err}");
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let s = sample();
+    let err = fails_with(2, &["get", "--db", &s.db, "--bogus", "k"]);
+    assert!(err.contains("--bogus"), "{err}");
+    let err = fails_with(2, &["get", "k"]);
+    assert!(err.contains("--db"), "{err}");
+    let err = fails_with(2, &["put", "--db", &s.db, "--zstd", "99", "k", "v"]);
+    assert!(err.contains("--zstd"), "{err}");
+    fails_with(2, &["export", "--db", &s.db, "--format", "xml"]);
+    fails_with(2, &["frobnicate"]);
+    let err = fails(&["put", "--db", &s.db, "--zstd", "9", "k", "v"]);
+    assert!(err.contains("already holds a store"), "{err}");
+    let big = "x".repeat(10_000);
+    let err = fails(&["put", "--db", &s.db, "k", &big]);
+    assert!(err.contains("too large"), "{err}");
+    let new_db = s.path("tiny").to_string_lossy().into_owned();
+    let err = fails(&["put", "--db", &new_db, "--node-size", "10", "k", "v"]);
+    assert!(err.contains("node_size"), "{err}");
+    s.assert_clean();
+}
+
+/// A small directory tree to walk: nested directories, files, a symlink.
+fn populate(root: &Path) {
+    for d in 0..6 {
+        let dir = root.join(format!("dir{d}")).join("sub");
+        fs::create_dir_all(&dir).expect("a directory");
+        for f in 0..40 {
+            fs::write(dir.join(format!("file{f:02}")), vec![b'x'; f * 10]).expect("a file");
+        }
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/nonexistent", root.join("dangling")).expect("a symlink");
+}
+
+#[test]
+fn demo_walks_snapshots_changes_and_diffs() {
+    let s = Scratch::new();
+    let walked = s.path("walked");
+    populate(&walked);
+    let walked = walked.to_string_lossy().into_owned();
+    let out = ok(&["demo", "--db", &s.db, "--path", &walked]);
+    for expected in [
+        "stored 254 entries",
+        "cloned \"files\" as \"files@before\"",
+        "exactly the changes made",
+        ": 0 problems",
+        "compression ratio",
+        "bytes after filtering",
+        "in-flight hits",
+        "diff",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // A second run replaces the previous demo store.
+    let again = ok(&["demo", "--db", &s.db, "--path", &walked, "--limit", "100"]);
+    assert!(again.contains("stored 100 entries"), "{again}");
+    assert_eq!(ok(&["trees", "--db", &s.db]), "files\nfiles@before\n");
+    s.assert_clean();
+    // In memory, and without filters.
+    let mem = ok(&["demo", "--in-memory", "--no-zstd", "--path", &walked]);
+    assert!(mem.contains("exactly the changes made"), "{mem}");
+}
+
+#[test]
+fn demo_leaves_other_directories_alone() {
+    let s = sample();
+    let walked = s.path("walked");
+    populate(&walked);
+    let walked = walked.to_string_lossy().into_owned();
+    let err = fails(&["demo", "--db", &s.db, "--path", &walked]);
+    assert!(err.contains("not the demo's"), "{err}");
+    let err = fails(&["demo", "--db", &walked, "--path", &walked]);
+    assert!(err.contains("not a Larix store"), "{err}");
+    let missing = s.path("missing");
+    let err = fails(&[
+        "demo",
+        "--in-memory",
+        "--path",
+        missing.to_str().unwrap_or_default(),
+    ]);
+    assert!(err.contains("missing"), "{err}");
+    assert_eq!(ok(&["count", "--db", &s.db]), "5\n");
+}
+
+#[test]
+fn bench_runs_every_phase_and_cleans_up() {
+    let s = Scratch::new();
+    let out = ok(&["bench", "--n", "2000", "--db", &s.db]);
+    for phase in [
+        "bulk load",
+        "durable writes",
+        "batch writes",
+        "random reads",
+        "range reads",
+        "removals",
+        ": 0 problems",
+    ] {
+        assert!(out.contains(phase), "missing {phase:?} in:\n{out}");
+    }
+    assert!(!Path::new(&s.db).exists(), "bench left its directory");
+    let mem = ok(&["bench", "--n", "500", "--in-memory", "--no-filters"]);
+    assert!(mem.contains("filters: none"), "{mem}");
+    fs::create_dir(&s.db).expect("a directory");
+    let err = fails(&["bench", "--n", "10", "--db", &s.db]);
+    assert!(err.contains("already exists"), "{err}");
+    assert!(
+        Path::new(&s.db).exists(),
+        "bench removed a directory it did not make"
+    );
+}
