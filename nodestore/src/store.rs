@@ -339,6 +339,7 @@ impl<N: Codec> NodeStore<N> {
         pipeline: Pipeline,
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
+        make_durable(&*backend)?;
         let superblock = match read_newest(&*backend) {
             Ok(sb) => sb,
             Err(FormatError::NoSuperblock { .. }) if config.create => {
@@ -987,6 +988,29 @@ fn load_table(
         table.load_chunk(idx, &bytes)?;
     }
     Ok((table, directory))
+}
+
+/// Syncs every file of the store before it is read, so that what an open
+/// shows is durable: a superblock written by a commit that failed before
+/// its sync must not be shown and then lost by a crash.
+fn make_durable(backend: &dyn Backend) -> Result<(), StoreError> {
+    let segments = backend
+        .segments()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let files = segments
+        .into_iter()
+        .map(FileId::Segment)
+        .chain([FileId::Superblock]);
+    for file in files {
+        match backend.sync(file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FormatError::io(backend.name(file), None, e).into()),
+        }
+    }
+    backend
+        .sync_dir()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e).into())
 }
 
 /// Removes segment files below `sb.next_segment` that hold no blob the
