@@ -1,0 +1,231 @@
+//! Seed inputs: a handful of valid encodings of every format, built with
+//! the crates' own encoders so that they follow the format as it is.
+//!
+//! `cargo run --bin make-seeds` writes them to `seeds/<target>/`; the
+//! `seeds` test checks that the committed files still decode.
+
+use larix_btree::{Catalog, Node};
+use larix_filters::{Context, FilterSpec, Pipeline};
+use larix_nodestore::{
+    write_slot, Backend, BlobHeader, BlobKind, Codec, Directory, FileId, FilterStack, Generation,
+    Location, MemBackend, NodeId, NodeTable, SegmentId, SegmentWriter, Superblock, TableEntry,
+    DEFAULT_MAX_SEGMENT_BYTES,
+};
+
+use crate::decode::Format;
+use crate::filters::{self, Mode, KEY};
+
+/// A named seed input.
+pub type Seed = (String, Vec<u8>);
+
+/// The node id the filter seeds are sealed under.
+const NODE_ID: u64 = 42;
+
+fn loc(segment: u32, offset: u64, len: u32) -> Location {
+    Location {
+        segment: SegmentId(segment),
+        offset,
+        len,
+    }
+}
+
+fn with_selector(format: Format, sealed: bool, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![format.selector(sealed)];
+    v.extend_from_slice(body);
+    v
+}
+
+/// A leaf of a few file-like entries.
+pub fn sample_leaf() -> Node {
+    let mut n = Node::new_leaf();
+    let entries: [(&[u8], &[u8]); 4] = [
+        (b"", b"the empty key"),
+        (b"/etc/hosts", b"size=220"),
+        (b"/etc/passwd", b"size=1400"),
+        (b"/var/log/syslog", &[0xFF; 40]),
+    ];
+    for (i, (k, v)) in entries.iter().enumerate() {
+        n.insert_leaf(i, k, v);
+    }
+    n
+}
+
+fn sample_index() -> Node {
+    let mut n = Node::new_index(1);
+    for (i, (k, child)) in [(&b""[..], 7), (b"/etc/passwd", 9), (b"/var", 11)]
+        .into_iter()
+        .enumerate()
+    {
+        n.insert_child(i, k, NodeId(child));
+    }
+    n
+}
+
+fn sample_superblock(generation: u64) -> Superblock {
+    let stack = "zstd(level=3),encrypt(xchacha20poly1305),checksum(crc32c)";
+    Superblock {
+        generation: Generation(generation),
+        next_node: NodeId(5000),
+        next_segment: SegmentId(4),
+        table_directory: Some(loc(3, 16_412, 80)),
+        catalog: Some(loc(3, 0, 61)),
+        key_check: Some(loc(1, 24, 56)),
+        filter_stack: FilterStack::new(stack).expect("a short descriptor"),
+    }
+}
+
+fn sample_table() -> NodeTable {
+    let mut t = NodeTable::new();
+    for (id, segment, offset, len, refcount) in [
+        (5 * 1024, 1, 0, 300, 1),
+        (5 * 1024 + 1, 1, 324, 4000, 2),
+        (5 * 1024 + 1023, 3, 96, 16, u32::MAX),
+    ] {
+        let entry = TableEntry {
+            loc: Some(loc(segment, offset, len)),
+            refcount,
+        };
+        t.set(NodeId(id), entry);
+    }
+    t
+}
+
+/// The seeds of the `decode` target.
+pub fn decode() -> Vec<Seed> {
+    let mut seeds = Vec::new();
+    let mut add = |name: &str, format, sealed, body: &[u8]| {
+        seeds.push((name.to_string(), with_selector(format, sealed, body)));
+    };
+    for (name, node) in [
+        ("node-leaf", sample_leaf()),
+        ("node-index", sample_index()),
+        ("node-empty-leaf", Node::new_leaf()),
+    ] {
+        let mut bytes = Vec::new();
+        node.encode(&mut bytes);
+        add(name, Format::Node, false, &bytes);
+    }
+
+    let table = sample_table();
+    let mut chunk = 5u64.to_le_bytes().to_vec();
+    chunk.extend(table.encode_chunk(5).expect("written entries encode"));
+    add("chunk", Format::Chunk, false, &chunk);
+    let mut sparse = 5u64.to_le_bytes().to_vec();
+    // Slot 1: segment 1, offset 324, length 4000, refcount 2.
+    sparse.extend_from_slice(&1u16.to_le_bytes());
+    sparse.extend_from_slice(&[1, 0, 0, 0, 68, 1, 0, 0, 160, 15, 0, 0, 2, 0, 0, 0]);
+    add("chunk-sparse", Format::Chunk, true, &sparse);
+
+    let slot = sample_superblock(7).encode();
+    add("slot", Format::Slot, false, &slot);
+    let empty = Superblock::new(FilterStack::default()).encode();
+    add("slot-new-store", Format::Slot, false, &empty);
+
+    let mut dir = Directory::new();
+    dir.insert(0, loc(1, 0, 16_388));
+    dir.insert(5, loc(3, 24, 16_388));
+    let dir = dir.encode();
+    add("directory", Format::Directory, false, &dir);
+    add(
+        "directory-sealed",
+        Format::Directory,
+        true,
+        &dir[..dir.len() - 4],
+    );
+
+    let header = BlobHeader {
+        kind: BlobKind::Node,
+        id: 42,
+        len: 300,
+    };
+    add("blob-header", Format::BlobHeader, false, &header.encode());
+
+    let mut cat = Catalog::default();
+    cat.set_root("files", NodeId(3));
+    cat.set_root("files@monday", NodeId(3));
+    cat.set_root("logs", NodeId(77));
+    add("catalog", Format::Catalog, false, &cat.encode());
+
+    add("segment", Format::Segment, false, &sample_segment());
+    add(
+        "superblock-file",
+        Format::SuperblockFile,
+        false,
+        &sample_superblock_file(),
+    );
+    seeds
+}
+
+/// A segment of a node, a table chunk, a directory and a catalog record.
+fn sample_segment() -> Vec<u8> {
+    let backend = MemBackend::new();
+    let mut w = SegmentWriter::new(SegmentId::FIRST, 0, DEFAULT_MAX_SEGMENT_BYTES);
+    let mut node = Vec::new();
+    sample_leaf().encode(&mut node);
+    let records: [(BlobKind, u64, Vec<u8>); 4] = [
+        (BlobKind::Node, 42, node),
+        (BlobKind::TableChunk, 0, vec![0; 64]),
+        (BlobKind::TableDirectory, 0, Directory::new().encode()),
+        (BlobKind::Catalog, 0, Catalog::default().encode()),
+    ];
+    for (kind, id, body) in records {
+        w.append(&backend, kind, id, &body)
+            .expect("a memory append");
+    }
+    read_file(&backend, FileId::Segment(SegmentId::FIRST))
+}
+
+/// A superblock file holding generations 2 (slot 0) and 3 (slot 1).
+fn sample_superblock_file() -> Vec<u8> {
+    let backend = MemBackend::new();
+    for generation in [2, 3] {
+        write_slot(&backend, &sample_superblock(generation)).expect("a memory write");
+    }
+    read_file(&backend, FileId::Superblock)
+}
+
+fn read_file(backend: &MemBackend, file: FileId) -> Vec<u8> {
+    let len = backend.len(file).expect("the file exists");
+    let mut bytes = vec![0; usize::try_from(len).expect("a small file")];
+    backend.read_at(file, 0, &mut bytes).expect("a memory read");
+    bytes
+}
+
+/// The seeds of the `filters` target. The encrypted ones hold a random
+/// nonce, so they differ each time they are made.
+pub fn filters() -> Vec<Seed> {
+    let mut node = Vec::new();
+    sample_leaf().encode(&mut node);
+    let ctx = Context::new(NODE_ID);
+    let blob = |specs: &[FilterSpec]| {
+        let p = Pipeline::new(specs).expect("a valid pipeline");
+        p.encode(&ctx, &node).expect("encode succeeds")
+    };
+    let zstd = blob(&[FilterSpec::zstd(3)]);
+    let cases: [(&str, Mode, Vec<u8>); 8] = [
+        ("zstd-frame", Mode::Zstd, zstd.clone()),
+        ("checksum", Mode::Checksum, blob(&[FilterSpec::checksum()])),
+        ("encrypt", Mode::Encrypt, blob(&[FilterSpec::encrypt(KEY)])),
+        (
+            "zstd-checksum",
+            Mode::ZstdChecksum,
+            blob(&[FilterSpec::zstd(3), FilterSpec::checksum()]),
+        ),
+        (
+            "zstd-encrypt-checksum",
+            Mode::Full,
+            blob(&[
+                FilterSpec::zstd(3),
+                FilterSpec::encrypt(KEY),
+                FilterSpec::checksum(),
+            ]),
+        ),
+        ("sealed-zstd-frame", Mode::SealedZstdChecksum, zstd.clone()),
+        ("sealed-full-zstd-frame", Mode::SealedFull, zstd),
+        ("round-trip-node", Mode::RoundTrip, node.clone()),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, mode, payload)| (name.to_string(), filters::input(mode, NODE_ID, 2, &payload)))
+        .collect()
+}

@@ -1,0 +1,166 @@
+//! Process kill: a child process commits in a loop and is killed with
+//! SIGKILL at a random moment; the store must then hold exactly one
+//! committed state, no older than the last commit the child reported, and
+//! check clean.
+//!
+//! The child is this test binary run again with `LARIX_KILL_CHILD` set to
+//! the store directory. Rounds: 50, or `LARIX_KILL_ROUNDS`.
+
+use larix::{Forest, Options};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const KEYS: u64 = 300;
+
+fn options() -> Options {
+    Options::default()
+        .node_size(512)
+        .cache_bytes(64 << 10)
+        .workers(2)
+        .segment_bytes(256 << 10)
+}
+
+/// The entries of the tree after commit `c`: which keys exist and their
+/// values depend on `c`, so a mix of two commits is always detected.
+fn state(c: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    (0..KEYS)
+        .filter(|k| !(k * 7 + c).is_multiple_of(5))
+        .map(|k| {
+            let key = format!("key-{k:05}").into_bytes();
+            let mut value = c.to_le_bytes().to_vec();
+            value.extend(std::iter::repeat_n(b'v', (k % 40) as usize));
+            (key, value)
+        })
+        .collect()
+}
+
+/// The commit a store holds: `None` if it has no tree yet.
+fn read_commit(forest: &Forest) -> Option<u64> {
+    let tree = forest.tree("t").unwrap()?;
+    let c = match tree.get(b"commit").unwrap() {
+        Some(v) => u64::from_le_bytes(v.try_into().expect("8-byte commit number")),
+        None => return Some(0),
+    };
+    let mut entries: BTreeMap<Vec<u8>, Vec<u8>> =
+        tree.range(..).unwrap().map(|e| e.unwrap()).collect();
+    entries.remove(b"commit".as_slice());
+    assert_eq!(entries, state(c), "the store mixes commits around {c}");
+    let snap = forest.tree("snapshot").unwrap().expect("snapshot tree");
+    let s = u64::from_le_bytes(snap.get(b"commit").unwrap().unwrap().try_into().unwrap());
+    assert_eq!(s, c - c % 10, "snapshot of commit {c}");
+    Some(c)
+}
+
+/// The child: commits forever from the state it finds, printing each
+/// commit number once it is durable.
+fn child(dir: &str) {
+    let forest = Forest::open(dir, options()).unwrap();
+    let mut c = read_commit(&forest).unwrap_or(0);
+    let tree = match forest.tree("t").unwrap() {
+        Some(t) => t,
+        None => forest.create_tree("t").unwrap(),
+    };
+    loop {
+        c += 1;
+        let (old, new) = (state(c - 1), state(c));
+        for k in old.keys().filter(|k| !new.contains_key(*k)) {
+            tree.remove(k).unwrap();
+        }
+        for (k, v) in &new {
+            tree.insert(k, v).unwrap();
+        }
+        tree.insert(b"commit", &c.to_le_bytes()).unwrap();
+        if c.is_multiple_of(10) {
+            if forest.tree("snapshot").unwrap().is_some() {
+                forest.remove_tree("snapshot").unwrap();
+            }
+            forest.clone_tree("t", "snapshot").unwrap();
+        } else if c == 1 {
+            forest.clone_tree("t", "snapshot").unwrap();
+            forest
+                .tree("snapshot")
+                .unwrap()
+                .unwrap()
+                .insert(b"commit", &0u64.to_le_bytes())
+                .unwrap();
+        }
+        forest.commit().unwrap();
+        println!("committed {c}");
+    }
+}
+
+#[test]
+fn killed_writers_leave_exactly_one_committed_state() {
+    if let Ok(dir) = std::env::var("LARIX_KILL_CHILD") {
+        child(&dir);
+        return;
+    }
+    let rounds: u64 = std::env::var("LARIX_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut last_reported = 0;
+    let mut kills_mid_run = 0;
+    for round in 0..rounds {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = Duration::from_millis(20 + rng % 300);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "killed_writers_leave_exactly_one_committed_state",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("LARIX_KILL_CHILD", &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(c) = line.strip_prefix("committed ") {
+                    let _ = tx.send(c.parse::<u64>().unwrap());
+                }
+            }
+        });
+        let start = Instant::now();
+        while start.elapsed() < delay {
+            while let Ok(c) = rx.try_recv() {
+                last_reported = last_reported.max(c);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        reader.join().unwrap();
+        while let Ok(c) = rx.try_recv() {
+            last_reported = last_reported.max(c);
+        }
+        if status.code().is_none() {
+            kills_mid_run += 1;
+        }
+        let forest = Forest::open(&path, options()).unwrap();
+        let found = read_commit(&forest).unwrap_or(0);
+        assert!(
+            found >= last_reported,
+            "round {round}: store holds commit {found}, child reported {last_reported}"
+        );
+        let report = forest.check().unwrap();
+        assert!(report.is_clean(), "round {round}: {report}");
+        last_reported = found;
+    }
+    eprintln!("{rounds} rounds, {kills_mid_run} kills mid-run, last commit {last_reported}");
+    assert!(last_reported > 0, "no child ever committed");
+    assert!(kills_mid_run > 0, "no child was killed while running");
+}
