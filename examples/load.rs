@@ -3,7 +3,8 @@
 //! measuring and profiling target.
 //!
 //! Run: `cargo run --release --example load -- 1000000 [--disk DIR]
-//! [--filters none|zstd|zstd-encrypt] [--cache MIB] [--workers N]`.
+//! [--filters none|zstd|zstd-encrypt] [--cache MIB] [--workers N]
+//! [--node-size BYTES]`.
 //! Without `--disk` the forest is in memory.
 
 use larix::{FilterSpec, Forest, Options};
@@ -43,6 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options::default()
         .filters(filters)
         .cache_bytes(cache_mib << 20);
+    if let Some(n) = flag("--node-size") {
+        options = options.node_size(n.parse()?);
+    }
     if let Some(w) = flag("--workers") {
         options = options.workers(w.parse()?);
     }

@@ -7,6 +7,7 @@
 use crate::catalog::Catalog;
 use crate::check::{self, CheckReport};
 use crate::limits::Limits;
+use crate::mutate::{Edit, Plan};
 use crate::node::Node;
 use crate::range::RangeIter;
 use crate::read::{self, Bounds};
@@ -229,8 +230,11 @@ impl Tree {
             });
         }
         self.write(|txn, root| {
-            mutate::plan_in_place(txn, &limits, root, &mutate::Edit::Put(key, value))?;
-            Ok((mutate::insert(txn, &limits, root, key, value)?, ()))
+            let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Put(key, value))? {
+                Plan::InPlace(path) => Some(path),
+                Plan::Copying | Plan::Absent => None,
+            };
+            Ok((mutate::insert(txn, &limits, root, key, value, path)?, ()))
         })
     }
 
@@ -250,11 +254,17 @@ impl Tree {
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
         let limits = self.shared.limits;
         self.write(|txn, root| {
-            if read::lookup(&self.shared.store, root, key)?.is_none() {
-                return Ok((root, false));
-            }
-            mutate::plan_in_place(txn, &limits, root, &mutate::Edit::Remove(key))?;
-            Ok((mutate::remove(txn, &limits, root, key)?, true))
+            let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Remove(key))? {
+                Plan::Absent => return Ok((root, false)),
+                Plan::InPlace(path) => Some(path),
+                Plan::Copying => {
+                    if read::lookup(&self.shared.store, root, key)?.is_none() {
+                        return Ok((root, false));
+                    }
+                    None
+                }
+            };
+            Ok((mutate::remove(txn, &limits, root, key, path)?, true))
         })
     }
 
@@ -296,7 +306,7 @@ impl Tree {
         self.write(|txn, mut root| {
             let keys = read::keys(&self.shared.store, root, &bounds)?;
             for key in &keys {
-                root = mutate::remove(txn, &limits, root, key)?;
+                root = mutate::remove(txn, &limits, root, key, None)?;
             }
             Ok((root, keys.len() as u64))
         })

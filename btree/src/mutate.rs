@@ -12,7 +12,7 @@ use larix_nodestore::NodeId;
 
 /// A shadowed path from the root: `(index node, entry followed)` pairs,
 /// and the shadowed leaf at its end.
-struct Path {
+pub(crate) struct Path {
     steps: Vec<(NodeId, usize)>,
     leaf: NodeId,
 }
@@ -51,25 +51,29 @@ pub(crate) enum Edit<'a> {
 /// 1 (no shadow copies, no refcount changes), the leaf stays at least
 /// minimal (no merge, which would read a sibling) and its smallest key is
 /// unchanged (no index key changes, which could shrink a parent). Splits
-/// only create nodes, so they are allowed. Returns whether it did; if not,
-/// the operation runs with copies and can be rolled back at any point.
+/// only create nodes, so they are allowed.
 pub(crate) fn plan_in_place(
     txn: &mut Txn,
     limits: &Limits,
     root: NodeId,
     edit: &Edit,
-) -> Result<bool> {
+) -> Result<Plan> {
     let key = match edit {
         Edit::Put(k, _) | Edit::Remove(k) => *k,
     };
     let mut path = Vec::new();
+    let mut steps = Vec::new();
     let mut cur = root;
     loop {
         if txn.refcount(cur)? != 1 {
-            return Ok(false);
+            return Ok(Plan::Copying);
         }
         let node = txn.get(cur)?;
-        let next = (!node.is_leaf()).then(|| node.child(node.child_index(key)));
+        let next = (!node.is_leaf()).then(|| {
+            let i = node.child_index(key);
+            steps.push((cur, i));
+            node.child(i)
+        });
         path.push((cur, node));
         match next {
             Some(child) => cur = child,
@@ -84,7 +88,7 @@ pub(crate) fn plan_in_place(
             let size = leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v);
             is_root || size >= limits.min_node()
         }
-        (Edit::Remove(_), Err(_)) => false,
+        (Edit::Remove(_), Err(_)) => return Ok(Plan::Absent),
         (Edit::Remove(_), Ok(0)) if !is_root => false,
         (Edit::Remove(k), Ok(i)) => {
             let size = leaf.size() - leaf_entry_len(k, leaf.value(i));
@@ -92,22 +96,41 @@ pub(crate) fn plan_in_place(
         }
     };
     if !fits {
-        return Ok(false);
+        return Ok(Plan::Copying);
     }
     txn.take_for_edit(path)?;
-    Ok(true)
+    Ok(Plan::InPlace(Path { steps, leaf: cur }))
+}
+
+/// What [`plan_in_place`] decided.
+pub(crate) enum Plan {
+    /// The path, taken for editing in place; the operation needs no second
+    /// descent.
+    InPlace(Path),
+    /// The operation must shadow with copies (and may be rolled back).
+    Copying,
+    /// The key to remove is not in the tree; nothing was taken.
+    Absent,
 }
 
 /// Inserts or replaces `key` in the tree at `root`; returns the new root.
+///
+/// `planned` is the path [`plan_in_place`] returned, if it did.
 pub(crate) fn insert(
     txn: &mut Txn,
     limits: &Limits,
     root: NodeId,
     key: &[u8],
     value: &[u8],
+    planned: Option<Path>,
 ) -> Result<NodeId> {
-    let root = txn.shadow(root)?;
-    let path = descend(txn, root, key)?;
+    let (root, path) = match planned {
+        Some(path) => (root, path),
+        None => {
+            let root = txn.shadow(root)?;
+            (root, descend(txn, root, key)?)
+        }
+    };
     let leaf = txn.node_mut(path.leaf)?;
     match leaf.search(key) {
         Ok(i) => leaf.set_value(i, value),
@@ -119,9 +142,21 @@ pub(crate) fn insert(
 
 /// Removes `key`, which the caller has seen in the tree; returns the new
 /// root.
-pub(crate) fn remove(txn: &mut Txn, limits: &Limits, root: NodeId, key: &[u8]) -> Result<NodeId> {
-    let root = txn.shadow(root)?;
-    let path = descend(txn, root, key)?;
+/// `planned` is as for [`insert`].
+pub(crate) fn remove(
+    txn: &mut Txn,
+    limits: &Limits,
+    root: NodeId,
+    key: &[u8],
+    planned: Option<Path>,
+) -> Result<NodeId> {
+    let (root, path) = match planned {
+        Some(path) => (root, path),
+        None => {
+            let root = txn.shadow(root)?;
+            (root, descend(txn, root, key)?)
+        }
+    };
     let leaf = txn.node_mut(path.leaf)?;
     if let Ok(i) = leaf.search(key) {
         leaf.remove(i);
