@@ -295,8 +295,12 @@ struct Shared<N> {
 /// filter pipeline in the background, and commits them with the forest
 /// catalog atomically. See the module documentation.
 ///
-/// All methods take `&self`; the store is `Send + Sync`. The caller (the
-/// B-tree) keeps to one writer at a time and does not read while it writes.
+/// All methods take `&self`; the store is `Send + Sync`. `get`, `put`,
+/// `free` and the refcount calls may run concurrently from many threads
+/// (the stress test does, on shared ids); `commit` and `compact` need the
+/// store to themselves, and `release` (an in-place edit) needs the caller
+/// to be the only writer and reader of that id. The B-tree guarantees both
+/// with its forest lock.
 pub struct NodeStore<N: Codec> {
     shared: Arc<Shared<N>>,
     jobs: Option<Sender<Job<N>>>,
