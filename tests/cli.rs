@@ -118,9 +118,9 @@ fn sample() -> Scratch {
     s
 }
 
-const SUBCOMMANDS: [&str; 15] = [
+const SUBCOMMANDS: [&str; 16] = [
     "demo", "bench", "put", "get", "del", "scan", "count", "trees", "clone", "drop", "import",
-    "export", "check", "stats", "dump",
+    "export", "check", "stats", "dump", "compact",
 ];
 
 #[test]
@@ -335,8 +335,17 @@ fn stats_and_dump_describe_the_store() {
             .any(|l| l.starts_with("main") && l.ends_with("400")),
         "{stats}"
     );
+    assert!(stats.contains("space amplification"), "{stats}");
+    for i in 0..200 {
+        ok(&["del", "--db", &s.db, "--hex", &format!("{i:08x}")]);
+    }
+    let compact = ok(&["compact", "--db", &s.db]);
+    assert!(
+        compact.contains("before") && compact.contains("after"),
+        "{compact}"
+    );
     let dump = ok(&["dump", "--db", &s.db]);
-    assert!(dump.contains("400 entries"), "{dump}");
+    assert!(dump.contains("200 entries"), "{dump}");
     assert!(dump.contains("depth: "), "{dump}");
     assert!(
         dump.contains("(leaves)") && dump.contains("(root)"),
@@ -361,6 +370,7 @@ fn a_missing_store_is_one_line_for_every_command() {
         &["check", "--db", db],
         &["stats", "--db", db],
         &["dump", "--db", db],
+        &["compact", "--db", db],
     ] {
         let err = fails(args);
         assert!(err.contains("no Larix store at"), "{args:?}: {err}");

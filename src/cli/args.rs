@@ -72,6 +72,9 @@ pub enum Command {
     /// Print a tree's shape: depth, nodes per level, fill.
     #[command(after_help = "Example:\n  larix dump --db data --tree main")]
     Dump(TreeArgs),
+    /// Rewrite sparse segment files and print the space before and after.
+    #[command(after_help = "Example:\n  larix compact --db data")]
+    Compact(StoreArgs),
 }
 
 /// Where the store is, and the key to read it.

@@ -194,16 +194,52 @@ pub fn stats(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
         ("bytes on disk", table::bytes(s.disk_bytes)),
         ("live bytes", table::bytes(s.live_bytes)),
         ("live share", table::ratio(s.live_bytes, s.disk_bytes)),
+        (
+            "space amplification",
+            format!("{:.2}x", s.space_amplification()),
+        ),
+        ("segments", table::count(s.segments.len() as u64)),
     ] {
         counters.row(vec![name.to_string(), value]);
     }
     write!(out, "{counters}")?;
+    let mut segments = Table::new(&["segment", "live", "total", "live share"]);
+    for seg in &s.segments {
+        segments.row(vec![
+            seg.segment.to_string(),
+            table::bytes(seg.live_bytes),
+            table::bytes(seg.total_bytes),
+            table::ratio(seg.live_bytes, seg.total_bytes),
+        ]);
+    }
+    write!(out, "\n{segments}")?;
     let mut sizes = Table::new(&["tree", "entries"]);
     for name in forest.tree_names() {
         let n = store::tree(&forest, &name)?.count_range(..)?;
         sizes.row(vec![name, table::count(n)]);
     }
     write!(out, "\n{sizes}")?;
+    Ok(Status::Success)
+}
+
+/// `larix compact`: rewrites sparse segments and prints the space on disk
+/// before and after.
+pub fn compact(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
+    let forest = store::open(a)?;
+    let before = forest.stats();
+    forest.compact()?;
+    let after = forest.stats();
+    let mut t = Table::new(&["", "on disk", "live", "segments", "amplification"]);
+    for (name, s) in [("before", &before), ("after", &after)] {
+        t.row(vec![
+            name.to_string(),
+            table::bytes(s.disk_bytes),
+            table::bytes(s.live_bytes),
+            table::count(s.segments.len() as u64),
+            format!("{:.2}x", s.space_amplification()),
+        ]);
+    }
+    write!(out, "{t}")?;
     Ok(Status::Success)
 }
 

@@ -58,5 +58,6 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Status, CliError> {
         Command::Check(a) => data::check(a, out),
         Command::Stats(a) => data::stats(a, out),
         Command::Dump(a) => dump::dump(a, out),
+        Command::Compact(a) => data::compact(a, out),
     }
 }
