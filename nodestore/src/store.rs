@@ -151,6 +151,81 @@ impl<N: Codec> NodeQueue<N> {
     }
 }
 
+/// Shards of the clean cache: a read that hits takes one shard's lock and
+/// not the store's.
+const CACHE_SHARDS: usize = 16;
+
+/// The cache of clean decoded nodes, sharded by id. Changes that must stay
+/// atomic with the dirty queue and the in-flight map (S4) are made with
+/// the store's state lock held; the lock order is state, then shard.
+struct Cache<N> {
+    shards: Box<[Mutex<NodeQueue<N>>]>,
+    bytes: std::sync::atomic::AtomicUsize,
+    /// The shard the next eviction starts from.
+    cursor: std::sync::atomic::AtomicUsize,
+}
+
+impl<N: Codec> Cache<N> {
+    fn new() -> Self {
+        Cache {
+            shards: (0..CACHE_SHARDS)
+                .map(|_| Mutex::new(NodeQueue::new()))
+                .collect(),
+            bytes: Default::default(),
+            cursor: Default::default(),
+        }
+    }
+
+    fn shard(&self, id: NodeId) -> &Mutex<NodeQueue<N>> {
+        &self.shards[(id.0 as usize) % CACHE_SHARDS]
+    }
+
+    fn get(&self, id: NodeId) -> Option<Arc<N>> {
+        self.shard(id).lock().get(id)
+    }
+
+    /// Applies `f` to the shard of `id`, keeping the byte total.
+    fn with_shard<T>(&self, id: NodeId, f: impl FnOnce(&mut NodeQueue<N>) -> T) -> T {
+        let mut shard = self.shard(id).lock();
+        let before = shard.bytes;
+        let out = f(&mut shard);
+        let after = shard.bytes;
+        if after >= before {
+            self.bytes.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        out
+    }
+
+    fn insert(&self, id: NodeId, node: Arc<N>) {
+        self.with_shard(id, |q| q.insert(id, node));
+    }
+
+    fn remove(&self, id: NodeId) {
+        self.with_shard(id, |q| q.remove(id));
+    }
+
+    /// Evicts least recently used nodes, shard by shard, until the cache
+    /// holds at most `room` bytes.
+    fn trim(&self, room: usize) {
+        let mut idle = 0;
+        while self.bytes.load(Ordering::Relaxed) > room && idle < CACHE_SHARDS {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % CACHE_SHARDS;
+            let mut shard = self.shards[i].lock();
+            match shard.map.pop_lru() {
+                Some((_, node)) => {
+                    let size = node.mem_size();
+                    shard.bytes -= size;
+                    self.bytes.fetch_sub(size, Ordering::Relaxed);
+                    idle = 0;
+                }
+                None => idle += 1,
+            }
+        }
+    }
+}
+
 /// A write handed to the workers and not yet landed.
 struct Pending<N> {
     seq: u64,
@@ -179,7 +254,6 @@ struct Committed {
 /// Everything behind the store's one lock.
 struct State<N> {
     table: NodeTable,
-    cache: NodeQueue<N>,
     dirty: NodeQueue<N>,
     inflight: FxHashMap<NodeId, Pending<N>>,
     inflight_bytes: usize,
@@ -266,12 +340,11 @@ impl Budgets {
     }
 }
 
-impl<N: Codec> State<N> {
-    /// Evicts clean nodes while the cache and the dirty queue together are
-    /// over their budget.
-    fn trim_cache(&mut self, budgets: Budgets) {
-        let room = budgets.resident.saturating_sub(self.dirty.bytes);
-        while self.cache.pop_over(room).is_some() {}
+impl Budgets {
+    /// The bytes the clean cache may hold beside `dirty` bytes of dirty
+    /// nodes.
+    fn cache_room(&self, dirty: usize) -> usize {
+        self.resident.saturating_sub(dirty)
     }
 }
 
@@ -282,6 +355,7 @@ struct Shared<N> {
     durability: Durability,
     budgets: Budgets,
     policy: Option<CompactionPolicy>,
+    cache: Cache<N>,
     state: Mutex<State<N>>,
     /// Signalled whenever an in-flight write lands or fails.
     settled: Condvar,
@@ -398,10 +472,10 @@ impl<N: Codec> NodeStore<N> {
             durability: config.durability,
             budgets: Budgets::new(config.cache_bytes),
             policy: config.compaction,
+            cache: Cache::new(),
             next_id: AtomicU64::new(superblock.next_node.0),
             state: Mutex::new(State {
                 table,
-                cache: NodeQueue::new(),
                 dirty: NodeQueue::new(),
                 inflight: FxHashMap::default(),
                 inflight_bytes: 0,
@@ -464,15 +538,17 @@ impl<N: Codec> NodeStore<N> {
     /// blob cannot be read or does not decode.
     pub fn get(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
         let c = &self.shared.counters;
+        // The cache never holds a freed, dirty or in-flight id (S4), so a
+        // hit needs neither the table nor the state lock.
+        if let Some(n) = self.shared.cache.get(id) {
+            bump(&c.cache_hits, 1);
+            return Ok(n);
+        }
         let loc = {
             let mut st = self.shared.state.lock();
             let Some(entry) = st.table.get(id) else {
                 return Err(StoreError::NodeMissing { id });
             };
-            if let Some(n) = st.cache.get(id) {
-                bump(&c.cache_hits, 1);
-                return Ok(n);
-            }
             if let Some(n) = st.dirty.get(id) {
                 bump(&c.dirty_hits, 1);
                 return Ok(n);
@@ -489,13 +565,15 @@ impl<N: Codec> NodeStore<N> {
         })?;
         bump(&c.cache_misses, 1);
         let node = Arc::new(self.shared.read_node(id, loc)?);
-        let mut st = self.shared.state.lock();
+        let st = self.shared.state.lock();
         let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
             && !st.dirty.contains(id)
             && !st.inflight.contains_key(&id);
         if current {
-            st.cache.insert(id, node.clone());
-            st.trim_cache(self.shared.budgets);
+            self.shared.cache.insert(id, node.clone());
+            let room = self.shared.budgets.cache_room(st.dirty.bytes);
+            drop(st);
+            self.shared.cache.trim(room);
         }
         Ok(node)
     }
@@ -549,13 +627,15 @@ impl<N: Codec> NodeStore<N> {
                     },
                 );
             }
-            st.cache.remove(id);
+            self.shared.cache.remove(id);
             st.dirty.insert(id, node);
             let mut jobs = Vec::new();
             while let Some((id, node)) = st.dirty.pop_over(self.shared.budgets.dirty) {
                 jobs.push(st.launch(id, node));
             }
-            st.trim_cache(self.shared.budgets);
+            let room = self.shared.budgets.cache_room(st.dirty.bytes);
+            drop(st);
+            self.shared.cache.trim(room);
             jobs
         };
         if jobs.is_empty() {
@@ -588,7 +668,7 @@ impl<N: Codec> NodeStore<N> {
     /// its last written blob, so the caller must hold the writer's lock.
     pub fn release(&self, id: NodeId) {
         let mut st = self.shared.state.lock();
-        st.cache.remove(id);
+        self.shared.cache.remove(id);
         st.dirty.remove(id);
     }
 
@@ -602,7 +682,7 @@ impl<N: Codec> NodeStore<N> {
         if st.table.remove(id).is_none() {
             return Err(StoreError::NodeMissing { id });
         }
-        st.cache.remove(id);
+        self.shared.cache.remove(id);
         st.dirty.remove(id);
         st.forget_inflight(id);
         Ok(())
@@ -887,8 +967,9 @@ impl<N: Codec> Shared<N> {
                         );
                     }
                     if !st.dirty.contains(job.id) {
-                        st.cache.insert(job.id, job.node);
-                        st.trim_cache(self.budgets);
+                        self.cache.insert(job.id, job.node);
+                        let room = self.budgets.cache_room(st.dirty.bytes);
+                        self.cache.trim(room);
                     }
                 }
             }
