@@ -1,0 +1,118 @@
+//! The engines under test behind one small interface, [`Engine`].
+//!
+//! Every engine gets the same durability (each commit is synced before it
+//! returns) and a comparable cache (1 GiB where the engine has one). A
+//! call to [`Engine::write`] or [`Engine::remove`] is one transaction,
+//! committed durably before it returns; reads run in one read transaction
+//! per call where the engine has read transactions.
+
+mod fjall;
+mod larix;
+mod lmdb;
+mod redb;
+mod sled;
+
+use std::path::{Path, PathBuf};
+
+/// Errors of any engine, boxed: the harness only reports them.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// The harness's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// The cache every engine is given, where it has one: redb's default.
+pub const CACHE_BYTES: usize = 1 << 30;
+
+/// What an engine's compaction produced.
+pub enum Compacted {
+    /// The store in its directory was compacted; measure the directory.
+    InPlace,
+    /// A compacted copy was written to this file; measure the file.
+    Copy(PathBuf),
+    /// The engine offers no compaction.
+    Unsupported,
+}
+
+/// One key-value engine, opened on a directory of its own.
+pub trait Engine: Sync {
+    /// Inserts (or overwrites) `pairs` in one transaction and commits it
+    /// durably.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn write(&self, pairs: &[Pair]) -> Result<()>;
+
+    /// Removes the keys of `pairs` in one transaction and commits it
+    /// durably.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn remove(&self, pairs: &[Pair]) -> Result<()>;
+
+    /// Looks up the key of every pair (all in one read transaction) and
+    /// returns how many were found with the expected value.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn read(&self, pairs: &[&Pair]) -> Result<usize>;
+
+    /// For every start key, reads the first `len` entries at or after it
+    /// (all in one read transaction) and returns the number of entries
+    /// read.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn scan(&self, starts: &[&Pair], len: usize) -> Result<usize>;
+
+    /// Runs the engine's compaction, if it has one; `scratch` is an empty
+    /// directory for an engine that compacts into a copy.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn compact(&mut self, scratch: &Path) -> Result<Compacted>;
+}
+
+/// The engines and configurations the harness knows, in table order.
+pub const ENGINES: &[&str] = &[
+    "larix-none",
+    "larix-zstd",
+    "larix-zstd-enc",
+    "redb",
+    "lmdb",
+    "sled",
+    "fjall",
+];
+
+/// Whether `name` is one of the Larix configurations.
+pub fn is_larix(name: &str) -> bool {
+    name.starts_with("larix")
+}
+
+/// Opens engine `name` on the empty directory `dir`.
+///
+/// # Errors
+/// An unknown name, or the engine's error.
+pub fn open(name: &str, dir: &Path) -> Result<Box<dyn Engine>> {
+    use ::larix::FilterSpec;
+    Ok(match name {
+        "larix-none" => Box::new(larix::Larix::open(dir, vec![])?),
+        "larix-zstd" => Box::new(larix::Larix::open(
+            dir,
+            vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+        )?),
+        "larix-zstd-enc" => Box::new(larix::Larix::open(
+            dir,
+            vec![
+                FilterSpec::zstd(3),
+                FilterSpec::encrypt([7; 32]),
+                FilterSpec::checksum(),
+            ],
+        )?),
+        "redb" => Box::new(redb::Redb::open(dir)?),
+        "lmdb" => Box::new(lmdb::Lmdb::open(dir)?),
+        "sled" => Box::new(sled::Sled::open(dir)?),
+        "fjall" => Box::new(fjall::Fjall::open(dir)?),
+        other => return Err(format!("unknown engine {other:?}").into()),
+    })
+}

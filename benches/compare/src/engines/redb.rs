@@ -1,0 +1,89 @@
+//! redb: one table, 1 GiB cache (its default), `Durability::Immediate`
+//! (its default).
+
+use super::{Compacted, Engine, Pair, Result, CACHE_BYTES};
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use std::path::Path;
+
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
+
+/// A redb database file.
+pub struct Redb {
+    db: Database,
+}
+
+impl Redb {
+    /// Creates `dir/db.redb`.
+    ///
+    /// # Errors
+    /// redb's error.
+    pub fn open(dir: &Path) -> Result<Redb> {
+        std::fs::create_dir_all(dir)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("db.redb"))?;
+        Ok(Redb { db })
+    }
+
+    /// Runs `f` on the table in a durable write transaction, then commits.
+    fn in_write(&self, f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<()>) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut table = txn.open_table(TABLE)?;
+            f(&mut table)?;
+        }
+        Ok(txn.commit()?)
+    }
+}
+
+impl Engine for Redb {
+    fn write(&self, pairs: &[Pair]) -> Result<()> {
+        self.in_write(|t| {
+            for (k, v) in pairs {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn remove(&self, pairs: &[Pair]) -> Result<()> {
+        self.in_write(|t| {
+            for (k, _) in pairs {
+                t.remove(k.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn read(&self, pairs: &[&Pair]) -> Result<usize> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TABLE)?;
+        let mut found = 0;
+        for (k, v) in pairs {
+            if let Some(got) = table.get(k.as_slice())? {
+                found += usize::from(got.value() == v.as_slice());
+            }
+        }
+        Ok(found)
+    }
+
+    fn scan(&self, starts: &[&Pair], len: usize) -> Result<usize> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TABLE)?;
+        let mut read = 0;
+        for (k, _) in starts {
+            for item in table.range(k.as_slice()..)?.take(len) {
+                let (key, value) = item?;
+                std::hint::black_box((key.value(), value.value()));
+                read += 1;
+            }
+        }
+        Ok(read)
+    }
+
+    fn compact(&mut self, _scratch: &Path) -> Result<Compacted> {
+        self.db.compact()?;
+        Ok(Compacted::InPlace)
+    }
+}

@@ -1,0 +1,334 @@
+//! The results as a text table (printed as the run goes) and as the
+//! Markdown report `docs/benchmarks.md`.
+
+use crate::engines::is_larix;
+use crate::machine::Machine;
+use crate::rows::{Results, Row, Sizes, ROWS};
+use std::fmt::Write;
+
+/// The Larix configurations among the engines that ran.
+fn larix_engines(results: &Results) -> Vec<&str> {
+    results
+        .engines
+        .iter()
+        .map(String::as_str)
+        .filter(|e| is_larix(e))
+        .collect()
+}
+
+/// Cells of one row: label with unit, then one value per engine.
+fn cells(results: &Results, row: &Row, sizes: Sizes) -> Vec<String> {
+    let mut out = vec![format!("{} ({})", row.label(sizes), row.unit_name())];
+    for e in &results.engines {
+        out.push(match results.get(e, row.key) {
+            Some(v) => row.show(v),
+            None if results.failures.contains_key(e) => "failed".into(),
+            None => "n/a".into(),
+        });
+    }
+    out
+}
+
+/// The rows measured by at least one engine.
+fn present<'a>(results: &'a Results) -> impl Iterator<Item = &'a Row> + 'a {
+    ROWS.iter().filter(|r| {
+        results
+            .engines
+            .iter()
+            .any(|e| results.get(e, r.key).is_some())
+    })
+}
+
+/// The table as aligned plain text.
+pub fn text_table(results: &Results, sizes: Sizes) -> String {
+    let mut rows = vec![std::iter::once("benchmark".to_string())
+        .chain(results.engines.iter().cloned())
+        .collect::<Vec<_>>()];
+    rows.extend(present(results).map(|r| cells(results, r, sizes)));
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                let _ = write!(out, "{cell}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(out, "  {}{cell}", " ".repeat(pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The results table in Markdown.
+fn markdown_table(results: &Results, sizes: Sizes) -> String {
+    let mut out = String::from("| benchmark |");
+    for e in &results.engines {
+        let _ = write!(out, " {e} |");
+    }
+    out.push_str("\n| --- |");
+    out.push_str(&" ---: |".repeat(results.engines.len()));
+    out.push('\n');
+    for row in present(results) {
+        let c = cells(results, row, sizes);
+        let _ = writeln!(out, "| {} |", c.join(" | "));
+    }
+    out
+}
+
+/// `value / best`, formatted as a ratio.
+fn ratio(value: Option<f64>, best: f64) -> String {
+    match value {
+        Some(v) if best > 0.0 => format!("{:.2}×", v / best),
+        Some(_) => "–".into(),
+        None => "n/a".into(),
+    }
+}
+
+/// For each row: the best peer, and Larix (best configuration, then each)
+/// divided by it.
+fn ratio_table(results: &Results, sizes: Sizes) -> String {
+    let larix = larix_engines(results);
+    let mut out = String::from("| benchmark | best peer | best Larix ÷ best peer |");
+    for e in &larix {
+        let _ = write!(out, " {e} ÷ best peer |");
+    }
+    out.push_str("\n| --- | --- | ---: |");
+    out.push_str(&" ---: |".repeat(larix.len()));
+    out.push('\n');
+    for row in present(results) {
+        let Some((peer, best)) = results.best(row.key, |e| !is_larix(e)) else {
+            continue;
+        };
+        let best_larix = results.best(row.key, is_larix);
+        let _ = write!(
+            out,
+            "| {} | {peer} ({} {}) | {} |",
+            row.label(sizes),
+            row.show(best),
+            row.unit_name(),
+            match best_larix {
+                Some((e, v)) => format!("{} ({e})", ratio(Some(v), best)),
+                None => "n/a".into(),
+            }
+        );
+        for e in &larix {
+            let _ = write!(out, " {} |", ratio(results.get(e, row.key), best));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The compared rows where the best Larix configuration is furthest
+/// behind the best peer, worst first.
+pub fn worst_rows(results: &Results) -> Vec<(&'static Row, f64)> {
+    let mut worst: Vec<_> = ROWS
+        .iter()
+        .filter(|r| r.compared)
+        .filter_map(|r| {
+            let (_, peer) = results.best(r.key, |e| !is_larix(e))?;
+            let (_, larix) = results.best(r.key, is_larix)?;
+            (peer > 0.0).then(|| (r, larix / peer))
+        })
+        .collect();
+    worst.sort_by(|a, b| b.1.total_cmp(&a.1));
+    worst
+}
+
+/// A sentence on Larix's compaction if it reclaimed nothing in this run
+/// (it was a no-op before segment compaction was built), else nothing.
+fn larix_compaction_note(results: &Results) -> String {
+    let larix = larix_engines(results);
+    let reclaimed_nothing = !larix.is_empty()
+        && larix.iter().all(|e| {
+            match (
+                results.get(e, "size_removals"),
+                results.get(e, "size_compacted"),
+            ) {
+                (Some(before), Some(after)) => after >= before,
+                _ => true,
+            }
+        });
+    if reclaimed_nothing {
+        "Larix's `compact()` reclaimed nothing in this run (a no-op in this\n\
+         version), so its size after compaction equals its size after removals.\n"
+            .to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// The load averages of a run, and a warning when other work competed
+/// for the cores.
+fn load_note(loads: &[f64]) -> String {
+    let Some(max) = loads.iter().copied().max_by(f64::total_cmp) else {
+        return "unknown".into();
+    };
+    let all: Vec<String> = loads.iter().map(|l| format!("{l:.1}")).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // The run itself accounts for one to three runnable threads.
+    let busy = if max > cores + 2.0 {
+        " (other work competed for the cores: expect noise)"
+    } else {
+        ""
+    };
+    format!(
+        "{} at the start and after each engine{busy}",
+        all.join(", ")
+    )
+}
+
+/// Everything the Markdown report needs besides the results.
+pub struct Context<'a> {
+    /// The machine the run used.
+    pub machine: &'a Machine,
+    /// The command that reproduces the run.
+    pub command: &'a str,
+    /// Sizes of the workloads.
+    pub sizes: Sizes,
+    /// Root of the file-tree workload, if it ran.
+    pub files_root: Option<&'a str>,
+    /// Wall-clock time of the whole run, in seconds.
+    pub seconds: f64,
+    /// File name of the chart, next to the report.
+    pub chart: Option<&'a str>,
+    /// The one-minute load average at the start and after each engine.
+    pub loads: &'a [f64],
+}
+
+/// The Markdown report.
+pub fn markdown(results: &Results, cx: &Context) -> String {
+    let m = cx.machine;
+    let n = crate::rows::thousands(cx.sizes.n as u64);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "# Benchmarks: Larix and its peers
+
+Generated by the comparison harness in `benches/compare/` (a crate of its
+own, so ordinary builds never compile the peers); rerunning it rewrites
+this file and `benchmarks.svg`. Do not edit by hand.
+
+The numbers describe the Larix of the commit they were generated on. The
+on-disk node store is young and its performance is being worked on, so
+expect them to change.
+
+## Machine
+
+| | |
+| --- | --- |
+| CPU | {} |
+| cores | {} |
+| memory | {} |
+| filesystem of the stores | {} |
+| kernel | {} |
+| compiler | {} |
+| peers | {} |
+| run time | {:.0} s for the whole run |
+| load average (1 min) | {} |
+
+## Command
+
+```sh
+cd benches/compare
+{}
+```
+
+## Workload
+
+The workload redb publishes, on random 24-byte keys and 150-byte values
+(incompressible) from a fixed seed; every engine runs in its own process,
+in a fresh directory, deleted afterwards:
+
+- bulk load of {n} pairs in one transaction, committed;
+- 1,000 individual writes of new keys, each committed;
+- 100 batches of 1,000 new keys, each batch committed;
+- {n} random reads of loaded keys, twice (both passes are reported; the
+  second runs with whatever the first left cached), all in one read
+  transaction where the engine has them;
+- {} range reads of 10 entries, each from a random loaded key;
+- {n} random reads from 2 threads, half each;
+- removal of half the loaded keys in one transaction, committed;
+- size on disk (the sum of the sizes of the engine's files) after the bulk
+  load, after the removals, and after the engine's compaction.
+
+A second workload uses real, compressible data: the paths and metadata
+(size u64, mode u32, mtime i64: a 20-byte value) of {} entries under `{}`,
+walked in sorted order, keys = paths (paths over 511 bytes, LMDB's key
+limit, are left out): bulk load in one transaction in walk order, size on
+disk, then every path read once in a random order.
+
+Every value read is compared with the value written; an engine returning
+anything else fails instead of producing a number.
+
+## Configuration
+
+Same durability everywhere: each commit is synced to disk before it
+returns. Comparable caches: 1 GiB where the engine has one.
+
+| engine | durability | cache | compression | compaction |
+| --- | --- | --- | --- | --- |
+| larix-none | `Durability::Immediate` (default) | `cache_bytes` 1 GiB | none (`filters(vec![])`) | `forest.compact()` |
+| larix-zstd | same | same | `zstd(3), checksum()` (the default stack) | same |
+| larix-zstd-enc | same | same | `zstd(3), encrypt([7; 32]), checksum()` | same |
+| redb | `Durability::Immediate` (default) | 1 GiB (its default) | none | `Database::compact()` |
+| lmdb (heed) | default environment flags (synced commits) | the kernel's page cache; map size 16 GiB | none | copy with `CompactionOption::Enabled`; the copy is measured |
+| sled | `flush()` after each batch | `cache_capacity` 1 GiB | none | none offered: n/a |
+| fjall | `persist(PersistMode::SyncAll)` after each batch | `cache_size` 1 GiB | lz4 (its default) | memtable flush, then `major_compact()` |
+
+{}Peak memory is the whole process's: it includes the generated pairs
+(about {} MiB of keys and values, plus allocation overhead), the same for
+every engine.
+
+## Results
+
+Milliseconds for times, MiB (2^20 bytes) for sizes; lower is better.
+
+",
+        m.cpu,
+        m.cores,
+        m.memory,
+        m.filesystem,
+        m.kernel,
+        m.rustc,
+        env!("PEER_VERSIONS"),
+        cx.seconds,
+        load_note(cx.loads),
+        cx.command,
+        crate::rows::thousands(cx.sizes.n as u64 / 2),
+        crate::rows::thousands(cx.sizes.files as u64),
+        cx.files_root.unwrap_or("(not run)"),
+        larix_compaction_note(results),
+        ((cx.sizes.n + 101_000) * 174) >> 20,
+    );
+    out.push_str(&markdown_table(results, cx.sizes));
+    for (e, why) in &results.failures {
+        let _ = writeln!(out, "\n{e} failed: `{}`", why.replace('`', "'"));
+    }
+    out.push_str(
+        "\n## Larix relative to the best peer\n\nEach Larix value divided by the best \
+         (smallest) value among redb, LMDB, sled and fjall on the same row: below 1× \
+         Larix is ahead, above it behind.\n\n",
+    );
+    out.push_str(&ratio_table(results, cx.sizes));
+    let worst = worst_rows(results);
+    if !worst.is_empty() {
+        out.push_str("\nWhere the best Larix configuration is furthest behind the best peer:\n\n");
+        for (row, r) in worst.iter().take(5) {
+            let _ = writeln!(out, "- {}: {r:.1}×", row.label(cx.sizes));
+        }
+    }
+    if let Some(chart) = cx.chart {
+        let _ = write!(
+            out,
+            "\n## Chart\n\nEach bar is the engine's value divided by the best peer's on \
+             that row (log scale; the line is 1×, lower is better).\n\n![Larix and its \
+             peers, relative to the best peer]({chart})\n"
+        );
+    }
+    out
+}

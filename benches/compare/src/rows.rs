@@ -1,0 +1,175 @@
+//! The rows of the results table: what each measurement is called, its
+//! unit, and the results of a run (engine × row → value).
+
+use std::collections::BTreeMap;
+
+/// How a row's values are measured and shown.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Unit {
+    /// Wall-clock milliseconds.
+    Ms,
+    /// Bytes, shown in MiB.
+    Bytes,
+}
+
+/// One row of the table.
+pub struct Row {
+    /// Stable key, used between the harness and its engine processes.
+    pub key: &'static str,
+    /// Unit of the values.
+    pub unit: Unit,
+    /// Whether the row enters the chart and the "furthest behind the best
+    /// peer" list.
+    pub compared: bool,
+}
+
+const fn row(key: &'static str, unit: Unit, compared: bool) -> Row {
+    Row {
+        key,
+        unit,
+        compared,
+    }
+}
+
+/// All rows, in table order.
+pub const ROWS: &[Row] = &[
+    row("bulk_load", Unit::Ms, true),
+    row("individual_writes", Unit::Ms, true),
+    row("batch_writes", Unit::Ms, true),
+    row("random_reads_1", Unit::Ms, true),
+    row("random_reads_2", Unit::Ms, true),
+    row("range_reads", Unit::Ms, true),
+    row("random_reads_2t", Unit::Ms, true),
+    row("removals", Unit::Ms, true),
+    row("compaction", Unit::Ms, true),
+    row("size_load", Unit::Bytes, true),
+    row("size_removals", Unit::Bytes, true),
+    row("size_compacted", Unit::Bytes, true),
+    row("files_load", Unit::Ms, true),
+    row("files_reads", Unit::Ms, true),
+    row("files_size", Unit::Bytes, true),
+    row("peak_rss", Unit::Bytes, true),
+];
+
+/// The sizes of a run, to name the rows.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    /// Pairs in the bulk load.
+    pub n: usize,
+    /// Entries in the file-tree workload (0 if it did not run).
+    pub files: usize,
+}
+
+impl Row {
+    /// The row's label for a run of the given sizes.
+    pub fn label(&self, s: Sizes) -> String {
+        let n = thousands(s.n as u64);
+        let half = thousands(s.n as u64 / 2);
+        let files = thousands(s.files as u64);
+        match self.key {
+            "bulk_load" => format!("bulk load ({n} pairs, 1 commit)"),
+            "individual_writes" => "individual writes (1,000 commits)".into(),
+            "batch_writes" => "batch writes (100 commits × 1,000)".into(),
+            "random_reads_1" => format!("random reads ({n}), pass 1"),
+            "random_reads_2" => format!("random reads ({n}), pass 2"),
+            "range_reads" => format!("range reads ({half} × 10 entries)"),
+            "random_reads_2t" => format!("random reads, 2 threads ({n} total)"),
+            "removals" => format!("removals ({half}, 1 commit)"),
+            "compaction" => "compaction".into(),
+            "size_load" => "size after bulk load".into(),
+            "size_removals" => "size after removals".into(),
+            "size_compacted" => "size after compaction".into(),
+            "files_load" => format!("files: bulk load ({files} paths)"),
+            "files_reads" => format!("files: random reads ({files})"),
+            "files_size" => "files: size after load".into(),
+            "peak_rss" => "peak memory (RSS, whole process)".into(),
+            other => other.into(),
+        }
+    }
+
+    /// A label of at most a few words, for the chart.
+    pub fn short(&self) -> &'static str {
+        match self.key {
+            "bulk_load" => "bulk load",
+            "individual_writes" => "individual writes",
+            "batch_writes" => "batch writes",
+            "random_reads_1" => "reads pass 1",
+            "random_reads_2" => "reads pass 2",
+            "range_reads" => "range reads",
+            "random_reads_2t" => "reads 2 threads",
+            "removals" => "removals",
+            "compaction" => "compaction",
+            "size_load" => "size loaded",
+            "size_removals" => "size after removals",
+            "size_compacted" => "size compacted",
+            "files_load" => "files load",
+            "files_reads" => "files reads",
+            "files_size" => "files size",
+            "peak_rss" => "peak RSS",
+            other => other,
+        }
+    }
+
+    /// `value` in the row's unit for display: ms, or MiB.
+    pub fn show(&self, value: f64) -> String {
+        match self.unit {
+            Unit::Ms if value < 10.0 => format!("{value:.1}"),
+            Unit::Ms => thousands(value.round() as u64),
+            Unit::Bytes => format!("{:.1}", value / (1 << 20) as f64),
+        }
+    }
+
+    /// The unit as shown in a table cell's header.
+    pub fn unit_name(&self) -> &'static str {
+        match self.unit {
+            Unit::Ms => "ms",
+            Unit::Bytes => "MiB",
+        }
+    }
+}
+
+/// `n` with commas between groups of three digits.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The results of a run: value per (engine, row key), and the engines
+/// that failed, with their error.
+#[derive(Default)]
+pub struct Results {
+    /// Engines in the order they ran.
+    pub engines: Vec<String>,
+    values: BTreeMap<(String, String), f64>,
+    /// Engine → error message, for engines that did not finish.
+    pub failures: BTreeMap<String, String>,
+}
+
+impl Results {
+    /// Records one measurement.
+    pub fn set(&mut self, engine: &str, row: &str, value: f64) {
+        self.values.insert((engine.into(), row.into()), value);
+    }
+
+    /// The value of `row` for `engine`, if it was measured.
+    pub fn get(&self, engine: &str, row: &str) -> Option<f64> {
+        self.values.get(&(engine.into(), row.into())).copied()
+    }
+
+    /// The smallest value of `row` among the engines `pick` accepts, with
+    /// the engine holding it.
+    pub fn best(&self, row: &str, pick: impl Fn(&str) -> bool) -> Option<(&str, f64)> {
+        self.engines
+            .iter()
+            .filter(|e| pick(e))
+            .filter_map(|e| Some((e.as_str(), self.get(e, row)?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
