@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo run --release --example load -- 1000000 [--disk DIR]
 //! [--filters none|zstd|zstd-encrypt] [--cache MIB] [--workers N]
-//! [--node-size BYTES]`.
+//! [--node-size BYTES] [--no-compaction]`. After the load it also times
+//! 100 committed batches of 1,000 random inserts.
 //! Without `--disk` the forest is in memory.
 
 use larix::{FilterSpec, Forest, Options};
@@ -17,6 +18,19 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// `count` random pairs from a seed other than the load's.
+fn pairs_after(seed: usize, count: usize) -> Vec<([u8; 24], [u8; 150])> {
+    let mut rng = StdRng::seed_from_u64(seed as u64 + 7);
+    (0..count)
+        .map(|_| {
+            let (mut k, mut v) = ([0u8; 24], [0u8; 150]);
+            rng.fill(&mut k[..]);
+            rng.fill(&mut v[..]);
+            (k, v)
+        })
+        .collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,6 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options::default()
         .filters(filters)
         .cache_bytes(cache_mib << 20);
+    if args.iter().any(|a| a == "--no-compaction") {
+        options = options.compaction(false);
+    }
     if let Some(n) = flag("--node-size") {
         options = options.node_size(n.parse()?);
     }
@@ -86,7 +103,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tree.insert(b"one more key", b"one more value")?;
     forest.commit()?;
     let small_commit = start.elapsed();
+    let batches = pairs_after(n, 100 * 1000);
+    let start = Instant::now();
+    for batch in batches.chunks(1000) {
+        for (k, v) in batch {
+            tree.insert(k, v)?;
+        }
+        forest.commit()?;
+    }
+    let batch_time = start.elapsed();
     let s = forest.stats();
+    println!(
+        "100 batches of 1,000 inserts, each committed: {:.1} ms per batch",
+        batch_time.as_secs_f64() * 1e3 / 100.0
+    );
     println!(
         "{n} inserts: {:.2} s ({:.2} µs each); commit {:.3} s; load+commit {:.2} s",
         load.as_secs_f64(),

@@ -31,7 +31,7 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// 16 KiB nodes, a 256 MiB cache, one worker per core, durable commits,
+    /// 4 KiB nodes, a 256 MiB cache, one worker per core, durable commits,
     /// zstd level 3 and a checksum on every node.
     fn default() -> Self {
         Options {

@@ -10,7 +10,7 @@ pub const MIN_NODE_SIZE: usize = 256;
 /// The largest node size accepted.
 pub const MAX_NODE_SIZE: usize = 1 << 20;
 /// The default node size.
-pub const DEFAULT_NODE_SIZE: usize = 16 * 1024;
+pub const DEFAULT_NODE_SIZE: usize = 4 * 1024;
 
 /// Size bounds for one forest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

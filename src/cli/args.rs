@@ -119,7 +119,7 @@ pub struct FilterArgs {
     /// Do not checksum nodes.
     #[arg(long)]
     pub no_checksum: bool,
-    /// The largest node, in bytes (256 to 1048576) [default: 16384].
+    /// The largest node, in bytes (256 to 1048576) [default: 4096].
     #[arg(long, value_name = "BYTES")]
     pub node_size: Option<usize>,
 }
