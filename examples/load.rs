@@ -5,7 +5,8 @@
 //! Run: `cargo run --release --example load -- 1000000 [--disk DIR]
 //! [--filters none|zstd|zstd-encrypt] [--cache MIB] [--workers N]
 //! [--node-size BYTES] [--no-compaction]`. After the load it also times
-//! 100 committed batches of 1,000 random inserts.
+//! 100 committed batches of 1,000 random inserts, then removes half the
+//! keys, compacts, and reports the space on disk against the live bytes.
 //! Without `--disk` the forest is in memory.
 
 use larix::{FilterSpec, Forest, Options};
@@ -112,6 +113,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         forest.commit()?;
     }
     let batch_time = start.elapsed();
+    let start = Instant::now();
+    for (k, _) in data.iter().step_by(2) {
+        tree.remove(k)?;
+    }
+    forest.commit()?;
+    let removal = start.elapsed();
+    let before = forest.stats();
+    let start = Instant::now();
+    forest.compact()?;
+    let compaction = start.elapsed();
+    let after = forest.stats();
+    println!(
+        "removal of half the keys + commit: {:.2} s; on disk {:.1} MiB, live {:.1} MiB ({:.2}x)",
+        removal.as_secs_f64(),
+        before.disk_bytes as f64 / (1 << 20) as f64,
+        before.live_bytes as f64 / (1 << 20) as f64,
+        before.space_amplification()
+    );
+    println!(
+        "compact: {:.2} s; on disk {:.1} MiB, live {:.1} MiB ({:.2}x)",
+        compaction.as_secs_f64(),
+        after.disk_bytes as f64 / (1 << 20) as f64,
+        after.live_bytes as f64 / (1 << 20) as f64,
+        after.space_amplification()
+    );
     let s = forest.stats();
     println!(
         "100 batches of 1,000 inserts, each committed: {:.1} ms per batch",
@@ -134,6 +160,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib().unwrap_or(0.0),
         rss_data
     );
-    println!("{s:#?}");
+    println!(
+        "stats: {} nodes, {} commits, cache hits {} misses {}, dirty hits {}, in-flight hits {} waits {}, {} blobs, {:.1} MiB before / {:.1} MiB after filtering, sync {:.2} s",
+        s.nodes,
+        s.commits,
+        s.cache_hits,
+        s.cache_misses,
+        s.dirty_hits,
+        s.inflight_hits,
+        s.inflight_waits,
+        s.blobs_written,
+        s.bytes_unfiltered as f64 / (1 << 20) as f64,
+        s.bytes_filtered as f64 / (1 << 20) as f64,
+        s.sync_time.as_secs_f64()
+    );
     Ok(())
 }
