@@ -96,9 +96,12 @@ impl Default for StoreConfig {
     }
 }
 
-/// An LRU map of decoded nodes that knows the bytes it holds.
+/// An LRU map of decoded nodes that knows the bytes it holds. An entry may
+/// be *taken* (its node lent to an in-place edit): it keeps its place and
+/// its allocation, holds no node, and is filled again by the next insert,
+/// so an edit of a queued node costs no map churn.
 struct NodeQueue<N> {
-    map: LruCache<NodeId, Arc<N>, FxBuildHasher>,
+    map: LruCache<NodeId, Option<Arc<N>>, FxBuildHasher>,
     bytes: usize,
 }
 
@@ -111,41 +114,59 @@ impl<N: Codec> NodeQueue<N> {
     }
 
     fn get(&mut self, id: NodeId) -> Option<Arc<N>> {
-        self.map.get(&id).cloned()
+        self.map.get(&id).and_then(Clone::clone)
     }
 
     fn contains(&self, id: NodeId) -> bool {
-        self.map.contains(&id)
+        self.map.peek(&id).is_some_and(Option::is_some)
     }
 
     fn insert(&mut self, id: NodeId, node: Arc<N>) {
         self.bytes += node.mem_size();
-        if let Some(old) = self.map.put(id, node) {
+        let old = match self.map.get_mut(&id) {
+            Some(slot) => slot.replace(node),
+            None => self.map.put(id, Some(node)).flatten(),
+        };
+        if let Some(old) = old {
             self.bytes -= old.mem_size();
         }
     }
 
     fn remove(&mut self, id: NodeId) -> Option<Arc<N>> {
-        let node = self.map.pop(&id)?;
+        let node = self.map.pop(&id).flatten()?;
         self.bytes -= node.mem_size();
         Some(node)
     }
 
-    /// Removes the least recently used entry while over `budget`.
-    fn pop_over(&mut self, budget: usize) -> Option<(NodeId, Arc<N>)> {
-        if self.bytes <= budget {
-            return None;
-        }
-        let (id, node) = self.map.pop_lru()?;
+    /// Lends the node of `id` out, leaving its entry in place and empty.
+    fn take(&mut self, id: NodeId) -> Option<Arc<N>> {
+        let node = self.map.peek_mut(&id)?.take()?;
         self.bytes -= node.mem_size();
-        Some((id, node))
+        Some(node)
+    }
+
+    /// Removes the least recently used node while over `budget` (dropping
+    /// taken entries on the way).
+    fn pop_over(&mut self, budget: usize) -> Option<(NodeId, Arc<N>)> {
+        while self.bytes > budget {
+            match self.map.pop_lru()? {
+                (id, Some(node)) => {
+                    self.bytes -= node.mem_size();
+                    return Some((id, node));
+                }
+                (_, None) => continue,
+            }
+        }
+        None
     }
 
     fn drain(&mut self) -> Vec<(NodeId, Arc<N>)> {
         self.bytes = 0;
         let mut out = Vec::with_capacity(self.map.len());
-        while let Some(e) = self.map.pop_lru() {
-            out.push(e);
+        while let Some((id, node)) = self.map.pop_lru() {
+            if let Some(node) = node {
+                out.push((id, node));
+            }
         }
         out
     }
@@ -213,11 +234,9 @@ impl<N: Codec> Cache<N> {
         while self.bytes.load(Ordering::Relaxed) > room && idle < CACHE_SHARDS {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % CACHE_SHARDS;
             let mut shard = self.shards[i].lock();
-            match shard.map.pop_lru() {
+            match shard.pop_over(0) {
                 Some((_, node)) => {
-                    let size = node.mem_size();
-                    shard.bytes -= size;
-                    self.bytes.fetch_sub(size, Ordering::Relaxed);
+                    self.bytes.fetch_sub(node.mem_size(), Ordering::Relaxed);
                     idle = 0;
                 }
                 None => idle += 1,
@@ -669,7 +688,7 @@ impl<N: Codec> NodeStore<N> {
     pub fn release(&self, id: NodeId) {
         let mut st = self.shared.state.lock();
         self.shared.cache.remove(id);
-        st.dirty.remove(id);
+        st.dirty.take(id);
     }
 
     /// Removes `id`; later gets fail at once (invariant S2), and a write of
