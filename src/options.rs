@@ -171,7 +171,8 @@ impl Options {
     }
 
     /// The most bytes the compaction of one commit copies (default 16 MiB):
-    /// the bound on the write rate compaction adds.
+    /// the bound on the write rate compaction adds. Within it a commit
+    /// copies about as much as it writes itself, and at least 1 MiB.
     pub fn compaction_bytes_per_commit(mut self, bytes: u64) -> Self {
         self.compaction_bytes_per_commit = bytes;
         self

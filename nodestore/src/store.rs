@@ -281,6 +281,8 @@ struct State<N> {
     committed: Committed,
     /// Where the key check blob lies now (compaction may move it).
     key_check: Option<Location>,
+    /// Node bytes written (before filtering) when the last commit ended.
+    written_at_commit: u64,
     /// Segments compaction emptied: removed once a durable superblock no
     /// longer refers to them.
     obsolete: BTreeSet<SegmentId>,
@@ -501,6 +503,7 @@ impl<N: Codec> NodeStore<N> {
                 next_seq: 0,
                 failure: None,
                 key_check: superblock.key_check,
+                written_at_commit: 0,
                 obsolete: BTreeSet::new(),
                 committed: Committed {
                     superblock,
@@ -766,9 +769,23 @@ impl<N: Codec> NodeStore<N> {
     fn try_commit(&self, catalog: &[u8]) -> Result<(), StoreError> {
         self.writable()?;
         if let Some(policy) = self.shared.policy {
+            // Copy about as much as this commit writes (what is dirty and
+            // what was written since the last commit), at least a little
+            // and at most the policy's bound: compaction then at most
+            // doubles the write volume, and a small commit stays small.
+            let written = self
+                .shared
+                .counters
+                .bytes_unfiltered
+                .load(Ordering::Relaxed);
+            let (dirty, since) = {
+                let st = self.shared.state.lock();
+                (st.dirty.bytes as u64, written - st.written_at_commit)
+            };
+            let budget = (dirty + since).clamp(compact::POLICY_MIN_BYTES, policy.bytes_per_commit);
             let step = self.compact_step(
                 policy.max_live_ratio,
-                policy.bytes_per_commit,
+                budget,
                 compact::POLICY_SEAL_MIN_BYTES,
             );
             match step {
@@ -860,6 +877,11 @@ impl<N: Codec> NodeStore<N> {
         drop(writer);
 
         let mut st = self.shared.state.lock();
+        st.written_at_commit = self
+            .shared
+            .counters
+            .bytes_unfiltered
+            .load(Ordering::Relaxed);
         st.table.mark_clean();
         st.committed.directory = directory;
         st.committed.catalog = catalog.to_vec();

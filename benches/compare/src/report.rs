@@ -322,6 +322,10 @@ Milliseconds for times, MiB (2^20 bytes) for sizes; lower is better.
             let _ = writeln!(out, "- {}: {r:.1}×", row.label(cx.sizes));
         }
     }
+    // The profile of each row where Larix is behind is written by hand
+    // (it needs a profiler, not a timer) and kept beside the harness.
+    let analysis = include_str!("../analysis.md");
+    let _ = write!(out, "\n{analysis}");
     if let Some(chart) = cx.chart {
         let _ = write!(
             out,

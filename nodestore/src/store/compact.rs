@@ -24,6 +24,9 @@ use rustc_hash::FxHashMap;
 /// is this long, so that small stores do not churn tiny segments.
 pub(super) const POLICY_SEAL_MIN_BYTES: u64 = 1 << 20;
 
+/// The least the policy may copy in one commit, however small the commit.
+pub(super) const POLICY_MIN_BYTES: u64 = 1 << 20;
+
 /// How much compaction each commit does.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CompactionPolicy {
@@ -31,7 +34,8 @@ pub struct CompactionPolicy {
     /// rewritten (0.0 to 1.0).
     pub max_live_ratio: f64,
     /// At most this many bytes are copied per commit (the bound on the
-    /// write rate compaction adds).
+    /// write rate compaction adds). Within it, a commit copies about as
+    /// many bytes as it writes itself, and at least 1 MiB.
     pub bytes_per_commit: u64,
 }
 
