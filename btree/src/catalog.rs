@@ -7,7 +7,10 @@
 //! ```
 //!
 //! Names are unique, non-empty and at most [`MAX_NAME_LEN`] bytes; entries
-//! are written in name order.
+//! are written in strictly increasing name order (bytewise) and varints are
+//! minimal. The decoder accepts nothing else, so the encoding is canonical:
+//! a catalog that decodes re-encodes to the same bytes (empty bytes, the
+//! catalog of a new store, aside).
 
 use crate::{Error, Result};
 use integer_encoding::VarInt;
@@ -95,6 +98,9 @@ impl Catalog {
     }
 
     /// Reads a catalog; empty bytes are the empty catalog of a new store.
+    /// Only the canonical encoding is accepted, so a catalog that decodes
+    /// re-encodes to the very same bytes: minimal varints, names of 1 to
+    /// [`MAX_NAME_LEN`] bytes of UTF-8 in strictly increasing order.
     ///
     /// # Errors
     /// [`Error::CorruptCatalog`] naming the first inconsistency.
@@ -106,28 +112,37 @@ impl Catalog {
         if version != VERSION {
             return Err(bad(&format!("unknown catalog version {version}")));
         }
-        let take_varint = |rest: &mut &[u8]| -> Result<usize> {
-            let (v, n) = u64::decode_var(rest).ok_or_else(|| bad("truncated length"))?;
-            *rest = &rest[n..];
-            usize::try_from(v).map_err(|_| bad("length out of range"))
-        };
-        let count = take_varint(&mut rest)?;
+        let count = take_varint(&mut rest).map_err(|e| bad(&format!("tree count: {e}")))?;
         let mut trees = BTreeMap::new();
-        for _ in 0..count {
-            let len = take_varint(&mut rest)?;
-            if len > MAX_NAME_LEN || rest.len() < len + 8 {
-                return Err(bad("tree entry runs past the end"));
+        let mut last: Option<&str> = None;
+        for i in 0..count {
+            let len = take_varint(&mut rest).map_err(|e| bad(&format!("tree {i}: {e}")))?;
+            if len == 0 {
+                return Err(bad(&format!("tree {i} has an empty name")));
+            }
+            if len > MAX_NAME_LEN {
+                return Err(bad(&format!("tree {i} has a name of {len} bytes")));
+            }
+            if rest.len() < len + 8 {
+                return Err(bad(&format!("tree {i} runs past the end")));
             }
             let name =
                 std::str::from_utf8(&rest[..len]).map_err(|_| bad("tree name is not UTF-8"))?;
+            match last {
+                Some(prev) if prev == name => {
+                    return Err(bad(&format!("tree {name:?} appears twice")));
+                }
+                Some(prev) if prev > name => {
+                    return Err(bad(&format!(
+                        "tree {name:?} is out of order after {prev:?}"
+                    )));
+                }
+                _ => {}
+            }
+            last = Some(name);
             let mut raw = [0u8; 8];
             raw.copy_from_slice(&rest[len..len + 8]);
-            if trees
-                .insert(name.to_string(), NodeId(u64::from_le_bytes(raw)))
-                .is_some()
-            {
-                return Err(bad(&format!("tree {name:?} appears twice")));
-            }
+            trees.insert(name.to_string(), NodeId(u64::from_le_bytes(raw)));
             rest = &rest[len + 8..];
         }
         if !rest.is_empty() {
@@ -135,6 +150,16 @@ impl Catalog {
         }
         Ok(Catalog { trees })
     }
+}
+
+/// Takes a minimal LEB128 varint from the front of `rest`.
+fn take_varint(rest: &mut &[u8]) -> std::result::Result<usize, &'static str> {
+    let (v, n) = u64::decode_var(rest).ok_or("truncated length")?;
+    if n != v.required_space() {
+        return Err("length varint is not minimal");
+    }
+    *rest = &rest[n..];
+    usize::try_from(v).map_err(|_| "length out of range")
 }
 
 #[cfg(test)]
@@ -147,9 +172,14 @@ mod tests {
         let mut c = Catalog::default();
         c.set_root("files", NodeId(3));
         c.set_root("files@monday", NodeId(3));
-        c.set_root("", NodeId(9));
-        assert_eq!(Catalog::decode(&c.encode()).unwrap(), c);
+        c.set_root("é", NodeId(9));
+        c.set_root(&"n".repeat(MAX_NAME_LEN), NodeId(u64::MAX));
+        let bytes = c.encode();
+        let back = Catalog::decode(&bytes).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.encode(), bytes);
         assert_eq!(Catalog::decode(&[]).unwrap(), Catalog::default());
+        assert_eq!(Catalog::decode(&[VERSION, 0]).unwrap(), Catalog::default());
     }
 
     #[test]
@@ -168,10 +198,85 @@ mod tests {
         );
     }
 
+    /// The catalog bytes of `entries` as given: names in that order, each
+    /// length a one-byte varint.
+    fn raw(entries: &[&[u8]]) -> Vec<u8> {
+        let mut out = vec![VERSION, entries.len() as u8];
+        for (i, name) in entries.iter().enumerate() {
+            out.push(name.len() as u8);
+            out.extend_from_slice(name);
+            out.extend_from_slice(&(i as u64 + 1).to_le_bytes());
+        }
+        out
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        match Catalog::decode(bytes) {
+            Err(Error::CorruptCatalog(m)) => m,
+            other => panic!("{bytes:?} decoded: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_an_empty_name() {
+        assert!(refusal(&raw(&[b""])).contains("empty name"));
+        assert!(refusal(&raw(&[b"", b"a"])).contains("empty name"));
+        assert!(Catalog::decode(&raw(&[b"a", b"b"])).is_ok());
+    }
+
+    #[test]
+    fn rejects_names_out_of_order() {
+        assert!(refusal(&raw(&[b"b", b"a"])).contains("out of order"));
+        assert!(refusal(&raw(&[b"a", b"c", b"b"])).contains("out of order"));
+        // Byte order, as the catalog writes names: "B" sorts before "a".
+        assert!(refusal(&raw(&[b"a", b"B"])).contains("out of order"));
+        assert!(Catalog::decode(&raw(&[b"B", b"a", b"ab"])).is_ok());
+    }
+
+    #[test]
+    fn rejects_an_over_long_name() {
+        let mut long = vec![VERSION, 1];
+        long.extend_from_slice(&(MAX_NAME_LEN + 1).encode_var_vec());
+        long.extend(std::iter::repeat_n(b'n', MAX_NAME_LEN + 1 + 8));
+        assert!(refusal(&long).contains("1025 bytes"));
+    }
+
+    #[test]
+    fn rejects_non_minimal_varints() {
+        // The count 1 in two bytes.
+        let mut count = vec![VERSION, 0x81, 0x00, 1, b't'];
+        count.extend_from_slice(&[0; 8]);
+        assert!(refusal(&count).contains("not minimal"));
+        // The empty catalog's count 0 in two bytes.
+        assert!(refusal(&[VERSION, 0x80, 0x00]).contains("not minimal"));
+        // A name length of 1 in three bytes.
+        let mut len = vec![VERSION, 1, 0x81, 0x80, 0x00, b't'];
+        len.extend_from_slice(&[0; 8]);
+        assert!(refusal(&len).contains("not minimal"));
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
-            let _ = Catalog::decode(&bytes);
+            // Empty bytes (a new store) are the one other encoding of the
+            // empty catalog.
+            if let (false, Ok(c)) = (bytes.is_empty(), Catalog::decode(&bytes)) {
+                prop_assert_eq!(c.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn encodings_are_canonical(
+            trees in proptest::collection::btree_map("[a-z@é]{1,12}", any::<u64>(), 0..20),
+        ) {
+            let mut c = Catalog::default();
+            for (name, root) in &trees {
+                c.set_root(name, NodeId(*root));
+            }
+            let bytes = c.encode();
+            let back = Catalog::decode(&bytes).unwrap();
+            prop_assert_eq!(back.encode(), bytes);
+            prop_assert_eq!(back, c);
         }
     }
 }

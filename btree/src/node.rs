@@ -68,6 +68,23 @@ fn get_varint(bytes: &[u8], pos: &mut usize, limit: usize) -> Option<usize> {
     usize::try_from(v).ok().filter(|&v| v <= limit)
 }
 
+/// Reads a length varint of entry `i` at `*pos` for [`Node::parse`]: it
+/// must be minimal (the only encoding [`put_varint`] writes) and must not
+/// exceed `limit`; advances `pos`.
+fn parse_varint(bytes: &[u8], pos: &mut usize, limit: usize, i: usize) -> Result<usize, String> {
+    let start = *pos;
+    let v = get_varint(bytes, pos, limit)
+        .ok_or_else(|| format!("entry {i} runs past the end of the node"))?;
+    if *pos - start != v.required_space() {
+        return Err(format!(
+            "entry {i} has a length of {v} in {} bytes, not the minimal {}",
+            *pos - start,
+            v.required_space()
+        ));
+    }
+    Ok(v)
+}
+
 /// Encoded size of one leaf entry.
 pub fn leaf_entry_len(key: &[u8], value: &[u8]) -> usize {
     key.len().required_space() + value.len().required_space() + key.len() + value.len()
@@ -378,9 +395,9 @@ impl Node {
         for i in 0..count {
             offsets.push(pos as u32);
             let bad = || format!("entry {i} runs past the end of the node");
-            let klen = get_varint(bytes, &mut pos, end).ok_or_else(bad)?;
+            let klen = parse_varint(bytes, &mut pos, end, i)?;
             let rest = if kind == KIND_LEAF {
-                get_varint(bytes, &mut pos, end).ok_or_else(bad)?
+                parse_varint(bytes, &mut pos, end, i)?
             } else {
                 CHILD_LEN
             };
@@ -489,10 +506,40 @@ mod tests {
         assert!(Node::decode(&longer).is_err());
     }
 
+    #[test]
+    fn decode_rejects_non_minimal_varints() {
+        let minimal = [KIND_LEAF, 0, 1, 0, 0, 0, 1, 1, b'k', b'v'];
+        assert!(Node::decode(&minimal).is_ok());
+        // The key length 1 in two bytes, then the value length in three.
+        let long_key = [KIND_LEAF, 0, 1, 0, 0, 0, 0x81, 0x00, 1, b'k', b'v'];
+        let e = Node::decode(&long_key).unwrap_err().to_string();
+        assert!(e.contains("not the minimal 1"), "{e}");
+        let long_value = [KIND_LEAF, 0, 1, 0, 0, 0, 1, 0x81, 0x80, 0x00, b'k', b'v'];
+        assert!(Node::decode(&long_value).is_err());
+        // A zero length in two bytes, in an index entry.
+        let mut index = vec![KIND_INDEX, 1, 1, 0, 0, 0, 0x80, 0x00];
+        index.extend_from_slice(&7u64.to_le_bytes());
+        assert!(Node::decode(&index).is_err());
+        index.remove(7);
+        index[6] = 0;
+        assert!(Node::decode(&index).is_ok());
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = Node::decode(&bytes);
+            if let Ok(n) = Node::decode(&bytes) {
+                // Accepted bytes are canonical: the entries rebuild them.
+                let mut rebuilt = if n.is_leaf() { Node::new_leaf() } else { Node::new_index(n.level()) };
+                for i in 0..n.len() {
+                    if n.is_leaf() {
+                        rebuilt.insert_leaf(i, n.key(i), n.value(i));
+                    } else {
+                        rebuilt.insert_child(i, n.key(i), n.child(i));
+                    }
+                }
+                prop_assert_eq!(rebuilt.as_bytes(), &bytes[..]);
+            }
         }
 
         #[test]

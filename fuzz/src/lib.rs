@@ -8,22 +8,23 @@
 //!   segment, catalog).
 //! - [`filters`]: arbitrary bytes through each filter's decode, and
 //!   encode → decode round trips of arbitrary input.
-//! - [`seeds`]: valid encodings of every format, written to `seeds/` by the
-//!   `make-seeds` binary.
+//! - [`model`]: random operations on a few trees of a forest over a
+//!   failing, crashing backend, checked against `BTreeMap` models of the
+//!   live and the committed state.
+//! - [`seeds`]: valid encodings of every format and a few operation
+//!   sequences, written to `seeds/` by the `make-seeds` binary.
 //!
 //! Invariant of every check: a decoder given any bytes returns an error or
-//! a value, never panics; a value re-encodes to the same bytes where the
-//! format is canonical. A broken promise is a panic, which libFuzzer reports
-//! as a crash.
-//!
-//! A third target, `model` (random operations on the disk store checked
-//! against a `BTreeMap`, with injected I/O faults), is planned for when the
-//! on-disk node store exists; see `README.md`.
+//! a value, never panics; a value re-encodes to the same bytes (every
+//! format is canonical). The model never panics either: every operation
+//! agrees with the model or fails only under an injected fault. A broken
+//! promise is a panic, which libFuzzer reports as a crash.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod decode;
 pub mod filters;
+pub mod model;
 pub mod seeds;
 
 /// Takes up to 8 bytes from the front of `data` as a little-endian `u64`,

@@ -14,6 +14,7 @@ use larix_nodestore::{
 
 use crate::decode::Format;
 use crate::filters::{self, Mode, KEY};
+use crate::model::{self, Config, Crash, End, Filters, Op};
 
 /// A named seed input.
 pub type Seed = (String, Vec<u8>);
@@ -227,5 +228,153 @@ pub fn filters() -> Vec<Seed> {
     cases
         .into_iter()
         .map(|(name, mode, payload)| (name.to_string(), filters::input(mode, NODE_ID, 2, &payload)))
+        .collect()
+}
+
+/// The seeds of the `model` target: short operation sequences that reach
+/// every kind of operation, fault and configuration.
+pub fn model() -> Vec<Seed> {
+    let config = |node_size, immediate, filters, prefill| Config {
+        node_size,
+        immediate,
+        filters,
+        prefill,
+    };
+    let small = config(256, true, Filters::ZstdChecksum, false);
+    let full = config(256, true, Filters::ZstdChecksum, true);
+    let fill = |slot, from, count, tag| Op::Fill {
+        slot,
+        from,
+        count,
+        tag,
+    };
+    let range = |slot, lo, hi, reverse| Op::Range {
+        slot,
+        lo,
+        hi,
+        reverse,
+    };
+    let cases: [(&str, Config, Vec<Op>); 7] = [
+        (
+            "trees-and-clones",
+            small,
+            vec![
+                Op::Create(0),
+                fill(0, 0, 200, 7),
+                Op::Remove { slot: 0, key: 3 },
+                range(0, End::Included(10), End::Excluded(90), false),
+                Op::Commit,
+                Op::Clone { src: 0, dst: 1 },
+                Op::Insert {
+                    slot: 1,
+                    key: 5,
+                    tag: 200,
+                },
+                Op::RemoveRange {
+                    slot: 0,
+                    lo: End::Excluded(20),
+                    hi: End::Unbounded,
+                },
+                Op::TooLarge { slot: 1, key: 9 },
+                Op::Commit,
+                Op::Reopen { heal: true },
+                Op::Get { slot: 1, key: 5 },
+                range(1, End::Unbounded, End::Included(40), true),
+                Op::Check,
+            ],
+        ),
+        (
+            "crash-drops-unsynced",
+            full,
+            vec![
+                fill(0, 0, 256, 3),
+                Op::Commit,
+                fill(0, 100, 50, 9),
+                Op::Clone { src: 0, dst: 2 },
+                Op::Crash(Crash::Drop),
+                range(0, End::Unbounded, End::Unbounded, false),
+            ],
+        ),
+        (
+            "crash-tears-last-write",
+            full,
+            vec![
+                Op::RemoveRange {
+                    slot: 0,
+                    lo: End::Included(50),
+                    hi: End::Excluded(150),
+                },
+                Op::Commit,
+                fill(0, 60, 30, 11),
+                Op::Crash(Crash::Tear {
+                    keep: 100,
+                    shift: 0,
+                }),
+                Op::Commit,
+                fill(0, 0, 40, 12),
+                Op::Commit,
+                Op::Crash(Crash::Tear { keep: 64, shift: 6 }),
+                Op::Check,
+            ],
+        ),
+        (
+            "failing-commits",
+            full,
+            vec![
+                fill(0, 0, 128, 2),
+                Op::FailingCommit(10),
+                Op::Reopen { heal: false },
+                fill(0, 128, 128, 4),
+                Op::FailingCommit(30),
+                Op::Crash(Crash::Drop),
+                Op::Get { slot: 0, key: 200 },
+            ],
+        ),
+        (
+            "failing-operations",
+            full,
+            vec![
+                Op::FailAfter(5),
+                fill(0, 0, 64, 5),
+                Op::Remove { slot: 0, key: 70 },
+                Op::Clone { src: 0, dst: 1 },
+                Op::RemoveTree(0),
+                range(0, End::Excluded(3), End::Included(200), true),
+                Op::Commit,
+                Op::Reopen { heal: true },
+            ],
+        ),
+        (
+            "non-durable-commits",
+            config(256, false, Filters::Checksum, true),
+            vec![
+                fill(0, 0, 100, 6),
+                Op::Commit,
+                Op::Clone { src: 0, dst: 1 },
+                Op::Commit,
+                Op::Remove { slot: 1, key: 4 },
+                Op::Crash(Crash::Tear { keep: 3, shift: 4 }),
+                Op::Check,
+            ],
+        ),
+        (
+            "compaction-512",
+            config(512, true, Filters::Empty, true),
+            vec![
+                Op::Clone { src: 0, dst: 1 },
+                fill(1, 0, 256, 20),
+                Op::Commit,
+                Op::RemoveTree(0),
+                Op::Compact,
+                Op::Crash(Crash::Drop),
+                Op::Create(2),
+                Op::Compact,
+                Op::Check,
+            ],
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, config, ops)| (name.to_string(), model::encode(config, &ops)))
         .collect()
 }

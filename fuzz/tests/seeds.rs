@@ -24,9 +24,10 @@ fn inputs(dir: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 type Run = fn(&[u8]) -> bool;
-const TARGETS: [(&str, Run); 2] = [
+const TARGETS: [(&str, Run); 3] = [
     ("decode", larix_fuzz::decode::run),
     ("filters", larix_fuzz::filters::run),
+    ("model", larix_fuzz::model::run),
 ];
 
 #[test]
@@ -45,6 +46,7 @@ fn generated_seeds_match_the_committed_ones() {
     for (target, seeds) in [
         ("decode", larix_fuzz::seeds::decode()),
         ("filters", larix_fuzz::seeds::filters()),
+        ("model", larix_fuzz::seeds::model()),
     ] {
         let committed = inputs("seeds", target);
         for (name, bytes) in seeds {

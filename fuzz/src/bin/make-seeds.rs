@@ -10,6 +10,7 @@ fn main() -> std::io::Result<()> {
     for (target, seeds) in [
         ("decode", larix_fuzz::seeds::decode()),
         ("filters", larix_fuzz::seeds::filters()),
+        ("model", larix_fuzz::seeds::model()),
     ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir)?;
