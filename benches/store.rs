@@ -1,6 +1,6 @@
 //! The node store on disk: the background filter pipeline and commits.
 //!
-//! - `pipeline/bulk_load_commit/{none,zstd3_checksum}`: 1,000,000 random
+//! - `pipeline/bulk_load_commit/{none,zstd1_checksum}`: 1,000,000 random
 //!   24-byte keys with 150-byte values inserted into a new store, then one
 //!   durable commit; the same work with and without filters, so the ratio
 //!   shows what the filters cost once the workers run them.
@@ -51,8 +51,8 @@ fn bulk_load(c: &mut Criterion) {
     for (name, filters) in [
         ("none", vec![]),
         (
-            "zstd3_checksum",
-            vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+            "zstd1_checksum",
+            vec![FilterSpec::zstd(1), FilterSpec::checksum()],
         ),
     ] {
         g.bench_function(format!("bulk_load_commit/{name}"), |b| {
@@ -79,7 +79,7 @@ fn bulk_load(c: &mut Criterion) {
 fn commit_latency(c: &mut Criterion) {
     let data = pairs(100_000, 3);
     let dir = tempfile::tempdir().unwrap();
-    let filters = vec![FilterSpec::zstd(3), FilterSpec::checksum()];
+    let filters = vec![FilterSpec::zstd(1), FilterSpec::checksum()];
     let forest = Forest::open(dir.path(), options(filters)).unwrap();
     let tree = forest.create_tree("bench").unwrap();
     for (k, v) in &data {

@@ -47,9 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1_000_000);
     let filters = match flag("--filters").as_deref().unwrap_or("zstd") {
         "none" => vec![],
-        "zstd" => vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+        "zstd" => vec![FilterSpec::zstd(1), FilterSpec::checksum()],
         "zstd-encrypt" => vec![
-            FilterSpec::zstd(3),
+            FilterSpec::zstd(1),
             FilterSpec::encrypt([7; 32]),
             FilterSpec::checksum(),
         ],

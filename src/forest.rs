@@ -141,7 +141,7 @@ impl Forest {
 
     /// The parameters the store records and checks on every open: its node
     /// size and filter stack (names and settings, never keys), e.g.
-    /// `node_size=4096;filters=zstd(level=3),checksum(crc32c)`.
+    /// `node_size=4096;filters=zstd(level=1),checksum(crc32c)`.
     pub fn describe(&self) -> &str {
         &self.parameters
     }

@@ -32,14 +32,14 @@ pub struct Options {
 
 impl Default for Options {
     /// 4 KiB nodes, a 256 MiB cache, one worker per core, durable commits,
-    /// zstd level 3 and a checksum on every node.
+    /// zstd level 1 and a checksum on every node.
     fn default() -> Self {
         Options {
             node_size: DEFAULT_NODE_SIZE,
             cache_bytes: 256 << 20,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             durability: Durability::Immediate,
-            filters: vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+            filters: vec![FilterSpec::zstd(1), FilterSpec::checksum()],
             compaction: true,
             segment_bytes: 64 << 20,
             compaction_live_ratio: 0.5,
@@ -283,7 +283,7 @@ mod tests {
     fn stored_parameters_give_back_the_filters() {
         for specs in [
             vec![],
-            vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+            vec![FilterSpec::zstd(1), FilterSpec::checksum()],
             vec![FilterSpec::checksum()],
             vec![FilterSpec::command(
                 &["sh", "-c", "a b;c=d,(e)\\"],

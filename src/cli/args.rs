@@ -102,7 +102,7 @@ pub struct TreeArgs {
 /// it was created with; giving one of these for it is an error.
 #[derive(Debug, Args)]
 pub struct FilterArgs {
-    /// Compress nodes with zstd at LEVEL (1-22) [default: 3].
+    /// Compress nodes with zstd at LEVEL (1-22) [default: 1].
     #[arg(
         long,
         value_name = "LEVEL",

@@ -51,7 +51,7 @@ pub fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> 
     open(args)
 }
 
-/// The filters of a new store: zstd (level 3 unless given or turned off),
+/// The filters of a new store: zstd (level 1 unless given or turned off),
 /// encryption if there is a key file, and a checksum unless turned off, in
 /// the order the filter rules require.
 ///
@@ -60,7 +60,7 @@ pub fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> 
 pub fn filter_stack(filters: &FilterArgs, key_file: Option<&Path>) -> Result<Vec<FilterSpec>> {
     let mut stack = Vec::new();
     if !filters.no_zstd {
-        stack.push(FilterSpec::zstd(filters.zstd.unwrap_or(3)));
+        stack.push(FilterSpec::zstd(filters.zstd.unwrap_or(1)));
     }
     if let Some(path) = key_file {
         stack.push(FilterSpec::encrypt_key_file(path).map_err(larix::Error::from)?);

@@ -273,8 +273,8 @@ returns. Comparable caches: 1 GiB where the engine has one.
 | engine | durability | cache | compression | compaction |
 | --- | --- | --- | --- | --- |
 | larix-none | `Durability::Immediate` (default) | `cache_bytes` 1 GiB | none (`filters(vec![])`) | `forest.compact()` |
-| larix-zstd | same | same | `zstd(3), checksum()` (the default stack) | same |
-| larix-zstd-enc | same | same | `zstd(3), encrypt([7; 32]), checksum()` | same |
+| larix-zstd | same | same | `zstd(1), checksum()` (the default stack) | same |
+| larix-zstd-enc | same | same | `zstd(1), encrypt([7; 32]), checksum()` | same |
 | redb | `Durability::Immediate` (default) | 1 GiB (its default) | none | `Database::compact()` |
 | lmdb (heed) | default environment flags (synced commits) | the kernel's page cache; map size 16 GiB | none | copy with `CompactionOption::Enabled`; the copy is measured |
 | sled | `flush()` after each batch | `cache_capacity` 1 GiB | none | none offered: n/a |

@@ -99,12 +99,12 @@ pub fn open(name: &str, dir: &Path) -> Result<Box<dyn Engine>> {
         "larix-none" => Box::new(larix::Larix::open(dir, vec![])?),
         "larix-zstd" => Box::new(larix::Larix::open(
             dir,
-            vec![FilterSpec::zstd(3), FilterSpec::checksum()],
+            vec![FilterSpec::zstd(1), FilterSpec::checksum()],
         )?),
         "larix-zstd-enc" => Box::new(larix::Larix::open(
             dir,
             vec![
-                FilterSpec::zstd(3),
+                FilterSpec::zstd(1),
                 FilterSpec::encrypt([7; 32]),
                 FilterSpec::checksum(),
             ],
