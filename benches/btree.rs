@@ -1,12 +1,22 @@
-//! B-tree operations on the in-memory forest: the standard workload of
-//! random 24-byte keys and 150-byte values, 1,000,000 of them. The forest
-//! runs without filters and with a cache that holds every node, so these
-//! numbers are the B-tree's own; `benches/store.rs` measures the store.
+//! B-tree operations: the standard workload of random 24-byte keys and
+//! 150-byte values, 1,000,000 of them.
+//!
+//! - `memory`, `memory_1m`: the in-memory forest without filters and with a
+//!   cache that holds every node, so the numbers are the B-tree's own;
+//! - `disk_1m`: the same operations on a store on disk with the default
+//!   options (zstd and checksum, 256 MiB cache), after a commit;
+//! - `node`: encoding and decoding one full 4 KiB leaf;
+//! - `clone` in both groups: an O(1) clone of the 1M-entry tree and its
+//!   removal.
+//!
+//! `benches/store.rs` measures the background pipeline and commits.
 //!
 //! Run: `cargo bench --bench btree`. `LARIX_BENCH_N` changes the size.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use larix::{Forest, Options, Tree};
+use larix_btree::Node;
+use larix_nodestore::Codec;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
@@ -63,8 +73,58 @@ fn bulk_insert(c: &mut Criterion) {
 
 fn point_ops(c: &mut Criterion) {
     let data = pairs(n(), 1);
-    let (_forest, tree) = loaded(&data);
-    let mut g = c.benchmark_group("memory_1m");
+    let (forest, tree) = loaded(&data);
+    tree_ops(c, "memory_1m", &forest, &tree, &data);
+}
+
+fn disk_ops(c: &mut Criterion) {
+    let data = pairs(n(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let forest = Forest::open(dir.path(), Options::default()).unwrap();
+    let tree = forest.create_tree("bench").unwrap();
+    for (k, v) in &data {
+        tree.insert(k, v).unwrap();
+    }
+    forest.commit().unwrap();
+    tree_ops(c, "disk_1m", &forest, &tree, &data);
+}
+
+fn node_codec(c: &mut Criterion) {
+    let mut leaf = Node::new_leaf();
+    for (k, v) in pairs(64, 5) {
+        if leaf.size() + k.len() + v.len() + 4 > 4096 {
+            break;
+        }
+        if let Err(i) = leaf.search(&k) {
+            leaf.insert_leaf(i, &k, &v);
+        }
+    }
+    let mut bytes = Vec::new();
+    leaf.encode(&mut bytes);
+    let mut g = c.benchmark_group("node");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("encode_leaf_4k", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(4096);
+            leaf.encode(&mut out);
+            out
+        })
+    });
+    g.bench_function("decode_leaf_4k", |b| {
+        b.iter(|| Node::decode(&bytes).unwrap())
+    });
+    g.finish();
+}
+
+/// get, range of 10, insert and clone on a loaded tree.
+fn tree_ops(
+    c: &mut Criterion,
+    group: &str,
+    forest: &Forest,
+    tree: &Tree,
+    data: &[([u8; 24], [u8; 150])],
+) {
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
     let mut i = 0usize;
     g.bench_function("get_random", |b| {
@@ -91,8 +151,14 @@ fn point_ops(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    g.bench_function("clone_and_remove", |b| {
+        b.iter(|| {
+            forest.clone_tree("bench", "snapshot").unwrap();
+            forest.remove_tree("snapshot").unwrap();
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, bulk_insert, point_ops);
+criterion_group!(benches, bulk_insert, point_ops, disk_ops, node_codec);
 criterion_main!(benches);
