@@ -1,6 +1,5 @@
 //! The forest: open, create and remove trees, commit, check.
 
-use crate::options::Durability;
 use crate::{CheckReport, Options, Result, Tree};
 use larix_btree::Limits;
 use larix_filters::Pipeline;
@@ -122,10 +121,7 @@ impl Forest {
         let config = StoreConfig {
             cache_bytes: options.cache_bytes,
             workers: options.workers,
-            durability: match options.durability {
-                Durability::Immediate => larix_nodestore::Durability::Immediate,
-                Durability::None => larix_nodestore::Durability::None,
-            },
+            durability: options.durability,
             parameters: parameters.clone(),
             max_segment_bytes: options.segment_bytes,
             compaction: options.compaction.then_some(CompactionPolicy {

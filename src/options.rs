@@ -3,17 +3,7 @@
 use crate::{Error, Result};
 use larix_btree::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
 use larix_filters::FilterSpec;
-
-/// Whether a commit waits for the data to reach stable storage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Durability {
-    /// A commit syncs before it returns: it survives a power loss.
-    #[default]
-    Immediate,
-    /// A commit is atomic and consistent but not synced: a crash may return
-    /// the store to an earlier commit.
-    None,
-}
+pub use larix_nodestore::Durability;
 
 /// How to open a forest. Start from [`Options::default`] and change what
 /// you need; values are checked when the forest opens.

@@ -113,6 +113,23 @@ pub(crate) enum Plan {
     Absent,
 }
 
+/// The root and the shadowed path to `key`: the planned one if there is
+/// one (nothing to shadow on it), else a shadowing descent.
+fn shadowed_path(
+    txn: &mut Txn,
+    root: NodeId,
+    key: &[u8],
+    planned: Option<Path>,
+) -> Result<(NodeId, Path)> {
+    match planned {
+        Some(path) => Ok((root, path)),
+        None => {
+            let root = txn.shadow(root)?;
+            Ok((root, descend(txn, root, key)?))
+        }
+    }
+}
+
 /// Inserts or replaces `key` in the tree at `root`; returns the new root.
 ///
 /// `planned` is the path [`plan_in_place`] returned, if it did.
@@ -124,13 +141,7 @@ pub(crate) fn insert(
     value: &[u8],
     planned: Option<Path>,
 ) -> Result<NodeId> {
-    let (root, path) = match planned {
-        Some(path) => (root, path),
-        None => {
-            let root = txn.shadow(root)?;
-            (root, descend(txn, root, key)?)
-        }
-    };
+    let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
     match leaf.search(key) {
         Ok(i) => leaf.set_value(i, value),
@@ -150,13 +161,7 @@ pub(crate) fn remove(
     key: &[u8],
     planned: Option<Path>,
 ) -> Result<NodeId> {
-    let (root, path) = match planned {
-        Some(path) => (root, path),
-        None => {
-            let root = txn.shadow(root)?;
-            (root, descend(txn, root, key)?)
-        }
-    };
+    let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
     if let Ok(i) = leaf.search(key) {
         leaf.remove(i);

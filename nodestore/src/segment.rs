@@ -107,14 +107,8 @@ impl SegmentWriter {
                 max: MAX_BLOB_LEN.into(),
             })?;
         let header = BlobHeader { kind, id, len };
-        if self.end > 0 && self.end + header.record_len() > self.max_segment_bytes {
-            self.segment = self
-                .segment
-                .next()
-                .ok_or(FormatError::SegmentIdsExhausted {
-                    last: self.segment.0,
-                })?;
-            self.end = 0;
+        if self.end + header.record_len() > self.max_segment_bytes {
+            self.roll()?;
         }
         let mut record = Vec::with_capacity(HEADER_LEN + body.len());
         record.extend_from_slice(&header.encode());

@@ -49,15 +49,17 @@ const KEY_CHECK: &[u8] = b"larix key check v1";
 /// catalog). Node ids start at 1, so it names no node.
 const META_CONTEXT: u64 = 0;
 
-/// Whether a commit waits for stable storage.
+/// Whether a commit waits for the data to reach stable storage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
-    /// Sync the segments, then write and sync the superblock.
+    /// A commit syncs before it returns (the segments, then the superblock
+    /// slot that points at them): it survives a power loss.
     #[default]
     Immediate,
-    /// Write everything but the superblock and sync nothing; the commit
-    /// becomes durable with the next immediate commit or when the store is
-    /// dropped. A crash returns the store to the last durable commit.
+    /// A commit is atomic and consistent but writes no superblock and syncs
+    /// nothing; it becomes durable with the next immediate commit or when
+    /// the store is dropped. A crash returns the store to the last durable
+    /// commit, never to a mix.
     None,
 }
 
@@ -1081,7 +1083,7 @@ fn create(
     config: &StoreConfig,
 ) -> Result<Superblock, StoreError> {
     // Segments left by a creation that crashed before its superblock.
-    remove_uncommitted_segments(backend, crate::SegmentId::FIRST)?;
+    remove_uncommitted_segments(backend, SegmentId::FIRST)?;
     let mut sb = Superblock::new(FilterStack::new(config.parameters.clone())?);
     let mut writer = SegmentWriter::new(crate::SegmentId::FIRST, 0, config.max_segment_bytes);
     let body = pipeline.encode(&Context::new(META_CONTEXT), KEY_CHECK)?;
@@ -1149,38 +1151,25 @@ fn remove_unreferenced_segments(
     sb: &Superblock,
 ) -> Result<(), StoreError> {
     let live = compact::live_by_segment(table, directory, sb, sb.key_check);
-    let segments = backend
-        .segments()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
-    let mut removed = false;
-    for seg in segments {
-        if seg < sb.next_segment && !live.contains_key(&seg) {
-            let file = FileId::Segment(seg);
-            backend
-                .remove(file)
-                .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-            removed = true;
-        }
-    }
-    if removed {
-        backend
-            .sync_dir()
-            .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
-    }
-    Ok(())
+    remove_segments(backend, |s| s < sb.next_segment && !live.contains_key(&s))
 }
 
 /// Removes segment files at or past `first`: written after the last
 /// durable commit, so nothing committed refers to them.
-fn remove_uncommitted_segments(
+fn remove_uncommitted_segments(backend: &dyn Backend, first: SegmentId) -> Result<(), StoreError> {
+    remove_segments(backend, |s| s >= first)
+}
+
+/// Removes the segment files `doomed` picks, then syncs the directory if
+/// any went.
+fn remove_segments(
     backend: &dyn Backend,
-    first: crate::SegmentId,
+    doomed: impl Fn(SegmentId) -> bool,
 ) -> Result<(), StoreError> {
-    let segments = backend
-        .segments()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let dir_err = |e| FormatError::io("the store directory".into(), None, e);
+    let segments = backend.segments().map_err(dir_err)?;
     let mut removed = false;
-    for seg in segments.into_iter().filter(|&s| s >= first) {
+    for seg in segments.into_iter().filter(|&s| doomed(s)) {
         let file = FileId::Segment(seg);
         backend
             .remove(file)
@@ -1188,9 +1177,7 @@ fn remove_uncommitted_segments(
         removed = true;
     }
     if removed {
-        backend
-            .sync_dir()
-            .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+        backend.sync_dir().map_err(dir_err)?;
     }
     Ok(())
 }

@@ -267,16 +267,6 @@ impl<N: Codec> Shared<N> {
         if removable.is_empty() {
             return Ok(());
         }
-        let backend = &*self.backend;
-        for seg in removable {
-            let file = FileId::Segment(seg);
-            backend
-                .remove(file)
-                .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-        }
-        backend
-            .sync_dir()
-            .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
-        Ok(())
+        super::remove_segments(&*self.backend, |s| removable.contains(&s))
     }
 }
