@@ -101,6 +101,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let get = start.elapsed();
     let start = Instant::now();
+    for (k, _) in data.iter().take(n / 2) {
+        for item in tree.range(k.as_slice()..)?.take(10) {
+            item?;
+        }
+    }
+    let range = start.elapsed();
+    let start = Instant::now();
     tree.insert(b"one more key", b"one more value")?;
     forest.commit()?;
     let small_commit = start.elapsed();
@@ -151,8 +158,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (load + commit).as_secs_f64()
     );
     println!(
-        "{n} gets: {:.2} µs each; commit of one insert: {:.2} ms",
+        "{n} gets: {:.2} µs each; {} range reads of 10: {:.2} µs each; commit of one insert: {:.2} ms",
         get.as_secs_f64() * 1e6 / n as f64,
+        n / 2,
+        range.as_secs_f64() * 1e6 / (n / 2).max(1) as f64,
         small_commit.as_secs_f64() * 1e3
     );
     println!(

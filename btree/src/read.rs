@@ -155,9 +155,9 @@ fn walk_from(
     Ok(ControlFlow::Continue(()))
 }
 
-/// Up to `max` entries in `bounds` from the first leaf (or the last, if
-/// `reverse`) that has any, nearest the bound first taken, returned in key
-/// order; empty when the bounds hold nothing.
+/// Up to `max` entries in `bounds` nearest its lower bound (or its upper
+/// bound, if `reverse`), gathered across consecutive leaves in one walk
+/// and returned in key order; empty when the bounds hold nothing.
 pub(crate) fn next_leaf(
     store: &NodeStore<Node>,
     root: NodeId,
@@ -165,18 +165,25 @@ pub(crate) fn next_leaf(
     reverse: bool,
     max: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
-    walk(store, root, bounds, reverse, &mut |leaf, mut hits| {
-        if hits.len() > max {
-            hits = if reverse {
-                hits.end - max..hits.end
-            } else {
-                hits.start..hits.start + max
-            };
+    let mut out = Vec::with_capacity(max.min(64));
+    let entry = |leaf: &Node, i: usize| (leaf.key(i).to_vec(), leaf.value(i).to_vec());
+    walk(store, root, bounds, reverse, &mut |leaf, hits| {
+        let room = max.saturating_sub(out.len());
+        if reverse {
+            // Gathered from the end, reversed below.
+            out.extend(hits.rev().take(room).map(|i| entry(leaf, i)));
+        } else {
+            out.extend(hits.take(room).map(|i| entry(leaf, i)));
         }
-        out.extend(hits.map(|i| (leaf.key(i).to_vec(), leaf.value(i).to_vec())));
-        ControlFlow::Break(())
+        if out.len() >= max {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     })?;
+    if reverse {
+        out.reverse();
+    }
     Ok(out)
 }
 

@@ -389,6 +389,11 @@ pub(crate) fn write_into(data: &mut Vec<u8>, offset: u64, src: &[u8]) -> io::Res
     let end = start
         .checked_add(src.len())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    if start == data.len() {
+        // An append, the common case: no zero fill to overwrite.
+        data.extend_from_slice(src);
+        return Ok(());
+    }
     if data.len() < end {
         data.resize(end, 0);
     }
