@@ -6,22 +6,28 @@
 //!
 //! Responsibilities:
 //! - hand out node ids (logical, never reused);
-//! - keep each live node and its reference count (the node table);
+//! - keep each live node and its reference count: a cache of decoded
+//!   nodes, a dirty queue of recent puts, an in-flight map of nodes on
+//!   their way to disk through worker threads running the filter pipeline,
+//!   and a node table of locations and refcounts ([`NodeStore`]);
+//! - commit atomically (segments synced, then the other superblock slot),
+//!   recover the last commit on open, and compact sparse segments;
 //! - keep the forest catalog as opaque bytes and switch it atomically on
 //!   [`NodeStore::commit`].
 //!
-//! Invariants (numbered as in `docs/design.md`):
+//! Invariants S1–S10 are listed in `docs/design.md`; the first three:
 //! - S1: an id returned by [`NodeStore::allocate`] is never returned again.
 //! - S2: [`NodeStore::get`] of a freed id fails with
 //!   [`StoreError::NodeMissing`] at once.
 //! - S3: a re-put of an id replaces the node; the older version is never
 //!   read again.
 //!
-//! The on-disk building blocks (not yet used by [`NodeStore`]): the
-//! [`Backend`] all I/O goes through, blob records ([`BlobHeader`]) in
-//! segment files ([`SegmentWriter`], [`read_blob`], [`scan_segment`]),
-//! the two-slot [`Superblock`], the chunked [`NodeTable`] and its
-//! [`Directory`]. Their byte layouts are in `FORMAT.md`.
+//! The on-disk building blocks: the [`Backend`] all I/O goes through
+//! ([`FileBackend`], [`MemBackend`], and the fault-injecting
+//! [`FaultyBackend`] of the crash tests), blob records ([`BlobHeader`]) in
+//! segment files ([`SegmentWriter`], [`read_blob`], [`scan_segment`]), the
+//! two-slot [`Superblock`], the chunked [`NodeTable`] and its
+//! [`Directory`]. Their byte layouts are in `docs/design.md`.
 #![forbid(unsafe_code)]
 
 mod backend;
