@@ -13,35 +13,20 @@
 //!
 //! Run: `cargo bench --bench btree`. `LARIX_BENCH_N` changes the size.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use larix::{Forest, Options, Tree};
 use larix_btree::Node;
 use larix_nodestore::Codec;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
+use support::{env, pairs, Pair};
 
 fn n() -> usize {
-    std::env::var("LARIX_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
+    env("LARIX_BENCH_N", 1_000_000)
 }
 
-fn pairs(n: usize, seed: u64) -> Vec<([u8; 24], [u8; 150])> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let mut k = [0u8; 24];
-            let mut v = [0u8; 150];
-            rng.fill(&mut k[..]);
-            rng.fill(&mut v[..]);
-            (k, v)
-        })
-        .collect()
-}
-
-fn loaded(data: &[([u8; 24], [u8; 150])]) -> (Forest, Tree) {
+fn loaded(data: &[Pair]) -> (Forest, Tree) {
     let options = Options::default().filters(vec![]).cache_bytes(1 << 30);
     let forest = Forest::in_memory(options).unwrap();
     let tree = forest.create_tree("bench").unwrap();
@@ -117,13 +102,7 @@ fn node_codec(c: &mut Criterion) {
 }
 
 /// get, range of 10, insert and clone on a loaded tree.
-fn tree_ops(
-    c: &mut Criterion,
-    group: &str,
-    forest: &Forest,
-    tree: &Tree,
-    data: &[([u8; 24], [u8; 150])],
-) {
+fn tree_ops(c: &mut Criterion, group: &str, forest: &Forest, tree: &Tree, data: &[Pair]) {
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
     let mut i = 0usize;

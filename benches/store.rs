@@ -11,31 +11,12 @@
 //! the bulk load, `LARIX_BENCH_CACHE_MIB` the cache (default 512 MiB, which
 //! holds the million entries' nodes).
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use larix::{FilterSpec, Forest, Options};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pairs(n: usize, seed: u64) -> Vec<([u8; 24], [u8; 150])> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let mut k = [0u8; 24];
-            let mut v = [0u8; 150];
-            rng.fill(&mut k[..]);
-            rng.fill(&mut v[..]);
-            (k, v)
-        })
-        .collect()
-}
+use support::{env, pairs};
 
 fn options(filters: Vec<FilterSpec>) -> Options {
     Options::default()

@@ -10,28 +10,19 @@
 //! Without `--disk` the forest is in memory.
 
 use larix::{FilterSpec, Forest, Options};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+
+// The benchmarks' data; `env` there sizes the benchmarks, not this example.
+#[allow(dead_code)]
+#[path = "../benches/support/mod.rs"]
+mod support;
 use std::time::Instant;
+use support::pairs;
 
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// `count` random pairs from a seed other than the load's.
-fn pairs_after(seed: usize, count: usize) -> Vec<([u8; 24], [u8; 150])> {
-    let mut rng = StdRng::seed_from_u64(seed as u64 + 7);
-    (0..count)
-        .map(|_| {
-            let (mut k, mut v) = ([0u8; 24], [0u8; 150]);
-            rng.fill(&mut k[..]);
-            rng.fill(&mut v[..]);
-            (k, v)
-        })
-        .collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -69,15 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         options = options.workers(w.parse()?);
     }
 
-    let mut rng = StdRng::seed_from_u64(1);
-    let data: Vec<([u8; 24], [u8; 150])> = (0..n)
-        .map(|_| {
-            let (mut k, mut v) = ([0u8; 24], [0u8; 150]);
-            rng.fill(&mut k[..]);
-            rng.fill(&mut v[..]);
-            (k, v)
-        })
-        .collect();
+    let data = pairs(n, 1);
     let rss_data = peak_rss_mib().unwrap_or(0.0);
     let forest = match flag("--disk") {
         Some(dir) => {
@@ -111,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tree.insert(b"one more key", b"one more value")?;
     forest.commit()?;
     let small_commit = start.elapsed();
-    let batches = pairs_after(n, 100 * 1000);
+    let batches = pairs(100 * 1000, n as u64 + 7);
     let start = Instant::now();
     for batch in batches.chunks(1000) {
         for (k, v) in batch {

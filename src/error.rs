@@ -53,9 +53,6 @@ pub enum Error {
     /// The node store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The operation is not available in this build.
-    #[error("not supported: {0}")]
-    Unsupported(&'static str),
 }
 
 /// Shorthand for results of Larix calls.

@@ -1,6 +1,6 @@
 //! The forest: open, create and remove trees, commit, check.
 
-use crate::{CheckReport, Options, Result, Tree};
+use crate::{CheckReport, Options, Result, SegmentStats, Tree};
 use larix_btree::Limits;
 use larix_filters::Pipeline;
 use larix_nodestore::{Backend, CompactionPolicy, FileBackend, MemBackend, NodeStore, StoreConfig};
@@ -55,18 +55,6 @@ pub struct Stats {
     pub live_bytes: u64,
     /// Live and total bytes of each segment file, by segment.
     pub segments: Vec<SegmentStats>,
-}
-
-/// The space one segment file takes and how much of it is in use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SegmentStats {
-    /// The segment's number (its file is `seg-NNNNNN.lx`).
-    pub segment: u32,
-    /// Bytes of the records still in use.
-    pub live_bytes: u64,
-    /// Bytes of the file.
-    pub total_bytes: u64,
 }
 
 impl Stats {
@@ -215,15 +203,7 @@ impl Forest {
             sync_time: store.sync_time,
             disk_bytes: store.disk_bytes,
             live_bytes: store.live_bytes,
-            segments: store
-                .segments
-                .iter()
-                .map(|u| SegmentStats {
-                    segment: u.segment,
-                    live_bytes: u.live_bytes,
-                    total_bytes: u.total_bytes,
-                })
-                .collect(),
+            segments: store.segments,
         }
     }
 

@@ -35,9 +35,11 @@ mod options;
 mod tree;
 
 pub use error::{Error, Result};
-pub use forest::{Forest, SegmentStats, Stats};
+pub use forest::{Forest, Stats};
 pub use larix_btree::{CheckReport, Problem};
 pub use larix_filters::{FilterError, FilterSpec};
+/// The space one segment file takes and how much of it is in use.
+pub use larix_nodestore::SegmentUsage as SegmentStats;
 pub use options::{Durability, Options};
 pub use tree::{LevelShape, Range, Shape, Tree};
 

@@ -119,6 +119,11 @@ impl Pipeline {
             .join(",")
     }
 
+    /// Whether the pipeline has a filter called `name` (`"encrypt"`, ...).
+    pub fn has_filter(&self, name: &str) -> bool {
+        self.filters.iter().any(|f| f.name() == name)
+    }
+
     /// Whether the pipeline has no filter (encode and decode copy bytes).
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()

@@ -460,7 +460,7 @@ impl<N: Codec> NodeStore<N> {
                 Ok(plain) if plain == KEY_CHECK => {}
                 // Only a key can make an intact blob fail to decode; without
                 // encryption the blob itself is damaged.
-                _ if pipeline.describe().contains("encrypt(") => return Err(StoreError::WrongKey),
+                _ if pipeline.has_filter("encrypt") => return Err(StoreError::WrongKey),
                 result => {
                     return Err(StoreError::MetadataDamaged {
                         what: "key check blob",
@@ -485,8 +485,7 @@ impl<N: Codec> NodeStore<N> {
                     })?
             }
         };
-        remove_uncommitted_segments(&*backend, superblock.next_segment)?;
-        remove_unreferenced_segments(&*backend, &table, &directory, &superblock)?;
+        remove_dead_segments(&*backend, &table, &directory, &superblock)?;
 
         let writer = SegmentWriter::new(superblock.next_segment, 0, config.max_segment_bytes);
         let shared = Arc::new(Shared {
@@ -1083,7 +1082,7 @@ fn create(
     config: &StoreConfig,
 ) -> Result<Superblock, StoreError> {
     // Segments left by a creation that crashed before its superblock.
-    remove_uncommitted_segments(backend, SegmentId::FIRST)?;
+    remove_segments(backend, |_| true)?;
     let mut sb = Superblock::new(FilterStack::new(config.parameters.clone())?);
     let mut writer = SegmentWriter::new(crate::SegmentId::FIRST, 0, config.max_segment_bytes);
     let body = pipeline.encode(&Context::new(META_CONTEXT), KEY_CHECK)?;
@@ -1141,23 +1140,18 @@ fn make_durable(backend: &dyn Backend) -> Result<(), StoreError> {
         .map_err(|e| FormatError::io("the store directory".into(), None, e).into())
 }
 
-/// Removes segment files below `sb.next_segment` that hold no blob the
-/// committed state refers to: left by a compaction whose removal a crash
-/// interrupted.
-fn remove_unreferenced_segments(
+/// Removes the segment files the committed state does not refer to: those
+/// at or past `sb.next_segment` (written after the last durable commit)
+/// and those below it with nothing live (left by a compaction whose
+/// removal a crash interrupted).
+fn remove_dead_segments(
     backend: &dyn Backend,
     table: &NodeTable,
     directory: &Directory,
     sb: &Superblock,
 ) -> Result<(), StoreError> {
     let live = compact::live_by_segment(table, directory, sb, sb.key_check);
-    remove_segments(backend, |s| s < sb.next_segment && !live.contains_key(&s))
-}
-
-/// Removes segment files at or past `first`: written after the last
-/// durable commit, so nothing committed refers to them.
-fn remove_uncommitted_segments(backend: &dyn Backend, first: SegmentId) -> Result<(), StoreError> {
-    remove_segments(backend, |s| s >= first)
+    remove_segments(backend, |s| s >= sb.next_segment || !live.contains_key(&s))
 }
 
 /// Removes the segment files `doomed` picks, then syncs the directory if

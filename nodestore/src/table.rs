@@ -192,11 +192,6 @@ impl NodeTable {
         out
     }
 
-    /// Bytes of the records of all entries with a location.
-    pub fn total_live_bytes(&self) -> u64 {
-        self.live_bytes.values().sum()
-    }
-
     /// Encodes chunk `idx` (all free if it has no entries; `idx` above
     /// [`MAX_CHUNK`] never has any): 256 slots of
     /// 16 bytes (segment u32, offset u32, body length u32, refcount u32;
