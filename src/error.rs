@@ -41,6 +41,20 @@ pub enum Error {
         /// The largest key length plus value length accepted.
         limit: usize,
     },
+    /// The store pipes its nodes through an external command, and the
+    /// caller did not name that command itself: Larix never runs a command
+    /// on the word of a store, which anyone may have made.
+    #[error(
+        "the store filters its nodes through the command {encode:?} / {decode:?}, which Larix \
+         will not run on the store's say-so: name it yourself \
+         (larix --filter-command {encode:?} {decode:?}, or Options::from_store_with_command)"
+    )]
+    UntrustedCommand {
+        /// The encoding command the store records, its words joined by spaces.
+        encode: String,
+        /// The decoding command the store records.
+        decode: String,
+    },
     /// An option is out of range.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -55,6 +55,8 @@ pub struct Stats {
     pub live_bytes: u64,
     /// Live and total bytes of each segment file, by segment.
     pub segments: Vec<SegmentStats>,
+    /// What opening the store noticed ([`Forest::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 impl Stats {
@@ -86,6 +88,22 @@ impl Forest {
         Forest::with_backend(Arc::new(backend), options)
     }
 
+    /// Opens the forest stored in directory `path` for reading only: it
+    /// writes nothing (no file is created, written, synced or removed), so
+    /// a store on read-only media, a snapshot or a backup can be queried.
+    /// It takes a shared lock: several readers may open a store at once,
+    /// but not beside a writer. Writes, commits and compaction fail with a
+    /// read-only error.
+    ///
+    /// # Errors
+    /// As [`Forest::open`]; a store error if there is no store at `path`.
+    pub fn open_read_only(path: impl AsRef<Path>, options: Options) -> Result<Forest> {
+        options.validate()?;
+        let backend =
+            FileBackend::open_read_only(path).map_err(larix_nodestore::StoreError::from)?;
+        Forest::with_config(Arc::new(backend), options, true)
+    }
+
     /// A forest held in memory only. It runs on the same node store as a
     /// forest on disk (cache, dirty queue, workers, filters), over an
     /// in-memory backend.
@@ -103,6 +121,10 @@ impl Forest {
     /// # Errors
     /// As [`Forest::open`].
     pub fn with_backend(backend: Arc<dyn Backend>, options: Options) -> Result<Forest> {
+        Forest::with_config(backend, options, false)
+    }
+
+    fn with_config(backend: Arc<dyn Backend>, options: Options, read_only: bool) -> Result<Forest> {
         let limits = options.validate()?;
         let pipeline = Pipeline::new(&options.filters)?;
         let parameters = parameters(limits, &pipeline);
@@ -116,7 +138,7 @@ impl Forest {
                 max_live_ratio: options.compaction_live_ratio,
                 bytes_per_commit: options.compaction_bytes_per_commit,
             }),
-            ..StoreConfig::default()
+            read_only,
         };
         let store = NodeStore::open(backend, pipeline, config)?;
         let inner = larix_btree::Forest::new(store, limits)?;
@@ -128,6 +150,14 @@ impl Forest {
     /// `node_size=4096;filters=zstd(level=1),checksum(crc32c)`.
     pub fn describe(&self) -> &str {
         &self.parameters
+    }
+
+    /// What opening the store noticed and worked around, one line each: a
+    /// damaged newest superblock slot (the store then rolled back to the
+    /// commit before it), an unreadable key check blob. Empty for a store
+    /// in good order; `larix check` and `larix stats` print them.
+    pub fn warnings(&self) -> Vec<String> {
+        self.inner.store().warnings().to_vec()
     }
 
     /// Creates an empty tree called `name`.
@@ -204,6 +234,7 @@ impl Forest {
             disk_bytes: store.disk_bytes,
             live_bytes: store.live_bytes,
             segments: store.segments,
+            warnings: self.warnings(),
         }
     }
 

@@ -5,6 +5,15 @@ use larix_btree::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
 use larix_filters::FilterSpec;
 pub use larix_nodestore::Durability;
 
+/// The most background filter threads a forest runs.
+pub const MAX_WORKERS: usize = 256;
+
+/// The smallest cache, in nodes of the configured size: the dirty queue and
+/// the in-flight writes must each hold a few nodes.
+pub const MIN_CACHE_NODES: usize = 16;
+
+pub use larix_nodestore::MIN_COMPACTION_BYTES_PER_COMMIT;
+
 /// How to open a forest. Start from [`Options::default`] and change what
 /// you need; values are checked when the forest opens.
 #[derive(Clone, Debug)]
@@ -73,26 +82,53 @@ impl Options {
     }
 
     /// The options an existing store was created with: its node size and
-    /// filter stack, read from its superblock. A store with an encryption
-    /// filter needs `key_file` (32 raw bytes or 64 hex characters).
+    /// filter stack, read from its superblock (without writing anything). A
+    /// store with an encryption filter needs `key_file` (32 raw bytes or 64
+    /// hex characters); one without refuses a key file, so that nobody
+    /// believes plaintext is encrypted. A store that pipes its nodes
+    /// through a command is refused: see
+    /// [`Options::from_store_with_command`].
     ///
     /// # Errors
     /// A store error if `path` holds no readable store;
     /// [`Error::InvalidOptions`] if the store is encrypted and no key file
-    /// is given, or its filter stack cannot be rebuilt.
+    /// is given (or the reverse), or its filter stack cannot be rebuilt;
+    /// [`Error::UntrustedCommand`] if the store records a command filter.
     pub fn from_store(
         path: impl AsRef<std::path::Path>,
         key_file: Option<&std::path::Path>,
     ) -> Result<Options> {
+        Options::from_store_with_command(path, key_file, None)
+    }
+
+    /// [`Options::from_store`] for a store whose nodes pass through an
+    /// external command: `command` (a [`FilterSpec::command`]) must name
+    /// the very command the store records. Larix never runs a command it
+    /// read from a store, since whoever made the store chose it.
+    ///
+    /// # Errors
+    /// As [`Options::from_store`]; [`Error::UntrustedCommand`] if the store
+    /// records a command and `command` is missing or names another one;
+    /// [`Error::InvalidOptions`] if `command` is given for a store that
+    /// records none.
+    pub fn from_store_with_command(
+        path: impl AsRef<std::path::Path>,
+        key_file: Option<&std::path::Path>,
+        command: Option<&FilterSpec>,
+    ) -> Result<Options> {
         use larix_nodestore::{read_newest, FileBackend, StoreError};
-        let backend = FileBackend::open(path, false).map_err(StoreError::from)?;
+        let backend = FileBackend::open_read_only(path).map_err(StoreError::from)?;
         let superblock = read_newest(&backend).map_err(StoreError::from)?;
-        Options::from_parameters(superblock.filter_stack.as_str(), key_file)
+        Options::from_parameters(superblock.filter_stack.as_str(), key_file, command)
     }
 
     /// Options from a parameter string as a store records it
     /// (`node_size=N;filters=name(params),...`).
-    fn from_parameters(text: &str, key_file: Option<&std::path::Path>) -> Result<Options> {
+    fn from_parameters(
+        text: &str,
+        key_file: Option<&std::path::Path>,
+        command: Option<&FilterSpec>,
+    ) -> Result<Options> {
         let bad = |why: &str| Error::InvalidOptions(format!("stored parameters {text:?}: {why}"));
         let rest = text
             .strip_prefix("node_size=")
@@ -126,12 +162,34 @@ impl Options {
                     };
                     let e = argv(encode, "encode=").ok_or_else(|| bad("bad command"))?;
                     let d = argv(decode, "decode=").ok_or_else(|| bad("bad command"))?;
-                    let e: Vec<&str> = e.iter().map(String::as_str).collect();
-                    let d: Vec<&str> = d.iter().map(String::as_str).collect();
-                    FilterSpec::command(&e, &d)
+                    match command {
+                        Some(FilterSpec::Command { encode, decode, .. })
+                            if *encode == e && *decode == d =>
+                        {
+                            command.cloned().ok_or_else(|| bad("bad command"))?
+                        }
+                        _ => {
+                            return Err(Error::UntrustedCommand {
+                                encode: e.join(" "),
+                                decode: d.join(" "),
+                            })
+                        }
+                    }
                 }
                 _ => return Err(bad(&format!("unknown filter {name:?}"))),
             });
+        }
+        let has = |name| specs.iter().any(|s| s.name() == name);
+        if key_file.is_some() && !has("encrypt") {
+            return Err(Error::InvalidOptions(
+                "the store is not encrypted: a key file would not be used, so none is accepted"
+                    .into(),
+            ));
+        }
+        if command.is_some() && !has("command") {
+            return Err(Error::InvalidOptions(
+                "the store has no command filter: drop the command".into(),
+            ));
         }
         Ok(Options::default().node_size(node_size).filters(specs))
     }
@@ -185,17 +243,33 @@ impl Options {
                 self.segment_bytes
             )));
         }
-        if self.workers == 0 {
-            return Err(Error::InvalidOptions(
-                "workers must be at least 1".to_string(),
-            ));
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(Error::InvalidOptions(format!(
+                "workers {} is outside 1..={MAX_WORKERS}",
+                self.workers
+            )));
         }
-        Limits::new(self.node_size).ok_or_else(|| {
+        if self.compaction_bytes_per_commit < MIN_COMPACTION_BYTES_PER_COMMIT {
+            return Err(Error::InvalidOptions(format!(
+                "compaction_bytes_per_commit {} is below the least a commit copies, \
+                 {MIN_COMPACTION_BYTES_PER_COMMIT} bytes",
+                self.compaction_bytes_per_commit
+            )));
+        }
+        let limits = Limits::new(self.node_size).ok_or_else(|| {
             Error::InvalidOptions(format!(
                 "node_size {} is outside {MIN_NODE_SIZE}..={MAX_NODE_SIZE} bytes",
                 self.node_size
             ))
-        })
+        })?;
+        let least_cache = MIN_CACHE_NODES * self.node_size;
+        if self.cache_bytes < least_cache {
+            return Err(Error::InvalidOptions(format!(
+                "cache_bytes {} is below {MIN_CACHE_NODES} nodes of {} bytes ({least_cache} bytes)",
+                self.cache_bytes, self.node_size
+            )));
+        }
+        Ok(limits)
     }
 }
 
@@ -259,12 +333,15 @@ mod tests {
     use super::*;
     use larix_filters::Pipeline;
 
-    fn round_trip(specs: Vec<FilterSpec>) -> Vec<FilterSpec> {
-        let text = format!(
+    fn describe(specs: &[FilterSpec]) -> String {
+        format!(
             "node_size=4096;filters={}",
-            Pipeline::new(&specs).unwrap().describe()
-        );
-        let o = Options::from_parameters(&text, None).unwrap();
+            Pipeline::new(specs).unwrap().describe()
+        )
+    }
+
+    fn round_trip(specs: Vec<FilterSpec>, command: Option<&FilterSpec>) -> Vec<FilterSpec> {
+        let o = Options::from_parameters(&describe(&specs), None, command).unwrap();
         assert_eq!(o.node_size, 4096);
         o.filters
     }
@@ -275,19 +352,51 @@ mod tests {
             vec![],
             vec![FilterSpec::zstd(1), FilterSpec::checksum()],
             vec![FilterSpec::checksum()],
-            vec![FilterSpec::command(
-                &["sh", "-c", "a b;c=d,(e)\\"],
-                &["gzip", "-dc"],
-            )],
         ] {
-            assert_eq!(round_trip(specs.clone()), specs);
+            assert_eq!(round_trip(specs.clone(), None), specs);
         }
+    }
+
+    /// Issue 12 item 1: a command recorded in a store is never armed from
+    /// the store's text; only the caller's own, identical command is used.
+    #[test]
+    fn a_recorded_command_needs_the_callers_own() {
+        let gz = FilterSpec::command(&["/bin/sh", "-c", "a b;c=d,(e)\\"], &["/bin/gzip", "-dc"]);
+        let text = describe(std::slice::from_ref(&gz));
+        match Options::from_parameters(&text, None, None) {
+            Err(Error::UntrustedCommand { encode, decode }) => {
+                assert_eq!(encode, "/bin/sh -c a b;c=d,(e)\\");
+                assert_eq!(decode, "/bin/gzip -dc");
+            }
+            other => panic!("expected UntrustedCommand, got {other:?}"),
+        }
+        let other = FilterSpec::command(&["/bin/cat"], &["/bin/gzip", "-dc"]);
+        assert!(matches!(
+            Options::from_parameters(&text, None, Some(&other)),
+            Err(Error::UntrustedCommand { .. })
+        ));
+        assert_eq!(round_trip(vec![gz.clone()], Some(&gz)), vec![gz.clone()]);
+        let plain = describe(&[FilterSpec::checksum()]);
+        assert!(matches!(
+            Options::from_parameters(&plain, None, Some(&gz)),
+            Err(Error::InvalidOptions(_))
+        ));
+    }
+
+    /// Issue 12 item 10: a key file for an unencrypted store is refused,
+    /// not silently ignored.
+    #[test]
+    fn a_key_file_for_a_plain_store_is_refused() {
+        let plain = describe(&[FilterSpec::checksum()]);
+        let e =
+            Options::from_parameters(&plain, Some(std::path::Path::new("k")), None).unwrap_err();
+        assert!(e.to_string().contains("not encrypted"), "{e}");
     }
 
     #[test]
     fn an_encrypted_store_needs_a_key_file() {
         let text = "node_size=4096;filters=encrypt(xchacha20poly1305),checksum(crc32c)";
-        let e = Options::from_parameters(text, None).unwrap_err();
+        let e = Options::from_parameters(text, None, None).unwrap_err();
         assert!(e.to_string().contains("key file"), "{e}");
     }
 
@@ -301,7 +410,10 @@ mod tests {
             "node_size=4096;filters=zstd(level=3),",
             "node_size=4096;filters=lz4()",
         ] {
-            assert!(Options::from_parameters(text, None).is_err(), "{text}");
+            assert!(
+                Options::from_parameters(text, None, None).is_err(),
+                "{text}"
+            );
         }
     }
 }

@@ -22,10 +22,25 @@ pub const MAX_NAME_LEN: usize = 1024;
 const VERSION: u8 = 1;
 
 /// Tree names and their roots.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Each tree also has a *birth*, a number given when its name enters the
+/// catalog (created, cloned into, or loaded) and kept while it changes, so a
+/// reader can tell the tree it started on from a later tree of the same
+/// name. Births are not stored and take no part in equality.
+#[derive(Clone, Debug, Default)]
 pub struct Catalog {
     trees: BTreeMap<String, NodeId>,
+    births: BTreeMap<String, u64>,
+    next_birth: u64,
 }
+
+impl PartialEq for Catalog {
+    fn eq(&self, other: &Catalog) -> bool {
+        self.trees == other.trees
+    }
+}
+
+impl Eq for Catalog {}
 
 impl Catalog {
     /// The root of tree `name`.
@@ -43,13 +58,31 @@ impl Catalog {
         self.trees.contains_key(name)
     }
 
-    /// Points tree `name` at `root`, adding the tree if new.
+    /// The birth of tree `name` (see [`Catalog`]).
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`] if there is no such tree.
+    pub fn birth(&self, name: &str) -> Result<u64> {
+        self.births
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::TreeNotFound {
+                name: name.to_string(),
+            })
+    }
+
+    /// Points tree `name` at `root`, adding the tree (with a new birth) if
+    /// new.
     pub fn set_root(&mut self, name: &str, root: NodeId) {
-        self.trees.insert(name.to_string(), root);
+        if self.trees.insert(name.to_string(), root).is_none() {
+            self.next_birth += 1;
+            self.births.insert(name.to_string(), self.next_birth);
+        }
     }
 
     /// Drops tree `name` from the catalog; returns its root.
     pub fn remove(&mut self, name: &str) -> Result<NodeId> {
+        self.births.remove(name);
         self.trees.remove(name).ok_or_else(|| Error::TreeNotFound {
             name: name.to_string(),
         })
@@ -113,7 +146,7 @@ impl Catalog {
             return Err(bad(&format!("unknown catalog version {version}")));
         }
         let count = take_varint(&mut rest).map_err(|e| bad(&format!("tree count: {e}")))?;
-        let mut trees = BTreeMap::new();
+        let mut catalog = Catalog::default();
         let mut last: Option<&str> = None;
         for i in 0..count {
             let len = take_varint(&mut rest).map_err(|e| bad(&format!("tree {i}: {e}")))?;
@@ -142,13 +175,13 @@ impl Catalog {
             last = Some(name);
             let mut raw = [0u8; 8];
             raw.copy_from_slice(&rest[len..len + 8]);
-            trees.insert(name.to_string(), NodeId(u64::from_le_bytes(raw)));
+            catalog.set_root(name, NodeId(u64::from_le_bytes(raw)));
             rest = &rest[len + 8..];
         }
         if !rest.is_empty() {
             return Err(bad("stray bytes after the last tree"));
         }
-        Ok(Catalog { trees })
+        Ok(catalog)
     }
 }
 
@@ -166,6 +199,21 @@ fn take_varint(rest: &mut &[u8]) -> std::result::Result<usize, &'static str> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Issue 12 item 12: a tree removed and created again under its name is
+    /// another tree, with another birth.
+    #[test]
+    fn a_name_reused_is_a_new_birth() {
+        let mut c = Catalog::default();
+        c.set_root("a", NodeId(1));
+        let first = c.birth("a").unwrap();
+        c.set_root("a", NodeId(2));
+        assert_eq!(c.birth("a").unwrap(), first);
+        c.remove("a").unwrap();
+        assert!(c.birth("a").is_err());
+        c.set_root("a", NodeId(3));
+        assert_ne!(c.birth("a").unwrap(), first);
+    }
 
     #[test]
     fn round_trips() {

@@ -196,7 +196,7 @@ pub(crate) fn check(store: &NodeStore<Node>, catalog: &Catalog, limits: Limits) 
     };
     for (_, root) in catalog.iter() {
         *c.found.entry(root).or_default() += 1;
-        c.visit(root);
+        c.visit(root, None);
     }
     c.check_refcounts();
     CheckReport {
@@ -207,11 +207,23 @@ pub(crate) fn check(store: &NodeStore<Node>, catalog: &Catalog, limits: Limits) 
 }
 
 impl Checker<'_> {
-    fn visit(&mut self, id: NodeId) -> Option<Summary> {
+    /// Checks the subtree of `id`, which its parent needs at `level`. A node
+    /// at another level is not descended into (its edge is reported as a
+    /// B2 problem), so levels strictly decrease along the recursion: its
+    /// depth is at most 256 and a cycle of child pointers ends it.
+    fn visit(&mut self, id: NodeId, level: Option<u8>) -> Option<Summary> {
         if let Some(s) = self.seen.get(&id) {
             return s.clone();
         }
         let summary = match self.store.get_verified(id) {
+            Ok(node) if level.is_some_and(|l| l != node.level()) => Some(Summary {
+                min: None,
+                max: None,
+                level: node.level(),
+                size: node.size(),
+                len: node.len(),
+                underfull: false,
+            }),
             Ok(node) => Some(self.check_node(id, &node)),
             Err(e) => {
                 self.problems.push(Problem::Unreadable {
@@ -252,7 +264,9 @@ impl Checker<'_> {
         for j in 0..node.len() {
             let child = node.child(j);
             *self.found.entry(child).or_default() += 1;
-            let Some(s) = self.visit(child) else { continue };
+            let Some(s) = self.visit(child, node.level().checked_sub(1)) else {
+                continue;
+            };
             self.check_edge(id, node, j, child, &s);
             if j + 1 == node.len() {
                 summary.max = s.max;

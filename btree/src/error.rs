@@ -39,6 +39,17 @@ pub enum Error {
         /// The largest key length plus value length accepted.
         limit: usize,
     },
+    /// A stored node does not sit one level below its parent (invariant
+    /// B2): the tree is damaged, and following it could loop.
+    #[error("damaged tree: {id} is at level {found} where its parent needs level {expected}")]
+    LevelMismatch {
+        /// The child node.
+        id: larix_nodestore::NodeId,
+        /// The level its parent requires.
+        expected: u8,
+        /// The level it has.
+        found: u8,
+    },
     /// The stored catalog of trees could not be decoded.
     #[error("the tree catalog is damaged: {0}")]
     CorruptCatalog(String),

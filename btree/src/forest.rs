@@ -189,8 +189,27 @@ impl Tree {
         &self.name
     }
 
-    pub(crate) fn root(&self) -> Result<NodeId> {
-        self.shared.catalog.read().root(&self.name)
+    /// The birth of the tree that bears the name now (see [`Catalog`]).
+    pub(crate) fn birth(&self) -> Result<u64> {
+        self.shared.catalog.read().birth(&self.name)
+    }
+
+    /// Runs one read with the catalog locked for sharing, on the tree of
+    /// birth `birth` only: if the tree was removed (and perhaps another
+    /// created under its name), [`Error::TreeNotFound`].
+    pub(crate) fn read_born<T>(
+        &self,
+        birth: u64,
+        f: impl FnOnce(&NodeStore<Node>, NodeId) -> Result<T>,
+    ) -> Result<T> {
+        let catalog = self.shared.catalog.read();
+        let root = catalog.root(&self.name)?;
+        if catalog.birth(&self.name)? != birth {
+            return Err(Error::TreeNotFound {
+                name: self.name.to_string(),
+            });
+        }
+        f(&self.shared.store, root)
     }
 
     /// Runs one read with the catalog locked for sharing.
@@ -273,8 +292,7 @@ impl Tree {
     /// # Errors
     /// [`Error::TreeNotFound`]; the iterator yields store errors.
     pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<RangeIter> {
-        self.root()?;
-        Ok(RangeIter::new(self.clone(), Bounds::from_range(&range)))
+        RangeIter::new(self.clone(), Bounds::from_range(&range))
     }
 
     /// Number of entries within `range`.

@@ -6,6 +6,7 @@
 
 use crate::limits::Limits;
 use crate::node::{leaf_entry_len, Node, HEADER_LEN};
+use crate::read;
 use crate::txn::Txn;
 use crate::Result;
 use larix_nodestore::NodeId;
@@ -21,11 +22,14 @@ pub(crate) struct Path {
 fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
     let mut steps = Vec::new();
     let mut cur = root;
+    let mut level = None;
     loop {
         let node = txn.get(cur)?;
+        read::expect_level(cur, &node, level)?;
         if node.is_leaf() {
             return Ok(Path { steps, leaf: cur });
         }
+        level = read::child_level(&node);
         let i = node.child_index(key);
         let child = node.child(i);
         drop(node);
@@ -64,11 +68,14 @@ pub(crate) fn plan_in_place(
     let mut path = Vec::new();
     let mut steps = Vec::new();
     let mut cur = root;
+    let mut level = None;
     loop {
         if txn.refcount(cur)? != 1 {
             return Ok(Plan::Copying);
         }
         let node = txn.get(cur)?;
+        read::expect_level(cur, &node, level)?;
+        level = read::child_level(&node);
         let next = (!node.is_leaf()).then(|| {
             let i = node.child_index(key);
             steps.push((cur, i));

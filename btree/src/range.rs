@@ -16,6 +16,10 @@ use std::ops::Bound;
 /// Entries of a tree within bounds, in key order, from either end.
 pub struct RangeIter {
     tree: Tree,
+    /// The birth of the tree the iterator started on: a refill after that
+    /// tree was removed ends with `TreeNotFound` rather than reading a tree
+    /// of the same name created since.
+    birth: u64,
     bounds: Bounds,
     front: VecDeque<(Vec<u8>, Vec<u8>)>,
     back: VecDeque<(Vec<u8>, Vec<u8>)>,
@@ -29,23 +33,24 @@ pub struct RangeIter {
 const FIRST_BATCH: usize = 16;
 
 impl RangeIter {
-    pub(crate) fn new(tree: Tree, bounds: Bounds) -> RangeIter {
-        RangeIter {
+    pub(crate) fn new(tree: Tree, bounds: Bounds) -> Result<RangeIter> {
+        Ok(RangeIter {
+            birth: tree.birth()?,
             tree,
             bounds,
             front: VecDeque::new(),
             back: VecDeque::new(),
             batch: FIRST_BATCH,
             exhausted: false,
-        }
+        })
     }
 
     /// Loads the next leaf's entries at one end and narrows the bounds.
     fn refill(&mut self, reverse: bool) -> Result<()> {
         let (bounds, batch) = (&self.bounds, self.batch);
-        let entries = self
-            .tree
-            .read(|store, root| read::next_leaf(store, root, bounds, reverse, batch))?;
+        let entries = self.tree.read_born(self.birth, |store, root| {
+            read::next_leaf(store, root, bounds, reverse, batch)
+        })?;
         self.batch = self.batch.saturating_mul(2);
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             self.exhausted = true;

@@ -5,9 +5,10 @@
 //! a [`Bounds`], handing the callback the matching entry positions.
 
 use crate::node::Node;
-use crate::Result;
+use crate::{Error, Result};
 use larix_nodestore::{NodeId, NodeStore};
 use std::ops::{Bound, ControlFlow, Range};
+use std::sync::Arc;
 
 /// Owned key bounds of a range.
 #[derive(Clone, Debug)]
@@ -100,12 +101,45 @@ impl Bounds {
     }
 }
 
+/// Fails unless `node` (stored under `id`) sits at `level`, the level its
+/// parent requires (B2). Every descent checks it, so the levels of a walk
+/// strictly decrease: a damaged or hostile store whose child pointers form
+/// a cycle gives an error, never an endless walk.
+///
+/// # Errors
+/// [`Error::LevelMismatch`].
+pub(crate) fn expect_level(id: NodeId, node: &Node, level: Option<u8>) -> Result<()> {
+    match level {
+        Some(l) if node.level() != l => Err(Error::LevelMismatch {
+            id,
+            expected: l,
+            found: node.level(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The level the children of index node `parent` must sit at.
+pub(crate) fn child_level(parent: &Node) -> Option<u8> {
+    parent.level().checked_sub(1)
+}
+
+/// Child `j` of index node `parent`, checked to sit one level below it.
+///
+/// # Errors
+/// A store error, or [`Error::LevelMismatch`].
+pub(crate) fn child(store: &NodeStore<Node>, parent: &Node, j: usize) -> Result<Arc<Node>> {
+    let id = parent.child(j);
+    let node = store.get(id)?;
+    expect_level(id, &node, child_level(parent))?;
+    Ok(node)
+}
+
 /// The value stored under `key` in the tree at `root`.
 pub(crate) fn lookup(store: &NodeStore<Node>, root: NodeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
     let mut node = store.get(root)?;
     while !node.is_leaf() {
-        let child = node.child(node.child_index(key));
-        node = store.get(child)?;
+        node = child(store, &node, node.child_index(key))?;
     }
     Ok(node.search(key).ok().map(|i| node.value(i).to_vec()))
 }
@@ -120,12 +154,14 @@ pub(crate) fn walk(
     reverse: bool,
     f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
 ) -> Result<()> {
-    walk_from(store, root, bounds, reverse, f).map(|_| ())
+    walk_from(store, root, None, bounds, reverse, f).map(|_| ())
 }
 
+/// Walks the subtree of `id`, which must sit at `level` (any for a root).
 fn walk_from(
     store: &NodeStore<Node>,
-    root: NodeId,
+    id: NodeId,
+    level: Option<u8>,
     bounds: &Bounds,
     reverse: bool,
     f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
@@ -133,7 +169,8 @@ fn walk_from(
     if bounds.is_empty() {
         return Ok(ControlFlow::Continue(()));
     }
-    let node = store.get(root)?;
+    let node = store.get(id)?;
+    expect_level(id, &node, level)?;
     if node.is_leaf() {
         let hits = bounds.in_leaf(&node);
         if hits.is_empty() {
@@ -148,7 +185,8 @@ fn walk_from(
         Box::new(children)
     };
     for j in order {
-        if walk_from(store, node.child(j), bounds, reverse, f)?.is_break() {
+        let below = child_level(&node);
+        if walk_from(store, node.child(j), below, bounds, reverse, f)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }
     }
@@ -222,11 +260,15 @@ pub struct LevelShape {
 pub(crate) fn shape(store: &NodeStore<Node>, root: NodeId) -> Result<Vec<LevelShape>> {
     let mut levels = Vec::new();
     let mut frontier = vec![root];
+    let mut expected = None;
     while !frontier.is_empty() {
         let mut level = LevelShape::default();
         let mut next = Vec::new();
+        let mut below = None;
         for id in frontier {
             let node = store.get(id)?;
+            expect_level(id, &node, expected)?;
+            below = child_level(&node);
             level.nodes += 1;
             level.bytes += node.size() as u64;
             level.entries += node.len() as u64;
@@ -236,6 +278,7 @@ pub(crate) fn shape(store: &NodeStore<Node>, root: NodeId) -> Result<Vec<LevelSh
         }
         levels.push(level);
         frontier = next;
+        expected = below;
     }
     levels.reverse();
     Ok(levels)

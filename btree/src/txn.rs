@@ -10,7 +10,7 @@
 //! reference and the original loses one.
 
 use crate::node::Node;
-use crate::Result;
+use crate::{read, Result};
 use larix_nodestore::{NodeId, NodeStore, StoreError};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
@@ -114,17 +114,20 @@ impl<'s> Txn<'s> {
     /// children lose a reference in turn. Leaves are freed without being
     /// read: a child of a level-1 node is known to be a leaf.
     pub fn decref(&mut self, id: NodeId) -> Result<()> {
-        let mut stack = vec![(id, false)];
-        while let Some((id, known_leaf)) = stack.pop() {
+        // Each entry carries the level its parent requires (B2), so a
+        // damaged tree cannot make the walk loop.
+        let mut stack = vec![(id, None)];
+        while let Some((id, level)) = stack.pop() {
             let rc = self.refcount(id)?;
             if rc > 1 {
                 self.set_refcount(id, rc - 1);
                 continue;
             }
-            if !known_leaf {
+            if level != Some(0) {
                 let node = self.get(id)?;
-                let leaf_children = node.level() == 1;
-                stack.extend(node.children().map(|c| (c, leaf_children)));
+                read::expect_level(id, &node, level)?;
+                let below = read::child_level(&node);
+                stack.extend(node.children().map(|c| (c, below)));
             }
             self.discard(id);
         }

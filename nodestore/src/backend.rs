@@ -19,18 +19,10 @@
 //! - Only `sync` makes a file's bytes durable, and only `sync_dir` makes
 //!   the creation or removal of a file durable.
 
-use crate::FormatError;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// The file a [`FileBackend`] locks while the store is open.
-pub const LOCK_FILE: &str = "lock";
 
 /// The number of a segment file. Segment 0 is never used, so that an
 /// all-zero node table slot can mean "free".
@@ -139,6 +131,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Any I/O error.
     fn sync_dir(&self) -> io::Result<()>;
 
+    /// Creates `file` holding exactly `data`, replacing any file of that
+    /// name, atomically: a reader (and, once [`Backend::sync_dir`] has run,
+    /// a crash) finds either the old file or all of `data`, never a part.
+    /// The new bytes are durable when it returns; the name, after
+    /// `sync_dir`.
+    ///
+    /// # Errors
+    /// Any I/O error; the old file is then untouched.
+    fn create_whole(&self, file: FileId, data: &[u8]) -> io::Result<()>;
+
     /// Removes `file`.
     ///
     /// # Errors
@@ -155,147 +157,6 @@ pub trait Backend: Send + Sync + 'static {
     /// A human-readable name for `file`, for error messages.
     fn name(&self, file: FileId) -> String {
         file.file_name()
-    }
-}
-
-/// A store kept in a directory of real files.
-///
-/// Open file handles are cached, one per file, and shared by all threads
-/// (positioned I/O needs no seek, so handles are never contended).
-#[derive(Debug)]
-pub struct FileBackend {
-    dir: PathBuf,
-    /// Holds an exclusive advisory lock on the store's lock file for as
-    /// long as the backend lives, so two handles never write one store.
-    _lock: File,
-    handles: Mutex<HashMap<FileId, Arc<File>>>,
-}
-
-impl FileBackend {
-    /// Opens the store directory `dir`, creating it (and its parents) if it
-    /// is missing and `create` is true, and locks it against other handles
-    /// (in this process or another) until the backend is dropped.
-    ///
-    /// # Errors
-    /// [`FormatError::MissingDirectory`] if `dir` is missing and `create`
-    /// is false; [`FormatError::Locked`] if another handle has it open;
-    /// [`FormatError::Io`] if it cannot be created or is not a directory.
-    pub fn open(dir: impl AsRef<Path>, create: bool) -> Result<FileBackend, FormatError> {
-        let dir = dir.as_ref().to_path_buf();
-        let io_err = |e| FormatError::io(dir.display().to_string(), None, e);
-        match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(io_err(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    "not a directory",
-                )))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !create {
-                    return Err(FormatError::MissingDirectory { path: dir });
-                }
-                fs::create_dir_all(&dir).map_err(io_err)?;
-            }
-            Err(e) => return Err(io_err(e)),
-        }
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| FormatError::io(lock_path.display().to_string(), None, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(FormatError::Locked { path: dir }),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(FormatError::io(lock_path.display().to_string(), None, e))
-            }
-        }
-        Ok(FileBackend {
-            dir,
-            _lock: lock,
-            handles: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The store directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The full path of `file`.
-    pub fn path(&self, file: FileId) -> PathBuf {
-        self.dir.join(file.file_name())
-    }
-
-    /// The cached handle of `file`, opening it (and creating it if
-    /// `create`) on first use.
-    fn handle(&self, file: FileId, create: bool) -> io::Result<Arc<File>> {
-        let mut handles = self.handles.lock();
-        if let Some(h) = handles.get(&file) {
-            return Ok(Arc::clone(h));
-        }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(self.path(file))?;
-        let f = Arc::new(f);
-        handles.insert(file, Arc::clone(&f));
-        Ok(f)
-    }
-}
-
-impl Backend for FileBackend {
-    fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.handle(file, false)?.read_exact_at(buf, offset)
-    }
-
-    fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.handle(file, true)?.write_all_at(data, offset)
-    }
-
-    fn len(&self, file: FileId) -> io::Result<u64> {
-        let cached = self.handles.lock().get(&file).cloned();
-        match cached {
-            Some(h) => Ok(h.metadata()?.len()),
-            None => Ok(fs::metadata(self.path(file))?.len()),
-        }
-    }
-
-    fn sync(&self, file: FileId) -> io::Result<()> {
-        self.handle(file, false)?.sync_data()
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
-    }
-
-    fn remove(&self, file: FileId) -> io::Result<()> {
-        let mut handles = self.handles.lock();
-        handles.remove(&file);
-        fs::remove_file(self.path(file))
-    }
-
-    fn segments(&self) -> io::Result<Vec<SegmentId>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if let Some(FileId::Segment(s)) = name.to_str().and_then(FileId::from_file_name) {
-                out.push(s);
-            }
-        }
-        out.sort_unstable();
-        Ok(out)
-    }
-
-    fn name(&self, file: FileId) -> String {
-        self.path(file).display().to_string()
     }
 }
 
@@ -321,6 +182,11 @@ impl Backend for MemBackend {
 
     fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
         write_into(self.files.lock().entry(file).or_default(), offset, data)
+    }
+
+    fn create_whole(&self, file: FileId, data: &[u8]) -> io::Result<()> {
+        self.files.lock().insert(file, data.to_vec());
+        Ok(())
     }
 
     fn len(&self, file: FileId) -> io::Result<u64> {
@@ -363,6 +229,19 @@ pub(crate) fn segments_of(files: impl Iterator<Item = FileId>) -> Vec<SegmentId>
         .collect()
 }
 
+/// The segment ids among directory entry names, ascending; names that are
+/// not canonical segment names are ignored.
+pub(crate) fn segments_from_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<SegmentId> {
+    let mut out: Vec<SegmentId> = names
+        .filter_map(|n| match FileId::from_file_name(n) {
+            Some(FileId::Segment(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// Copies `data[offset..offset + buf.len()]` into `buf`, or fails with
 /// `UnexpectedEof` if the range runs past the end.
 pub(crate) fn read_from(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -402,13 +281,14 @@ pub(crate) fn write_into(data: &mut Vec<u8>, offset: u64, src: &[u8]) -> io::Res
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::sync::Arc;
 
     const SEG: FileId = FileId::Segment(SegmentId(42));
 
     /// The contract shared by every backend, run against `b`.
-    fn check_contract(b: &dyn Backend) {
+    pub(crate) fn check_contract(b: &dyn Backend) {
         let mut buf = [0u8; 4];
         assert_eq!(
             b.read_at(SEG, 0, &mut buf).unwrap_err().kind(),
@@ -443,6 +323,11 @@ mod tests {
         assert_eq!(b.segments().unwrap(), vec![SegmentId(7)]);
         assert_eq!(b.len(SEG).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert_eq!(b.len(FileId::Superblock).unwrap(), 2);
+        b.create_whole(FileId::Superblock, b"whole").unwrap();
+        let mut whole = [0u8; 5];
+        b.read_at(FileId::Superblock, 0, &mut whole).unwrap();
+        assert_eq!(&whole, b"whole");
+        assert_eq!(b.len(FileId::Superblock).unwrap(), 5);
     }
 
     #[test]
@@ -491,71 +376,6 @@ mod tests {
     #[test]
     fn mem_backend_keeps_the_contract() {
         check_contract(&MemBackend::new());
-    }
-
-    #[test]
-    fn file_backend_keeps_the_contract() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = FileBackend::open(dir.path(), false).unwrap();
-        check_contract(&b);
-        assert!(b.name(SEG).ends_with("seg-000042.lx"));
-        // Stray files in the directory are not segments.
-        fs::write(dir.path().join("seg-1.lx"), b"x").unwrap();
-        fs::write(dir.path().join("notes.txt"), b"x").unwrap();
-        assert_eq!(b.segments().unwrap(), vec![SegmentId(7)]);
-    }
-
-    #[test]
-    fn file_backend_bytes_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let b = FileBackend::open(dir.path(), false).unwrap();
-            b.write_at(SEG, 0, b"durable").unwrap();
-            b.sync(SEG).unwrap();
-            b.sync_dir().unwrap();
-        }
-        let b = FileBackend::open(dir.path(), false).unwrap();
-        let mut buf = [0u8; 7];
-        b.read_at(SEG, 0, &mut buf).unwrap();
-        assert_eq!(&buf, b"durable");
-        assert_eq!(b.len(SEG).unwrap(), 7);
-        assert_eq!(fs::read(b.path(SEG)).unwrap(), b"durable");
-    }
-
-    #[test]
-    fn file_backend_missing_directory_is_a_typed_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("a").join("b");
-        match FileBackend::open(&missing, false) {
-            Err(FormatError::MissingDirectory { path }) => assert_eq!(path, missing),
-            other => panic!("expected MissingDirectory, got {other:?}"),
-        }
-        assert!(!missing.exists());
-        let b = FileBackend::open(&missing, true).unwrap();
-        assert!(missing.is_dir());
-        b.write_at(FileId::Superblock, 0, b"x").unwrap();
-        assert!(missing.join("superblock").is_file());
-    }
-
-    #[test]
-    fn file_backend_refuses_a_plain_file_as_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("plain");
-        fs::write(&file, b"x").unwrap();
-        let err = FileBackend::open(&file, true).unwrap_err();
-        assert!(matches!(err, FormatError::Io { .. }), "{err:?}");
-        assert!(err.to_string().contains("plain"), "{err}");
-    }
-
-    #[test]
-    fn file_backend_locks_its_directory_until_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = FileBackend::open(dir.path(), true).unwrap();
-        let err = FileBackend::open(dir.path(), true).unwrap_err();
-        assert!(matches!(err, FormatError::Locked { .. }), "{err:?}");
-        assert!(err.to_string().contains("in use"), "{err}");
-        drop(first);
-        FileBackend::open(dir.path(), false).unwrap();
     }
 
     #[test]

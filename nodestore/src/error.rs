@@ -59,6 +59,9 @@ pub enum StoreError {
         /// The parameters given to open it.
         given: String,
     },
+    /// The store was opened read-only and a write or commit was asked for.
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// The key check blob does not decode: the encryption key is wrong.
     #[error(
         "wrong key: the store's key check does not decrypt with the key given (or it is damaged)"

@@ -88,6 +88,9 @@ struct FaultyFile {
     durable_entry: bool,
     /// Writes since the last sync, oldest first.
     pending: Vec<PendingWrite>,
+    /// Set by `create_whole` until the next `sync_dir`: what a crash
+    /// brings back (the durable bytes of the file it replaced, or nothing).
+    replaced: Option<Option<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -147,6 +150,11 @@ impl FaultyBackend {
             }
         };
         for f in st.files.values_mut() {
+            if let Some(before) = f.replaced.take() {
+                // The rename never became durable: the old file is back.
+                f.durable_entry = before.is_some();
+                f.synced = before.unwrap_or_default();
+            }
             f.data.clone_from(&f.synced);
             f.pending.clear();
         }
@@ -258,6 +266,28 @@ impl Backend for FaultyBackend {
         Ok(())
     }
 
+    fn create_whole(&self, file: FileId, data: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.gate()?;
+        let old = st.files.remove(&file);
+        let before = match old {
+            Some(f) if f.replaced.is_some() => f.replaced.and_then(|b| b),
+            Some(f) if f.durable_entry => Some(f.synced),
+            _ => None,
+        };
+        st.files.insert(
+            file,
+            FaultyFile {
+                data: data.to_vec(),
+                synced: data.to_vec(),
+                durable_entry: true,
+                pending: Vec::new(),
+                replaced: Some(before),
+            },
+        );
+        Ok(())
+    }
+
     fn len(&self, file: FileId) -> io::Result<u64> {
         let mut st = self.state.lock();
         st.gate()?;
@@ -279,6 +309,7 @@ impl Backend for FaultyBackend {
         st.gate()?;
         for f in st.files.values_mut() {
             f.durable_entry = true;
+            f.replaced = None;
         }
         Ok(())
     }
@@ -360,6 +391,22 @@ mod tests {
         b.sync_dir().unwrap();
         b.crash(CrashMode::DropUnsynced);
         assert_eq!(b.len(B).unwrap(), 0);
+    }
+
+    #[test]
+    fn create_whole_is_undone_by_a_crash_before_sync_dir() {
+        let b = disk_with_synced_a();
+        b.create_whole(A, b"new").unwrap();
+        assert_eq!(read_all(&b, A), b"new");
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(b.durable_contents(A).unwrap(), b"synced");
+        b.create_whole(B, b"fresh").unwrap();
+        b.crash(CrashMode::TearLastWrite { keep: 2 });
+        assert!(b.contents(B).is_none());
+        b.create_whole(A, b"new").unwrap();
+        b.sync_dir().unwrap();
+        b.crash(CrashMode::DropUnsynced);
+        assert_eq!(b.contents(A).unwrap(), b"new");
     }
 
     #[test]

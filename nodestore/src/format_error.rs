@@ -82,6 +82,25 @@ pub enum FormatError {
         /// The superblock file.
         file: String,
     },
+    /// The superblock is missing or blank while segment files still hold
+    /// committed data: it was lost, and creating a store would destroy the
+    /// data, so the store is left as it is.
+    #[error(
+        "damaged store: {file} is missing or blank but {segments} segment file(s) hold data; \
+         refusing to create a store over them (restore the superblock from a backup)"
+    )]
+    SuperblockLost {
+        /// The superblock file.
+        file: String,
+        /// How many segment files the directory holds.
+        segments: usize,
+    },
+    /// The node table disagrees with the superblock that points at it.
+    #[error("damaged store: the node table disagrees with the superblock: {reason}")]
+    TableInconsistent {
+        /// What disagrees.
+        reason: String,
+    },
     /// Neither superblock slot carries the Larix magic.
     #[error("{file} is not a Larix store (no slot carries the Larix magic)")]
     NotLarix {

@@ -36,6 +36,7 @@ mod codec;
 mod directory;
 mod error;
 mod faulty;
+mod file_backend;
 mod format_error;
 mod id;
 mod segment;
@@ -44,19 +45,23 @@ mod store;
 mod superblock;
 mod table;
 
-pub use backend::{Backend, FileBackend, FileId, MemBackend, SegmentId};
+pub use backend::{Backend, FileId, MemBackend, SegmentId};
 pub use blob::{BlobHeader, BlobKind, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
 pub use codec::{Codec, CodecError};
 pub use directory::Directory;
 pub use error::StoreError;
 pub use faulty::{CrashMode, FaultyBackend};
+pub use file_backend::FileBackend;
 pub use format_error::{BlobFault, FormatError, SlotFault};
 pub use id::NodeId;
 pub use segment::{read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES};
 pub use stats::StoreStats;
-pub use store::{CompactionPolicy, Durability, NodeStore, SegmentUsage, StoreConfig};
+pub use store::{
+    CompactionPolicy, Durability, NodeStore, SegmentUsage, StoreConfig,
+    MIN_COMPACTION_BYTES_PER_COMMIT,
+};
 pub use superblock::{
-    read_newest, read_slots, write_slot, FilterStack, Generation, Superblock, FORMAT_VERSION,
-    MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
+    read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack, Generation,
+    Superblock, FORMAT_VERSION, MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
 };
 pub use table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};

@@ -23,9 +23,9 @@
 //!   the last commit stays on disk untouched.
 
 use crate::{
-    read_blob, read_newest, write_slot, Backend, BlobKind, Codec, Directory, FileId, FilterStack,
-    FormatError, Location, NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats,
-    Superblock, TableEntry, DEFAULT_MAX_SEGMENT_BYTES,
+    read_blob, write_slot, Backend, BlobKind, Codec, Directory, FileId, FormatError, Location,
+    NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats, Superblock, TableEntry,
+    DEFAULT_MAX_SEGMENT_BYTES,
 };
 use crossbeam_channel::{Receiver, Sender};
 use larix_filters::{Context, Pipeline};
@@ -39,7 +39,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 mod compact;
-pub use compact::{CompactionPolicy, SegmentUsage};
+mod recovery;
+pub use compact::{CompactionPolicy, SegmentUsage, MIN_COMPACTION_BYTES_PER_COMMIT};
 
 /// The plaintext of the key check blob: a wrong key (or a different filter
 /// stack) fails to turn the blob back into it.
@@ -78,8 +79,10 @@ pub struct StoreConfig {
     /// The parameters the store is recorded with (node size, filter stack);
     /// opening with different ones is an error.
     pub parameters: String,
-    /// Create the store if there is none.
-    pub create: bool,
+    /// Open without writing anything: no store is created, no file
+    /// written, synced or removed, and writes and commits are refused with
+    /// [`StoreError::ReadOnly`]. The backend should be read-only too.
+    pub read_only: bool,
     /// Compaction done by each commit, if any.
     pub compaction: Option<CompactionPolicy>,
 }
@@ -92,7 +95,7 @@ impl Default for StoreConfig {
             durability: Durability::Immediate,
             max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
             parameters: String::new(),
-            create: true,
+            read_only: false,
             compaction: None,
         }
     }
@@ -378,6 +381,10 @@ struct Shared<N> {
     durability: Durability,
     budgets: Budgets,
     policy: Option<CompactionPolicy>,
+    /// Whether the store was opened read-only.
+    read_only: bool,
+    /// What the open noticed and worked around.
+    warnings: Vec<String>,
     cache: Cache<N>,
     state: Mutex<State<N>>,
     /// Signalled whenever an in-flight write lands or fails.
@@ -423,13 +430,16 @@ impl<N: Codec> NodeStore<N> {
         .expect("a new memory backend cannot fail")
     }
 
-    /// Opens the store on `backend`, creating it if there is none and
-    /// `config.create` says so.
+    /// Opens the store on `backend`, creating it if there is none (unless
+    /// `config.read_only`); see `store/recovery.rs` for the steps.
     ///
     /// # Errors
-    /// - [`StoreError::Format`] if there is no store and `create` is false
-    ///   ([`FormatError::NoSuperblock`]), the files are not a Larix store,
-    ///   are of another version, or are damaged beyond the fallback slot;
+    /// - [`StoreError::Format`] if there is no store and the open is
+    ///   read-only ([`FormatError::NoSuperblock`]), the superblock was lost
+    ///   while segments hold data ([`FormatError::SuperblockLost`]), the
+    ///   files are not a Larix store, are of another version, are damaged
+    ///   beyond the fallback slot, or the node table disagrees with the
+    ///   superblock ([`FormatError::TableInconsistent`]);
     /// - [`StoreError::ParametersMismatch`] if the store was created with
     ///   other parameters (filter stack, node size);
     /// - [`StoreError::WrongKey`] if the key check blob does not decode
@@ -440,53 +450,8 @@ impl<N: Codec> NodeStore<N> {
         pipeline: Pipeline,
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
-        make_durable(&*backend)?;
-        let superblock = match read_newest(&*backend) {
-            Ok(sb) => sb,
-            Err(FormatError::NoSuperblock { .. }) if config.create => {
-                create(&*backend, &pipeline, &config)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if superblock.filter_stack.as_str() != config.parameters {
-            return Err(StoreError::ParametersMismatch {
-                stored: superblock.filter_stack.as_str().to_string(),
-                given: config.parameters,
-            });
-        }
-        if let Some(loc) = superblock.key_check {
-            let body = read_blob(&*backend, loc, BlobKind::KeyCheck, 0)?;
-            match pipeline.decode(&Context::new(META_CONTEXT), &body) {
-                Ok(plain) if plain == KEY_CHECK => {}
-                // Only a key can make an intact blob fail to decode; without
-                // encryption the blob itself is damaged.
-                _ if pipeline.has_filter("encrypt") => return Err(StoreError::WrongKey),
-                result => {
-                    return Err(StoreError::MetadataDamaged {
-                        what: "key check blob",
-                        reason: match result {
-                            Ok(_) => "it decodes to the wrong bytes".into(),
-                            Err(e) => e.to_string(),
-                        },
-                    })
-                }
-            }
-        }
-        let (table, directory) = load_table(&*backend, &superblock)?;
-        let catalog = match superblock.catalog {
-            None => Vec::new(),
-            Some(loc) => {
-                let body = read_blob(&*backend, loc, BlobKind::Catalog, 0)?;
-                pipeline
-                    .decode(&Context::new(META_CONTEXT), &body)
-                    .map_err(|e| StoreError::MetadataDamaged {
-                        what: "catalog",
-                        reason: e.to_string(),
-                    })?
-            }
-        };
-        remove_dead_segments(&*backend, &table, &directory, &superblock)?;
-
+        let recovered = recovery::recover(&*backend, &pipeline, &config)?;
+        let superblock = recovered.superblock;
         let writer = SegmentWriter::new(superblock.next_segment, 0, config.max_segment_bytes);
         let shared = Arc::new(Shared {
             backend,
@@ -496,8 +461,10 @@ impl<N: Codec> NodeStore<N> {
             policy: config.compaction,
             cache: Cache::new(),
             next_id: AtomicU64::new(superblock.next_node.0),
+            read_only: config.read_only,
+            warnings: recovered.warnings,
             state: Mutex::new(State {
-                table,
+                table: recovered.table,
                 dirty: NodeQueue::new(),
                 inflight: FxHashMap::default(),
                 inflight_bytes: 0,
@@ -508,8 +475,8 @@ impl<N: Codec> NodeStore<N> {
                 obsolete: BTreeSet::new(),
                 committed: Committed {
                     superblock,
-                    directory,
-                    catalog,
+                    directory: recovered.directory,
+                    catalog: recovered.catalog,
                     unwritten: None,
                 },
             }),
@@ -551,7 +518,17 @@ impl<N: Codec> NodeStore<N> {
     /// # Errors
     /// [`StoreError::Failed`] with the latched failure.
     pub fn writable(&self) -> Result<(), StoreError> {
+        if self.shared.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         self.shared.state.lock().failed()
+    }
+
+    /// What the open noticed and worked around, one line each: a damaged
+    /// superblock slot passed over (the commit it held is lost), an
+    /// unreadable key check blob. Empty for a store in good order.
+    pub fn warnings(&self) -> &[String] {
+        &self.shared.warnings
     }
 
     /// The node stored under `id`.
@@ -1072,106 +1049,4 @@ impl<N: Codec> Shared<N> {
                 .map_err(|e| FormatError::io(backend.name(FileId::Superblock), None, e))
         })
     }
-}
-
-/// Creates a new store: the key check blob in segment 1, then generation 0
-/// of the superblock, all synced.
-fn create(
-    backend: &dyn Backend,
-    pipeline: &Pipeline,
-    config: &StoreConfig,
-) -> Result<Superblock, StoreError> {
-    // Segments left by a creation that crashed before its superblock.
-    remove_segments(backend, |_| true)?;
-    let mut sb = Superblock::new(FilterStack::new(config.parameters.clone())?);
-    let mut writer = SegmentWriter::new(crate::SegmentId::FIRST, 0, config.max_segment_bytes);
-    let body = pipeline.encode(&Context::new(META_CONTEXT), KEY_CHECK)?;
-    sb.key_check = Some(writer.append(backend, BlobKind::KeyCheck, 0, &body)?);
-    sb.next_segment = crate::SegmentId::FIRST.next().expect("segment 2 exists");
-    writer.sync(backend)?;
-    write_slot(backend, &sb)?;
-    let file = FileId::Superblock;
-    backend
-        .sync(file)
-        .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-    backend
-        .sync_dir()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
-    Ok(sb)
-}
-
-/// Loads the node table the superblock points at.
-fn load_table(
-    backend: &dyn Backend,
-    sb: &Superblock,
-) -> Result<(NodeTable, Directory), StoreError> {
-    let mut table = NodeTable::new();
-    let Some(loc) = sb.table_directory else {
-        return Ok((table, Directory::new()));
-    };
-    let directory = Directory::decode(&read_blob(backend, loc, BlobKind::TableDirectory, 0)?)?;
-    for (idx, loc) in directory.iter() {
-        let bytes = read_blob(backend, loc, BlobKind::TableChunk, idx)?;
-        table.load_chunk(idx, &bytes)?;
-    }
-    Ok((table, directory))
-}
-
-/// Syncs every file of the store before it is read, so that what an open
-/// shows is durable: a superblock written by a commit that failed before
-/// its sync must not be shown and then lost by a crash.
-fn make_durable(backend: &dyn Backend) -> Result<(), StoreError> {
-    let segments = backend
-        .segments()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
-    let files = segments
-        .into_iter()
-        .map(FileId::Segment)
-        .chain([FileId::Superblock]);
-    for file in files {
-        match backend.sync(file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FormatError::io(backend.name(file), None, e).into()),
-        }
-    }
-    backend
-        .sync_dir()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e).into())
-}
-
-/// Removes the segment files the committed state does not refer to: those
-/// at or past `sb.next_segment` (written after the last durable commit)
-/// and those below it with nothing live (left by a compaction whose
-/// removal a crash interrupted).
-fn remove_dead_segments(
-    backend: &dyn Backend,
-    table: &NodeTable,
-    directory: &Directory,
-    sb: &Superblock,
-) -> Result<(), StoreError> {
-    let live = compact::live_by_segment(table, directory, sb, sb.key_check);
-    remove_segments(backend, |s| s >= sb.next_segment || !live.contains_key(&s))
-}
-
-/// Removes the segment files `doomed` picks, then syncs the directory if
-/// any went.
-fn remove_segments(
-    backend: &dyn Backend,
-    doomed: impl Fn(SegmentId) -> bool,
-) -> Result<(), StoreError> {
-    let dir_err = |e| FormatError::io("the store directory".into(), None, e);
-    let segments = backend.segments().map_err(dir_err)?;
-    let mut removed = false;
-    for seg in segments.into_iter().filter(|&s| doomed(s)) {
-        let file = FileId::Segment(seg);
-        backend
-            .remove(file)
-            .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-        removed = true;
-    }
-    if removed {
-        backend.sync_dir().map_err(dir_err)?;
-    }
-    Ok(())
 }

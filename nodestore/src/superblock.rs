@@ -314,6 +314,17 @@ pub fn read_slots(
 /// - [`FormatError::SuperblockDamaged`] if neither slot is valid;
 /// - [`FormatError::Io`] if the file cannot be read.
 pub fn read_newest(backend: &dyn Backend) -> Result<Superblock, FormatError> {
+    read_newest_with_fault(backend).map(|(sb, _)| sb)
+}
+
+/// [`read_newest`], and why the other slot was passed over when it is
+/// damaged rather than empty: the commit it held, if it was newer, is lost.
+///
+/// # Errors
+/// As [`read_newest`].
+pub fn read_newest_with_fault(
+    backend: &dyn Backend,
+) -> Result<(Superblock, Option<SlotFault>), FormatError> {
     let [s0, s1] = read_slots(backend)?;
     let file = || backend.name(FileId::Superblock);
     for s in [&s0, &s1] {
@@ -326,8 +337,9 @@ pub fn read_newest(backend: &dyn Backend) -> Result<Superblock, FormatError> {
         }
     }
     match (s0, s1) {
-        (Ok(a), Ok(b)) => Ok(if a.generation > b.generation { a } else { b }),
-        (Ok(sb), Err(_)) | (Err(_), Ok(sb)) => Ok(sb),
+        (Ok(a), Ok(b)) => Ok((if a.generation > b.generation { a } else { b }, None)),
+        (Ok(sb), Err(SlotFault::Empty)) | (Err(SlotFault::Empty), Ok(sb)) => Ok((sb, None)),
+        (Ok(sb), Err(fault)) | (Err(fault), Ok(sb)) => Ok((sb, Some(fault))),
         (Err(SlotFault::Empty), Err(SlotFault::Empty)) => {
             Err(FormatError::NoSuperblock { file: file() })
         }

@@ -27,6 +27,10 @@ pub(super) const POLICY_SEAL_MIN_BYTES: u64 = 1 << 20;
 /// The least the policy may copy in one commit, however small the commit.
 pub(super) const POLICY_MIN_BYTES: u64 = 1 << 20;
 
+/// The smallest [`CompactionPolicy::bytes_per_commit`] accepted: the least
+/// the policy copies in one commit.
+pub const MIN_COMPACTION_BYTES_PER_COMMIT: u64 = POLICY_MIN_BYTES;
+
 /// How much compaction each commit does.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CompactionPolicy {
@@ -267,6 +271,6 @@ impl<N: Codec> Shared<N> {
         if removable.is_empty() {
             return Ok(());
         }
-        super::remove_segments(&*self.backend, |s| removable.contains(&s))
+        super::recovery::remove_segments(&*self.backend, |s| removable.contains(&s))
     }
 }

@@ -1,0 +1,307 @@
+//! Recovery: what happens when a store opens, after a clean close or a
+//! crash alike.
+//!
+//! 1. Sync every file (S10), unless read-only.
+//! 2. Read the newest valid superblock slot; a damaged other slot is
+//!    reported as a warning (the commit it held, if any, is gone).
+//! 3. No superblock: create a store, but only where no committed data can
+//!    be (no segment holds anything but key check records); otherwise the
+//!    superblock was lost and the store is damaged, and nothing is touched.
+//! 4. Check the parameters and the key, load the node table and check it
+//!    against the superblock (every id below the next id, every location
+//!    below the next segment), read the catalog.
+//! 5. Remove the segments the committed state does not refer to (S7, S9),
+//!    unless read-only.
+
+use super::{StoreConfig, KEY_CHECK, META_CONTEXT};
+use crate::{
+    read_blob, read_newest_with_fault, scan_segment, Backend, BlobKind, Directory, FileId,
+    FilterStack, FormatError, NodeTable, SegmentId, SegmentWriter, StoreError, Superblock,
+    SLOT_LEN,
+};
+use larix_filters::{Context, Pipeline};
+
+/// The committed state an open found.
+pub(super) struct Recovered {
+    pub(super) superblock: Superblock,
+    pub(super) table: NodeTable,
+    pub(super) directory: Directory,
+    pub(super) catalog: Vec<u8>,
+    /// What the open noticed and worked around, one line each.
+    pub(super) warnings: Vec<String>,
+}
+
+/// Opens the committed state of the store on `backend` (creating a store
+/// if there is none and the open may write).
+///
+/// # Errors
+/// As [`NodeStore::open`](super::NodeStore::open).
+pub(super) fn recover(
+    backend: &dyn Backend,
+    pipeline: &Pipeline,
+    config: &StoreConfig,
+) -> Result<Recovered, StoreError> {
+    if !config.read_only {
+        make_durable(backend)?;
+    }
+    let mut warnings = Vec::new();
+    let superblock = match read_newest_with_fault(backend) {
+        Ok((sb, other)) => {
+            if let Some(fault) = other {
+                warnings.push(format!(
+                    "superblock slot {} is damaged ({fault}): opened {} from the other slot; \
+                     the commit after it, if there was one, is lost",
+                    sb.generation.next().slot(),
+                    sb.generation
+                ));
+            }
+            sb
+        }
+        Err(FormatError::NoSuperblock { file }) if !config.read_only => {
+            ensure_nothing_committed(backend, &file)?;
+            create(backend, pipeline, config)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if superblock.filter_stack.as_str() != config.parameters {
+        return Err(StoreError::ParametersMismatch {
+            stored: superblock.filter_stack.as_str().to_string(),
+            given: config.parameters.clone(),
+        });
+    }
+    check_key(backend, pipeline, &superblock, &mut warnings)?;
+    let (table, directory) = load_table(backend, &superblock)?;
+    check_table(&table, &superblock)?;
+    let catalog = load_catalog(backend, pipeline, &superblock)?;
+    if !config.read_only {
+        remove_dead_segments(backend, &table, &directory, &superblock)?;
+    }
+    Ok(Recovered {
+        superblock,
+        table,
+        directory,
+        catalog,
+        warnings,
+    })
+}
+
+/// Refuses to create a store where segments hold anything but key check
+/// records: a store whose superblock was lost (or blanked) still has every
+/// committed node in its segments, and creating a store would remove them.
+/// A lone key check record is what a creation interrupted before its
+/// superblock leaves.
+fn ensure_nothing_committed(backend: &dyn Backend, superblock: &str) -> Result<(), StoreError> {
+    let segments = backend
+        .segments()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let mut holding = 0;
+    for &seg in &segments {
+        let records = scan_segment(backend, seg)?;
+        // A torn tail after the records is no committed data.
+        if seg != SegmentId::FIRST || records.iter().any(|(h, _)| h.kind != BlobKind::KeyCheck) {
+            holding += 1;
+        }
+    }
+    if holding > 0 {
+        return Err(FormatError::SuperblockLost {
+            file: superblock.to_string(),
+            segments: segments.len(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Creates a new store: the key check blob in segment 1, synced, then
+/// generation 0 of the superblock, written whole (a crash leaves no
+/// superblock or all of it).
+fn create(
+    backend: &dyn Backend,
+    pipeline: &Pipeline,
+    config: &StoreConfig,
+) -> Result<Superblock, StoreError> {
+    // Segments left by a creation that crashed before its superblock.
+    remove_segments(backend, |_| true)?;
+    let mut sb = Superblock::new(FilterStack::new(config.parameters.clone())?);
+    let mut writer = SegmentWriter::new(SegmentId::FIRST, 0, config.max_segment_bytes);
+    let body = pipeline.encode(&Context::new(META_CONTEXT), KEY_CHECK)?;
+    sb.key_check = Some(writer.append(backend, BlobKind::KeyCheck, 0, &body)?);
+    sb.next_segment = SegmentId::FIRST.next().expect("segment 2 exists");
+    writer.sync(backend)?;
+    let file = FileId::Superblock;
+    let slot: [u8; SLOT_LEN] = sb.encode();
+    backend
+        .create_whole(file, &slot)
+        .map_err(|e| FormatError::io(backend.name(file), None, e))?;
+    backend
+        .sync_dir()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    Ok(sb)
+}
+
+/// Checks that the key check blob unfilters to its known plaintext: a wrong
+/// encryption key fails here, before any node is read. A key check blob
+/// that cannot be read at all (its segment lost) is only a warning: the
+/// first node read then checks the key.
+fn check_key(
+    backend: &dyn Backend,
+    pipeline: &Pipeline,
+    sb: &Superblock,
+    warnings: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let Some(loc) = sb.key_check else {
+        return Ok(());
+    };
+    let body = match read_blob(backend, loc, BlobKind::KeyCheck, 0) {
+        Ok(body) => body,
+        Err(e) => {
+            warnings.push(format!(
+                "the key check blob cannot be read ({e}); the key is checked by the first node read"
+            ));
+            return Ok(());
+        }
+    };
+    match pipeline.decode(&Context::new(META_CONTEXT), &body) {
+        Ok(plain) if plain == KEY_CHECK => Ok(()),
+        // Only a key can make an intact blob fail to decode; without
+        // encryption the blob itself is damaged.
+        _ if pipeline.has_filter("encrypt") => Err(StoreError::WrongKey),
+        result => Err(StoreError::MetadataDamaged {
+            what: "key check blob",
+            reason: match result {
+                Ok(_) => "it decodes to the wrong bytes".into(),
+                Err(e) => e.to_string(),
+            },
+        }),
+    }
+}
+
+/// Loads the node table the superblock points at.
+fn load_table(
+    backend: &dyn Backend,
+    sb: &Superblock,
+) -> Result<(NodeTable, Directory), StoreError> {
+    let mut table = NodeTable::new();
+    let Some(loc) = sb.table_directory else {
+        return Ok((table, Directory::new()));
+    };
+    let directory = Directory::decode(&read_blob(backend, loc, BlobKind::TableDirectory, 0)?)?;
+    for (idx, loc) in directory.iter() {
+        if loc.segment >= sb.next_segment {
+            return Err(FormatError::DirectoryDamaged {
+                reason: format!(
+                    "chunk {idx} lies in {}, at or past the superblock's next segment",
+                    loc.segment
+                ),
+            }
+            .into());
+        }
+        let bytes = read_blob(backend, loc, BlobKind::TableChunk, idx)?;
+        table.load_chunk(idx, &bytes)?;
+    }
+    Ok((table, directory))
+}
+
+/// Checks the loaded table against the superblock: every live id is below
+/// the next id to allocate (S1: otherwise a new node would reuse a live
+/// id), and every location lies below the next segment (S7).
+fn check_table(table: &NodeTable, sb: &Superblock) -> Result<(), StoreError> {
+    if let Some(last) = table.ids().last() {
+        if last >= sb.next_node {
+            return Err(FormatError::TableInconsistent {
+                reason: format!(
+                    "{last} is live but the superblock's next node id is {}",
+                    sb.next_node.0
+                ),
+            }
+            .into());
+        }
+    }
+    if let Some(seg) = table.live_by_segment().map(|(s, _)| s).max() {
+        if seg >= sb.next_segment {
+            return Err(FormatError::TableInconsistent {
+                reason: format!("a node lies in {seg}, at or past the superblock's next segment"),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads and unfilters the catalog the superblock points at (empty if
+/// none).
+fn load_catalog(
+    backend: &dyn Backend,
+    pipeline: &Pipeline,
+    sb: &Superblock,
+) -> Result<Vec<u8>, StoreError> {
+    let Some(loc) = sb.catalog else {
+        return Ok(Vec::new());
+    };
+    let body = read_blob(backend, loc, BlobKind::Catalog, 0)?;
+    pipeline
+        .decode(&Context::new(META_CONTEXT), &body)
+        .map_err(|e| StoreError::MetadataDamaged {
+            what: "catalog",
+            reason: e.to_string(),
+        })
+}
+
+/// Syncs every file of the store before it is read, so that what an open
+/// shows is durable (S10): a superblock written by a commit that failed
+/// before its sync must not be shown and then lost by a crash.
+fn make_durable(backend: &dyn Backend) -> Result<(), StoreError> {
+    let segments = backend
+        .segments()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let files = segments
+        .into_iter()
+        .map(FileId::Segment)
+        .chain([FileId::Superblock]);
+    for file in files {
+        match backend.sync(file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FormatError::io(backend.name(file), None, e).into()),
+        }
+    }
+    backend
+        .sync_dir()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e).into())
+}
+
+/// Removes the segment files the committed state does not refer to: those
+/// at or past `sb.next_segment` (written after the last durable commit)
+/// and those below it with nothing live (left by a compaction whose
+/// removal a crash interrupted).
+fn remove_dead_segments(
+    backend: &dyn Backend,
+    table: &NodeTable,
+    directory: &Directory,
+    sb: &Superblock,
+) -> Result<(), StoreError> {
+    let live = super::compact::live_by_segment(table, directory, sb, sb.key_check);
+    remove_segments(backend, |s| s >= sb.next_segment || !live.contains_key(&s))
+}
+
+/// Removes the segment files `doomed` picks, then syncs the directory if
+/// any went.
+pub(super) fn remove_segments(
+    backend: &dyn Backend,
+    doomed: impl Fn(SegmentId) -> bool,
+) -> Result<(), StoreError> {
+    let dir_err = |e| FormatError::io("the store directory".into(), None, e);
+    let segments = backend.segments().map_err(dir_err)?;
+    let mut removed = false;
+    for seg in segments.into_iter().filter(|&s| doomed(s)) {
+        let file = FileId::Segment(seg);
+        backend
+            .remove(file)
+            .map_err(|e| FormatError::io(backend.name(file), None, e))?;
+        removed = true;
+    }
+    if removed {
+        backend.sync_dir().map_err(dir_err)?;
+    }
+    Ok(())
+}
