@@ -1,24 +1,29 @@
 //! The external command filter: a blob is piped through one Unix command on
-//! encode and another on decode (for example `gzip -c` / `gzip -dc`).
+//! encode and another on decode (for example `/usr/bin/gzip -c` /
+//! `/usr/bin/gzip -dc`).
 //!
 //! Blob layout: whatever the encode command writes to its standard output.
 //!
 //! Invariants:
-//! - No deadlock whatever the sizes: standard input is fed from its own
-//!   scoped thread and standard error is drained by another, while the
-//!   calling thread reads standard output. Both threads end before
-//!   `encode`/`decode` returns, and the child is always waited for.
-//! - Output is bounded: past the filter's `max_output_len` the child is
+//! - No deadlock whatever the sizes, and no helper thread outlives a call
+//!   (see [`child`] for how a run is carried out).
+//! - Output is bounded: past the filter's `max_output_len` the command is
 //!   killed and [`FilterError::TooLarge`] is returned (a decompression bomb
 //!   cannot exhaust memory).
+//! - Time is bounded: a command still running `timeout` after it was
+//!   started (by default [`DEFAULT_COMMAND_TIMEOUT`](crate::DEFAULT_COMMAND_TIMEOUT))
+//!   is killed with its whole process group, and
+//!   [`FilterError::CommandTimeout`] is returned, even if it closed its
+//!   standard output and went on running.
 //! - Every failure names the program, the direction and the node id; a
 //!   non-zero exit also carries the exit status and the last
 //!   [`STDERR_TAIL`] bytes of standard error.
-//! - The program is run directly (no shell), `argv[0]` looked up in `PATH`.
+//! - The program is run directly (no shell), in a process group of its own.
 
-use std::io::{self, Read, Write};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::thread;
+mod child;
+
+use std::io;
+use std::time::Duration;
 
 use crate::{Context, Direction, Filter, FilterError};
 
@@ -31,6 +36,7 @@ pub(crate) struct CommandFilter {
     encode: Vec<String>,
     decode: Vec<String>,
     max_output_len: usize,
+    timeout: Duration,
 }
 
 impl CommandFilter {
@@ -38,12 +44,19 @@ impl CommandFilter {
     pub(crate) const NAME: &'static str = "command";
 
     /// A filter running `encode` and `decode` (validated non-empty), whose
-    /// output may not exceed `max_output_len` bytes.
-    pub(crate) fn new(encode: Vec<String>, decode: Vec<String>, max_output_len: usize) -> Self {
+    /// output may not exceed `max_output_len` bytes and whose commands are
+    /// killed `timeout` after they start.
+    pub(crate) fn new(
+        encode: Vec<String>,
+        decode: Vec<String>,
+        max_output_len: usize,
+        timeout: Duration,
+    ) -> Self {
         CommandFilter {
             encode,
             decode,
             max_output_len,
+            timeout,
         }
     }
 
@@ -59,42 +72,38 @@ impl CommandFilter {
         let Some((program, args)) = argv.split_first() else {
             return Err(FilterError::EmptyCommand { direction });
         };
-        let io_err = |source| FilterError::CommandIo {
-            node_id: ctx.node_id,
-            program: program.clone(),
-            direction,
-            source,
+        let bounds = child::Bounds {
+            max_output_len: self.max_output_len,
+            timeout: self.timeout,
         };
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| FilterError::CommandSpawn {
+        let run = child::run(program, args, input, bounds).map_err(|failure| match failure {
+            child::Failure::Spawn(source) => FilterError::CommandSpawn {
                 node_id: ctx.node_id,
                 program: program.clone(),
                 direction,
                 source,
-            })?;
-        let run = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-            (Some(stdin), Some(stdout), Some(stderr)) => talk(
-                &mut child,
-                input,
-                stdin,
-                stdout,
-                stderr,
-                self.max_output_len,
-            ),
-            _ => Err(io::Error::other("the child's pipes were not created")),
-        };
-        let run = match run {
-            Ok(run) => run,
-            Err(e) => {
-                reap(&mut child);
-                return Err(io_err(e));
-            }
-        };
+            },
+            child::Failure::Io(source) => self.io_error(ctx, direction, program, source),
+        })?;
+        self.judge(ctx, direction, program, run)
+    }
+
+    /// The result of a finished run: its output, or why it is refused.
+    fn judge(
+        &self,
+        ctx: &Context,
+        direction: Direction,
+        program: &str,
+        run: child::Run,
+    ) -> Result<Vec<u8>, FilterError> {
+        if run.timed_out {
+            return Err(FilterError::CommandTimeout {
+                node_id: ctx.node_id,
+                program: program.to_string(),
+                direction,
+                timeout: self.timeout,
+            });
+        }
         if run.output.len() > self.max_output_len {
             return Err(FilterError::TooLarge {
                 node_id: ctx.node_id,
@@ -106,7 +115,7 @@ impl CommandFilter {
         if !run.status.success() {
             return Err(FilterError::CommandFailed {
                 node_id: ctx.node_id,
-                program: program.clone(),
+                program: program.to_string(),
                 direction,
                 status: run.status.to_string(),
                 stderr: run.stderr_tail,
@@ -116,118 +125,28 @@ impl CommandFilter {
             // A command that succeeded without reading all of its input is
             // believed, as a shell pipeline would; what it wrote is checked
             // by whatever decodes it next.
-            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(io_err(e)),
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                Err(self.io_error(ctx, direction, program, e))
+            }
             _ => Ok(run.output),
         }
     }
-}
 
-/// What one run of a command produced.
-struct Run {
-    /// Standard output, cut one byte past the limit.
-    output: Vec<u8>,
-    /// The exit status.
-    status: std::process::ExitStatus,
-    /// How feeding standard input ended.
-    fed: io::Result<()>,
-    /// The end of standard error, lossily decoded and trimmed.
-    stderr_tail: String,
-}
-
-/// Feeds `input` and drains standard error on scoped threads while reading
-/// standard output here, then waits for the child. On error the caller must
-/// still reap the child.
-fn talk(
-    child: &mut Child,
-    input: &[u8],
-    stdin: ChildStdin,
-    stdout: ChildStdout,
-    stderr: ChildStderr,
-    max_output_len: usize,
-) -> io::Result<Run> {
-    thread::scope(|scope| {
-        let feeder = thread::Builder::new()
-            .name("larix-command-stdin".into())
-            .spawn_scoped(scope, move || feed(stdin, input))?;
-        let drainer = thread::Builder::new()
-            .name("larix-command-stderr".into())
-            .spawn_scoped(scope, move || stderr_tail(stderr));
-        let drainer = match drainer {
-            Ok(drainer) => drainer,
-            Err(e) => {
-                // Killing the child breaks the pipe the feeder writes to.
-                reap(child);
-                return Err(e);
-            }
-        };
-        let mut output = Vec::new();
-        let read = stdout
-            .take(max_output_len as u64 + 1)
-            .read_to_end(&mut output);
-        if read.is_err() || output.len() > max_output_len {
-            // Stop a runaway or broken command; the feeder then sees EPIPE.
-            let _ = child.kill();
-        }
-        let status = child.wait();
-        let fed = feeder.join().unwrap_or_else(|_| Err(helper_panicked()));
-        let tail = drainer.join().map_err(|_| helper_panicked());
-        read?;
-        Ok(Run {
-            output,
-            status: status?,
-            fed,
-            stderr_tail: tail??,
-        })
-    })
-}
-
-/// Writes all of `input` to the child, then closes its standard input.
-fn feed(mut stdin: ChildStdin, input: &[u8]) -> io::Result<()> {
-    stdin.write_all(input)?;
-    stdin.flush()
-}
-
-/// Reads standard error to its end, keeping only its last [`STDERR_TAIL`]
-/// bytes, marked with a leading `...` when earlier bytes were dropped.
-fn stderr_tail(mut stderr: ChildStderr) -> io::Result<String> {
-    let mut tail = Vec::with_capacity(4 * STDERR_TAIL);
-    let mut chunk = [0u8; 4096];
-    let mut dropped = false;
-    loop {
-        let n = match stderr.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        tail.extend_from_slice(&chunk[..n]);
-        if tail.len() > 2 * STDERR_TAIL {
-            tail.drain(..tail.len() - STDERR_TAIL);
-            dropped = true;
+    /// A [`FilterError::CommandIo`] for this call.
+    fn io_error(
+        &self,
+        ctx: &Context,
+        direction: Direction,
+        program: &str,
+        source: io::Error,
+    ) -> FilterError {
+        FilterError::CommandIo {
+            node_id: ctx.node_id,
+            program: program.to_string(),
+            direction,
+            source,
         }
     }
-    if tail.len() > STDERR_TAIL {
-        tail.drain(..tail.len() - STDERR_TAIL);
-        dropped = true;
-    }
-    let text = String::from_utf8_lossy(&tail);
-    let text = text.trim();
-    Ok(if dropped {
-        format!("...{text}")
-    } else {
-        text.to_string()
-    })
-}
-
-/// Kills and waits for a child whose run went wrong, so no zombie is left.
-fn reap(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The error reported when a helper thread panicked (it never should).
-fn helper_panicked() -> io::Error {
-    io::Error::other("a command filter helper thread panicked")
 }
 
 /// Escapes one argv element for the descriptor so that distinct argvs give
@@ -280,16 +199,36 @@ impl Filter for CommandFilter {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::spec::DEFAULT_COMMAND_TIMEOUT;
+    use crate::testing::program;
 
-    const CTX: Context = Context { node_id: 11 };
+    const CTX: Context = Context::new(11);
 
+    /// An argv whose first element is the absolute path of a system program.
     fn argv(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| s.to_string()).collect()
+        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if let Some(first) = argv.first_mut() {
+            if !first.starts_with('/') {
+                *first = program(first);
+            }
+        }
+        argv
+    }
+
+    fn filter(encode: &[&str], decode: &[&str], max_output_len: usize) -> CommandFilter {
+        CommandFilter::new(
+            argv(encode),
+            argv(decode),
+            max_output_len,
+            DEFAULT_COMMAND_TIMEOUT,
+        )
     }
 
     fn gzip() -> CommandFilter {
-        CommandFilter::new(argv(&["gzip", "-c"]), argv(&["gzip", "-dc"]), 64 << 20)
+        filter(&["gzip", "-c"], &["gzip", "-dc"], 64 << 20)
     }
 
     /// Bytes that gzip cannot shrink much: a xorshift stream.
@@ -328,7 +267,7 @@ mod tests {
 
     #[test]
     fn missing_program_is_a_spawn_error() {
-        let f = CommandFilter::new(argv(&["larix-no-such-program"]), argv(&["cat"]), 1 << 20);
+        let f = filter(&["/nonexistent/larix-no-such-program"], &["cat"], 1 << 20);
         let err = f.encode(&CTX, b"data").unwrap_err();
         assert!(matches!(err, FilterError::CommandSpawn { .. }), "{err}");
         let msg = err.to_string();
@@ -340,8 +279,8 @@ mod tests {
 
     #[test]
     fn failing_program_reports_status_and_stderr() {
-        let failing = argv(&["sh", "-c", "echo boom >&2; exit 3"]);
-        let f = CommandFilter::new(argv(&["cat"]), failing, 1 << 20);
+        let f = filter(&["cat"], &["sh", "-c", "echo boom >&2; exit 3"], 1 << 20);
+        let sh = program("sh");
         // A large input too, so the child exits while we still feed it.
         for input in [b"data".to_vec(), noise(1 << 20)] {
             let err = f.decode(&CTX, &input).unwrap_err();
@@ -353,7 +292,7 @@ mod tests {
                     stderr,
                     ..
                 } => {
-                    assert_eq!(program, "sh");
+                    assert_eq!(program, &sh);
                     assert_eq!(*direction, Direction::Decode);
                     assert!(status.contains('3'), "{status}");
                     assert_eq!(stderr, "boom");
@@ -362,7 +301,9 @@ mod tests {
             }
             let msg = err.to_string();
             assert!(
-                msg.contains("`sh`") && msg.contains("exit status: 3") && msg.contains("boom"),
+                msg.contains(&format!("`{sh}`"))
+                    && msg.contains("exit status: 3")
+                    && msg.contains("boom"),
                 "{msg}"
             );
         }
@@ -375,7 +316,7 @@ mod tests {
             FilterError::CommandFailed {
                 program, stderr, ..
             } => {
-                assert_eq!(program, "gzip");
+                assert_eq!(program, self::program("gzip"));
                 assert!(!stderr.is_empty());
             }
             other => panic!("unexpected {other}"),
@@ -385,7 +326,7 @@ mod tests {
     #[test]
     fn stderr_keeps_only_its_tail() {
         let script = "i=0; while [ $i -lt 300 ]; do echo line-$i >&2; i=$((i+1)); done; exit 1";
-        let f = CommandFilter::new(argv(&["sh", "-c", script]), argv(&["cat"]), 1 << 20);
+        let f = filter(&["sh", "-c", script], &["cat"], 1 << 20);
         match f.encode(&CTX, b"").unwrap_err() {
             FilterError::CommandFailed { stderr, .. } => {
                 assert!(stderr.starts_with("..."), "{stderr}");
@@ -399,7 +340,7 @@ mod tests {
     #[test]
     fn output_past_the_limit_kills_the_command() {
         // `yes` writes forever: only the limit stops it.
-        let f = CommandFilter::new(argv(&["yes"]), argv(&["cat"]), 100_000);
+        let f = filter(&["yes"], &["cat"], 100_000);
         let err = f.encode(&CTX, b"").unwrap_err();
         assert!(
             matches!(
@@ -416,24 +357,115 @@ mod tests {
 
     #[test]
     fn program_ignoring_its_input_is_believed() {
-        let f = CommandFilter::new(argv(&["echo", "fixed"]), argv(&["cat"]), 1 << 20);
+        let f = filter(&["echo", "fixed"], &["cat"], 1 << 20);
         assert_eq!(f.encode(&CTX, &noise(1 << 20)).unwrap(), b"fixed\n");
+    }
+
+    /// A filter whose encode command is `sh -c script`, killed after 300 ms.
+    fn hanging(script: &str) -> CommandFilter {
+        CommandFilter::new(
+            argv(&["sh", "-c", script]),
+            argv(&["cat"]),
+            1 << 20,
+            Duration::from_millis(300),
+        )
+    }
+
+    /// Asserts that `f` times out in its encode direction, soon after 300 ms.
+    fn assert_times_out(f: &CommandFilter) {
+        let start = Instant::now();
+        let err = f.encode(&CTX, b"input").unwrap_err();
+        let elapsed = start.elapsed();
+        assert!(
+            matches!(
+                &err,
+                FilterError::CommandTimeout {
+                    node_id: 11,
+                    direction: Direction::Encode,
+                    timeout,
+                    ..
+                } if *timeout == Duration::from_millis(300)
+            ),
+            "{err}"
+        );
+        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("300ms") && msg.contains("killed"), "{msg}");
+    }
+
+    /// Issue 12 item 7: a command that never exits hung the store forever.
+    #[test]
+    fn command_that_never_exits_times_out() {
+        let f = CommandFilter::new(
+            argv(&["sleep", "1000"]),
+            argv(&["cat"]),
+            1 << 20,
+            Duration::from_millis(300),
+        );
+        assert_times_out(&f);
+    }
+
+    /// Issue 12 item 7: a command that closed its standard output and kept
+    /// running hung the store in `child.wait()`.
+    #[test]
+    fn command_that_closes_stdout_and_runs_on_times_out() {
+        assert_times_out(&hanging("exec >&-; exec 2>&-; sleep 1000"));
+        assert_times_out(&hanging("exec >&-; sleep 1000"));
+    }
+
+    /// Issue 12 item 7: a command that exits while a background child of
+    /// its own keeps standard output open hung the store reading it.
+    #[test]
+    fn background_grandchild_holding_stdout_times_out() {
+        assert_times_out(&hanging("sleep 1000 & echo started"));
+    }
+
+    /// Issue 12 item 7: the timed-out command is killed and reaped, not left
+    /// running (nor as a zombie).
+    #[test]
+    fn timed_out_command_is_killed_and_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
+        assert_times_out(&hanging(&script));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let proc_dir = std::path::Path::new("/proc").join(pid.trim());
+        if std::path::Path::new("/proc/self").exists() {
+            assert!(!proc_dir.exists(), "process {} still exists", pid.trim());
+        }
+    }
+
+    /// Issue 12 item 7: a deadline does not disturb a command that finishes.
+    #[test]
+    fn timeout_leaves_quick_commands_alone() {
+        let f = CommandFilter::new(
+            argv(&["gzip", "-c"]),
+            argv(&["gzip", "-dc"]),
+            64 << 20,
+            Duration::from_secs(20),
+        );
+        let input = noise(1 << 20);
+        let blob = f.encode(&CTX, &input).unwrap();
+        assert_eq!(f.decode(&CTX, &blob).unwrap(), input);
     }
 
     #[test]
     fn params_escape_argv() {
         let f = CommandFilter::new(
-            argv(&["sh", "-c", "a b;c=d,(e)\\"]),
-            argv(&["gzip", "-dc"]),
+            argv(&["/bin/sh", "-c", "a b;c=d,(e)\\"]),
+            argv(&["/usr/bin/gzip", "-dc"]),
             1,
+            DEFAULT_COMMAND_TIMEOUT,
         );
         assert_eq!(
             f.params(),
-            "encode=sh -c a\\ b\\;c\\=d\\,\\(e\\)\\\\;decode=gzip -dc"
+            "encode=/bin/sh -c a\\ b\\;c\\=d\\,\\(e\\)\\\\;decode=/usr/bin/gzip -dc"
         );
-        assert_eq!(gzip().params(), "encode=gzip -c;decode=gzip -dc");
-        let split = CommandFilter::new(argv(&["a", "b"]), argv(&["c"]), 1);
-        let joined = CommandFilter::new(argv(&["a b"]), argv(&["c"]), 1);
+        let split = filter(&["/a", "b"], &["/c"], 1);
+        let joined = filter(&["/a b"], &["/c"], 1);
         assert_ne!(split.params(), joined.params());
+        let slow = CommandFilter::new(argv(&["/a"]), argv(&["/c"]), 1, Duration::from_secs(1));
+        assert_eq!(slow.params(), filter(&["/a"], &["/c"], 1).params());
     }
 }

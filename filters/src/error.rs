@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Which way a blob was travelling when a filter failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -227,6 +228,23 @@ pub enum FilterError {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+
+    /// An external command was still running when its time was up; it was
+    /// killed with its process group and reaped.
+    #[error(
+        "node {node_id}: {direction} command `{program}` did not finish within {timeout:?} \
+         and was killed"
+    )]
+    CommandTimeout {
+        /// The node concerned.
+        node_id: u64,
+        /// The program (argv\[0\]).
+        program: String,
+        /// Which of the two commands.
+        direction: Direction,
+        /// The time it was allowed.
+        timeout: Duration,
+    },
 }
 
 impl FilterError {
@@ -243,7 +261,8 @@ impl FilterError {
             | FilterError::TooLarge { node_id, .. }
             | FilterError::CommandSpawn { node_id, .. }
             | FilterError::CommandFailed { node_id, .. }
-            | FilterError::CommandIo { node_id, .. } => Some(*node_id),
+            | FilterError::CommandIo { node_id, .. }
+            | FilterError::CommandTimeout { node_id, .. } => Some(*node_id),
             FilterError::DuplicateFilter { .. }
             | FilterError::FilterOrder { .. }
             | FilterError::ZstdLevel { .. }

@@ -24,7 +24,7 @@ pub struct Context {
 
 impl Context {
     /// A context for the node `node_id`.
-    pub fn new(node_id: u64) -> Self {
+    pub const fn new(node_id: u64) -> Self {
         Context { node_id }
     }
 }

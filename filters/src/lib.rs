@@ -14,8 +14,13 @@
 //!
 //! Invariants of the crate:
 //! - It does no I/O on the store and starts no threads of its own, except
-//!   the short-lived scoped threads of the command filter that feed a
-//!   command's standard input and drain its standard error.
+//!   the short-lived scoped threads of the command filter (feeding a
+//!   command's standard input, reading its output and standard error,
+//!   waiting for its exit), all ended before the call returns.
+//! - A command filter call ends: a command still running after its timeout
+//!   ([`DEFAULT_COMMAND_TIMEOUT`] unless set with
+//!   [`FilterSpec::command_with_timeout`]) is killed with its process group
+//!   and reaped, and the call fails with [`FilterError::CommandTimeout`].
 //! - Decoding arbitrary bytes never panics and never allocates more than
 //!   the pipeline's decoded-size limit ([`DEFAULT_MAX_DECODED_LEN`] unless
 //!   set with [`Pipeline::with_max_decoded_len`]) beyond its input's size.
@@ -55,10 +60,14 @@ mod filter;
 mod key;
 mod pipeline;
 mod spec;
+#[cfg(test)]
+mod testing;
 
 pub use command::STDERR_TAIL;
 pub use error::{Direction, FilterError};
 pub use filter::{Context, Filter};
 pub use key::{EncryptionKey, KEY_LEN};
 pub use pipeline::Pipeline;
-pub use spec::{FilterSpec, DEFAULT_MAX_DECODED_LEN, ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL};
+pub use spec::{
+    FilterSpec, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_DECODED_LEN, ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL,
+};

@@ -225,6 +225,21 @@ mod tests {
         );
     }
 
+    /// Issue 12 item 7: the command timeout does not change the format, so
+    /// it stays out of the descriptor.
+    #[test]
+    fn describe_leaves_out_the_command_timeout() {
+        let quick = FilterSpec::command_with_timeout(
+            &["gzip", "-c"],
+            &["gzip", "-dc"],
+            std::time::Duration::from_millis(250),
+        );
+        assert_eq!(
+            Pipeline::new(&[quick]).unwrap().describe(),
+            Pipeline::new(&[gzip()]).unwrap().describe()
+        );
+    }
+
     #[test]
     fn rejects_zstd_after_encrypt() {
         let msg = err_text(&[FilterSpec::encrypt([0; 32]), FilterSpec::zstd(3)]);

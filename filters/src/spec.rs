@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - A spec compares equal to another exactly when they would build filters
-//!   producing the same format with the same key.
+//!   producing the same format with the same key: a command's timeout is
+//!   not compared, since it does not change the format.
 //! - `Debug` never prints key bytes (the key is an [`EncryptionKey`]).
 //! - [`FilterSpec::build`] checks each spec's own parameters (zstd level
 //!   range, non-empty command argv); the order of specs is the
@@ -11,6 +12,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::checksum::ChecksumFilter;
 use crate::command::CommandFilter;
@@ -27,8 +29,16 @@ pub const ZSTD_MAX_LEVEL: i32 = 22;
 /// far above the largest node size, far below a hostile frame's claims.
 pub const DEFAULT_MAX_DECODED_LEN: usize = 64 << 20;
 
+/// How long a command filter's command may run before it is killed, unless
+/// set with [`FilterSpec::command_with_timeout`]: 60 s, far longer than any
+/// sane codec takes on one node, short enough that a hung command shows.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One filter of a pipeline, with its parameters.
-#[derive(Clone, PartialEq, Eq, Debug)]
+///
+/// Equality compares what determines the format and the key, not a
+/// command's timeout (see the module invariants).
+#[derive(Clone, Eq, Debug)]
 #[non_exhaustive]
 pub enum FilterSpec {
     /// zstd compression at `level` (1..=22).
@@ -51,7 +61,34 @@ pub enum FilterSpec {
         encode: Vec<String>,
         /// argv of the decoding command.
         decode: Vec<String>,
+        /// How long each run may take before the command is killed
+        /// ([`DEFAULT_COMMAND_TIMEOUT`] unless set); not part of the format,
+        /// so neither compared nor described.
+        timeout: Duration,
     },
+}
+
+impl PartialEq for FilterSpec {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (FilterSpec::Zstd { level: a }, FilterSpec::Zstd { level: b }) => a == b,
+            (FilterSpec::Checksum, FilterSpec::Checksum) => true,
+            (FilterSpec::Encrypt { key: a }, FilterSpec::Encrypt { key: b }) => a == b,
+            (
+                FilterSpec::Command {
+                    encode: a_encode,
+                    decode: a_decode,
+                    ..
+                },
+                FilterSpec::Command {
+                    encode: b_encode,
+                    decode: b_decode,
+                    ..
+                },
+            ) => a_encode == b_encode && a_decode == b_decode,
+            _ => false,
+        }
+    }
 }
 
 impl FilterSpec {
@@ -89,10 +126,20 @@ impl FilterSpec {
     /// on the way back, e.g. `FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])`.
     /// An empty argv is refused by [`Pipeline::new`](crate::Pipeline::new).
     pub fn command(encode: &[&str], decode: &[&str]) -> Self {
+        Self::command_with_timeout(encode, decode, DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// [`FilterSpec::command`] whose commands are killed, and the call
+    /// failed with [`FilterError::CommandTimeout`], when a run takes longer
+    /// than `timeout`. The timeout is not part of the format: it is not in
+    /// [`Pipeline::describe`](crate::Pipeline::describe), and specs that
+    /// differ only in it compare equal.
+    pub fn command_with_timeout(encode: &[&str], decode: &[&str], timeout: Duration) -> Self {
         let owned = |argv: &[&str]| argv.iter().map(|s| s.to_string()).collect();
         FilterSpec::Command {
             encode: owned(encode),
             decode: owned(decode),
+            timeout,
         }
     }
 
@@ -137,7 +184,11 @@ impl FilterSpec {
             }
             FilterSpec::Checksum => Arc::new(ChecksumFilter),
             FilterSpec::Encrypt { key } => Arc::new(EncryptFilter::new(key)),
-            FilterSpec::Command { encode, decode } => {
+            FilterSpec::Command {
+                encode,
+                decode,
+                timeout,
+            } => {
                 for (argv, direction) in [(encode, Direction::Encode), (decode, Direction::Decode)]
                 {
                     if argv.first().map_or("", String::as_str).is_empty() {
@@ -148,6 +199,7 @@ impl FilterSpec {
                     encode.clone(),
                     decode.clone(),
                     max_decoded_len,
+                    *timeout,
                 ))
             }
         })
@@ -182,6 +234,23 @@ mod tests {
             FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"]),
             FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])
         );
+        assert_ne!(
+            FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"]),
+            FilterSpec::command(&["gzip", "-c"], &["gzip", "-d"])
+        );
+        assert_ne!(FilterSpec::checksum(), FilterSpec::zstd(3));
+    }
+
+    /// Issue 12 item 7: the timeout is a property of the run, not of the
+    /// format: equal specs, and the default is 60 s.
+    #[test]
+    fn command_timeout_is_not_compared() {
+        let quick = FilterSpec::command_with_timeout(&["/a"], &["/b"], Duration::from_millis(5));
+        assert_eq!(quick, FilterSpec::command(&["/a"], &["/b"]));
+        match FilterSpec::command(&["/a"], &["/b"]) {
+            FilterSpec::Command { timeout, .. } => assert_eq!(timeout, Duration::from_secs(60)),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
