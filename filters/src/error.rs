@@ -82,6 +82,19 @@ pub enum FilterError {
         direction: Direction,
     },
 
+    /// A command filter whose program (`argv[0]`) is not an absolute path.
+    #[error(
+        "invalid filter pipeline: the command filter's {direction} program `{program}` is not \
+         an absolute path; give an absolute path (such as /usr/bin/gzip), since a relative one \
+         runs whatever the current directory or PATH holds when the store is opened"
+    )]
+    RelativeCommand {
+        /// Which of the two commands.
+        direction: Direction,
+        /// The program as given.
+        program: String,
+    },
+
     /// A key file could not be opened or read.
     #[error("cannot read encryption key file {path}: {source}")]
     KeyFileIo {
@@ -267,6 +280,7 @@ impl FilterError {
             | FilterError::FilterOrder { .. }
             | FilterError::ZstdLevel { .. }
             | FilterError::EmptyCommand { .. }
+            | FilterError::RelativeCommand { .. }
             | FilterError::KeyFileIo { .. }
             | FilterError::KeyFileFormat { .. } => None,
         }

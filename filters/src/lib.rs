@@ -10,7 +10,7 @@
 //! | `zstd` | zstd compression at a level | one zstd frame declaring its size |
 //! | `checksum` | crc32c, seeded with the node id | payload, then 4-byte LE crc |
 //! | `encrypt` | XChaCha20-Poly1305, node id as associated data | 24-byte nonce, ciphertext, 16-byte tag |
-//! | `command` | an external Unix command each way | the command's output |
+//! | `command` | an external Unix command each way (absolute path, time-limited) | the command's output |
 //!
 //! Invariants of the crate:
 //! - It does no I/O on the store and starts no threads of its own, except

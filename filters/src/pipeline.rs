@@ -38,8 +38,9 @@ impl Pipeline {
     /// # Errors
     ///
     /// [`FilterError::DuplicateFilter`] and [`FilterError::FilterOrder`] when
-    /// the order breaks a rule of this module; [`FilterError::ZstdLevel`] and
-    /// [`FilterError::EmptyCommand`] for bad parameters.
+    /// the order breaks a rule of this module; [`FilterError::ZstdLevel`],
+    /// [`FilterError::EmptyCommand`] and [`FilterError::RelativeCommand`]
+    /// (a command program that is not an absolute path) for bad parameters.
     pub fn new(specs: &[FilterSpec]) -> Result<Pipeline, FilterError> {
         Self::with_max_decoded_len(specs, DEFAULT_MAX_DECODED_LEN)
     }
@@ -180,11 +181,13 @@ fn check_order(specs: &[FilterSpec]) -> Result<(), FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::program;
 
     const CTX: Context = Context { node_id: 1 };
 
     fn gzip() -> FilterSpec {
-        FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])
+        let gzip = program("gzip");
+        FilterSpec::command(&[&gzip, "-c"], &[&gzip, "-dc"])
     }
 
     fn err_text(specs: &[FilterSpec]) -> String {
@@ -221,7 +224,7 @@ mod tests {
         );
         assert_eq!(
             Pipeline::new(&[gzip()]).unwrap().describe(),
-            "command(encode=gzip -c;decode=gzip -dc)"
+            format!("command(encode={0} -c;decode={0} -dc)", program("gzip"))
         );
     }
 
@@ -230,8 +233,8 @@ mod tests {
     #[test]
     fn describe_leaves_out_the_command_timeout() {
         let quick = FilterSpec::command_with_timeout(
-            &["gzip", "-c"],
-            &["gzip", "-dc"],
+            &[&program("gzip"), "-c"],
+            &[&program("gzip"), "-dc"],
             std::time::Duration::from_millis(250),
         );
         assert_eq!(
@@ -301,10 +304,29 @@ mod tests {
 
     #[test]
     fn rejects_empty_argv() {
-        let msg = err_text(&[FilterSpec::command(&[], &["gzip", "-dc"])]);
+        let msg = err_text(&[FilterSpec::command(&[], &["/usr/bin/gzip", "-dc"])]);
         assert!(msg.contains("encode command is empty"), "{msg}");
-        let msg = err_text(&[FilterSpec::command(&["gzip", "-c"], &[])]);
+        let msg = err_text(&[FilterSpec::command(&["/usr/bin/gzip", "-c"], &[])]);
         assert!(msg.contains("decode command is empty"), "{msg}");
+    }
+
+    /// Issue 12 item 1: `Pipeline::new` accepted a command whose program
+    /// depends on the current directory or on PATH.
+    #[test]
+    fn rejects_relative_programs() {
+        let msg = err_text(&[FilterSpec::command(
+            &["gzip", "-c"],
+            &["/usr/bin/gzip", "-dc"],
+        )]);
+        assert!(
+            msg.contains("encode program `gzip` is not an absolute path"),
+            "{msg}"
+        );
+        let msg = err_text(&[FilterSpec::command(&["/usr/bin/gzip", "-c"], &["./dec"])]);
+        assert!(
+            msg.contains("decode program `./dec` is not an absolute path"),
+            "{msg}"
+        );
     }
 
     #[test]

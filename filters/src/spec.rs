@@ -7,8 +7,8 @@
 //!   not compared, since it does not change the format.
 //! - `Debug` never prints key bytes (the key is an [`EncryptionKey`]).
 //! - [`FilterSpec::build`] checks each spec's own parameters (zstd level
-//!   range, non-empty command argv); the order of specs is the
-//!   [`Pipeline`](crate::Pipeline)'s business.
+//!   range, non-empty command argv whose program is an absolute path); the
+//!   order of specs is the [`Pipeline`](crate::Pipeline)'s business.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -57,7 +57,8 @@ pub enum FilterSpec {
     /// An external Unix command for each direction; the blob is its
     /// standard input, the result its standard output.
     Command {
-        /// argv of the encoding command (`argv[0]` is looked up in `PATH`).
+        /// argv of the encoding command; `argv[0]` must be an absolute path
+        /// (never looked up in `PATH` nor in the current directory).
         encode: Vec<String>,
         /// argv of the decoding command.
         decode: Vec<String>,
@@ -123,8 +124,10 @@ impl FilterSpec {
     }
 
     /// Pipes blobs through `encode` on the way to disk and through `decode`
-    /// on the way back, e.g. `FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])`.
-    /// An empty argv is refused by [`Pipeline::new`](crate::Pipeline::new).
+    /// on the way back, e.g.
+    /// `FilterSpec::command(&["/usr/bin/gzip", "-c"], &["/usr/bin/gzip", "-dc"])`.
+    /// An empty argv, or a program that is not an absolute path, is refused
+    /// by [`Pipeline::new`](crate::Pipeline::new).
     pub fn command(encode: &[&str], decode: &[&str]) -> Self {
         Self::command_with_timeout(encode, decode, DEFAULT_COMMAND_TIMEOUT)
     }
@@ -161,7 +164,8 @@ impl FilterSpec {
     ///
     /// [`FilterError::ZstdLevel`] for a level outside
     /// [`ZSTD_MIN_LEVEL`]..=[`ZSTD_MAX_LEVEL`], [`FilterError::EmptyCommand`]
-    /// for an empty argv or program name.
+    /// for an empty argv or program name, [`FilterError::RelativeCommand`]
+    /// for a program that is not an absolute path.
     pub fn build(&self) -> Result<Arc<dyn Filter>, FilterError> {
         self.build_with_limit(DEFAULT_MAX_DECODED_LEN)
     }
@@ -189,12 +193,8 @@ impl FilterSpec {
                 decode,
                 timeout,
             } => {
-                for (argv, direction) in [(encode, Direction::Encode), (decode, Direction::Decode)]
-                {
-                    if argv.first().map_or("", String::as_str).is_empty() {
-                        return Err(FilterError::EmptyCommand { direction });
-                    }
-                }
+                check_argv(encode, Direction::Encode)?;
+                check_argv(decode, Direction::Decode)?;
                 Arc::new(CommandFilter::new(
                     encode.clone(),
                     decode.clone(),
@@ -204,6 +204,21 @@ impl FilterSpec {
             }
         })
     }
+}
+
+/// Checks that `argv` names a program, by an absolute path.
+fn check_argv(argv: &[String], direction: Direction) -> Result<(), FilterError> {
+    let program = argv.first().map_or("", String::as_str);
+    if program.is_empty() {
+        return Err(FilterError::EmptyCommand { direction });
+    }
+    if !Path::new(program).is_absolute() {
+        return Err(FilterError::RelativeCommand {
+            direction,
+            program: program.to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -265,14 +280,18 @@ mod tests {
         for level in [1, 3, 22] {
             assert_eq!(FilterSpec::zstd(level).build().unwrap().name(), "zstd");
         }
-        let empty_program = FilterSpec::command(&["gzip"], &[""]).build().unwrap_err();
+        let empty_program = FilterSpec::command(&["/usr/bin/gzip"], &[""])
+            .build()
+            .unwrap_err();
         assert!(matches!(
             empty_program,
             FilterError::EmptyCommand {
                 direction: Direction::Decode
             }
         ));
-        let empty_argv = FilterSpec::command(&[], &["gzip"]).build().unwrap_err();
+        let empty_argv = FilterSpec::command(&[], &["/usr/bin/gzip"])
+            .build()
+            .unwrap_err();
         assert!(matches!(
             empty_argv,
             FilterError::EmptyCommand {
@@ -281,13 +300,45 @@ mod tests {
         ));
     }
 
+    /// Issue 12 item 1: a relative program (`./enc`, or a bare name looked
+    /// up in PATH) ran whatever the current directory held at open time.
+    #[test]
+    fn relative_command_programs_are_refused() {
+        for (encode, decode, direction, program) in [
+            ("./enc", "/bin/cat", Direction::Encode, "./enc"),
+            ("gzip", "/bin/cat", Direction::Encode, "gzip"),
+            ("/bin/cat", "bin/dec", Direction::Decode, "bin/dec"),
+            ("/bin/cat", "../dec", Direction::Decode, "../dec"),
+        ] {
+            let err = FilterSpec::command(&[encode], &[decode])
+                .build()
+                .unwrap_err();
+            match &err {
+                FilterError::RelativeCommand {
+                    direction: d,
+                    program: p,
+                } => assert_eq!((*d, p.as_str()), (direction, program)),
+                other => panic!("unexpected {other}"),
+            }
+            let msg = err.to_string();
+            assert!(
+                msg.contains("absolute path") && msg.contains(program),
+                "{msg}"
+            );
+            assert_eq!(err.node_id(), None);
+        }
+        assert!(FilterSpec::command(&["/bin/cat"], &["/bin/cat"])
+            .build()
+            .is_ok());
+    }
+
     #[test]
     fn names_match_built_filters() {
         let specs = [
             FilterSpec::zstd(3),
             FilterSpec::checksum(),
             FilterSpec::encrypt([0; 32]),
-            FilterSpec::command(&["cat"], &["cat"]),
+            FilterSpec::command(&["/bin/cat"], &["/bin/cat"]),
         ];
         for spec in specs {
             assert_eq!(spec.name(), spec.build().unwrap().name());

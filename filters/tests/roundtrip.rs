@@ -7,8 +7,19 @@ use proptest::prelude::*;
 
 const KEY: [u8; 32] = [0x42; 32];
 
+/// The absolute path of the system program `name` (command filters refuse
+/// relative programs), from `/usr/bin` or `/bin`.
+fn program(name: &str) -> String {
+    ["/usr/bin", "/bin"]
+        .iter()
+        .map(|dir| format!("{dir}/{name}"))
+        .find(|path| std::path::Path::new(path).is_file())
+        .unwrap_or_else(|| panic!("these tests need `{name}` in /usr/bin or /bin"))
+}
+
 fn gzip() -> FilterSpec {
-    FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])
+    let gzip = program("gzip");
+    FilterSpec::command(&[&gzip, "-c"], &[&gzip, "-dc"])
 }
 
 /// One filter of each kind, with the given zstd level and key.
