@@ -5,21 +5,25 @@
 //! directory of a committed superblock names exactly the chunks that hold
 //! at least one entry (a chunk absent from it is all free).
 //!
+//! Each chunk is recorded with the [`Digest`] of its blob's body, so the
+//! chunk read back is the one this directory was written with (an older
+//! version of the chunk put in its place fails to verify).
+//!
 //! Invariants of the encoding: chunk indices strictly increasing, every
 //! location in a segment other than 0, and a crc32c over everything before
 //! it; the decoder allocates no more than its input's length.
 
 use crate::blob::{u32_at, u64_at, LOCATION_LEN};
-use crate::{FormatError, Location};
+use crate::{Digest, FormatError, Location, DIGEST_LEN};
 use std::collections::BTreeMap;
 
-/// Bytes of one encoded record: chunk index and location.
-const RECORD_LEN: usize = 8 + LOCATION_LEN;
+/// Bytes of one encoded record: chunk index, location and digest.
+const RECORD_LEN: usize = 8 + LOCATION_LEN + DIGEST_LEN;
 
-/// Where each node table chunk lies.
+/// Where each node table chunk lies, and the digest of its blob.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
-    chunks: BTreeMap<u64, Location>,
+    chunks: BTreeMap<u64, (Location, Digest)>,
 }
 
 impl Directory {
@@ -30,18 +34,19 @@ impl Directory {
 
     /// The location of chunk `idx`, if it is written.
     pub fn get(&self, idx: u64) -> Option<Location> {
-        self.chunks.get(&idx).copied()
+        self.chunks.get(&idx).map(|&(loc, _)| loc)
     }
 
-    /// Records that chunk `idx` lies at `loc`, returning its old location.
-    pub fn insert(&mut self, idx: u64, loc: Location) -> Option<Location> {
-        self.chunks.insert(idx, loc)
+    /// Records that chunk `idx` lies at `loc` with a body of digest
+    /// `digest`, returning its old location.
+    pub fn insert(&mut self, idx: u64, loc: Location, digest: Digest) -> Option<Location> {
+        self.chunks.insert(idx, (loc, digest)).map(|(l, _)| l)
     }
 
     /// Forgets chunk `idx` (it has no entries left), returning its old
     /// location.
     pub fn remove(&mut self, idx: u64) -> Option<Location> {
-        self.chunks.remove(&idx)
+        self.chunks.remove(&idx).map(|(l, _)| l)
     }
 
     /// The number of chunks recorded.
@@ -56,21 +61,28 @@ impl Directory {
 
     /// The chunks and their locations, by ascending index.
     pub fn iter(&self) -> impl Iterator<Item = (u64, Location)> + '_ {
-        self.chunks.iter().map(|(&i, &l)| (i, l))
+        self.chunks.iter().map(|(&i, &(l, _))| (i, l))
+    }
+
+    /// The chunks with their locations and digests, by ascending index.
+    pub fn iter_pinned(&self) -> impl Iterator<Item = (u64, Location, Digest)> + '_ {
+        self.chunks.iter().map(|(&i, &(l, d))| (i, l, d))
     }
 
     /// The directory's bytes: count u32, then per chunk (ascending) its
-    /// index u64 and location (segment u32, offset u64, len u32), then a
-    /// crc32c of everything before it; all little-endian.
+    /// index u64, location (segment u32, offset u64, len u32) and digest
+    /// (16 bytes), then a crc32c of everything before it; all
+    /// little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + self.chunks.len() * RECORD_LEN);
         // A directory of 2^32 chunks would be 96 GiB, far past the blob
         // limit that refuses to write it; the count cannot wrap in a blob
         // that is ever written.
         out.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
-        for (idx, loc) in &self.chunks {
+        for (idx, (loc, digest)) in &self.chunks {
             out.extend_from_slice(&idx.to_le_bytes());
             out.extend_from_slice(&loc.encode());
+            out.extend_from_slice(&digest.0);
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -108,11 +120,15 @@ impl Directory {
                 return damaged(format!("chunk {idx} is out of order"));
             }
             last = Some(idx);
-            let raw: &[u8; LOCATION_LEN] = rec[8..].try_into().expect("records are 24 bytes");
+            let raw: &[u8; LOCATION_LEN] = rec[8..8 + LOCATION_LEN]
+                .try_into()
+                .expect("a record holds a location");
             let Some(loc) = Location::decode(raw) else {
                 return damaged(format!("chunk {idx} has an invalid location"));
             };
-            chunks.insert(idx, loc);
+            let mut digest = Digest::default();
+            digest.0.copy_from_slice(&rec[8 + LOCATION_LEN..]);
+            chunks.insert(idx, (loc, digest));
         }
         Ok(Directory { chunks })
     }
@@ -133,11 +149,21 @@ mod tests {
         }
     }
 
+    fn dg(idx: u64, l: Location) -> Digest {
+        let mut b = idx.to_le_bytes().to_vec();
+        b.extend_from_slice(&l.encode());
+        Digest::of(&b)
+    }
+
     fn sample() -> Directory {
         let mut d = Directory::new();
-        d.insert(9, loc(2, 16388, 16388));
-        d.insert(0, loc(1, 0, 16388));
-        d.insert(u64::MAX / 1024, loc(u32::MAX, u64::MAX, MAX_BLOB_LEN));
+        d.insert(9, loc(2, 16388, 16388), dg(9, loc(2, 16388, 16388)));
+        d.insert(0, loc(1, 0, 16388), dg(0, loc(1, 0, 16388)));
+        d.insert(
+            u64::MAX / 1024,
+            loc(u32::MAX, u64::MAX, MAX_BLOB_LEN),
+            dg(u64::MAX / 1024, loc(u32::MAX, u64::MAX, MAX_BLOB_LEN)),
+        );
         d
     }
 
@@ -161,7 +187,10 @@ mod tests {
         let mut d = sample();
         assert_eq!(d.len(), 3);
         assert_eq!(d.get(9), Some(loc(2, 16388, 16388)));
-        assert_eq!(d.insert(9, loc(3, 0, 1)), Some(loc(2, 16388, 16388)));
+        assert_eq!(
+            d.insert(9, loc(3, 0, 1), dg(9, loc(3, 0, 1))),
+            Some(loc(2, 16388, 16388))
+        );
         assert_eq!(d.remove(0), Some(loc(1, 0, 16388)));
         assert_eq!(d.remove(0), None);
         let order: Vec<u64> = d.iter().map(|(i, _)| i).collect();
@@ -172,15 +201,16 @@ mod tests {
     #[test]
     fn layout_is_as_documented() {
         let mut d = Directory::new();
-        d.insert(5, loc(2, 300, 16388));
+        d.insert(5, loc(2, 300, 16388), dg(5, loc(2, 300, 16388)));
         let b = d.encode();
-        assert_eq!(b.len(), 4 + 24 + 4);
+        assert_eq!(b.len(), 4 + 40 + 4);
         assert_eq!(u32_at(&b, 0), 1);
         assert_eq!(u64_at(&b, 4), 5);
         assert_eq!(u32_at(&b, 12), 2);
         assert_eq!(u64_at(&b, 16), 300);
         assert_eq!(u32_at(&b, 24), 16388);
-        assert_eq!(u32_at(&b, 28), crc32c::crc32c(&b[..28]));
+        assert_eq!(&b[28..44], &dg(5, loc(2, 300, 16388)).0);
+        assert_eq!(u32_at(&b, 44), crc32c::crc32c(&b[..44]));
     }
 
     #[test]
@@ -203,6 +233,7 @@ mod tests {
         let record = |idx: u64, l: Location| {
             let mut r = idx.to_le_bytes().to_vec();
             r.extend_from_slice(&l.encode());
+            r.extend_from_slice(&[0; DIGEST_LEN]);
             r
         };
         let mut unsorted = 2u32.to_le_bytes().to_vec();
@@ -252,7 +283,7 @@ mod tests {
         ) {
             let mut d = Directory::new();
             for (idx, (s, o, l)) in entries {
-                d.insert(idx, loc(s, o, l));
+                d.insert(idx, loc(s, o, l), dg(idx, loc(s, o, l)));
             }
             prop_assert_eq!(Directory::decode(&d.encode()).unwrap(), d);
         }

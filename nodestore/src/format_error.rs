@@ -101,6 +101,15 @@ pub enum FormatError {
         /// What disagrees.
         reason: String,
     },
+    /// No superblock slot's MAC verifies under the key given: the key is
+    /// wrong, or the superblock was forged.
+    #[error(
+        "{file}: no superblock slot verifies under the key given (a wrong key, or a forged superblock)"
+    )]
+    Unauthenticated {
+        /// The superblock file.
+        file: String,
+    },
     /// Neither superblock slot carries the Larix magic.
     #[error("{file} is not a Larix store (no slot carries the Larix magic)")]
     NotLarix {
@@ -211,6 +220,10 @@ pub enum BlobFault {
         /// The limit.
         max: u64,
     },
+    /// The body does not match the digest that pins it: damage, or an
+    /// older or foreign blob put in its place.
+    #[error("its body does not match its digest (damaged or replaced)")]
+    DigestMismatch,
     /// The record holds another kind of blob.
     #[error("found a {0} blob instead")]
     KindMismatch(BlobKind),
@@ -258,6 +271,9 @@ pub enum SlotFault {
     /// The slot's checksum matches but a field is out of range.
     #[error("{0}")]
     Field(String),
+    /// The slot's MAC does not verify under the key given.
+    #[error("its MAC does not verify under the key given")]
+    Unauthenticated,
     /// A valid slot sits where its generation does not belong.
     #[error("generation {generation} found in slot {slot}")]
     WrongSlot {

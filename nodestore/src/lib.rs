@@ -33,6 +33,7 @@
 mod backend;
 mod blob;
 mod codec;
+mod digest;
 mod directory;
 mod error;
 mod faulty;
@@ -48,6 +49,7 @@ mod table;
 pub use backend::{Backend, FileId, MemBackend, SegmentId};
 pub use blob::{BlobHeader, BlobKind, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
 pub use codec::{Codec, CodecError};
+pub use digest::{node_digest, Digest, DIGEST_LEN};
 pub use directory::Directory;
 pub use error::StoreError;
 pub use faulty::{CrashMode, FaultyBackend};
@@ -61,7 +63,7 @@ pub use store::{
     MIN_COMPACTION_BYTES_PER_COMMIT,
 };
 pub use superblock::{
-    read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack, Generation,
-    Superblock, FORMAT_VERSION, MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
+    no_seal, read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack, Generation,
+    Seal, Superblock, FORMAT_VERSION, MAC_LEN, MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
 };
 pub use table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};

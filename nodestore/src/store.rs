@@ -23,9 +23,9 @@
 //!   the last commit stays on disk untouched.
 
 use crate::{
-    read_blob, write_slot, Backend, BlobKind, Codec, Directory, FileId, FormatError, Location,
-    NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats, Superblock, TableEntry,
-    DEFAULT_MAX_SEGMENT_BYTES,
+    node_digest, read_blob, write_slot, Backend, BlobKind, Codec, Digest, Directory, FileId,
+    FormatError, Location, NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats,
+    Superblock, TableEntry, DEFAULT_MAX_SEGMENT_BYTES, MAC_LEN,
 };
 use crossbeam_channel::{Receiver, Sender};
 use larix_filters::{Context, Pipeline};
@@ -45,6 +45,43 @@ pub use compact::{CompactionPolicy, SegmentUsage, MIN_COMPACTION_BYTES_PER_COMMI
 /// The plaintext of the key check blob: a wrong key (or a different filter
 /// stack) fails to turn the blob back into it.
 const KEY_CHECK: &[u8] = b"larix key check v1";
+
+/// The domain of the superblock slot's MAC ([`Pipeline::mac`]).
+const SUPERBLOCK_MAC_DOMAIN: &str = "larix superblock slot";
+
+/// The seal that authenticates superblock slots under `pipeline`'s key (no
+/// MAC without encryption).
+fn seal(pipeline: &Pipeline) -> impl Fn(&[u8]) -> Option<[u8; MAC_LEN]> + '_ {
+    // Wired to Pipeline::mac once the filters crate has it.
+    let _ = (pipeline, SUPERBLOCK_MAC_DOMAIN);
+    |_: &[u8]| None
+}
+
+/// Reads the blob of node `id` at `loc`, checked against the digest its
+/// table entry records.
+///
+/// # Errors
+/// [`FormatError::Blob`] with [`BlobFault::DigestMismatch`](crate::BlobFault)
+/// if the body is not the one the table pins; as [`read_blob`] otherwise.
+fn read_node_blob(
+    backend: &dyn Backend,
+    id: NodeId,
+    loc: Location,
+    digest: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let body = read_blob(backend, loc, BlobKind::Node, id.0)?;
+    if node_digest(&body) != digest {
+        return Err(FormatError::Blob {
+            file: backend.name(FileId::Segment(loc.segment)),
+            offset: loc.offset,
+            kind: BlobKind::Node,
+            id: id.0,
+            fault: crate::BlobFault::DigestMismatch,
+        }
+        .into());
+    }
+    Ok(body)
+}
 
 /// The filter context of blobs that are not nodes (the key check and the
 /// catalog). Node ids start at 1, so it names no node.
@@ -544,7 +581,7 @@ impl<N: Codec> NodeStore<N> {
             bump(&c.cache_hits, 1);
             return Ok(n);
         }
-        let loc = {
+        let entry = {
             let mut st = self.shared.state.lock();
             let Some(entry) = st.table.get(id) else {
                 return Err(StoreError::NodeMissing { id });
@@ -557,14 +594,16 @@ impl<N: Codec> NodeStore<N> {
                 bump(&c.inflight_hits, 1);
                 return Ok(p.node.clone());
             }
-            entry.loc
+            entry
         };
-        let loc = loc.ok_or_else(|| StoreError::Corrupt {
-            id,
-            reason: "the node table gives it no location".into(),
-        })?;
+        let Some(loc) = entry.loc else {
+            return Err(StoreError::Corrupt {
+                id,
+                reason: "the node table gives it no location".into(),
+            });
+        };
         bump(&c.cache_misses, 1);
-        let node = Arc::new(self.shared.read_node(id, loc)?);
+        let node = Arc::new(self.shared.read_node(id, loc, entry.digest)?);
         let st = self.shared.state.lock();
         let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
             && !st.dirty.contains(id)
@@ -596,10 +635,10 @@ impl<N: Codec> NodeStore<N> {
             if let Some(p) = st.inflight.get(&id) {
                 return Ok(p.node.clone());
             }
-            entry.loc
+            entry
         };
-        match loc {
-            Some(loc) => Ok(Arc::new(self.shared.read_node(id, loc)?)),
+        match loc.loc {
+            Some(at) => Ok(Arc::new(self.shared.read_node(id, at, loc.digest)?)),
             None => Err(StoreError::Corrupt {
                 id,
                 reason: "the node table gives it no location".into(),
@@ -624,6 +663,7 @@ impl<N: Codec> NodeStore<N> {
                     TableEntry {
                         loc: None,
                         refcount: 0,
+                        digest: 0,
                     },
                 );
             }
@@ -708,8 +748,15 @@ impl<N: Codec> NodeStore<N> {
     /// None at present (see [`NodeStore::put`]).
     pub fn set_refcount(&self, id: NodeId, refcount: u32) -> Result<(), StoreError> {
         let mut st = self.shared.state.lock();
-        let loc = st.table.get(id).and_then(|e| e.loc);
-        st.table.set(id, TableEntry { loc, refcount });
+        let entry = st.table.get(id);
+        st.table.set(
+            id,
+            TableEntry {
+                loc: entry.and_then(|e| e.loc),
+                refcount,
+                digest: entry.map_or(0, |e| e.digest),
+            },
+        );
         Ok(())
     }
 
@@ -825,12 +872,13 @@ impl<N: Codec> NodeStore<N> {
         }
         for (idx, bytes) in &chunks {
             let loc = writer.append(backend, BlobKind::TableChunk, *idx, bytes)?;
-            directory.insert(*idx, loc);
+            directory.insert(*idx, loc, Digest::of(bytes));
         }
+        let directory_body = directory.encode();
         let table_directory = if directory.is_empty() {
             None
         } else {
-            Some(writer.append(backend, BlobKind::TableDirectory, 0, &directory.encode())?)
+            Some(writer.append(backend, BlobKind::TableDirectory, 0, &directory_body)?)
         };
         let catalog_loc = writer.append(backend, BlobKind::Catalog, 0, &catalog_body)?;
         let superblock = Superblock {
@@ -846,6 +894,12 @@ impl<N: Codec> NodeStore<N> {
             catalog: Some(catalog_loc),
             key_check,
             filter_stack: previous.filter_stack.clone(),
+            table_directory_digest: if table_directory.is_some() {
+                Digest::of(&directory_body)
+            } else {
+                Digest::default()
+            },
+            catalog_digest: Digest::of(&catalog_body),
         };
         let durable = self.shared.durability == Durability::Immediate;
         if durable {
@@ -952,7 +1006,7 @@ impl<N: Codec> Shared<N> {
     }
 
     /// Encodes, filters and appends one node.
-    fn write_node(&self, job: &Job<N>) -> Result<Location, StoreError> {
+    fn write_node(&self, job: &Job<N>) -> Result<(Location, u64), StoreError> {
         let mut raw = Vec::new();
         job.node.encode(&mut raw);
         let body = self.pipeline.encode(&Context::new(job.id.0), &raw)?;
@@ -964,15 +1018,15 @@ impl<N: Codec> Shared<N> {
         bump(&c.blobs_written, 1);
         bump(&c.bytes_unfiltered, raw.len() as u64);
         bump(&c.bytes_filtered, body.len() as u64);
-        Ok(loc)
+        Ok((loc, node_digest(&body)))
     }
 
     /// Records the outcome of a write: the table points at it only if it
     /// is still the newest version of a live node.
-    fn land(&self, job: Job<N>, result: Result<Location, StoreError>) {
+    fn land(&self, job: Job<N>, result: Result<(Location, u64), StoreError>) {
         let mut st = self.state.lock();
         match result {
-            Ok(loc) => {
+            Ok((loc, digest)) => {
                 let newest = st.inflight.get(&job.id).is_some_and(|p| p.seq == job.seq);
                 if newest {
                     st.forget_inflight(job.id);
@@ -982,6 +1036,7 @@ impl<N: Codec> Shared<N> {
                             TableEntry {
                                 loc: Some(loc),
                                 refcount: entry.refcount,
+                                digest,
                             },
                         );
                     }
@@ -1014,8 +1069,8 @@ impl<N: Codec> Shared<N> {
     }
 
     /// Reads, unfilters and decodes the blob of node `id` at `loc`.
-    fn read_node(&self, id: NodeId, loc: Location) -> Result<N, StoreError> {
-        let body = read_blob(&*self.backend, loc, BlobKind::Node, id.0)?;
+    fn read_node(&self, id: NodeId, loc: Location, digest: u64) -> Result<N, StoreError> {
+        let body = read_node_blob(&*self.backend, id, loc, digest)?;
         let raw = self
             .pipeline
             .decode(&Context::new(id.0), &body)
@@ -1042,7 +1097,7 @@ impl<N: Codec> Shared<N> {
     /// Writes `sb` into its slot and syncs the superblock file.
     fn write_superblock(&self, sb: &Superblock) -> Result<(), StoreError> {
         let backend = &*self.backend;
-        write_slot(backend, sb)?;
+        write_slot(backend, sb, &seal(&self.pipeline))?;
         self.timed_sync(|| {
             backend
                 .sync(FileId::Superblock)

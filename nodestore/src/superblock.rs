@@ -17,7 +17,9 @@
 //!   so any build can tell another version from damage.
 
 use crate::blob::{u32_at, u64_at, LOCATION_LEN};
-use crate::{Backend, FileId, FormatError, Location, NodeId, SegmentId, SlotFault};
+use crate::{
+    Backend, Digest, FileId, FormatError, Location, NodeId, SegmentId, SlotFault, DIGEST_LEN,
+};
 use std::fmt;
 use std::io;
 
@@ -27,8 +29,23 @@ pub const SLOT_LEN: usize = 4096;
 /// The bytes that open every superblock slot.
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"LARIXSB\0";
 
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build reads and writes. Version 2 pins every
+/// blob the slot refers to by digest and carries a MAC under the
+/// encryption key.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Bytes of a slot's MAC.
+pub const MAC_LEN: usize = 32;
+
+/// How a slot is authenticated: given the slot's bytes before the MAC,
+/// the MAC they must carry, or `None` when the store has no key (the MAC
+/// field is then zero and not checked).
+pub type Seal<'a> = &'a dyn Fn(&[u8]) -> Option<[u8; MAC_LEN]>;
+
+/// The seal of a store without a key.
+pub fn no_seal(_: &[u8]) -> Option<[u8; MAC_LEN]> {
+    None
+}
 
 /// The longest filter stack descriptor a slot holds, in bytes.
 pub const MAX_DESCRIPTOR_LEN: usize = 1024;
@@ -40,8 +57,11 @@ const NEXT_SEGMENT_AT: usize = 28;
 const TABLE_DIRECTORY_AT: usize = 32;
 const CATALOG_AT: usize = TABLE_DIRECTORY_AT + 1 + LOCATION_LEN;
 const KEY_CHECK_AT: usize = CATALOG_AT + 1 + LOCATION_LEN;
-const DESCRIPTOR_AT: usize = KEY_CHECK_AT + 1 + LOCATION_LEN;
+const DIRECTORY_DIGEST_AT: usize = KEY_CHECK_AT + 1 + LOCATION_LEN;
+const CATALOG_DIGEST_AT: usize = DIRECTORY_DIGEST_AT + DIGEST_LEN;
+const DESCRIPTOR_AT: usize = CATALOG_DIGEST_AT + DIGEST_LEN;
 const CRC_AT: usize = SLOT_LEN - 4;
+const MAC_AT: usize = CRC_AT - MAC_LEN;
 
 /// The number of a commit. Generation 0 is the empty store written at
 /// creation; each commit writes the next one.
@@ -117,6 +137,10 @@ pub struct Superblock {
     pub key_check: Option<Location>,
     /// The filter stack the blobs were written with.
     pub filter_stack: FilterStack,
+    /// The digest of the table directory blob's body (zero if none).
+    pub table_directory_digest: Digest,
+    /// The digest of the catalog blob's body (zero if none).
+    pub catalog_digest: Digest,
 }
 
 impl Superblock {
@@ -131,11 +155,18 @@ impl Superblock {
             catalog: None,
             key_check: None,
             filter_stack,
+            table_directory_digest: Digest::default(),
+            catalog_digest: Digest::default(),
         }
     }
 
-    /// The slot's 4096 bytes.
+    /// The slot's 4096 bytes, without a MAC (a store without a key).
     pub fn encode(&self) -> [u8; SLOT_LEN] {
+        self.encode_sealed(&no_seal)
+    }
+
+    /// The slot's 4096 bytes, with the MAC `seal` gives.
+    pub fn encode_sealed(&self, seal: Seal) -> [u8; SLOT_LEN] {
         let mut s = [0u8; SLOT_LEN];
         s[..8].copy_from_slice(&SUPERBLOCK_MAGIC);
         s[VERSION_AT..VERSION_AT + 4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -152,18 +183,34 @@ impl Superblock {
         // FilterStack::new bounds the length to 1024, so it fits a u16.
         s[DESCRIPTOR_AT..DESCRIPTOR_AT + 2].copy_from_slice(&(d.len() as u16).to_le_bytes());
         s[DESCRIPTOR_AT + 2..DESCRIPTOR_AT + 2 + d.len()].copy_from_slice(d);
+        s[DIRECTORY_DIGEST_AT..DIRECTORY_DIGEST_AT + DIGEST_LEN]
+            .copy_from_slice(&self.table_directory_digest.0);
+        s[CATALOG_DIGEST_AT..CATALOG_DIGEST_AT + DIGEST_LEN]
+            .copy_from_slice(&self.catalog_digest.0);
+        if let Some(mac) = seal(&s[..MAC_AT]) {
+            s[MAC_AT..CRC_AT].copy_from_slice(&mac);
+        }
         let crc = crc32c::crc32c(&s[..CRC_AT]);
         s[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         s
     }
 
-    /// Decodes one slot.
+    /// Decodes one slot without checking its MAC (for a store without a
+    /// key, or to read the parameters of one).
+    ///
+    /// # Errors
+    /// As [`Superblock::decode_sealed`], the MAC aside.
+    pub fn decode(bytes: &[u8]) -> Result<Superblock, SlotFault> {
+        Superblock::decode_sealed(bytes, &no_seal)
+    }
+
+    /// Decodes one slot and checks its MAC against `seal`.
     ///
     /// # Errors
     /// The first [`SlotFault`] found, checked in this order: empty (no
     /// bytes, or all zero), magic (if there are 8 bytes to check), length,
-    /// checksum, version, fields.
-    pub fn decode(bytes: &[u8]) -> Result<Superblock, SlotFault> {
+    /// checksum, version, MAC, fields.
+    pub fn decode_sealed(bytes: &[u8], seal: Seal) -> Result<Superblock, SlotFault> {
         if bytes.iter().all(|&b| b == 0) {
             return Err(SlotFault::Empty);
         }
@@ -181,6 +228,11 @@ impl Superblock {
         let version = u32_at(bytes, VERSION_AT);
         if version != FORMAT_VERSION {
             return Err(SlotFault::Version(version));
+        }
+        if let Some(mac) = seal(&bytes[..MAC_AT]) {
+            if bytes[MAC_AT..CRC_AT] != mac {
+                return Err(SlotFault::Unauthenticated);
+            }
         }
         let field = |msg: String| Err(SlotFault::Field(msg));
         let next_node = NodeId(u64_at(bytes, NEXT_NODE_AT));
@@ -224,9 +276,14 @@ impl Superblock {
         let Ok(descriptor) = std::str::from_utf8(&bytes[DESCRIPTOR_AT + 2..d_end]) else {
             return field("filter stack descriptor is not UTF-8".into());
         };
-        if bytes[d_end..CRC_AT].iter().any(|&b| b != 0) {
+        if bytes[d_end..MAC_AT].iter().any(|&b| b != 0) {
             return field("padding is not zeroed".into());
         }
+        let digest_at = |at: usize| {
+            let mut d = Digest::default();
+            d.0.copy_from_slice(&bytes[at..at + DIGEST_LEN]);
+            d
+        };
         Ok(Superblock {
             generation: Generation(u64_at(bytes, GENERATION_AT)),
             next_node,
@@ -235,6 +292,8 @@ impl Superblock {
             catalog: locs[1],
             key_check: locs[2],
             filter_stack: FilterStack(descriptor.to_string()),
+            table_directory_digest: digest_at(DIRECTORY_DIGEST_AT),
+            catalog_digest: digest_at(CATALOG_DIGEST_AT),
         })
     }
 
@@ -253,10 +312,10 @@ impl Superblock {
 ///
 /// # Errors
 /// [`FormatError::Io`] if the write fails.
-pub fn write_slot(backend: &dyn Backend, sb: &Superblock) -> Result<(), FormatError> {
+pub fn write_slot(backend: &dyn Backend, sb: &Superblock, seal: Seal) -> Result<(), FormatError> {
     let offset = (sb.generation.slot() * SLOT_LEN) as u64;
     backend
-        .write_at(FileId::Superblock, offset, &sb.encode())
+        .write_at(FileId::Superblock, offset, &sb.encode_sealed(seal))
         .map_err(|e| FormatError::io(backend.name(FileId::Superblock), Some(offset), e))
 }
 
@@ -267,6 +326,7 @@ pub fn write_slot(backend: &dyn Backend, sb: &Superblock) -> Result<(), FormatEr
 /// [`FormatError::Io`] if the file exists but cannot be read.
 pub fn read_slots(
     backend: &dyn Backend,
+    seal: Seal,
 ) -> Result<[Result<Superblock, SlotFault>; 2], FormatError> {
     let file = FileId::Superblock;
     let len = match backend.len(file) {
@@ -288,7 +348,7 @@ pub fn read_slots(
         backend
             .read_at(file, offset, &mut buf)
             .map_err(|e| FormatError::io(backend.name(file), Some(offset), e))?;
-        *slot = Superblock::decode(&buf).and_then(|sb| {
+        *slot = Superblock::decode_sealed(&buf, seal).and_then(|sb| {
             if sb.generation.slot() == i {
                 Ok(sb)
             } else {
@@ -314,18 +374,21 @@ pub fn read_slots(
 /// - [`FormatError::SuperblockDamaged`] if neither slot is valid;
 /// - [`FormatError::Io`] if the file cannot be read.
 pub fn read_newest(backend: &dyn Backend) -> Result<Superblock, FormatError> {
-    read_newest_with_fault(backend).map(|(sb, _)| sb)
+    read_newest_with_fault(backend, &no_seal).map(|(sb, _)| sb)
 }
 
-/// [`read_newest`], and why the other slot was passed over when it is
-/// damaged rather than empty: the commit it held, if it was newer, is lost.
+/// [`read_newest`] with the slots' MACs checked against `seal`, and why
+/// the other slot was passed over when it is damaged rather than empty:
+/// the commit it held, if it was newer, is lost.
 ///
 /// # Errors
-/// As [`read_newest`].
+/// As [`read_newest`]; [`FormatError::Unauthenticated`] if no slot's MAC
+/// verifies (a wrong key, or a forged superblock).
 pub fn read_newest_with_fault(
     backend: &dyn Backend,
+    seal: Seal,
 ) -> Result<(Superblock, Option<SlotFault>), FormatError> {
-    let [s0, s1] = read_slots(backend)?;
+    let [s0, s1] = read_slots(backend, seal)?;
     let file = || backend.name(FileId::Superblock);
     for s in [&s0, &s1] {
         if let Err(SlotFault::Version(version)) = s {
@@ -342,6 +405,13 @@ pub fn read_newest_with_fault(
         (Ok(sb), Err(fault)) | (Err(fault), Ok(sb)) => Ok((sb, Some(fault))),
         (Err(SlotFault::Empty), Err(SlotFault::Empty)) => {
             Err(FormatError::NoSuperblock { file: file() })
+        }
+        (Err(f0), Err(f1))
+            if [&f0, &f1]
+                .iter()
+                .all(|f| matches!(f, SlotFault::Empty | SlotFault::Unauthenticated)) =>
+        {
+            Err(FormatError::Unauthenticated { file: file() })
         }
         (Err(f0), Err(f1))
             if [&f0, &f1]
@@ -381,6 +451,8 @@ mod tests {
             }),
             key_check: None,
             filter_stack: FilterStack::new("zstd(level=3),checksum(crc32c)").unwrap(),
+            table_directory_digest: Digest([7; DIGEST_LEN]),
+            catalog_digest: Digest([9; DIGEST_LEN]),
         }
     }
 
@@ -388,7 +460,7 @@ mod tests {
     fn disk_with(generations: &[u64]) -> FaultyBackend {
         let b = FaultyBackend::new();
         for &g in generations {
-            write_slot(&b, &sample(g)).unwrap();
+            write_slot(&b, &sample(g), &no_seal).unwrap();
         }
         b.sync(FileId::Superblock).unwrap();
         b.sync_dir().unwrap();
@@ -410,7 +482,7 @@ mod tests {
     #[test]
     fn layout_offsets_are_as_documented() {
         let b = sample(0x0102).encode();
-        assert_eq!(u32_at(&b, 8), 1);
+        assert_eq!(u32_at(&b, 8), 2);
         assert_eq!(u64_at(&b, 12), 0x0102);
         assert_eq!(u64_at(&b, 20), 1234);
         assert_eq!(u32_at(&b, 28), 9);
@@ -419,9 +491,39 @@ mod tests {
         assert_eq!(u64_at(&b, 37), 4096);
         assert_eq!(u32_at(&b, 45), 300);
         assert_eq!((b[49], b[66]), (1, 0));
-        assert_eq!(u16::from_le_bytes([b[83], b[84]]), 30);
-        assert_eq!(&b[85..89], b"zstd");
+        assert_eq!(&b[83..99], &[7; 16]);
+        assert_eq!(&b[99..115], &[9; 16]);
+        assert_eq!(u16::from_le_bytes([b[115], b[116]]), 30);
+        assert_eq!(&b[117..121], b"zstd");
+        assert_eq!(&b[4060..4092], &[0; 32]);
         assert_eq!(u32_at(&b, 4092), crc32c::crc32c(&b[..4092]));
+    }
+
+    /// Issue 12 item 9: a sealed slot decodes only under its seal; a slot
+    /// forged or sealed under another key is unauthenticated.
+    #[test]
+    fn a_sealed_slot_verifies_only_under_its_seal() {
+        let key_a = |b: &[u8]| Some(*blake3::keyed_hash(&[1; 32], b).as_bytes());
+        let key_b = |b: &[u8]| Some(*blake3::keyed_hash(&[2; 32], b).as_bytes());
+        let bytes = sample(3).encode_sealed(&key_a);
+        assert_eq!(Superblock::decode_sealed(&bytes, &key_a), Ok(sample(3)));
+        assert_eq!(
+            Superblock::decode_sealed(&bytes, &key_b),
+            Err(SlotFault::Unauthenticated)
+        );
+        assert_eq!(
+            Superblock::decode_sealed(&sample(3).encode(), &key_a),
+            Err(SlotFault::Unauthenticated)
+        );
+        // Without a key the parameters can still be read.
+        assert_eq!(Superblock::decode(&bytes), Ok(sample(3)));
+        let b = MemBackend::new();
+        write_slot(&b, &sample(4), &key_a).unwrap();
+        let err = read_newest_with_fault(&b, &key_b).unwrap_err();
+        assert!(
+            matches!(err, FormatError::Unauthenticated { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -455,15 +557,15 @@ mod tests {
             edit(&mut s);
             Superblock::decode(&reseal(s)).unwrap_err()
         };
-        assert_eq!(fault(&|s| s[8] = 2), SlotFault::Version(2));
+        assert_eq!(fault(&|s| s[8] = 1), SlotFault::Version(1));
         assert!(matches!(fault(&|s| s[32] = 2), SlotFault::Field(_)));
         assert!(matches!(fault(&|s| s[66 + 5] = 1), SlotFault::Field(_)));
         // A location in a segment at or past next_segment.
         assert!(matches!(fault(&|s| s[33] = 9), SlotFault::Field(_)));
         assert!(matches!(fault(&|s| s[20..28].fill(0)), SlotFault::Field(_)));
         assert!(matches!(fault(&|s| s[28..32].fill(0)), SlotFault::Field(_)));
-        assert!(matches!(fault(&|s| s[84] = 0xFF), SlotFault::Field(_)));
-        assert!(matches!(fault(&|s| s[85] = 0xFF), SlotFault::Field(_)));
+        assert!(matches!(fault(&|s| s[116] = 0xFF), SlotFault::Field(_)));
+        assert!(matches!(fault(&|s| s[117] = 0xFF), SlotFault::Field(_)));
         assert!(matches!(fault(&|s| s[4000] = 1), SlotFault::Field(_)));
         assert_eq!(Superblock::decode(&[0u8; SLOT_LEN]), Err(SlotFault::Empty));
         assert_eq!(
@@ -494,24 +596,24 @@ mod tests {
     fn read_newest_falls_back_when_the_newest_write_is_torn() {
         for keep in [0, 1, 100, SLOT_LEN - 1] {
             let b = disk_with(&[4, 5]);
-            write_slot(&b, &sample(6)).unwrap();
+            write_slot(&b, &sample(6), &no_seal).unwrap();
             b.crash(CrashMode::TearLastWrite { keep });
             assert_eq!(read_newest(&b).unwrap(), sample(5), "keep {keep}");
         }
         // A torn first write of slot 1 leaves a short file.
         let b = disk_with(&[0]);
-        write_slot(&b, &sample(1)).unwrap();
+        write_slot(&b, &sample(1), &no_seal).unwrap();
         b.crash(CrashMode::TearLastWrite { keep: 50 });
         assert_eq!(b.len(FileId::Superblock).unwrap(), (SLOT_LEN + 50) as u64);
         assert_eq!(read_newest(&b).unwrap(), sample(0));
-        let [_, s1] = read_slots(&b).unwrap();
+        let [_, s1] = read_slots(&b, &no_seal).unwrap();
         assert_eq!(s1, Err(SlotFault::Length(50)));
     }
 
     #[test]
     fn a_complete_unsynced_slot_is_lost_whole() {
         let b = disk_with(&[4, 5]);
-        write_slot(&b, &sample(6)).unwrap();
+        write_slot(&b, &sample(6), &no_seal).unwrap();
         assert_eq!(read_newest(&b).unwrap(), sample(6));
         b.crash(CrashMode::DropUnsynced);
         assert_eq!(read_newest(&b).unwrap(), sample(5));
@@ -522,7 +624,7 @@ mod tests {
         let b = MemBackend::new();
         b.write_at(FileId::Superblock, 0, &sample(3).encode())
             .unwrap();
-        let [s0, _] = read_slots(&b).unwrap();
+        let [s0, _] = read_slots(&b, &no_seal).unwrap();
         assert_eq!(
             s0,
             Err(SlotFault::WrongSlot {
@@ -568,13 +670,13 @@ mod tests {
     fn another_version_is_refused_by_name() {
         let b = disk_with(&[4, 5]);
         let mut s = sample(7).encode();
-        s[8] = 2;
+        s[8] = 1;
         let crc = crc32c::crc32c(&s[..CRC_AT]);
         s[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b.write_at(FileId::Superblock, SLOT_LEN as u64, &s).unwrap();
         let err = read_newest(&b).unwrap_err();
         assert!(
-            matches!(err, FormatError::UnsupportedVersion { version: 2, .. }),
+            matches!(err, FormatError::UnsupportedVersion { version: 1, .. }),
             "{err:?}"
         );
     }
@@ -611,7 +713,7 @@ mod tests {
         b.heal();
         b.fail_after(0);
         assert!(matches!(
-            write_slot(&b, &sample(6)),
+            write_slot(&b, &sample(6), &no_seal),
             Err(FormatError::Io {
                 offset: Some(0),
                 ..

@@ -27,7 +27,7 @@ pub const CHUNK_ENTRIES: u64 = 256;
 pub const MAX_CHUNK: u64 = u64::MAX / CHUNK_ENTRIES;
 
 /// Bytes of one encoded slot.
-const SLOT_BYTES: usize = 16;
+const SLOT_BYTES: usize = 24;
 
 /// Bytes of an encoded chunk: 256 slots and a crc32c.
 pub const CHUNK_BYTES: usize = CHUNK_ENTRIES as usize * SLOT_BYTES + 4;
@@ -39,6 +39,9 @@ pub struct TableEntry {
     pub loc: Option<Location>,
     /// The node's reference count.
     pub refcount: u32,
+    /// The digest of the blob at `loc` ([`node_digest`](crate::node_digest));
+    /// 0 while there is no location.
+    pub digest: u64,
 }
 
 /// 256 consecutive slots.
@@ -177,15 +180,17 @@ impl NodeTable {
         self.live_bytes.iter().map(|(&s, &b)| (s, b))
     }
 
-    /// The entries located in `seg`, with their locations, by ascending id.
-    pub fn entries_in(&self, seg: SegmentId) -> Vec<(NodeId, Location)> {
+    /// The entries located in `seg`, with their locations and digests, by
+    /// ascending id.
+    pub fn entries_in(&self, seg: SegmentId) -> Vec<(NodeId, Location, u64)> {
         let mut order: Vec<u64> = self.chunks.keys().copied().collect();
         order.sort_unstable();
         let mut out = Vec::new();
         for c in order {
             for (s, e) in self.chunks[&c].slots.iter().enumerate() {
-                if let Some(loc) = e.and_then(|e| e.loc).filter(|l| l.segment == seg) {
-                    out.push((NodeId(c * CHUNK_ENTRIES + s as u64), loc));
+                let Some(e) = e else { continue };
+                if let Some(loc) = e.loc.filter(|l| l.segment == seg) {
+                    out.push((NodeId(c * CHUNK_ENTRIES + s as u64), loc, e.digest));
                 }
             }
         }
@@ -194,9 +199,9 @@ impl NodeTable {
 
     /// Encodes chunk `idx` (all free if it has no entries; `idx` above
     /// [`MAX_CHUNK`] never has any): 256 slots of
-    /// 16 bytes (segment u32, offset u32, body length u32, refcount u32;
-    /// all zero when free), then a crc32c of the chunk index (u64 LE)
-    /// followed by the slots.
+    /// 24 bytes (segment u32, offset u32, body length u32, refcount u32,
+    /// blob digest u64; all zero when free), then a crc32c of the chunk
+    /// index (u64 LE) followed by the slots.
     ///
     /// # Errors
     /// [`FormatError::EntryUnencodable`] if an entry has no location, or a
@@ -223,6 +228,7 @@ impl NodeTable {
                 slot[4..8].copy_from_slice(&offset.to_le_bytes());
                 slot[8..12].copy_from_slice(&loc.len.to_le_bytes());
                 slot[12..16].copy_from_slice(&entry.refcount.to_le_bytes());
+                slot[16..24].copy_from_slice(&entry.digest.to_le_bytes());
             }
         }
         let crc = chunk_crc(idx, &out[..CHUNK_BYTES - 4]);
@@ -323,6 +329,7 @@ fn decode_chunk(idx: u64, bytes: &[u8]) -> Result<Chunk, FormatError> {
                 len,
             }),
             refcount: u32_at(raw, 12),
+            digest: crate::blob::u64_at(raw, 16),
         });
         chunk.live += 1;
     }
@@ -343,6 +350,7 @@ mod tests {
                 len,
             }),
             refcount,
+            digest: u64::from(segment) * 7 + offset,
         }
     }
 
@@ -367,6 +375,7 @@ mod tests {
             TableEntry {
                 loc: None,
                 refcount: 1,
+                digest: 0,
             },
         );
         assert_eq!(t.len(), 2);
@@ -440,12 +449,13 @@ mod tests {
         let mut t = NodeTable::new();
         t.set(NodeId(CHUNK_ENTRIES + 2), entry(7, 96, 300, 5));
         let b = t.encode_chunk(1).unwrap();
-        assert_eq!(b.len(), 16 * 256 + 4);
+        assert_eq!(b.len(), 24 * 256 + 4);
+        // Digest 7 * 7 + 96 = 145.
         assert_eq!(
-            &b[32..48],
-            &[7, 0, 0, 0, 96, 0, 0, 0, 44, 1, 0, 0, 5, 0, 0, 0]
+            &b[48..72],
+            &[7, 0, 0, 0, 96, 0, 0, 0, 44, 1, 0, 0, 5, 0, 0, 0, 145, 0, 0, 0, 0, 0, 0, 0]
         );
-        assert!(b[..32].iter().chain(&b[48..b.len() - 4]).all(|&x| x == 0));
+        assert!(b[..48].iter().chain(&b[72..b.len() - 4]).all(|&x| x == 0));
         let mut sealed = 1u64.to_le_bytes().to_vec();
         sealed.extend_from_slice(&b[..b.len() - 4]);
         assert_eq!(u32_at(&b, b.len() - 4), crc32c::crc32c(&sealed));
@@ -472,6 +482,7 @@ mod tests {
                 TableEntry {
                     loc: None,
                     refcount: 1,
+                    digest: 0,
                 },
                 "no location",
             ),
@@ -548,7 +559,7 @@ mod tests {
             b
         };
         let mut b = vec![0u8; CHUNK_BYTES];
-        b[16 * 3 + 12] = 1; // a refcount in segment 0
+        b[24 * 3 + 12] = 1; // a refcount in segment 0
         assert!(damage_reason(t.load_chunk(0, &seal(b))).contains("node 3"));
         let mut b = vec![0u8; CHUNK_BYTES];
         b[0] = 1;
@@ -595,7 +606,7 @@ mod tests {
         let id = 0u64..3000;
         prop_oneof![
             3 => (id.clone(), loc, any::<u32>())
-                .prop_map(|(id, loc, refcount)| Op::Set(id, TableEntry { loc, refcount })),
+                .prop_map(|(id, loc, refcount)| Op::Set(id, TableEntry { loc, refcount, digest: 0 })),
             1 => id.prop_map(Op::Remove),
         ]
     }

@@ -13,7 +13,7 @@
 //! leaves either the old segment in use or a segment nothing refers to,
 //! which the next open removes.
 
-use super::{NodeStore, Shared};
+use super::{read_node_blob, NodeStore, Shared};
 use crate::{
     read_blob, BlobKind, Codec, Directory, FileId, FormatError, Location, NodeTable, SegmentId,
     StoreError, Superblock,
@@ -209,11 +209,13 @@ impl<N: Codec> Shared<N> {
         let backend = &*self.backend;
         let entries = self.state.lock().table.entries_in(seg);
         let mut copied = 0;
-        for (id, loc) in entries {
+        for (id, loc, digest) in entries {
             if copied >= budget {
                 return Ok((copied, false));
             }
-            let body = read_blob(backend, loc, BlobKind::Node, id.0)?;
+            // A damaged live blob is not copied: its segment stays and
+            // `check` reports it.
+            let body = read_node_blob(backend, id, loc, digest)?;
             let new = self
                 .writer
                 .lock()

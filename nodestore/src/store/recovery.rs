@@ -15,9 +15,9 @@
 
 use super::{StoreConfig, KEY_CHECK, META_CONTEXT};
 use crate::{
-    read_blob, read_newest_with_fault, scan_segment, Backend, BlobKind, Directory, FileId,
-    FilterStack, FormatError, NodeTable, SegmentId, SegmentWriter, StoreError, Superblock,
-    SLOT_LEN,
+    read_blob, read_newest_with_fault, scan_segment, Backend, BlobFault, BlobKind, Digest,
+    Directory, FileId, FilterStack, FormatError, Location, NodeTable, SegmentId, SegmentWriter,
+    StoreError, Superblock, SLOT_LEN,
 };
 use larix_filters::{Context, Pipeline};
 
@@ -45,7 +45,7 @@ pub(super) fn recover(
         make_durable(backend)?;
     }
     let mut warnings = Vec::new();
-    let superblock = match read_newest_with_fault(backend) {
+    let superblock = match read_newest_with_fault(backend, &super::seal(pipeline)) {
         Ok((sb, other)) => {
             if let Some(fault) = other {
                 warnings.push(format!(
@@ -61,6 +61,7 @@ pub(super) fn recover(
             ensure_nothing_committed(backend, &file)?;
             create(backend, pipeline, config)?
         }
+        Err(FormatError::Unauthenticated { .. }) => return Err(StoreError::WrongKey),
         Err(e) => return Err(e.into()),
     };
     if superblock.filter_stack.as_str() != config.parameters {
@@ -129,7 +130,7 @@ fn create(
     sb.next_segment = SegmentId::FIRST.next().expect("segment 2 exists");
     writer.sync(backend)?;
     let file = FileId::Superblock;
-    let slot: [u8; SLOT_LEN] = sb.encode();
+    let slot: [u8; SLOT_LEN] = sb.encode_sealed(&super::seal(pipeline));
     backend
         .create_whole(file, &slot)
         .map_err(|e| FormatError::io(backend.name(file), None, e))?;
@@ -185,8 +186,17 @@ fn load_table(
     let Some(loc) = sb.table_directory else {
         return Ok((table, Directory::new()));
     };
-    let directory = Directory::decode(&read_blob(backend, loc, BlobKind::TableDirectory, 0)?)?;
-    for (idx, loc) in directory.iter() {
+    let body = read_blob(backend, loc, BlobKind::TableDirectory, 0)?;
+    pinned(
+        backend,
+        &body,
+        sb.table_directory_digest,
+        loc,
+        BlobKind::TableDirectory,
+        0,
+    )?;
+    let directory = Directory::decode(&body)?;
+    for (idx, loc, digest) in directory.iter_pinned() {
         if loc.segment >= sb.next_segment {
             return Err(FormatError::DirectoryDamaged {
                 reason: format!(
@@ -197,6 +207,7 @@ fn load_table(
             .into());
         }
         let bytes = read_blob(backend, loc, BlobKind::TableChunk, idx)?;
+        pinned(backend, &bytes, digest, loc, BlobKind::TableChunk, idx)?;
         table.load_chunk(idx, &bytes)?;
     }
     Ok((table, directory))
@@ -239,12 +250,36 @@ fn load_catalog(
         return Ok(Vec::new());
     };
     let body = read_blob(backend, loc, BlobKind::Catalog, 0)?;
+    pinned(backend, &body, sb.catalog_digest, loc, BlobKind::Catalog, 0)?;
     pipeline
         .decode(&Context::new(META_CONTEXT), &body)
         .map_err(|e| StoreError::MetadataDamaged {
             what: "catalog",
             reason: e.to_string(),
         })
+}
+
+/// Fails unless `body`, the blob of `kind` and `id` read from `loc`, has
+/// the digest that pins it.
+fn pinned(
+    backend: &dyn Backend,
+    body: &[u8],
+    digest: Digest,
+    loc: Location,
+    kind: BlobKind,
+    id: u64,
+) -> Result<(), StoreError> {
+    if Digest::of(body) == digest {
+        return Ok(());
+    }
+    Err(FormatError::Blob {
+        file: backend.name(FileId::Segment(loc.segment)),
+        offset: loc.offset,
+        kind,
+        id,
+        fault: BlobFault::DigestMismatch,
+    }
+    .into())
 }
 
 /// Syncs every file of the store before it is read, so that what an open
