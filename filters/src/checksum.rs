@@ -7,7 +7,8 @@
 //!   odd-weight and all burst errors of up to 32 bits).
 //! - Seeding with the node id makes a blob decoded under another node id
 //!   fail, which catches a node table entry that points at the wrong blob.
-//! - `decode` allocates only the payload it returns.
+//! - `decode` allocates only the payload it returns, and refuses one longer
+//!   than the call's [`Context::max_len`].
 
 use crate::{Context, Filter, FilterError};
 
@@ -44,6 +45,10 @@ impl Filter for ChecksumFilter {
         Ok(out)
     }
 
+    fn max_encoded_len(&self, input_len: usize) -> Option<usize> {
+        input_len.checked_add(CRC_LEN)
+    }
+
     fn decode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
         let Some((payload, stored)) = input.split_last_chunk::<CRC_LEN>() else {
             return Err(FilterError::Truncated {
@@ -53,6 +58,15 @@ impl Filter for ChecksumFilter {
                 min: CRC_LEN,
             });
         };
+        let limit = ctx.bound(usize::MAX);
+        if payload.len() > limit {
+            return Err(FilterError::TooLarge {
+                node_id: ctx.node_id,
+                filter: Self::NAME,
+                len: payload.len() as u64,
+                limit,
+            });
+        }
         let expected = u32::from_le_bytes(*stored);
         let actual = Self::crc(ctx.node_id, payload);
         if expected != actual {
@@ -70,7 +84,7 @@ impl Filter for ChecksumFilter {
 mod tests {
     use super::*;
 
-    const CTX: Context = Context { node_id: 9 };
+    const CTX: Context = Context::new(9);
 
     #[test]
     fn layout_is_payload_then_le_crc() {
@@ -122,5 +136,28 @@ mod tests {
         let empty = ChecksumFilter.encode(&CTX, b"").unwrap();
         assert_eq!(empty.len(), CRC_LEN);
         assert_eq!(ChecksumFilter.decode(&CTX, &empty).unwrap(), b"");
+    }
+
+    /// Issue 12 item 13: the payload is held to the context's bound.
+    #[test]
+    fn payload_past_the_context_bound_is_too_large() {
+        let blob = ChecksumFilter.encode(&CTX, &[7; 100]).unwrap();
+        let err = ChecksumFilter
+            .decode(&CTX.with_max_len(99), &blob)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilterError::TooLarge {
+                    len: 100,
+                    limit: 99,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let ok = ChecksumFilter.decode(&CTX.with_max_len(100), &blob);
+        assert_eq!(ok.unwrap(), [7; 100]);
+        assert_eq!(ChecksumFilter.max_encoded_len(100), Some(blob.len()));
     }
 }

@@ -7,9 +7,10 @@
 //! Invariants:
 //! - No deadlock whatever the sizes, and no helper thread outlives a call
 //!   (see [`child`] for how a run is carried out).
-//! - Output is bounded: past the filter's `max_output_len` the command is
-//!   killed and [`FilterError::TooLarge`] is returned (a decompression bomb
-//!   cannot exhaust memory).
+//! - Output is bounded: past the filter's `max_output_len`, or the call's
+//!   [`Context::max_len`], the command is killed and
+//!   [`FilterError::TooLarge`] is returned (a decompression bomb cannot
+//!   exhaust memory).
 //! - Time is bounded: a command still running `timeout` after it was
 //!   started (by default [`DEFAULT_COMMAND_TIMEOUT`](crate::DEFAULT_COMMAND_TIMEOUT))
 //!   is killed with its whole process group, and
@@ -73,7 +74,7 @@ impl CommandFilter {
             return Err(FilterError::EmptyCommand { direction });
         };
         let bounds = child::Bounds {
-            max_output_len: self.max_output_len,
+            max_output_len: self.output_limit(ctx, direction),
             timeout: self.timeout,
         };
         let run = child::run(program, args, input, bounds).map_err(|failure| match failure {
@@ -104,12 +105,13 @@ impl CommandFilter {
                 timeout: self.timeout,
             });
         }
-        if run.output.len() > self.max_output_len {
+        let limit = self.output_limit(ctx, direction);
+        if run.output.len() > limit {
             return Err(FilterError::TooLarge {
                 node_id: ctx.node_id,
                 filter: Self::NAME,
                 len: run.output.len() as u64,
-                limit: self.max_output_len,
+                limit,
             });
         }
         if !run.status.success() {
@@ -129,6 +131,15 @@ impl CommandFilter {
                 Err(self.io_error(ctx, direction, program, e))
             }
             _ => Ok(run.output),
+        }
+    }
+
+    /// The most output accepted: the filter's limit, and on decode also
+    /// the call's bound (which concerns decoded bytes only).
+    fn output_limit(&self, ctx: &Context, direction: Direction) -> usize {
+        match direction {
+            Direction::Encode => self.max_output_len,
+            Direction::Decode => ctx.bound(self.max_output_len),
         }
     }
 
@@ -353,6 +364,31 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// Issue 12 item 13: the context's bound, tighter than the filter's
+    /// limit, stops the command too.
+    #[test]
+    fn output_past_the_context_bound_kills_the_command() {
+        let f = filter(&["yes"], &["yes"], 1 << 20);
+        let err = f.decode(&CTX.with_max_len(4096), b"").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilterError::TooLarge {
+                    limit: 4096,
+                    len: 4097,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let cat = filter(&["cat"], &["cat"], 1 << 20);
+        let ok = cat.decode(&CTX.with_max_len(5), b"12345").unwrap();
+        assert_eq!(ok, b"12345");
+        // The bound concerns decoded bytes: encoding may produce more.
+        let ok = cat.encode(&CTX.with_max_len(1), b"12345").unwrap();
+        assert_eq!(ok, b"12345");
     }
 
     #[test]

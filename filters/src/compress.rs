@@ -11,9 +11,10 @@
 //!   to nothing) and legacy v0.5–v0.7 frames (which the zstd crate's
 //!   `legacy` feature would hand to its old decoders) are refused before
 //!   any zstd code reads them.
-//! - A frame declaring more than the filter's `max_decoded_len` is refused
-//!   before anything is allocated; otherwise the output buffer is at most the
-//!   declared size, so a hostile frame cannot cause a huge allocation.
+//! - A frame declaring more than the filter's `max_decoded_len`, or than the
+//!   call's [`Context::max_len`], is refused before anything is allocated;
+//!   otherwise the output buffer is at most the declared size, so a hostile
+//!   frame cannot cause a huge allocation.
 //! - zstd contexts are cached per thread (one compression and one
 //!   decompression context per worker thread, about 15% faster on 16 KiB
 //!   nodes than fresh contexts). A context that saw an error is dropped, not
@@ -114,16 +115,22 @@ impl Filter for ZstdFilter {
         compress(self.level, input).map_err(compress_err)
     }
 
+    fn max_encoded_len(&self, input_len: usize) -> Option<usize> {
+        // zstd returns 0 (or an error code) for inputs it cannot bound.
+        Some(zstd_safe::compress_bound(input_len)).filter(|&n| n >= input_len && n > 0)
+    }
+
     fn decode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
         let declared = Self::declared_len(ctx, input)?;
+        let limit = ctx.bound(self.max_decoded_len);
         let len = match usize::try_from(declared) {
-            Ok(len) if len <= self.max_decoded_len => len,
+            Ok(len) if len <= limit => len,
             _ => {
                 return Err(FilterError::TooLarge {
                     node_id: ctx.node_id,
                     filter: Self::NAME,
                     len: declared,
-                    limit: self.max_decoded_len,
+                    limit,
                 })
             }
         };
@@ -155,7 +162,7 @@ impl Filter for ZstdFilter {
 mod tests {
     use super::*;
 
-    const CTX: Context = Context { node_id: 3 };
+    const CTX: Context = Context::new(3);
 
     fn filter() -> ZstdFilter {
         ZstdFilter::new(3, 1 << 20)
@@ -197,6 +204,65 @@ mod tests {
             matches!(err, FilterError::TooLarge { len, .. } if len == 1 << 40),
             "{err}"
         );
+    }
+
+    /// Issue 12 item 13: a 1.9 KB frame declaring 60 MiB made every node
+    /// read of a 4 KiB-node store allocate 64 MiB.
+    #[test]
+    fn context_bound_refuses_a_hostile_frame_before_allocating() {
+        let declared = 60u64 << 20;
+        let blob = ::zstd::bulk::compress(&vec![0u8; 60 << 20], 3).unwrap();
+        assert!(blob.len() < 4096, "{} bytes", blob.len());
+        let big = ZstdFilter::new(3, 64 << 20);
+        let ctx = Context::new(3).with_max_len(4096);
+        let err = big.decode(&ctx, &blob).unwrap_err();
+        // The declared-size check is the only path reporting the declared
+        // length: nothing was decompressed, so nothing large allocated.
+        assert!(
+            matches!(err, FilterError::TooLarge { len, limit: 4096, .. } if len == declared),
+            "{err}"
+        );
+        // The filter's own limit still holds under a looser context bound.
+        let loose = Context::new(3).with_max_len(usize::MAX);
+        let err = filter().decode(&loose, &blob).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilterError::TooLarge {
+                    limit: 1_048_576,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let node = b"within bounds".repeat(300);
+        let blob = big.encode(&ctx, &node).unwrap();
+        assert_eq!(big.decode(&ctx, &blob).unwrap(), node);
+    }
+
+    #[test]
+    fn encoded_length_bound_holds() {
+        for len in [0, 1, 4096, 100_000] {
+            let input = noise_bytes(len);
+            let bound = filter().max_encoded_len(len).unwrap();
+            assert!(
+                filter().encode(&CTX, &input).unwrap().len() <= bound,
+                "{len}"
+            );
+        }
+    }
+
+    /// Incompressible bytes: a xorshift stream.
+    fn noise_bytes(len: usize) -> Vec<u8> {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
     }
 
     #[test]

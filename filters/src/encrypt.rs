@@ -14,7 +14,8 @@
 //!   [`FilterError::Decrypt`] (the AEAD cannot tell these apart).
 //! - The key never appears in `Debug` output or in [`Filter::params`]; the
 //!   cipher state zeroes its copy of the key on drop.
-//! - No plaintext is returned unless the tag verified.
+//! - No plaintext is returned unless the tag verified, and none longer
+//!   than the call's [`Context::max_len`] is even allocated.
 
 use std::fmt;
 
@@ -88,6 +89,10 @@ impl Filter for EncryptFilter {
         Ok(out)
     }
 
+    fn max_encoded_len(&self, input_len: usize) -> Option<usize> {
+        input_len.checked_add(NONCE_LEN + TAG_LEN)
+    }
+
     fn decode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
         if input.len() < NONCE_LEN + TAG_LEN {
             return Err(FilterError::Truncated {
@@ -99,6 +104,15 @@ impl Filter for EncryptFilter {
         }
         let (nonce, rest) = input.split_at(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let limit = ctx.bound(usize::MAX);
+        if ciphertext.len() > limit {
+            return Err(FilterError::TooLarge {
+                node_id: ctx.node_id,
+                filter: Self::NAME,
+                len: ciphertext.len() as u64,
+                limit,
+            });
+        }
         let mut plain = ciphertext.to_vec();
         self.cipher
             .decrypt_in_place_detached(
@@ -122,7 +136,7 @@ mod tests {
         EncryptFilter::new(&EncryptionKey::new([byte; 32]))
     }
 
-    const CTX: Context = Context { node_id: 5 };
+    const CTX: Context = Context::new(5);
 
     #[test]
     fn layout_and_round_trip() {
@@ -172,5 +186,26 @@ mod tests {
             text.contains("redacted") && !text.contains("126") && !text.contains("7e"),
             "{text}"
         );
+    }
+
+    /// Issue 12 item 13: the plaintext is held to the context's bound.
+    #[test]
+    fn plaintext_past_the_context_bound_is_too_large() {
+        let f = filter(1);
+        let blob = f.encode(&CTX, &[3; 64]).unwrap();
+        let err = f.decode(&CTX.with_max_len(63), &blob).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilterError::TooLarge {
+                    len: 64,
+                    limit: 63,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(f.decode(&CTX.with_max_len(64), &blob).unwrap(), [3; 64]);
+        assert_eq!(f.max_encoded_len(64), Some(blob.len()));
     }
 }

@@ -4,8 +4,10 @@
 //! Invariants every implementation keeps:
 //! - `decode(ctx, encode(ctx, x)?) == x` for every input `x`, including the
 //!   empty one, as long as the same context (same node id) is used.
-//! - `decode` of arbitrary bytes never panics and never allocates more than
-//!   the pipeline's decoded-size limit (plus the input's own size).
+//! - `decode` of arbitrary bytes never panics, and neither allocates for its
+//!   output nor returns more than `ctx.bound(own limit)` bytes (see
+//!   [`Context::bound`]), beyond a copy of its input's size.
+//! - The context's bound concerns decoded output only: `encode` ignores it.
 //! - `name()` and `params()` together describe the on-disk format the filter
 //!   produces, and nothing secret: they are recorded in the superblock.
 
@@ -16,16 +18,46 @@ use crate::FilterError;
 /// The node id binds a blob to its node: the encryption filter uses it as
 /// associated data and the checksum filter seeds its CRC with it, so a blob
 /// copied to another node id fails to decode.
+///
+/// `max_len`, when set, bounds this call's decoded output on top of each
+/// filter's own limit: a filter refuses to produce more than
+/// [`Context::bound`] bytes ([`FilterError::TooLarge`]) and allocates no
+/// more than that for its output. [`Pipeline::decode`](crate::Pipeline::decode)
+/// holds the node bytes to the caller's bound and each intermediate output
+/// to the largest encoding of a node that size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Context {
     /// The logical id of the node whose bytes are being filtered.
     pub node_id: u64,
+    /// An upper bound on the decoded output of this call, if any (for
+    /// instance the store's node size); `None` leaves only each filter's
+    /// own limit.
+    pub max_len: Option<usize>,
 }
 
 impl Context {
-    /// A context for the node `node_id`.
+    /// A context for the node `node_id`, with no bound of its own on the
+    /// decoded output.
     pub const fn new(node_id: u64) -> Self {
-        Context { node_id }
+        Context {
+            node_id,
+            max_len: None,
+        }
+    }
+
+    /// This context with the decoded output bounded by `max_len` bytes.
+    pub const fn with_max_len(self, max_len: usize) -> Self {
+        Context {
+            max_len: Some(max_len),
+            ..self
+        }
+    }
+
+    /// The bound a filter whose own limit is `own_limit` holds this call's
+    /// output to: the smaller of `own_limit` and [`Context::max_len`].
+    pub fn bound(&self, own_limit: usize) -> usize {
+        self.max_len.map_or(own_limit, |max| max.min(own_limit))
     }
 }
 
@@ -60,4 +92,13 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
     /// for encryption, this key): truncated, corrupt, tampered, too large
     /// once decoded.
     fn decode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError>;
+
+    /// The most bytes [`encode`](Filter::encode) can produce from
+    /// `input_len` bytes, if known. The pipeline uses it to bound what a
+    /// later filter's `decode` may hand to this one; `None` (the default)
+    /// leaves that filter with only its own limit.
+    fn max_encoded_len(&self, input_len: usize) -> Option<usize> {
+        let _ = input_len;
+        None
+    }
 }

@@ -24,6 +24,9 @@
 //! - Decoding arbitrary bytes never panics and never allocates more than
 //!   the pipeline's decoded-size limit ([`DEFAULT_MAX_DECODED_LEN`] unless
 //!   set with [`Pipeline::with_max_decoded_len`]) beyond its input's size.
+//!   A call's own bound ([`Context::with_max_len`], e.g. the node size)
+//!   tightens that: the node bytes never exceed it, and no step allocates
+//!   more than the largest encoding of a node that long.
 //! - Keys never appear in `Debug` output, error messages or
 //!   [`Pipeline::describe`].
 //! - Every error concerning a blob names its node id ([`FilterError`]).

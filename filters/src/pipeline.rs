@@ -16,7 +16,9 @@
 //! - [`Pipeline::describe`] is a pure function of the specs minus their
 //!   keys: two pipelines that read each other's blobs (keys aside) describe
 //!   themselves identically, and any difference in format shows in the text.
-//! - No decoding step allocates more than the pipeline's decoded-size limit.
+//! - No decoding step allocates more than the pipeline's decoded-size limit,
+//!   nor, when the call's [`Context::max_len`] is set, more than the largest
+//!   encoding of a node of that length; the decoded node never exceeds it.
 
 use std::sync::Arc;
 
@@ -92,19 +94,62 @@ impl Pipeline {
 
     /// Runs `input` through every filter in reverse order: blob to node
     /// bytes. Any integrity check (checksum, AEAD tag) runs before any
-    /// decompression.
+    /// decompression. With [`Context::max_len`] set, the node bytes are
+    /// held to it and each intermediate output to the largest encoding of
+    /// a node that long ([`Filter::max_encoded_len`]), so a legitimate
+    /// blob is never refused and a hostile one allocates little.
     ///
     /// # Errors
     ///
     /// The first filter error, naming `ctx.node_id`: for example
     /// [`FilterError::ChecksumMismatch`] for a damaged blob,
-    /// [`FilterError::Decrypt`] for a wrong key.
+    /// [`FilterError::Decrypt`] for a wrong key, [`FilterError::TooLarge`]
+    /// for output past a bound.
     pub fn decode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
-        let mut filters = self.filters.iter().rev();
-        let Some(last) = filters.next() else {
+        let Some(last) = self.filters.len().checked_sub(1) else {
+            check_len(ctx, "pipeline", input.len())?;
             return Ok(input.to_vec());
         };
-        filters.try_fold(last.decode(ctx, input)?, |bytes, f| f.decode(ctx, &bytes))
+        let bounds = self.decode_bounds(ctx.max_len);
+        let mut bytes = self.decode_step(ctx, last, bounds[last], input)?;
+        for position in (0..last).rev() {
+            bytes = self.decode_step(ctx, position, bounds[position], &bytes)?;
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes `input` through the filter at `position`, holding its output
+    /// to `bound` (even if the filter itself ignored it).
+    fn decode_step(
+        &self,
+        ctx: &Context,
+        position: usize,
+        bound: Option<usize>,
+        input: &[u8],
+    ) -> Result<Vec<u8>, FilterError> {
+        let filter = &self.filters[position];
+        let step = Context {
+            max_len: bound,
+            ..*ctx
+        };
+        let output = filter.decode(&step, input)?;
+        check_len(&step, filter.name(), output.len())?;
+        Ok(output)
+    }
+
+    /// The bound on each filter's decoded output, in encode order: the
+    /// first filter yields node bytes (at most `max_len`), each later one
+    /// yields the encoding of the filter before it.
+    fn decode_bounds(&self, max_len: Option<usize>) -> Vec<Option<usize>> {
+        let mut bound = max_len;
+        self.filters
+            .iter()
+            .map(|filter| {
+                let own = bound;
+                bound = bound.and_then(|len| filter.max_encoded_len(len));
+                own
+            })
+            .collect()
     }
 
     /// The stable text recorded in the superblock and compared on open:
@@ -138,6 +183,19 @@ impl Pipeline {
     /// The bound on each filter's decoded output.
     pub fn max_decoded_len(&self) -> usize {
         self.max_decoded_len
+    }
+}
+
+/// Refuses an output of `len` bytes from `filter` past `ctx`'s bound.
+fn check_len(ctx: &Context, filter: &'static str, len: usize) -> Result<(), FilterError> {
+    match ctx.max_len {
+        Some(limit) if len > limit => Err(FilterError::TooLarge {
+            node_id: ctx.node_id,
+            filter,
+            len: len as u64,
+            limit,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -183,7 +241,7 @@ mod tests {
     use super::*;
     use crate::testing::program;
 
-    const CTX: Context = Context { node_id: 1 };
+    const CTX: Context = Context::new(1);
 
     fn gzip() -> FilterSpec {
         let gzip = program("gzip");
@@ -394,6 +452,109 @@ mod tests {
             matches!(err, FilterError::TooLarge { limit: 1000, .. }),
             "{err}"
         );
+    }
+
+    /// Issue 12 item 13: a 1.9 KB zstd frame declaring 60 MiB, behind a
+    /// valid checksum, made a 4 KiB-node store allocate 64 MiB per read.
+    #[test]
+    fn context_bound_refuses_a_hostile_frame() {
+        let p = Pipeline::new(&[FilterSpec::zstd(1), FilterSpec::checksum()]).unwrap();
+        let frame = ::zstd::bulk::compress(&vec![0u8; 60 << 20], 1).unwrap();
+        let blob = FilterSpec::checksum()
+            .build()
+            .unwrap()
+            .encode(&CTX, &frame)
+            .unwrap();
+        let err = p.decode(&CTX.with_max_len(4096), &blob).unwrap_err();
+        assert!(
+            matches!(err, FilterError::TooLarge { filter: "zstd", len, limit: 4096, .. }
+                if len == 60 << 20),
+            "{err}"
+        );
+    }
+
+    /// Issue 12 item 13: intermediate outputs (a zstd frame of an
+    /// incompressible node is longer than the node) are held to the
+    /// encoded size of a bounded node, not to the node bound itself.
+    #[test]
+    fn context_bound_admits_every_legitimate_node() {
+        let p = Pipeline::new(&[
+            FilterSpec::zstd(1),
+            FilterSpec::encrypt([9; 32]),
+            FilterSpec::checksum(),
+        ])
+        .unwrap();
+        let ctx = CTX.with_max_len(4096);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let node: Vec<u8> = (0..4097)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let blob = p.encode(&ctx, &node[..4096]).unwrap();
+        assert!(blob.len() > 4096 + 40, "{} bytes", blob.len());
+        assert_eq!(p.decode(&ctx, &blob).unwrap(), &node[..4096]);
+        let blob = p.encode(&ctx, &node).unwrap();
+        let err = p.decode(&ctx, &blob).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilterError::TooLarge {
+                    filter: "zstd",
+                    len: 4097,
+                    limit: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// A filter that ignores the context's bound.
+    #[derive(Debug)]
+    struct Doubler;
+
+    impl Filter for Doubler {
+        fn name(&self) -> &'static str {
+            "doubler"
+        }
+        fn params(&self) -> String {
+            String::new()
+        }
+        fn encode(&self, _: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
+            Ok(input.iter().step_by(2).copied().collect())
+        }
+        fn decode(&self, _: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
+            Ok(input.iter().flat_map(|&b| [b, b]).collect())
+        }
+    }
+
+    /// Issue 12 item 13: the bound holds for custom filters that ignore it
+    /// and for the empty pipeline.
+    #[test]
+    fn context_bound_holds_for_custom_and_empty_pipelines() {
+        let p = Pipeline::custom(vec![Arc::new(Doubler)]);
+        let err = p.decode(&CTX.with_max_len(7), b"abcd").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilterError::TooLarge {
+                    filter: "doubler",
+                    len: 8,
+                    limit: 7,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(p.decode(&CTX.with_max_len(8), b"ab").unwrap(), b"aabb");
+        let empty = Pipeline::new(&[]).unwrap();
+        let err = empty.decode(&CTX.with_max_len(2), b"abc").unwrap_err();
+        assert!(matches!(err, FilterError::TooLarge { len: 3, .. }), "{err}");
+        assert_eq!(empty.decode(&CTX.with_max_len(3), b"abc").unwrap(), b"abc");
     }
 
     #[test]

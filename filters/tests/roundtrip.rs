@@ -122,6 +122,21 @@ proptest! {
         prop_assert_eq!(p.decode(&ctx, &blob).unwrap(), input, "{}", p.describe());
     }
 
+    /// Issue 12 item 13: a context bound equal to the node's length never
+    /// refuses the node's own blob, whatever the stack; one byte less does.
+    #[test]
+    fn valid_stacks_round_trip_under_a_tight_bound(specs in valid_stack(), node_id in any::<u64>(),
+                                                   input in node_bytes()) {
+        let p = Pipeline::new(&specs).unwrap();
+        let ctx = Context::new(node_id).with_max_len(input.len());
+        let blob = p.encode(&ctx, &input).unwrap();
+        prop_assert_eq!(p.decode(&ctx, &blob).unwrap(), input.clone(), "{}", p.describe());
+        if let Some(less) = input.len().checked_sub(1) {
+            let err = p.decode(&Context::new(node_id).with_max_len(less), &blob).unwrap_err();
+            prop_assert!(matches!(err, FilterError::TooLarge { .. }), "{}", err);
+        }
+    }
+
     #[test]
     fn new_accepts_exactly_the_documented_orders(
         picks in prop::collection::vec(0..4usize, 0..5),
