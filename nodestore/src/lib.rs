@@ -31,39 +31,33 @@
 #![forbid(unsafe_code)]
 
 mod backend;
-mod blob;
 mod codec;
-mod digest;
-mod directory;
 mod error;
 mod faulty;
 mod file_backend;
-mod format_error;
+mod format;
 mod id;
-mod segment;
 mod stats;
 mod store;
-mod superblock;
-mod table;
 
 pub use backend::{Backend, FileId, MemBackend, SegmentId};
-pub use blob::{BlobHeader, BlobKind, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
 pub use codec::{Codec, CodecError};
-pub use digest::{node_digest, Digest, DIGEST_LEN};
-pub use directory::Directory;
 pub use error::StoreError;
 pub use faulty::{CrashMode, FaultyBackend};
 pub use file_backend::FileBackend;
-pub use format_error::{BlobFault, FormatError, SlotFault};
+pub use format::blob::{BlobHeader, BlobKind, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
+pub use format::digest::{node_digest, Digest, DIGEST_LEN};
+pub use format::directory::Directory;
+pub use format::error::{BlobFault, FormatError, SlotFault};
+pub use format::segment::{read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES};
+pub use format::superblock::{
+    no_seal, read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack, Generation,
+    Seal, Superblock, FORMAT_VERSION, MAC_LEN, MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
+};
+pub use format::table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};
 pub use id::NodeId;
-pub use segment::{read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES};
 pub use stats::StoreStats;
 pub use store::{
     CompactionPolicy, Durability, NodeStore, SegmentUsage, StoreConfig,
     MIN_COMPACTION_BYTES_PER_COMMIT,
 };
-pub use superblock::{
-    no_seal, read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack, Generation,
-    Seal, Superblock, FORMAT_VERSION, MAC_LEN, MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
-};
-pub use table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};

@@ -23,24 +23,29 @@
 //!   the last commit stays on disk untouched.
 
 use crate::{
-    node_digest, read_blob, write_slot, Backend, BlobKind, Codec, Digest, Directory, FileId,
-    FormatError, Location, NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats,
-    Superblock, TableEntry, DEFAULT_MAX_SEGMENT_BYTES, MAC_LEN,
+    node_digest, read_blob, Backend, BlobKind, Codec, Directory, FileId, FormatError, Location,
+    NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats, Superblock, TableEntry,
+    DEFAULT_MAX_SEGMENT_BYTES, MAC_LEN,
 };
 use crossbeam_channel::{Receiver, Sender};
 use larix_filters::{Context, Pipeline};
-use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
-use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
+mod cache;
+mod commit;
 mod compact;
+mod inflight;
+mod queue;
 mod recovery;
+mod workers;
+use cache::Cache;
 pub use compact::{CompactionPolicy, SegmentUsage, MIN_COMPACTION_BYTES_PER_COMMIT};
+use inflight::{InFlight, Job};
+use queue::LruMap;
 
 /// The plaintext of the key check blob: a wrong key (or a different filter
 /// stack) fails to turn the blob back into it.
@@ -138,169 +143,6 @@ impl Default for StoreConfig {
     }
 }
 
-/// An LRU map of decoded nodes that knows the bytes it holds. An entry may
-/// be *taken* (its node lent to an in-place edit): it keeps its place and
-/// its allocation, holds no node, and is filled again by the next insert,
-/// so an edit of a queued node costs no map churn.
-struct NodeQueue<N> {
-    map: LruCache<NodeId, Option<Arc<N>>, FxBuildHasher>,
-    bytes: usize,
-}
-
-impl<N: Codec> NodeQueue<N> {
-    fn new() -> Self {
-        NodeQueue {
-            map: LruCache::unbounded_with_hasher(FxBuildHasher),
-            bytes: 0,
-        }
-    }
-
-    fn get(&mut self, id: NodeId) -> Option<Arc<N>> {
-        self.map.get(&id).and_then(Clone::clone)
-    }
-
-    fn contains(&self, id: NodeId) -> bool {
-        self.map.peek(&id).is_some_and(Option::is_some)
-    }
-
-    fn insert(&mut self, id: NodeId, node: Arc<N>) {
-        self.bytes += node.mem_size();
-        let old = match self.map.get_mut(&id) {
-            Some(slot) => slot.replace(node),
-            None => self.map.put(id, Some(node)).flatten(),
-        };
-        if let Some(old) = old {
-            self.bytes -= old.mem_size();
-        }
-    }
-
-    fn remove(&mut self, id: NodeId) -> Option<Arc<N>> {
-        let node = self.map.pop(&id).flatten()?;
-        self.bytes -= node.mem_size();
-        Some(node)
-    }
-
-    /// Lends the node of `id` out, leaving its entry in place and empty.
-    fn take(&mut self, id: NodeId) -> Option<Arc<N>> {
-        let node = self.map.peek_mut(&id)?.take()?;
-        self.bytes -= node.mem_size();
-        Some(node)
-    }
-
-    /// Removes the least recently used node while over `budget` (dropping
-    /// taken entries on the way).
-    fn pop_over(&mut self, budget: usize) -> Option<(NodeId, Arc<N>)> {
-        while self.bytes > budget {
-            match self.map.pop_lru()? {
-                (id, Some(node)) => {
-                    self.bytes -= node.mem_size();
-                    return Some((id, node));
-                }
-                (_, None) => continue,
-            }
-        }
-        None
-    }
-
-    fn drain(&mut self) -> Vec<(NodeId, Arc<N>)> {
-        self.bytes = 0;
-        let mut out = Vec::with_capacity(self.map.len());
-        while let Some((id, node)) = self.map.pop_lru() {
-            if let Some(node) = node {
-                out.push((id, node));
-            }
-        }
-        out
-    }
-}
-
-/// Shards of the clean cache: a read that hits takes one shard's lock and
-/// not the store's.
-const CACHE_SHARDS: usize = 16;
-
-/// The cache of clean decoded nodes, sharded by id. Changes that must stay
-/// atomic with the dirty queue and the in-flight map (S4) are made with
-/// the store's state lock held; the lock order is state, then shard.
-struct Cache<N> {
-    shards: Box<[Mutex<NodeQueue<N>>]>,
-    bytes: std::sync::atomic::AtomicUsize,
-    /// The shard the next eviction starts from.
-    cursor: std::sync::atomic::AtomicUsize,
-}
-
-impl<N: Codec> Cache<N> {
-    fn new() -> Self {
-        Cache {
-            shards: (0..CACHE_SHARDS)
-                .map(|_| Mutex::new(NodeQueue::new()))
-                .collect(),
-            bytes: Default::default(),
-            cursor: Default::default(),
-        }
-    }
-
-    fn shard(&self, id: NodeId) -> &Mutex<NodeQueue<N>> {
-        &self.shards[(id.0 as usize) % CACHE_SHARDS]
-    }
-
-    fn get(&self, id: NodeId) -> Option<Arc<N>> {
-        self.shard(id).lock().get(id)
-    }
-
-    /// Applies `f` to the shard of `id`, keeping the byte total.
-    fn with_shard<T>(&self, id: NodeId, f: impl FnOnce(&mut NodeQueue<N>) -> T) -> T {
-        let mut shard = self.shard(id).lock();
-        let before = shard.bytes;
-        let out = f(&mut shard);
-        let after = shard.bytes;
-        if after >= before {
-            self.bytes.fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            self.bytes.fetch_sub(before - after, Ordering::Relaxed);
-        }
-        out
-    }
-
-    fn insert(&self, id: NodeId, node: Arc<N>) {
-        self.with_shard(id, |q| q.insert(id, node));
-    }
-
-    fn remove(&self, id: NodeId) {
-        self.with_shard(id, |q| q.remove(id));
-    }
-
-    /// Evicts least recently used nodes, shard by shard, until the cache
-    /// holds at most `room` bytes.
-    fn trim(&self, room: usize) {
-        let mut idle = 0;
-        while self.bytes.load(Ordering::Relaxed) > room && idle < CACHE_SHARDS {
-            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % CACHE_SHARDS;
-            let mut shard = self.shards[i].lock();
-            match shard.pop_over(0) {
-                Some((_, node)) => {
-                    self.bytes.fetch_sub(node.mem_size(), Ordering::Relaxed);
-                    idle = 0;
-                }
-                None => idle += 1,
-            }
-        }
-    }
-}
-
-/// A write handed to the workers and not yet landed.
-struct Pending<N> {
-    seq: u64,
-    node: Arc<N>,
-    bytes: usize,
-}
-
-/// One node for a worker to write.
-struct Job<N> {
-    id: NodeId,
-    seq: u64,
-    node: Arc<N>,
-}
-
 /// What the last commit left on disk.
 struct Committed {
     /// The last superblock written (durable once synced).
@@ -315,10 +157,8 @@ struct Committed {
 /// Everything behind the store's one lock.
 struct State<N> {
     table: NodeTable,
-    dirty: NodeQueue<N>,
-    inflight: FxHashMap<NodeId, Pending<N>>,
-    inflight_bytes: usize,
-    next_seq: u64,
+    dirty: LruMap<N>,
+    inflight: InFlight<N>,
     failure: Option<Arc<StoreError>>,
     committed: Committed,
     /// Where the key check blob lies now (compaction may move it).
@@ -331,29 +171,6 @@ struct State<N> {
 }
 
 impl<N: Codec> State<N> {
-    /// Moves `node` into the in-flight map as the newest version of `id`.
-    fn launch(&mut self, id: NodeId, node: Arc<N>) -> Job<N> {
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        let bytes = node.mem_size();
-        self.inflight_bytes += bytes;
-        let pending = Pending {
-            seq,
-            node: node.clone(),
-            bytes,
-        };
-        if let Some(old) = self.inflight.insert(id, pending) {
-            self.inflight_bytes -= old.bytes;
-        }
-        Job { id, seq, node }
-    }
-
-    fn forget_inflight(&mut self, id: NodeId) -> Option<Pending<N>> {
-        let p = self.inflight.remove(&id)?;
-        self.inflight_bytes -= p.bytes;
-        Some(p)
-    }
-
     fn failed(&self) -> Result<(), StoreError> {
         match &self.failure {
             Some(f) => Err(StoreError::Failed(f.clone())),
@@ -502,10 +319,8 @@ impl<N: Codec> NodeStore<N> {
             warnings: recovered.warnings,
             state: Mutex::new(State {
                 table: recovered.table,
-                dirty: NodeQueue::new(),
-                inflight: FxHashMap::default(),
-                inflight_bytes: 0,
-                next_seq: 0,
+                dirty: LruMap::new(),
+                inflight: InFlight::new(),
                 failure: None,
                 key_check: superblock.key_check,
                 written_at_commit: 0,
@@ -590,9 +405,9 @@ impl<N: Codec> NodeStore<N> {
                 bump(&c.dirty_hits, 1);
                 return Ok(n);
             }
-            if let Some(p) = st.inflight.get(&id) {
+            if let Some(n) = st.inflight.get(id) {
                 bump(&c.inflight_hits, 1);
-                return Ok(p.node.clone());
+                return Ok(n);
             }
             entry
         };
@@ -607,7 +422,7 @@ impl<N: Codec> NodeStore<N> {
         let st = self.shared.state.lock();
         let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
             && !st.dirty.contains(id)
-            && !st.inflight.contains_key(&id);
+            && !st.inflight.contains(id);
         if current {
             self.shared.cache.insert(id, node.clone());
             let room = self.shared.budgets.cache_room(st.dirty.bytes);
@@ -632,8 +447,8 @@ impl<N: Codec> NodeStore<N> {
             if let Some(n) = st.dirty.get(id) {
                 return Ok(n);
             }
-            if let Some(p) = st.inflight.get(&id) {
-                return Ok(p.node.clone());
+            if let Some(n) = st.inflight.get(id) {
+                return Ok(n);
             }
             entry
         };
@@ -671,7 +486,7 @@ impl<N: Codec> NodeStore<N> {
             st.dirty.insert(id, node);
             let mut jobs = Vec::new();
             while let Some((id, node)) = st.dirty.pop_over(self.shared.budgets.dirty) {
-                jobs.push(st.launch(id, node));
+                jobs.push(st.inflight.launch(id, node));
             }
             let room = self.shared.budgets.cache_room(st.dirty.bytes);
             drop(st);
@@ -683,23 +498,13 @@ impl<N: Codec> NodeStore<N> {
         }
         self.send(jobs);
         let mut st = self.shared.state.lock();
-        if st.inflight_bytes > self.shared.budgets.inflight && st.failure.is_none() {
+        if st.inflight.bytes() > self.shared.budgets.inflight && st.failure.is_none() {
             bump(&self.shared.counters.inflight_waits, 1);
-            while st.inflight_bytes > self.shared.budgets.inflight && st.failure.is_none() {
+            while st.inflight.bytes() > self.shared.budgets.inflight && st.failure.is_none() {
                 self.shared.settled.wait(&mut st);
             }
         }
         Ok(())
-    }
-
-    /// Hands jobs to the workers. Called without the state lock: a full
-    /// channel waits for workers that need that lock to finish.
-    fn send(&self, jobs: Vec<Job<N>>) {
-        let tx = self.jobs.as_ref().expect("workers run until drop");
-        for job in jobs {
-            // The workers hold the receiver until the store is dropped.
-            tx.send(job).expect("workers outlive the store's handle");
-        }
     }
 
     /// Drops the store's own reference to the node `id` (from the cache or
@@ -724,7 +529,7 @@ impl<N: Codec> NodeStore<N> {
         }
         self.shared.cache.remove(id);
         st.dirty.remove(id);
-        st.forget_inflight(id);
+        st.inflight.forget(id);
         Ok(())
     }
 
@@ -770,167 +575,6 @@ impl<N: Codec> NodeStore<N> {
         self.shared.state.lock().committed.catalog.clone()
     }
 
-    /// Makes the current nodes and `catalog` the committed state: writes
-    /// every pending node, the changed node-table chunks, the directory and
-    /// the catalog, syncs them, then writes and syncs the other superblock
-    /// slot. With [`Durability::None`] the superblock waits for the next
-    /// durable commit (or the drop of the store) and nothing is synced.
-    ///
-    /// # Errors
-    /// A latched background failure ([`StoreError::Failed`]) or a failure of
-    /// this commit, which is latched in turn. The previous commit stays in
-    /// force on disk.
-    pub fn commit(&self, catalog: &[u8]) -> Result<(), StoreError> {
-        let result = self.try_commit(catalog);
-        if let Err(e) = &result {
-            if !matches!(e, StoreError::Failed(_)) {
-                let text = e.to_string();
-                self.shared.latch(StoreError::CommitFailed { reason: text });
-            }
-        }
-        result
-    }
-
-    fn try_commit(&self, catalog: &[u8]) -> Result<(), StoreError> {
-        self.writable()?;
-        if let Some(policy) = self.shared.policy {
-            // Copy about as much as this commit writes (what is dirty and
-            // what was written since the last commit), at least a little
-            // and at most the policy's bound: compaction then at most
-            // doubles the write volume, and a small commit stays small.
-            let written = self
-                .shared
-                .counters
-                .bytes_unfiltered
-                .load(Ordering::Relaxed);
-            let (dirty, since) = {
-                let st = self.shared.state.lock();
-                (st.dirty.bytes as u64, written - st.written_at_commit)
-            };
-            let budget = (dirty + since).clamp(compact::POLICY_MIN_BYTES, policy.bytes_per_commit);
-            let step = self.compact_step(
-                policy.max_live_ratio,
-                budget,
-                compact::POLICY_SEAL_MIN_BYTES,
-            );
-            match step {
-                // A damaged live blob keeps its segment; `check` reports it.
-                Ok(_) | Err(StoreError::Format(FormatError::Blob { .. })) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let jobs = {
-            let mut st = self.shared.state.lock();
-            st.failed()?;
-            let dirty = st.dirty.drain();
-            dirty
-                .into_iter()
-                .map(|(id, node)| st.launch(id, node))
-                .collect::<Vec<_>>()
-        };
-        self.send(jobs);
-        // Drain: every pending write lands (or one fails).
-        let (chunks, emptied, mut directory, previous, key_check) = {
-            let mut st = self.shared.state.lock();
-            if !st.inflight.is_empty() && st.failure.is_none() {
-                bump(&self.shared.counters.inflight_waits, 1);
-                while !st.inflight.is_empty() && st.failure.is_none() {
-                    self.shared.settled.wait(&mut st);
-                }
-            }
-            st.failed()?;
-            let mut chunks = Vec::new();
-            let mut emptied = Vec::new();
-            for idx in st.table.dirty_chunks() {
-                if st.table.chunk_len(idx) == 0 {
-                    emptied.push(idx);
-                } else {
-                    chunks.push((idx, st.table.encode_chunk(idx)?));
-                }
-            }
-            // The slot alternates with the last superblock written, so a
-            // torn write can only damage the slot that is not in force.
-            let previous = st.committed.superblock.clone();
-            let key_check = st.key_check;
-            (
-                chunks,
-                emptied,
-                st.committed.directory.clone(),
-                previous,
-                key_check,
-            )
-        };
-
-        let backend = &*self.shared.backend;
-        let catalog_body = self
-            .shared
-            .pipeline
-            .encode(&Context::new(META_CONTEXT), catalog)?;
-        let mut writer = self.shared.writer.lock();
-        for idx in emptied {
-            directory.remove(idx);
-        }
-        for (idx, bytes) in &chunks {
-            let loc = writer.append(backend, BlobKind::TableChunk, *idx, bytes)?;
-            directory.insert(*idx, loc, Digest::of(bytes));
-        }
-        let directory_body = directory.encode();
-        let table_directory = if directory.is_empty() {
-            None
-        } else {
-            Some(writer.append(backend, BlobKind::TableDirectory, 0, &directory_body)?)
-        };
-        let catalog_loc = writer.append(backend, BlobKind::Catalog, 0, &catalog_body)?;
-        let superblock = Superblock {
-            generation: previous.generation.next(),
-            next_node: NodeId(self.shared.next_id.load(Ordering::Relaxed)),
-            next_segment: writer
-                .segment()
-                .next()
-                .ok_or(FormatError::SegmentIdsExhausted {
-                    last: writer.segment().0,
-                })?,
-            table_directory,
-            catalog: Some(catalog_loc),
-            key_check,
-            filter_stack: previous.filter_stack.clone(),
-            table_directory_digest: if table_directory.is_some() {
-                Digest::of(&directory_body)
-            } else {
-                Digest::default()
-            },
-            catalog_digest: Digest::of(&catalog_body),
-        };
-        let durable = self.shared.durability == Durability::Immediate;
-        if durable {
-            self.shared.timed_sync(|| writer.sync(backend))?;
-            self.shared.write_superblock(&superblock)?;
-        }
-        drop(writer);
-
-        let mut st = self.shared.state.lock();
-        st.written_at_commit = self
-            .shared
-            .counters
-            .bytes_unfiltered
-            .load(Ordering::Relaxed);
-        st.table.mark_clean();
-        st.committed.directory = directory;
-        st.committed.catalog = catalog.to_vec();
-        if durable {
-            st.committed.superblock = superblock;
-            st.committed.unwritten = None;
-        } else {
-            st.committed.unwritten = Some(superblock);
-        }
-        drop(st);
-        bump(&self.shared.counters.commits, 1);
-        if durable {
-            self.shared.remove_obsolete()?;
-        }
-        Ok(())
-    }
-
     /// The store's counters.
     pub fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
@@ -958,116 +602,7 @@ impl<N: Codec> NodeStore<N> {
     }
 }
 
-impl<N: Codec> Drop for NodeStore<N> {
-    /// Stops the workers (pending writes of uncommitted nodes are dropped)
-    /// and makes a commit made with [`Durability::None`] durable.
-    fn drop(&mut self) {
-        self.shared.closing.store(true, Ordering::Relaxed);
-        drop(self.jobs.take());
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-        let unwritten = {
-            let st = self.shared.state.lock();
-            if st.failure.is_some() {
-                None
-            } else {
-                st.committed.unwritten.clone()
-            }
-        };
-        if let Some(sb) = unwritten {
-            // Best effort: the commit is already consistent on disk, only
-            // not yet pointed at; a failure here leaves the previous one.
-            let mut writer = self.shared.writer.lock();
-            if writer.sync(&*self.shared.backend).is_ok()
-                && self.shared.write_superblock(&sb).is_ok()
-            {
-                drop(writer);
-                let mut st = self.shared.state.lock();
-                st.committed.superblock = sb;
-                st.committed.unwritten = None;
-                drop(st);
-                let _ = self.shared.remove_obsolete();
-            }
-        }
-    }
-}
-
 impl<N: Codec> Shared<N> {
-    /// A worker: filters and writes jobs until the store is dropped.
-    fn work(&self, jobs: Receiver<Job<N>>) {
-        while let Ok(job) = jobs.recv() {
-            if self.closing.load(Ordering::Relaxed) {
-                continue;
-            }
-            let result = self.write_node(&job);
-            self.land(job, result);
-        }
-    }
-
-    /// Encodes, filters and appends one node.
-    fn write_node(&self, job: &Job<N>) -> Result<(Location, u64), StoreError> {
-        let mut raw = Vec::new();
-        job.node.encode(&mut raw);
-        let body = self.pipeline.encode(&Context::new(job.id.0), &raw)?;
-        let loc = self
-            .writer
-            .lock()
-            .append(&*self.backend, BlobKind::Node, job.id.0, &body)?;
-        let c = &self.counters;
-        bump(&c.blobs_written, 1);
-        bump(&c.bytes_unfiltered, raw.len() as u64);
-        bump(&c.bytes_filtered, body.len() as u64);
-        Ok((loc, node_digest(&body)))
-    }
-
-    /// Records the outcome of a write: the table points at it only if it
-    /// is still the newest version of a live node.
-    fn land(&self, job: Job<N>, result: Result<(Location, u64), StoreError>) {
-        let mut st = self.state.lock();
-        match result {
-            Ok((loc, digest)) => {
-                let newest = st.inflight.get(&job.id).is_some_and(|p| p.seq == job.seq);
-                if newest {
-                    st.forget_inflight(job.id);
-                    if let Some(entry) = st.table.get(job.id) {
-                        st.table.set(
-                            job.id,
-                            TableEntry {
-                                loc: Some(loc),
-                                refcount: entry.refcount,
-                                digest,
-                            },
-                        );
-                    }
-                    if !st.dirty.contains(job.id) {
-                        self.cache.insert(job.id, job.node);
-                        let room = self.budgets.cache_room(st.dirty.bytes);
-                        self.cache.trim(room);
-                    }
-                }
-            }
-            Err(e) => {
-                // The node stays in the in-flight map, readable, until the
-                // store is reopened; the failure blocks writes and commits.
-                if st.failure.is_none() {
-                    st.failure = Some(Arc::new(e));
-                }
-            }
-        }
-        drop(st);
-        self.settled.notify_all();
-    }
-
-    fn latch(&self, e: StoreError) {
-        let mut st = self.state.lock();
-        if st.failure.is_none() {
-            st.failure = Some(Arc::new(e));
-        }
-        drop(st);
-        self.settled.notify_all();
-    }
-
     /// Reads, unfilters and decodes the blob of node `id` at `loc`.
     fn read_node(&self, id: NodeId, loc: Location, digest: u64) -> Result<N, StoreError> {
         let body = read_node_blob(&*self.backend, id, loc, digest)?;
@@ -1081,27 +616,6 @@ impl<N: Codec> Shared<N> {
         N::decode(&raw).map_err(|e| StoreError::Corrupt {
             id,
             reason: e.to_string(),
-        })
-    }
-
-    fn timed_sync(&self, f: impl FnOnce() -> Result<(), FormatError>) -> Result<(), StoreError> {
-        let start = Instant::now();
-        let result = f();
-        bump(
-            &self.counters.sync_nanos,
-            start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64,
-        );
-        Ok(result?)
-    }
-
-    /// Writes `sb` into its slot and syncs the superblock file.
-    fn write_superblock(&self, sb: &Superblock) -> Result<(), StoreError> {
-        let backend = &*self.backend;
-        write_slot(backend, sb, &seal(&self.pipeline))?;
-        self.timed_sync(|| {
-            backend
-                .sync(FileId::Superblock)
-                .map_err(|e| FormatError::io(backend.name(FileId::Superblock), None, e))
         })
     }
 }

@@ -13,7 +13,7 @@
 //! location in a segment other than 0, and a crc32c over everything before
 //! it; the decoder allocates no more than its input's length.
 
-use crate::blob::{u32_at, u64_at, LOCATION_LEN};
+use super::blob::{u32_at, u64_at, LOCATION_LEN};
 use crate::{Digest, FormatError, Location, DIGEST_LEN};
 use std::collections::BTreeMap;
 
@@ -136,8 +136,8 @@ impl Directory {
 
 #[cfg(test)]
 mod tests {
+    use super::blob::MAX_BLOB_LEN;
     use super::*;
-    use crate::blob::MAX_BLOB_LEN;
     use crate::SegmentId;
     use proptest::prelude::*;
 

@@ -16,7 +16,7 @@
 //!   the slot length and the checksum position (the last 4 bytes) stay put,
 //!   so any build can tell another version from damage.
 
-use crate::blob::{u32_at, u64_at, LOCATION_LEN};
+use super::blob::{u32_at, u64_at, LOCATION_LEN};
 use crate::{
     Backend, Digest, FileId, FormatError, Location, NodeId, SegmentId, SlotFault, DIGEST_LEN,
 };

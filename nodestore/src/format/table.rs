@@ -15,7 +15,7 @@
 //! - only entries with a location can be encoded: a committed table never
 //!   points at a node that was not written.
 
-use crate::blob::{u32_at, MAX_BLOB_LEN};
+use super::blob::{u32_at, MAX_BLOB_LEN};
 use crate::{FormatError, Location, NodeId, SegmentId};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
@@ -329,7 +329,7 @@ fn decode_chunk(idx: u64, bytes: &[u8]) -> Result<Chunk, FormatError> {
                 len,
             }),
             refcount: u32_at(raw, 12),
-            digest: crate::blob::u64_at(raw, 16),
+            digest: super::blob::u64_at(raw, 16),
         });
         chunk.live += 1;
     }

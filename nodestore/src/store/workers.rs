@@ -1,0 +1,104 @@
+//! The workers: threads that filter and write the nodes pushed out of the
+//! dirty queue, and land each write in the node table.
+//!
+//! A worker takes a [`Job`] from the bounded channel, encodes the node,
+//! runs the filter pipeline and appends the blob to the current segment
+//! (the writer has its own lock; a worker never holds it together with the
+//! state lock). It then takes the state lock to land the write: the table
+//! points at the blob only if the job is still the newest launch of a live
+//! id (S5), and the node moves to the clean cache unless a newer version
+//! waits in the dirty queue (S4). A failure is latched (S8).
+
+use super::inflight::Job;
+use super::{bump, NodeStore, Shared};
+use crate::{node_digest, BlobKind, Codec, Location, StoreError, TableEntry};
+use crossbeam_channel::Receiver;
+use larix_filters::Context;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl<N: Codec> NodeStore<N> {
+    /// Hands jobs to the workers. Called without the state lock: a full
+    /// channel waits for workers that need that lock to finish.
+    pub(super) fn send(&self, jobs: Vec<Job<N>>) {
+        let tx = self.jobs.as_ref().expect("workers run until drop");
+        for job in jobs {
+            // The workers hold the receiver until the store is dropped.
+            tx.send(job).expect("workers outlive the store's handle");
+        }
+    }
+}
+
+impl<N: Codec> Shared<N> {
+    /// A worker: filters and writes jobs until the store is dropped.
+    pub(super) fn work(&self, jobs: Receiver<Job<N>>) {
+        while let Ok(job) = jobs.recv() {
+            if self.closing.load(Ordering::Relaxed) {
+                continue;
+            }
+            let result = self.write_node(&job);
+            self.land(job, result);
+        }
+    }
+
+    /// Encodes, filters and appends one node.
+    fn write_node(&self, job: &Job<N>) -> Result<(Location, u64), StoreError> {
+        let mut raw = Vec::new();
+        job.node.encode(&mut raw);
+        let body = self.pipeline.encode(&Context::new(job.id.0), &raw)?;
+        let loc = self
+            .writer
+            .lock()
+            .append(&*self.backend, BlobKind::Node, job.id.0, &body)?;
+        let c = &self.counters;
+        bump(&c.blobs_written, 1);
+        bump(&c.bytes_unfiltered, raw.len() as u64);
+        bump(&c.bytes_filtered, body.len() as u64);
+        Ok((loc, node_digest(&body)))
+    }
+
+    /// Records the outcome of a write: the table points at it only if it
+    /// is still the newest version of a live node.
+    fn land(&self, job: Job<N>, result: Result<(Location, u64), StoreError>) {
+        let mut st = self.state.lock();
+        match result {
+            Ok((loc, digest)) => {
+                if st.inflight.land_if_newest(&job) {
+                    if let Some(entry) = st.table.get(job.id) {
+                        st.table.set(
+                            job.id,
+                            TableEntry {
+                                loc: Some(loc),
+                                refcount: entry.refcount,
+                                digest,
+                            },
+                        );
+                    }
+                    if !st.dirty.contains(job.id) {
+                        self.cache.insert(job.id, job.node);
+                        let room = self.budgets.cache_room(st.dirty.bytes);
+                        self.cache.trim(room);
+                    }
+                }
+            }
+            Err(e) => {
+                // The node stays in the in-flight map, readable, until the
+                // store is reopened; the failure blocks writes and commits.
+                if st.failure.is_none() {
+                    st.failure = Some(Arc::new(e));
+                }
+            }
+        }
+        drop(st);
+        self.settled.notify_all();
+    }
+
+    pub(super) fn latch(&self, e: StoreError) {
+        let mut st = self.state.lock();
+        if st.failure.is_none() {
+            st.failure = Some(Arc::new(e));
+        }
+        drop(st);
+        self.settled.notify_all();
+    }
+}
