@@ -136,7 +136,7 @@ impl Directory {
 
 #[cfg(test)]
 mod tests {
-    use super::blob::MAX_BLOB_LEN;
+    use crate::format::blob::MAX_BLOB_LEN;
     use super::*;
     use crate::SegmentId;
     use proptest::prelude::*;
