@@ -28,7 +28,8 @@ fn filled(dir: &Path, options: Options, n: u32) {
     let forest = Forest::open(dir, options).unwrap();
     let t = forest.create_tree("t").unwrap();
     for i in 0..n {
-        t.insert(format!("key-{i:05}").as_bytes(), b"value").unwrap();
+        t.insert(format!("key-{i:05}").as_bytes(), b"value")
+            .unwrap();
     }
     forest.commit().unwrap();
 }
@@ -98,7 +99,10 @@ fn a_lost_superblock_is_damage_not_a_new_store() {
         assert_eq!(segment_files(dir.path()), segments_before);
         std::fs::write(&sb_path, &saved).unwrap();
         let forest = Forest::open(dir.path(), plain()).unwrap();
-        assert_eq!(forest.tree("t").unwrap().unwrap().count_range(..).unwrap(), 300);
+        assert_eq!(
+            forest.tree("t").unwrap().unwrap().count_range(..).unwrap(),
+            300
+        );
         assert!(forest.check().unwrap().is_clean());
     }
 }
@@ -180,7 +184,11 @@ fn a_cycle_of_child_pointers_is_an_error_everywhere() {
             .copied()
             .max_by_key(|&id| c.node(id).level())
             .unwrap();
-        let leaf = ids.iter().copied().find(|&id| c.node(id).is_leaf()).unwrap();
+        let leaf = ids
+            .iter()
+            .copied()
+            .find(|&id| c.node(id).is_leaf())
+            .unwrap();
         (root, leaf)
     };
     // The leaf becomes an index node pointing back at the root.
@@ -271,14 +279,23 @@ fn every_option_is_checked_at_its_edges() {
         ("node_size above", base().node_size((1 << 20) + 1)),
         ("no workers", base().workers(0)),
         ("too many workers", base().workers(257)),
-        ("tiny cache", base().node_size(4096).cache_bytes(16 * 4096 - 1)),
+        (
+            "tiny cache",
+            base().node_size(4096).cache_bytes(16 * 4096 - 1),
+        ),
         ("ratio below", base().compaction_live_ratio(-0.01)),
         ("ratio above", base().compaction_live_ratio(1.01)),
         ("ratio NaN", base().compaction_live_ratio(f64::NAN)),
         ("segment below", base().segment_bytes((64 << 10) - 1)),
         ("segment above", base().segment_bytes((4 << 30) + 1)),
-        ("compaction step below", base().compaction_bytes_per_commit((1 << 20) - 1)),
-        ("compaction step zero", base().compaction_bytes_per_commit(0)),
+        (
+            "compaction step below",
+            base().compaction_bytes_per_commit((1 << 20) - 1),
+        ),
+        (
+            "compaction step zero",
+            base().compaction_bytes_per_commit(0),
+        ),
     ];
     for (what, options) in refused {
         match Forest::in_memory(options) {
@@ -289,16 +306,28 @@ fn every_option_is_checked_at_its_edges() {
         }
     }
     let accepted: Vec<(&str, Options)> = vec![
-        ("node_size least", base().node_size(256).cache_bytes(256 * 16)),
-        ("node_size most", base().node_size(1 << 20).cache_bytes(16 << 20)),
+        (
+            "node_size least",
+            base().node_size(256).cache_bytes(256 * 16),
+        ),
+        (
+            "node_size most",
+            base().node_size(1 << 20).cache_bytes(16 << 20),
+        ),
         ("one worker", base().workers(1)),
         ("most workers", base().workers(256)),
         ("ratio 0", base().compaction_live_ratio(0.0)),
         ("ratio 1", base().compaction_live_ratio(1.0)),
         ("segment least", base().segment_bytes(64 << 10)),
         ("segment most", base().segment_bytes(4 << 30)),
-        ("compaction step least", base().compaction_bytes_per_commit(1 << 20)),
-        ("compaction step most", base().compaction_bytes_per_commit(u64::MAX)),
+        (
+            "compaction step least",
+            base().compaction_bytes_per_commit(1 << 20),
+        ),
+        (
+            "compaction step most",
+            base().compaction_bytes_per_commit(u64::MAX),
+        ),
     ];
     for (what, options) in accepted {
         let forest = Forest::in_memory(options).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -340,7 +369,10 @@ fn a_damaged_newest_slot_is_reported() {
     // The next commit rewrites the damaged slot.
     forest.commit().unwrap();
     drop((t, forest));
-    assert!(Forest::open(dir.path(), plain()).unwrap().warnings().is_empty());
+    assert!(Forest::open(dir.path(), plain())
+        .unwrap()
+        .warnings()
+        .is_empty());
 }
 
 /// Item 12: a range iterator over a tree that is dropped (and replaced
@@ -379,8 +411,15 @@ fn a_lost_key_check_segment_is_a_warning() {
     filled(dir.path(), plain(), 100);
     std::fs::remove_file(dir.path().join("seg-000001.lx")).unwrap();
     let forest = Forest::open(dir.path(), plain()).unwrap();
-    assert!(forest.warnings()[0].contains("key check"), "{:?}", forest.warnings());
-    assert_eq!(forest.tree("t").unwrap().unwrap().count_range(..).unwrap(), 100);
+    assert!(
+        forest.warnings()[0].contains("key check"),
+        "{:?}",
+        forest.warnings()
+    );
+    assert_eq!(
+        forest.tree("t").unwrap().unwrap().count_range(..).unwrap(),
+        100
+    );
 }
 
 /// Item 15: a store is fully closed when its forest drops, even while
@@ -393,12 +432,7 @@ fn reopen_after_drop_beside_command_filters() {
     else {
         panic!("gzip is needed for this test (.ci/run installs it)");
     };
-    let gz = || {
-        plain().filters(vec![FilterSpec::command(
-            &[gzip, "-c"],
-            &[gzip, "-dc"],
-        )])
-    };
+    let gz = || plain().filters(vec![FilterSpec::command(&[gzip, "-c"], &[gzip, "-dc"])]);
     let dir = tempfile::tempdir().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
