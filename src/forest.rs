@@ -1,6 +1,6 @@
 //! The forest: open, create and remove trees, commit, check.
 
-use crate::{CheckReport, Options, Result, SegmentStats, Tree};
+use crate::{CheckReport, Options, Result, Tree};
 use larix_btree::Limits;
 use larix_filters::Pipeline;
 use larix_nodestore::{Backend, CompactionPolicy, FileBackend, MemBackend, NodeStore, StoreConfig};
@@ -19,57 +19,9 @@ pub struct Forest {
 /// [`Forest::compact`].
 const COMPACT_LIVE_RATIO: f64 = 0.9;
 
-/// Counters describing a forest.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Live B-tree nodes (committed or not); 0 when there are no trees.
-    pub nodes: u64,
-    /// Number of trees.
-    pub trees: u64,
-    /// Commits since the forest was opened.
-    pub commits: u64,
-    /// Node reads served from the decoded-node cache.
-    pub cache_hits: u64,
-    /// Node reads that had to go to disk (read, unfilter, decode).
-    pub cache_misses: u64,
-    /// Node reads served from the dirty queue (put, not yet handed to the
-    /// workers).
-    pub dirty_hits: u64,
-    /// Node reads served from the pending buffer of an in-flight write.
-    pub inflight_hits: u64,
-    /// Times a caller waited for in-flight writes (backpressure or commit).
-    pub inflight_waits: u64,
-    /// Blobs appended to segment files.
-    pub blobs_written: u64,
-    /// Bytes of those blobs before filtering.
-    pub bytes_unfiltered: u64,
-    /// Bytes of those blobs after filtering (as written, without headers).
-    pub bytes_filtered: u64,
-    /// Time spent in sync calls (segments, directory, superblock).
-    pub sync_time: std::time::Duration,
-    /// Bytes of all segment files of the store.
-    pub disk_bytes: u64,
-    /// Bytes of the records (header and body) the store refers to: nodes,
-    /// node-table chunks, directory, catalog, key check.
-    pub live_bytes: u64,
-    /// Live and total bytes of each segment file, by segment.
-    pub segments: Vec<SegmentStats>,
-    /// What opening the store noticed ([`Forest::warnings`]).
-    pub warnings: Vec<String>,
-}
-
-impl Stats {
-    /// Bytes on disk per live byte (1.0 when nothing is dead; 0.0 for a
-    /// store with nothing live).
-    pub fn space_amplification(&self) -> f64 {
-        if self.live_bytes == 0 {
-            0.0
-        } else {
-            self.disk_bytes as f64 / self.live_bytes as f64
-        }
-    }
-}
+/// Counters describing a forest: the store's counters, with its number
+/// of trees.
+pub use larix_nodestore::Stats;
 
 impl Forest {
     /// Opens the forest stored in directory `path`, creating it (and the
@@ -166,7 +118,7 @@ impl Forest {
     /// [`crate::Error::TreeExists`], [`crate::Error::InvalidTreeName`], or a
     /// store error.
     pub fn create_tree(&self, name: &str) -> Result<Tree> {
-        Ok(Tree::new(self.inner.create_tree(name)?))
+        self.inner.create_tree(name)
     }
 
     /// The tree called `name`, if there is one.
@@ -174,7 +126,7 @@ impl Forest {
     /// # Errors
     /// None yet; kept fallible for stores that load the catalog lazily.
     pub fn tree(&self, name: &str) -> Result<Option<Tree>> {
-        Ok(self.inner.tree(name).map(Tree::new))
+        Ok(self.inner.tree(name))
     }
 
     /// Makes `dst` an O(1) clone of `src`: a snapshot you can also write to.
@@ -183,7 +135,7 @@ impl Forest {
     /// [`crate::Error::TreeNotFound`] for `src`, [`crate::Error::TreeExists`]
     /// for `dst`, [`crate::Error::InvalidTreeName`], or a store error.
     pub fn clone_tree(&self, src: &str, dst: &str) -> Result<Tree> {
-        Ok(Tree::new(self.inner.clone_tree(src, dst)?))
+        self.inner.clone_tree(src, dst)
     }
 
     /// Removes tree `name`, freeing the nodes no other tree shares.
@@ -191,7 +143,7 @@ impl Forest {
     /// # Errors
     /// [`crate::Error::TreeNotFound`], or a store error.
     pub fn remove_tree(&self, name: &str) -> Result<()> {
-        Ok(self.inner.remove_tree(name)?)
+        self.inner.remove_tree(name)
     }
 
     /// The names of all trees, in order.
@@ -204,7 +156,7 @@ impl Forest {
     /// # Errors
     /// A store error; the previous commit then stays in force.
     pub fn commit(&self) -> Result<()> {
-        Ok(self.inner.commit()?)
+        self.inner.commit()
     }
 
     /// Checks every tree's structure and every refcount (fsck).
@@ -217,25 +169,9 @@ impl Forest {
 
     /// The forest's counters.
     pub fn stats(&self) -> Stats {
-        let store = self.inner.store().stats();
-        Stats {
-            nodes: store.nodes,
-            trees: self.inner.tree_count() as u64,
-            commits: store.commits,
-            cache_hits: store.cache_hits,
-            cache_misses: store.cache_misses,
-            dirty_hits: store.dirty_hits,
-            inflight_hits: store.inflight_hits,
-            inflight_waits: store.inflight_waits,
-            blobs_written: store.blobs_written,
-            bytes_unfiltered: store.bytes_unfiltered,
-            bytes_filtered: store.bytes_filtered,
-            sync_time: store.sync_time,
-            disk_bytes: store.disk_bytes,
-            live_bytes: store.live_bytes,
-            segments: store.segments,
-            warnings: self.warnings(),
-        }
+        let mut stats = self.inner.store().stats();
+        stats.trees = self.inner.tree_count() as u64;
+        stats
     }
 
     /// Reclaims the space of sparse segments: copies the live blobs of

@@ -29,19 +29,15 @@ pub mod backend {
         Backend, CrashMode, FaultyBackend, FileBackend, FileId, MemBackend, SegmentId,
     };
 }
-mod error;
 mod forest;
 mod options;
-mod tree;
 
-pub use error::{Error, Result};
 pub use forest::{Forest, Stats};
 pub use larix_btree::{CheckReport, Problem};
+pub use larix_btree::{Error, LevelShape, Range, Result, Shape, Tree};
 pub use larix_filters::{FilterError, FilterSpec};
-/// The space one segment file takes and how much of it is in use.
-pub use larix_nodestore::SegmentUsage as SegmentStats;
+pub use larix_nodestore::SegmentStats;
 pub use options::{Durability, Options};
-pub use tree::{LevelShape, Range, Shape, Tree};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

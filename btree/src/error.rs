@@ -1,9 +1,11 @@
-//! The B-tree's error type.
+//! The error type of Larix: the B-tree's, and the public one (`larix`
+//! re-exports it), so that an error is declared once.
 
-use larix_nodestore::StoreError;
+use larix_nodestore::{FilterError, StoreError};
 use thiserror::Error;
 
-/// Everything a tree or forest operation can fail with.
+/// Everything a Larix call can fail with. Each message names the tree,
+/// key length, node or file involved.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -29,7 +31,7 @@ pub enum Error {
     },
     /// A key plus value larger than the node size allows.
     #[error(
-        "entry too large: key of {key_len} bytes plus value of {value_len} bytes exceeds the limit of {limit} bytes for this node size"
+        "entry too large: key of {key_len} bytes plus value of {value_len} bytes exceeds the limit of {limit} bytes (a quarter of the node size)"
     )]
     EntryTooLarge {
         /// Length of the key.
@@ -53,6 +55,26 @@ pub enum Error {
     /// The stored catalog of trees could not be decoded.
     #[error("the tree catalog is damaged: {0}")]
     CorruptCatalog(String),
+    /// An option is out of range.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// The store pipes its nodes through an external command, and the
+    /// caller did not name that command itself: Larix never runs a command
+    /// on the word of a store, which anyone may have made.
+    #[error(
+        "the store filters its nodes through the command {encode:?} / {decode:?}, which Larix \
+         will not run on the store's say-so: name it yourself \
+         (larix --filter-command {encode:?} {decode:?}, or Options::from_store_with_command)"
+    )]
+    UntrustedCommand {
+        /// The encoding command the store records, its words joined by spaces.
+        encode: String,
+        /// The decoding command the store records.
+        decode: String,
+    },
+    /// A filter failed (building a pipeline, reading a key file).
+    #[error(transparent)]
+    Filter(#[from] FilterError),
     /// The node store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -9,7 +9,7 @@ use crate::check::{self, CheckReport};
 use crate::limits::Limits;
 use crate::mutate::{Edit, Plan};
 use crate::node::Node;
-use crate::range::RangeIter;
+use crate::range::Range;
 use crate::read::{self, Bounds};
 use crate::txn::Txn;
 use crate::{mutate, Error, Result};
@@ -291,8 +291,8 @@ impl Tree {
     ///
     /// # Errors
     /// [`Error::TreeNotFound`]; the iterator yields store errors.
-    pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<RangeIter> {
-        RangeIter::new(self.clone(), Bounds::from_range(&range))
+    pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range> {
+        Range::new(self.clone(), Bounds::from_range(&range))
     }
 
     /// Number of entries within `range`.
@@ -335,8 +335,11 @@ impl Tree {
     ///
     /// # Errors
     /// [`Error::TreeNotFound`], or a store error.
-    pub fn shape(&self) -> Result<Vec<read::LevelShape>> {
-        self.read(read::shape)
+    pub fn shape(&self) -> Result<read::Shape> {
+        Ok(read::Shape {
+            node_size: self.shared.limits.max_node(),
+            levels: self.read(read::shape)?,
+        })
     }
 
     /// The entry with the smallest key.

@@ -36,5 +36,5 @@ pub use error::{Error, Result};
 pub use forest::{Forest, Tree};
 pub use limits::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
 pub use node::Node;
-pub use range::RangeIter;
-pub use read::{Bounds, LevelShape};
+pub use range::Range;
+pub use read::{Bounds, LevelShape, Shape};

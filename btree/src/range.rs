@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 
 /// Entries of a tree within bounds, in key order, from either end.
-pub struct RangeIter {
+pub struct Range {
     tree: Tree,
     /// The birth of the tree the iterator started on: a refill after that
     /// tree was removed ends with `TreeNotFound` rather than reading a tree
@@ -32,9 +32,9 @@ pub struct RangeIter {
 /// descent per leaf.
 const FIRST_BATCH: usize = 16;
 
-impl RangeIter {
-    pub(crate) fn new(tree: Tree, bounds: Bounds) -> Result<RangeIter> {
-        Ok(RangeIter {
+impl Range {
+    pub(crate) fn new(tree: Tree, bounds: Bounds) -> Result<Range> {
+        Ok(Range {
             birth: tree.birth()?,
             tree,
             bounds,
@@ -104,7 +104,7 @@ impl RangeIter {
     }
 }
 
-impl Iterator for RangeIter {
+impl Iterator for Range {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -112,7 +112,7 @@ impl Iterator for RangeIter {
     }
 }
 
-impl DoubleEndedIterator for RangeIter {
+impl DoubleEndedIterator for Range {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.step(true)
     }

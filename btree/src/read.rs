@@ -245,8 +245,20 @@ pub(crate) fn keys(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> Re
     Ok(out)
 }
 
+/// The shape of a tree, from [`Tree::shape`](crate::Tree::shape).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Shape {
+    /// The node size of the forest, in bytes.
+    pub node_size: usize,
+    /// One entry per level: `levels[0]` are the leaves, the last is the
+    /// root.
+    pub levels: Vec<LevelShape>,
+}
+
 /// Nodes, bytes and entries of one level of a tree.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LevelShape {
     /// Nodes at this level.
     pub nodes: u64,

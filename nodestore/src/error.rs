@@ -1,6 +1,6 @@
 //! The store's error type.
 
-use crate::{FormatError, NodeId};
+use crate::{CodecError, FormatError, NodeId};
 use larix_filters::FilterError;
 use std::io;
 use std::sync::Arc;
@@ -16,13 +16,16 @@ pub enum StoreError {
         /// The id asked for.
         id: NodeId,
     },
-    /// A node's bytes could not be decoded.
-    #[error("{id} is damaged: {reason}")]
+    /// A node's blob could not be turned back into a node.
+    #[error("{id} is damaged: {cause}")]
     Corrupt {
         /// The damaged node.
         id: NodeId,
-        /// What the decoder found.
-        reason: String,
+        /// What failed: a filter (a checksum mismatch, a decryption that
+        /// failed: a wrong key or tampering), the node decoder, or the
+        /// table.
+        #[source]
+        cause: Damage,
     },
     /// Reading or writing the store's files failed, or their bytes are
     /// damaged.
@@ -45,12 +48,10 @@ pub enum StoreError {
     /// disk is intact.
     #[error("the store refuses writes after an earlier failure: {0}")]
     Failed(#[source] Arc<StoreError>),
-    /// A commit failed; the previous commit stays in force.
-    #[error("commit failed: {reason}")]
-    CommitFailed {
-        /// What went wrong.
-        reason: String,
-    },
+    /// A commit (or the compaction it runs) failed; the previous commit
+    /// stays in force and the failure is latched.
+    #[error("commit failed: {0}")]
+    CommitFailed(#[source] Arc<StoreError>),
     /// The store was created with other parameters than those given.
     #[error("the store was created with parameters {stored:?}, not {given:?}")]
     ParametersMismatch {
@@ -67,12 +68,33 @@ pub enum StoreError {
         "wrong key: the store's key check does not decrypt with the key given (or it is damaged)"
     )]
     WrongKey,
-    /// A metadata blob (the catalog) decodes to nothing usable.
-    #[error("the store's {what} is damaged: {reason}")]
+    /// A metadata blob (the catalog, the key check) decodes to nothing
+    /// usable.
+    #[error("the store's {what} is damaged: {cause}")]
     MetadataDamaged {
         /// Which blob.
         what: &'static str,
-        /// What the decoder found.
-        reason: String,
+        /// What failed.
+        #[source]
+        cause: Damage,
     },
+}
+
+/// Why a stored blob could not be turned back into what was written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The node table has no location for a live node.
+    #[error("the node table gives it no location")]
+    NoLocation,
+    /// A filter refused the blob (checksum mismatch, decryption failure,
+    /// bad compressed data...).
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// The unfiltered bytes are not a valid node.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The blob unfiltered to other bytes than it must hold.
+    #[error("it decodes to the wrong bytes")]
+    WrongBytes,
 }

@@ -42,7 +42,7 @@ mod store;
 
 pub use backend::{Backend, FileId, MemBackend, SegmentId};
 pub use codec::{Codec, CodecError};
-pub use error::StoreError;
+pub use error::{Damage, StoreError};
 pub use faulty::{CrashMode, FaultyBackend};
 pub use file_backend::FileBackend;
 pub use format::blob::{BlobHeader, BlobKind, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
@@ -56,8 +56,10 @@ pub use format::superblock::{
 };
 pub use format::table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};
 pub use id::NodeId;
-pub use stats::StoreStats;
+/// Filter errors, as the store reports them.
+pub use larix_filters::FilterError;
+pub use stats::Stats;
 pub use store::{
-    CompactionPolicy, Durability, NodeStore, SegmentUsage, StoreConfig,
+    CompactionPolicy, Durability, NodeStore, SegmentStats, StoreConfig,
     MIN_COMPACTION_BYTES_PER_COMMIT,
 };

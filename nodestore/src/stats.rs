@@ -2,11 +2,15 @@
 
 use std::time::Duration;
 
-/// A snapshot of the store's counters.
+/// A snapshot of the counters of a store (and of the forest on it:
+/// `larix::Stats` is this type).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Live nodes in the node table (committed or not).
+#[non_exhaustive]
+pub struct Stats {
+    /// Live B-tree nodes (committed or not); 0 when there are no trees.
     pub nodes: u64,
+    /// Number of trees (filled in by the forest; 0 from a bare store).
+    pub trees: u64,
     /// Commits completed since the store was opened.
     pub commits: u64,
     /// Reads served from the decoded-node cache.
@@ -32,6 +36,20 @@ pub struct StoreStats {
     /// Bytes of the records the committed state and the node table refer
     /// to (nodes, table chunks, directory, catalog, key check).
     pub live_bytes: u64,
-    /// Live and total bytes of each segment file.
-    pub segments: Vec<crate::SegmentUsage>,
+    /// Live and total bytes of each segment file, by segment.
+    pub segments: Vec<crate::SegmentStats>,
+    /// What opening the store noticed and worked around, one line each.
+    pub warnings: Vec<String>,
+}
+
+impl Stats {
+    /// Bytes on disk per live byte (1.0 when nothing is dead; 0.0 for a
+    /// store with nothing live).
+    pub fn space_amplification(&self) -> f64 {
+        if self.live_bytes == 0 {
+            0.0
+        } else {
+            self.disk_bytes as f64 / self.live_bytes as f64
+        }
+    }
 }

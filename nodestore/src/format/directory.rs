@@ -136,8 +136,8 @@ impl Directory {
 
 #[cfg(test)]
 mod tests {
-    use crate::format::blob::MAX_BLOB_LEN;
     use super::*;
+    use crate::format::blob::MAX_BLOB_LEN;
     use crate::SegmentId;
     use proptest::prelude::*;
 

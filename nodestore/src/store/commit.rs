@@ -50,14 +50,10 @@ impl<N: Codec> NodeStore<N> {
     /// this commit, which is latched in turn. The previous commit stays in
     /// force on disk.
     pub fn commit(&self, catalog: &[u8]) -> Result<(), StoreError> {
-        let result = self.try_commit(catalog);
-        if let Err(e) = &result {
-            if !matches!(e, StoreError::Failed(_)) {
-                let text = e.to_string();
-                self.shared.latch(StoreError::CommitFailed { reason: text });
-            }
+        match self.try_commit(catalog) {
+            Err(e) if !matches!(e, StoreError::Failed(_)) => Err(self.shared.fail(e)),
+            result => result,
         }
-        result
     }
 
     fn try_commit(&self, catalog: &[u8]) -> Result<(), StoreError> {

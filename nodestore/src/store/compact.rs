@@ -54,7 +54,7 @@ impl Default for CompactionPolicy {
 
 /// The space one segment file takes and how much of it is still in use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SegmentUsage {
+pub struct SegmentStats {
     /// The segment.
     pub segment: u32,
     /// Bytes of the records the store still refers to.
@@ -89,7 +89,7 @@ impl<N: Codec> NodeStore<N> {
     ///
     /// # Errors
     /// A store error if the segment files cannot be listed or measured.
-    pub fn segment_usage(&self) -> Result<Vec<SegmentUsage>, StoreError> {
+    pub fn segment_usage(&self) -> Result<Vec<SegmentStats>, StoreError> {
         let live = self.shared.live_now();
         let backend = &*self.shared.backend;
         let segments = backend
@@ -102,7 +102,7 @@ impl<N: Codec> NodeStore<N> {
                 let total_bytes = backend
                     .len(file)
                     .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-                Ok(SegmentUsage {
+                Ok(SegmentStats {
                     segment: seg.0,
                     live_bytes: live.get(&seg).copied().unwrap_or(0),
                     total_bytes,
@@ -138,7 +138,7 @@ impl<N: Codec> NodeStore<N> {
     ) -> Result<u64, StoreError> {
         let shared = &*self.shared;
         let sparse =
-            |u: &SegmentUsage| (u.live_bytes as f64) < max_live_ratio * u.total_bytes as f64;
+            |u: &SegmentStats| (u.live_bytes as f64) < max_live_ratio * u.total_bytes as f64;
         let usage = self.segment_usage()?;
         {
             let mut writer = shared.writer.lock();
@@ -152,7 +152,7 @@ impl<N: Codec> NodeStore<N> {
         }
         let current = shared.writer.lock().segment();
         let obsolete = shared.state.lock().obsolete.clone();
-        let mut candidates: Vec<SegmentUsage> = usage
+        let mut candidates: Vec<SegmentStats> = usage
             .into_iter()
             .filter(|u| {
                 let seg = SegmentId(u.segment);
@@ -160,7 +160,7 @@ impl<N: Codec> NodeStore<N> {
             })
             .collect();
         candidates.sort_by(|a, b| {
-            let ratio = |u: &SegmentUsage| u.live_bytes as f64 / u.total_bytes.max(1) as f64;
+            let ratio = |u: &SegmentStats| u.live_bytes as f64 / u.total_bytes.max(1) as f64;
             ratio(a).total_cmp(&ratio(b))
         });
         let mut copied = 0;
@@ -180,11 +180,7 @@ impl<N: Codec> NodeStore<N> {
                     // A damaged live blob: keep the segment, report.
                     return Err(e);
                 }
-                Err(e) => {
-                    let text = e.to_string();
-                    shared.latch(StoreError::CommitFailed { reason: text });
-                    return Err(e);
-                }
+                Err(e) => return Err(shared.fail(e)),
             }
         }
         Ok(copied)

@@ -23,9 +23,9 @@
 //!   the last commit stays on disk untouched.
 
 use crate::{
-    node_digest, read_blob, Backend, BlobKind, Codec, Directory, FileId, FormatError, Location,
-    NodeId, NodeTable, SegmentId, SegmentWriter, StoreError, StoreStats, Superblock, TableEntry,
-    DEFAULT_MAX_SEGMENT_BYTES, MAC_LEN,
+    node_digest, read_blob, Backend, BlobKind, Codec, Damage, Directory, FileId, FormatError,
+    Location, NodeId, NodeTable, SegmentId, SegmentWriter, Stats, StoreError, Superblock,
+    TableEntry, DEFAULT_MAX_SEGMENT_BYTES, MAC_LEN,
 };
 use crossbeam_channel::{Receiver, Sender};
 use larix_filters::{Context, Pipeline};
@@ -43,7 +43,7 @@ mod queue;
 mod recovery;
 mod workers;
 use cache::Cache;
-pub use compact::{CompactionPolicy, SegmentUsage, MIN_COMPACTION_BYTES_PER_COMMIT};
+pub use compact::{CompactionPolicy, SegmentStats, MIN_COMPACTION_BYTES_PER_COMMIT};
 use inflight::{InFlight, Job};
 use queue::LruMap;
 
@@ -414,7 +414,7 @@ impl<N: Codec> NodeStore<N> {
         let Some(loc) = entry.loc else {
             return Err(StoreError::Corrupt {
                 id,
-                reason: "the node table gives it no location".into(),
+                cause: Damage::NoLocation,
             });
         };
         bump(&c.cache_misses, 1);
@@ -456,7 +456,7 @@ impl<N: Codec> NodeStore<N> {
             Some(at) => Ok(Arc::new(self.shared.read_node(id, at, loc.digest)?)),
             None => Err(StoreError::Corrupt {
                 id,
-                reason: "the node table gives it no location".into(),
+                cause: Damage::NoLocation,
             }),
         }
     }
@@ -576,14 +576,14 @@ impl<N: Codec> NodeStore<N> {
     }
 
     /// The store's counters.
-    pub fn stats(&self) -> StoreStats {
+    pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let nodes = self.shared.state.lock().table.len();
         let segments = self.segment_usage().unwrap_or_default();
         let disk_bytes = segments.iter().map(|u| u.total_bytes).sum();
         let live_bytes = segments.iter().map(|u| u.live_bytes).sum();
-        StoreStats {
+        Stats {
             nodes,
             commits: get(&c.commits),
             cache_hits: get(&c.cache_hits),
@@ -598,6 +598,8 @@ impl<N: Codec> NodeStore<N> {
             disk_bytes,
             live_bytes,
             segments,
+            trees: 0,
+            warnings: self.shared.warnings.clone(),
         }
     }
 }
@@ -611,11 +613,11 @@ impl<N: Codec> Shared<N> {
             .decode(&Context::new(id.0), &body)
             .map_err(|e| StoreError::Corrupt {
                 id,
-                reason: e.to_string(),
+                cause: e.into(),
             })?;
         N::decode(&raw).map_err(|e| StoreError::Corrupt {
             id,
-            reason: e.to_string(),
+            cause: e.into(),
         })
     }
 }

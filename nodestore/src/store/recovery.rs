@@ -15,7 +15,7 @@
 
 use super::{StoreConfig, KEY_CHECK, META_CONTEXT};
 use crate::{
-    read_blob, read_newest_with_fault, scan_segment, Backend, BlobFault, BlobKind, Digest,
+    read_blob, read_newest_with_fault, scan_segment, Backend, BlobFault, BlobKind, Damage, Digest,
     Directory, FileId, FilterStack, FormatError, Location, NodeTable, SegmentId, SegmentWriter,
     StoreError, Superblock, SLOT_LEN,
 };
@@ -169,9 +169,9 @@ fn check_key(
         _ if pipeline.has_filter("encrypt") => Err(StoreError::WrongKey),
         result => Err(StoreError::MetadataDamaged {
             what: "key check blob",
-            reason: match result {
-                Ok(_) => "it decodes to the wrong bytes".into(),
-                Err(e) => e.to_string(),
+            cause: match result {
+                Ok(_) => Damage::WrongBytes,
+                Err(e) => e.into(),
             },
         }),
     }
@@ -255,7 +255,7 @@ fn load_catalog(
         .decode(&Context::new(META_CONTEXT), &body)
         .map_err(|e| StoreError::MetadataDamaged {
             what: "catalog",
-            reason: e.to_string(),
+            cause: e.into(),
         })
 }
 

@@ -93,6 +93,15 @@ impl<N: Codec> Shared<N> {
         self.settled.notify_all();
     }
 
+    /// Latches `e`, the failure of a commit or compaction, and returns the
+    /// error its caller reports ([`StoreError::CommitFailed`], sharing the
+    /// cause with the latched failure).
+    pub(super) fn fail(&self, e: StoreError) -> StoreError {
+        let cause = Arc::new(e);
+        self.latch(StoreError::CommitFailed(cause.clone()));
+        StoreError::CommitFailed(cause)
+    }
+
     pub(super) fn latch(&self, e: StoreError) {
         let mut st = self.state.lock();
         if st.failure.is_none() {
