@@ -25,9 +25,7 @@
 
 /// Where a forest keeps its files: the backends a forest can run on.
 pub mod backend {
-    pub use larix_nodestore::{
-        Backend, CrashMode, FaultyBackend, FileBackend, FileId, MemBackend, SegmentId,
-    };
+    pub use larix_nodestore::{Backend, FileBackend, FileId, MemBackend, SegmentId};
 }
 mod forest;
 mod options;

@@ -116,10 +116,9 @@ impl Options {
         key_file: Option<&std::path::Path>,
         command: Option<&FilterSpec>,
     ) -> Result<Options> {
-        use larix_nodestore::{read_newest, FileBackend, StoreError};
+        use larix_nodestore::{read_parameters, FileBackend, StoreError};
         let backend = FileBackend::open_read_only(path).map_err(StoreError::from)?;
-        let superblock = read_newest(&backend).map_err(StoreError::from)?;
-        Options::from_parameters(superblock.filter_stack.as_str(), key_file, command)
+        Options::from_parameters(&read_parameters(&backend)?, key_file, command)
     }
 
     /// Options from a parameter string as a store records it

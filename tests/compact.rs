@@ -1,8 +1,8 @@
 //! Space reclamation: compaction keeps the files close to the live data
 //! and loses nothing, whenever it is interrupted.
 
-use larix::backend::{CrashMode, FaultyBackend};
 use larix::{Forest, Options};
+use larix_nodestore::testing::{CrashMode, FaultyBackend};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

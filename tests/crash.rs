@@ -19,8 +19,8 @@
 //!
 //! `LARIX_CRASH_CASES` raises the number of cases.
 
-use larix::backend::{CrashMode, FaultyBackend};
 use larix::{Durability, Error, Forest, Options};
+use larix_nodestore::testing::{CrashMode, FaultyBackend};
 use larix_nodestore::StoreError;
 use proptest::prelude::*;
 use std::collections::BTreeMap;

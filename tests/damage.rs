@@ -7,8 +7,9 @@
 //! 400 flips and 100 truncations by default; `LARIX_BITFLIPS=10000` for the
 //! long run (which prints its tally).
 
-use larix::backend::{Backend, FaultyBackend, FileId};
+use larix::backend::{Backend, FileId};
 use larix::{Forest, Options};
+use larix_nodestore::testing::FaultyBackend;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

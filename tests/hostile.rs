@@ -11,7 +11,8 @@ mod craft;
 use craft::Crafted;
 use larix::{Error, FilterSpec, Forest, Options};
 use larix_btree::Node;
-use larix_nodestore::{FileId, FilterStack, FormatError, NodeId, StoreError};
+use larix_nodestore::testing::{FilterStack, SLOT_LEN};
+use larix_nodestore::{FileId, FormatError, NodeId, StoreError};
 use std::path::Path;
 
 fn plain() -> Options {
@@ -127,7 +128,7 @@ fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// directory a later open can still create a store in.
 #[test]
 fn a_creation_failing_at_any_step_can_be_retried() {
-    use larix::backend::{CrashMode, FaultyBackend};
+    use larix_nodestore::testing::{CrashMode, FaultyBackend};
     use std::sync::Arc;
     for steps in 0..40 {
         let disk = FaultyBackend::new();
@@ -356,7 +357,7 @@ fn a_damaged_newest_slot_is_reported() {
     let newest = Crafted::open(dir.path(), &[]).sb.generation;
     let path = dir.path().join(FileId::Superblock.file_name());
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[newest.slot() * larix_nodestore::SLOT_LEN + 40] ^= 1;
+    bytes[newest.slot() * SLOT_LEN + 40] ^= 1;
     std::fs::write(&path, bytes).unwrap();
     let forest = Forest::open(dir.path(), plain()).unwrap();
     let warnings = forest.warnings();

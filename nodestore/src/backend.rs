@@ -33,11 +33,6 @@ impl SegmentId {
     /// The first segment of a new store.
     pub const FIRST: SegmentId = SegmentId(1);
 
-    /// The raw number, as stored on disk.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-
     /// The segment after this one, or `None` if ids are exhausted.
     pub fn next(self) -> Option<SegmentId> {
         self.0.checked_add(1).map(SegmentId)

@@ -33,6 +33,7 @@
 mod backend;
 mod codec;
 mod error;
+#[cfg(any(test, feature = "testing"))]
 mod faulty;
 mod file_backend;
 mod format;
@@ -43,23 +44,49 @@ mod store;
 pub use backend::{Backend, FileId, MemBackend, SegmentId};
 pub use codec::{Codec, CodecError};
 pub use error::{Damage, StoreError};
-pub use faulty::{CrashMode, FaultyBackend};
 pub use file_backend::FileBackend;
-pub use format::blob::{BlobHeader, BlobKind, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
-pub use format::digest::{node_digest, Digest, DIGEST_LEN};
-pub use format::directory::Directory;
+pub use format::blob::BlobKind;
 pub use format::error::{BlobFault, FormatError, SlotFault};
-pub use format::segment::{read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES};
-pub use format::superblock::{
-    no_seal, read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack, Generation,
-    Seal, Superblock, FORMAT_VERSION, MAC_LEN, MAX_DESCRIPTOR_LEN, SLOT_LEN, SUPERBLOCK_MAGIC,
-};
-pub use format::table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};
 pub use id::NodeId;
 /// Filter errors, as the store reports them.
 pub use larix_filters::FilterError;
 pub use stats::Stats;
 pub use store::{
-    CompactionPolicy, Durability, NodeStore, SegmentStats, StoreConfig,
+    read_parameters, CompactionPolicy, Durability, NodeStore, SegmentStats, StoreConfig,
     MIN_COMPACTION_BYTES_PER_COMMIT,
 };
+
+// The on-disk format, for the store's own modules; outside it only through
+// [`testing`].
+#[cfg(test)]
+pub(crate) use faulty::{CrashMode, FaultyBackend};
+pub(crate) use format::blob::{BlobHeader, Location, HEADER_LEN, MAX_BLOB_LEN};
+pub(crate) use format::digest::{node_digest, Digest, DIGEST_LEN};
+pub(crate) use format::directory::Directory;
+pub(crate) use format::segment::{
+    read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES,
+};
+pub(crate) use format::superblock::{
+    read_newest, read_newest_with_fault, write_slot, FilterStack, Superblock, MAC_LEN, SLOT_LEN,
+};
+pub(crate) use format::table::{NodeTable, TableEntry};
+
+/// What tests and fuzzers need and the product does not: the
+/// fault-injecting backend and the on-disk format's building blocks, to
+/// craft, damage and decode stores. Behind the `testing` feature.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::faulty::{CrashMode, FaultyBackend};
+    pub use crate::format::blob::{BlobHeader, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
+    pub use crate::format::digest::{node_digest, Digest, DIGEST_LEN};
+    pub use crate::format::directory::Directory;
+    pub use crate::format::segment::{
+        read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES,
+    };
+    pub use crate::format::superblock::{
+        no_seal, read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack,
+        Generation, Seal, Superblock, FORMAT_VERSION, MAC_LEN, MAX_DESCRIPTOR_LEN, SLOT_LEN,
+        SUPERBLOCK_MAGIC,
+    };
+    pub use crate::format::table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};
+}

@@ -8,11 +8,11 @@
 
 use larix_btree::Node;
 use larix_filters::{Context, FilterSpec, Pipeline};
-use larix_nodestore::{
-    no_seal, node_digest, read_blob, read_newest, write_slot, Backend, BlobKind, Codec, Digest,
-    Directory, FileBackend, FileId, NodeId, NodeTable, SegmentWriter, Superblock, TableEntry,
-    DEFAULT_MAX_SEGMENT_BYTES,
+use larix_nodestore::testing::{
+    no_seal, node_digest, read_blob, read_newest, write_slot, Digest, Directory, NodeTable,
+    SegmentWriter, Superblock, TableEntry, DEFAULT_MAX_SEGMENT_BYTES,
 };
+use larix_nodestore::{Backend, BlobKind, Codec, FileBackend, FileId, NodeId};
 use std::path::Path;
 
 /// A store's committed state, opened for crafting.

@@ -33,6 +33,7 @@ impl Directory {
     }
 
     /// The location of chunk `idx`, if it is written.
+    #[cfg(any(test, feature = "testing"))]
     pub fn get(&self, idx: u64) -> Option<Location> {
         self.chunks.get(&idx).map(|&(loc, _)| loc)
     }
@@ -50,6 +51,7 @@ impl Directory {
     }
 
     /// The number of chunks recorded.
+    #[cfg(any(test, feature = "testing"))]
     pub fn len(&self) -> usize {
         self.chunks.len()
     }

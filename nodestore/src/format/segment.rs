@@ -59,6 +59,7 @@ impl SegmentWriter {
     }
 
     /// The offset the next record would be written at, if it fits.
+    #[cfg(any(test, feature = "testing"))]
     pub fn end(&self) -> u64 {
         self.end
     }

@@ -69,11 +69,6 @@ const MAC_AT: usize = CRC_AT - MAC_LEN;
 pub struct Generation(pub u64);
 
 impl Generation {
-    /// The raw number, as stored on disk.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
     /// The generation after this one.
     pub fn next(self) -> Generation {
         Generation(self.0 + 1)
@@ -161,6 +156,7 @@ impl Superblock {
     }
 
     /// The slot's 4096 bytes, without a MAC (a store without a key).
+    #[cfg(any(test, feature = "testing"))]
     pub fn encode(&self) -> [u8; SLOT_LEN] {
         self.encode_sealed(&no_seal)
     }
@@ -200,6 +196,7 @@ impl Superblock {
     ///
     /// # Errors
     /// As [`Superblock::decode_sealed`], the MAC aside.
+    #[cfg(any(test, feature = "testing"))]
     pub fn decode(bytes: &[u8]) -> Result<Superblock, SlotFault> {
         Superblock::decode_sealed(bytes, &no_seal)
     }

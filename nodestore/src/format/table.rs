@@ -126,6 +126,7 @@ impl NodeTable {
     }
 
     /// Whether no id has an entry.
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -163,6 +164,7 @@ impl NodeTable {
 
     /// Bytes of the records (header and body) of the entries located in
     /// `seg`: the part of the segment still in use.
+    #[cfg(any(test, feature = "testing"))]
     pub fn live_bytes(&self, seg: SegmentId) -> u64 {
         self.live_bytes.get(&seg).copied().unwrap_or(0)
     }
@@ -394,7 +396,7 @@ mod tests {
         for id in [5000, 3, 1024, 1023, 9_999_999, 4] {
             t.set(NodeId(id), entry(1, 0, 1, 1));
         }
-        let ids: Vec<u64> = t.ids().map(NodeId::get).collect();
+        let ids: Vec<u64> = t.ids().map(|id| id.0).collect();
         assert_eq!(ids, vec![3, 4, 1023, 1024, 5000, 9_999_999]);
     }
 
@@ -629,7 +631,7 @@ mod tests {
                 }
             }
             prop_assert_eq!(t.len(), model.len() as u64);
-            let ids: Vec<u64> = t.ids().map(NodeId::get).collect();
+            let ids: Vec<u64> = t.ids().map(|id| id.0).collect();
             prop_assert_eq!(ids, model.keys().copied().collect::<Vec<_>>());
             for seg in 0..5 {
                 let expected: u64 = model

@@ -88,6 +88,20 @@ fn read_node_blob(
     Ok(body)
 }
 
+/// The parameters a store records (`node_size=N;filters=...`), read from
+/// its newest superblock slot without the key (the slot's MAC is not
+/// checked: the text is only compared, never trusted to run anything).
+///
+/// # Errors
+/// As [`read_newest`](crate::read_newest): no superblock, not a Larix
+/// store, another version, damage, I/O.
+pub fn read_parameters(backend: &dyn Backend) -> Result<String, StoreError> {
+    Ok(crate::read_newest(backend)?
+        .filter_stack
+        .as_str()
+        .to_string())
+}
+
 /// The filter context of blobs that are not nodes (the key check and the
 /// catalog). Node ids start at 1, so it names no node.
 const META_CONTEXT: u64 = 0;
