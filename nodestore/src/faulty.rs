@@ -13,8 +13,10 @@
 //! clone to the store, drops the store, crashes the handle and opens a new
 //! store on a clone of it:
 //!
-//! ```
-//! use larix_nodestore::{Backend, CrashMode, FaultyBackend, FileId};
+//! ```ignore
+//! // Needs the `testing` feature (doctests build without it).
+//! use larix_nodestore::testing::{CrashMode, FaultyBackend};
+//! use larix_nodestore::{Backend, FileId};
 //! use std::sync::Arc;
 //!
 //! let disk = FaultyBackend::new();
@@ -351,6 +353,17 @@ mod tests {
         b.sync(A).unwrap();
         b.sync_dir().unwrap();
         b
+    }
+
+    /// The module documentation's example.
+    #[test]
+    fn an_unsynced_file_is_lost_by_a_crash() {
+        let disk = FaultyBackend::new();
+        let store_backend: Arc<dyn Backend> = Arc::new(disk.clone());
+        store_backend.write_at(FileId::Superblock, 0, b"lost").unwrap();
+        drop(store_backend);
+        disk.crash(CrashMode::DropUnsynced);
+        assert!(disk.contents(FileId::Superblock).is_none());
     }
 
     #[test]
