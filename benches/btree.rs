@@ -12,6 +12,8 @@
 //! `benches/store.rs` measures the background pipeline and commits.
 //!
 //! Run: `cargo bench --bench btree`. `LARIX_BENCH_N` changes the size.
+// `criterion_group!` generates public functions without documentation.
+#![allow(missing_docs)]
 
 mod support;
 

@@ -5,6 +5,8 @@
 //! compression ratio of each filter on both payloads.
 //!
 //! Run: `cargo bench --bench filters -- --warm-up-time 1 --measurement-time 2`
+// `criterion_group!` generates public functions without documentation.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 

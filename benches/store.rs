@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench store`. `LARIX_BENCH_N` changes the size of
 //! the bulk load, `LARIX_BENCH_CACHE_MIB` the cache (default 512 MiB, which
 //! holds the million entries' nodes).
+// `criterion_group!` generates public functions without documentation.
+#![allow(missing_docs)]
 
 mod support;
 

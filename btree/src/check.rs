@@ -93,6 +93,21 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// The invariant of `docs/design.md` the problem breaks.
+    pub fn invariant(&self) -> &'static str {
+        match self {
+            Problem::Unreadable { .. } => "S12",
+            Problem::Unsorted { .. } | Problem::IndexKey { .. } | Problem::OutOfRange { .. } => {
+                "B1"
+            }
+            Problem::Level { .. } => "B2",
+            Problem::Oversized { .. } | Problem::Underfull { .. } => "B3",
+            Problem::Refcount { .. } | Problem::Unreachable { .. } => "B4",
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -128,7 +143,8 @@ impl fmt::Display for Problem {
                 "{id} has refcount {stored} but {found} references point to it"
             ),
             Problem::Unreachable { id } => write!(f, "{id} is stored but no tree reaches it"),
-        }
+        }?;
+        write!(f, " ({})", self.invariant())
     }
 }
 
@@ -215,7 +231,7 @@ impl Checker<'_> {
         if let Some(s) = self.seen.get(&id) {
             return s.clone();
         }
-        let summary = match self.store.get_verified(id) {
+        let summary = match self.store.get_uncached(id) {
             Ok(node) if level.is_some_and(|l| l != node.level()) => Some(Summary {
                 min: None,
                 max: None,

@@ -18,7 +18,7 @@ use parking_lot::RwLock;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-pub(crate) struct Shared {
+pub(crate) struct ForestCore {
     pub(crate) store: NodeStore<Node>,
     pub(crate) catalog: RwLock<Catalog>,
     limits: Limits,
@@ -27,14 +27,14 @@ pub(crate) struct Shared {
 /// A set of named copy-on-write B-trees sharing one node store.
 #[derive(Clone)]
 pub struct Forest {
-    shared: Arc<Shared>,
+    shared: Arc<ForestCore>,
 }
 
 /// A handle on one tree of a forest, by name. Cheap to clone; every call
 /// acts on the tree that bears the name at that moment.
 #[derive(Clone)]
 pub struct Tree {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ForestCore>,
     name: Arc<str>,
 }
 
@@ -46,7 +46,7 @@ impl Forest {
     pub fn new(store: NodeStore<Node>, limits: Limits) -> Result<Forest> {
         let catalog = Catalog::decode(&store.committed_catalog())?;
         Ok(Forest {
-            shared: Arc::new(Shared {
+            shared: Arc::new(ForestCore {
                 store,
                 catalog: RwLock::new(catalog),
                 limits,

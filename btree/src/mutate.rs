@@ -5,7 +5,7 @@
 //! untouched. Each function takes the tree's root and returns its new root.
 
 use crate::limits::Limits;
-use crate::node::{leaf_entry_len, Node, HEADER_LEN};
+use crate::node::{leaf_entry_len, Node, NODE_HEADER_LEN};
 use crate::read;
 use crate::txn::Txn;
 use crate::Result;
@@ -260,7 +260,7 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
     drop(p);
     let right = txn.get(right_id)?;
     let left = txn.node_mut(left_id)?;
-    if left.size() + right.size() - HEADER_LEN <= limits.max_node() {
+    if left.size() + right.size() - NODE_HEADER_LEN <= limits.max_node() {
         left.append(&right);
         drop(right);
         txn.discard(right_id);

@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use std::ops::Range;
 
 /// Bytes of the node header.
-pub const HEADER_LEN: usize = 6;
+pub const NODE_HEADER_LEN: usize = 6;
 const KIND_LEAF: u8 = 1;
 const KIND_INDEX: u8 = 2;
 const CHILD_LEN: usize = 8;
@@ -223,7 +223,7 @@ impl Node {
 
     fn set_count(&mut self) {
         let n = self.offsets.len() as u32;
-        self.bytes[2..HEADER_LEN].copy_from_slice(&n.to_le_bytes());
+        self.bytes[2..NODE_HEADER_LEN].copy_from_slice(&n.to_le_bytes());
     }
 
     /// Replaces the bytes of entries `range` with `new`, fixing offsets.
@@ -333,7 +333,7 @@ impl Node {
             right.offsets.extend(
                 self.offsets[at..]
                     .iter()
-                    .map(|&o| o - start as u32 + HEADER_LEN as u32),
+                    .map(|&o| o - start as u32 + NODE_HEADER_LEN as u32),
             );
             self.bytes.truncate(start);
             self.offsets.truncate(at);
@@ -346,17 +346,17 @@ impl Node {
     /// Appends all entries of `other` (same kind and level, larger keys).
     pub fn append(&mut self, other: &Node) {
         let n = self.len();
-        self.splice(n..n, &other.bytes[HEADER_LEN..], other.len());
+        self.splice(n..n, &other.bytes[NODE_HEADER_LEN..], other.len());
     }
 
     /// The split position that best balances the encoded bytes of the two
     /// halves; each half gets at least one entry when the node has two.
     pub fn balanced_split(&self) -> usize {
-        let payload = self.bytes.len() - HEADER_LEN;
+        let payload = self.bytes.len() - NODE_HEADER_LEN;
         let half = payload / 2;
         let mut best = (usize::MAX, 1);
         for i in 1..self.len() {
-            let left = self.offsets[i] as usize - HEADER_LEN;
+            let left = self.offsets[i] as usize - NODE_HEADER_LEN;
             let gap = left.abs_diff(payload - left);
             if gap < best.0 {
                 best = (gap, i);
@@ -370,7 +370,7 @@ impl Node {
 
     /// Validating decoder shared by [`Codec::decode`].
     fn parse(bytes: &[u8]) -> Result<Node, String> {
-        if bytes.len() < HEADER_LEN {
+        if bytes.len() < NODE_HEADER_LEN {
             return Err(format!(
                 "{} bytes is shorter than a node header",
                 bytes.len()
@@ -386,11 +386,11 @@ impl Node {
         }
         let count = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
         let min_entry = if kind == KIND_LEAF { 2 } else { 1 + CHILD_LEN };
-        if count > (bytes.len() - HEADER_LEN) / min_entry {
+        if count > (bytes.len() - NODE_HEADER_LEN) / min_entry {
             return Err(format!("count {count} cannot fit in {} bytes", bytes.len()));
         }
         let mut offsets = Vec::with_capacity(count);
-        let mut pos = HEADER_LEN;
+        let mut pos = NODE_HEADER_LEN;
         let end = bytes.len();
         for i in 0..count {
             offsets.push(pos as u32);
@@ -558,7 +558,7 @@ mod tests {
                 (0..n.len()).map(|i| (n.key(i).to_vec(), n.value(i).to_vec())).collect();
             let want: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
             prop_assert_eq!(got, want);
-            let expected: usize = HEADER_LEN + (0..n.len()).map(|i| leaf_entry_len(n.key(i), n.value(i))).sum::<usize>();
+            let expected: usize = NODE_HEADER_LEN + (0..n.len()).map(|i| leaf_entry_len(n.key(i), n.value(i))).sum::<usize>();
             prop_assert_eq!(n.size(), expected);
             let mut out = Vec::new();
             n.encode(&mut out);

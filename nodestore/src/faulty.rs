@@ -360,7 +360,9 @@ mod tests {
     fn an_unsynced_file_is_lost_by_a_crash() {
         let disk = FaultyBackend::new();
         let store_backend: Arc<dyn Backend> = Arc::new(disk.clone());
-        store_backend.write_at(FileId::Superblock, 0, b"lost").unwrap();
+        store_backend
+            .write_at(FileId::Superblock, 0, b"lost")
+            .unwrap();
         drop(store_backend);
         disk.crash(CrashMode::DropUnsynced);
         assert!(disk.contents(FileId::Superblock).is_none());

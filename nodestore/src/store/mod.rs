@@ -452,7 +452,7 @@ impl<N: Codec> NodeStore<N> {
     ///
     /// # Errors
     /// As [`NodeStore::get`].
-    pub fn get_verified(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
+    pub fn get_uncached(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
         let loc = {
             let mut st = self.shared.state.lock();
             let Some(entry) = st.table.get(id) else {
