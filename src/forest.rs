@@ -91,6 +91,7 @@ impl Forest {
                 bytes_per_commit: options.compaction_bytes_per_commit,
             }),
             read_only,
+            max_node_len: Some(limits.max_node()),
         };
         let store = NodeStore::open(backend, pipeline, config)?;
         let inner = larix_btree::Forest::new(store, limits)?;

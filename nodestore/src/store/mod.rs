@@ -141,6 +141,10 @@ pub struct StoreConfig {
     pub read_only: bool,
     /// Compaction done by each commit, if any.
     pub compaction: Option<CompactionPolicy>,
+    /// The most bytes a node's blob may unfilter to (the node size): a
+    /// blob claiming more is refused before anything that large is
+    /// allocated. `None`: the pipeline's own bound.
+    pub max_node_len: Option<usize>,
 }
 
 impl Default for StoreConfig {
@@ -153,6 +157,7 @@ impl Default for StoreConfig {
             parameters: String::new(),
             read_only: false,
             compaction: None,
+            max_node_len: None,
         }
     }
 }
@@ -251,6 +256,8 @@ struct Shared<N> {
     policy: Option<CompactionPolicy>,
     /// Whether the store was opened read-only.
     read_only: bool,
+    /// The bound on a node's unfiltered bytes.
+    max_node_len: Option<usize>,
     /// What the open noticed and worked around.
     warnings: Vec<String>,
     cache: Cache<N>,
@@ -330,6 +337,7 @@ impl<N: Codec> NodeStore<N> {
             cache: Cache::new(),
             next_id: AtomicU64::new(superblock.next_node.0),
             read_only: config.read_only,
+            max_node_len: config.max_node_len,
             warnings: recovered.warnings,
             state: Mutex::new(State {
                 table: recovered.table,
@@ -622,9 +630,13 @@ impl<N: Codec> Shared<N> {
     /// Reads, unfilters and decodes the blob of node `id` at `loc`.
     fn read_node(&self, id: NodeId, loc: Location, digest: u64) -> Result<N, StoreError> {
         let body = read_node_blob(&*self.backend, id, loc, digest)?;
+        let mut ctx = Context::new(id.0);
+        if let Some(max) = self.max_node_len {
+            ctx = ctx.with_max_len(max);
+        }
         let raw = self
             .pipeline
-            .decode(&Context::new(id.0), &body)
+            .decode(&ctx, &body)
             .map_err(|e| StoreError::Corrupt {
                 id,
                 cause: e.into(),
