@@ -1,12 +1,15 @@
 //! The checksum filter: crc32c over the node id and the payload, appended.
 //!
-//! Blob layout: `payload || crc32c(node_id as u64 LE || payload) as u32 LE`.
+//! Blob layout: `payload || crc32c(node_id as u64 LE || payload) as u32 LE`,
+//! and with a non-zero [`Context::tweak`]
+//! `payload || crc32c(node_id as u64 LE || tweak as u64 LE || payload) as u32 LE`.
 //!
 //! Invariants:
 //! - Any single-bit change of a blob is detected (crc32c detects all
 //!   odd-weight and all burst errors of up to 32 bits).
-//! - Seeding with the node id makes a blob decoded under another node id
-//!   fail, which catches a node table entry that points at the wrong blob.
+//! - Seeding with the node id (and the tweak) makes a blob decoded under
+//!   another node id (or tweak) fail, which catches a node table entry that
+//!   points at the wrong blob.
 //! - `decode` allocates only the payload it returns, and refuses one longer
 //!   than the call's [`Context::max_len`].
 
@@ -23,9 +26,10 @@ impl ChecksumFilter {
     /// The filter's name in descriptors.
     pub(crate) const NAME: &'static str = "checksum";
 
-    /// The checksum of `payload` as a blob of node `node_id`.
-    fn crc(node_id: u64, payload: &[u8]) -> u32 {
-        crc32c::crc32c_append(crc32c::crc32c(&node_id.to_le_bytes()), payload)
+    /// The checksum of `payload` as a blob bound to `ctx`.
+    fn crc(ctx: &Context, payload: &[u8]) -> u32 {
+        let (binding, len) = ctx.binding();
+        crc32c::crc32c_append(crc32c::crc32c(&binding[..len]), payload)
     }
 }
 
@@ -41,7 +45,7 @@ impl Filter for ChecksumFilter {
     fn encode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {
         let mut out = Vec::with_capacity(input.len() + CRC_LEN);
         out.extend_from_slice(input);
-        out.extend_from_slice(&Self::crc(ctx.node_id, input).to_le_bytes());
+        out.extend_from_slice(&Self::crc(ctx, input).to_le_bytes());
         Ok(out)
     }
 
@@ -68,7 +72,7 @@ impl Filter for ChecksumFilter {
             });
         }
         let expected = u32::from_le_bytes(*stored);
-        let actual = Self::crc(ctx.node_id, payload);
+        let actual = Self::crc(ctx, payload);
         if expected != actual {
             return Err(FilterError::ChecksumMismatch {
                 node_id: ctx.node_id,
@@ -159,5 +163,37 @@ mod tests {
         let ok = ChecksumFilter.decode(&CTX.with_max_len(100), &blob);
         assert_eq!(ok.unwrap(), [7; 100]);
         assert_eq!(ChecksumFilter.max_encoded_len(100), Some(blob.len()));
+    }
+
+    /// Context tweak (binding, format-compatible): with tweak 0 the blob is
+    /// byte for byte the format written before tweaks existed; the crc32c
+    /// values were computed by an independent bitwise implementation.
+    #[test]
+    fn tweak_zero_keeps_the_old_format() {
+        let blob = ChecksumFilter.encode(&CTX, b"abc").unwrap();
+        assert_eq!(
+            blob,
+            [b"abc".as_slice(), &0xC7B1_B838u32.to_le_bytes()].concat()
+        );
+        let tweaked = ChecksumFilter.encode(&CTX.with_tweak(5), b"abc").unwrap();
+        assert_eq!(
+            tweaked,
+            [b"abc".as_slice(), &0x406E_B05Du32.to_le_bytes()].concat()
+        );
+    }
+
+    /// Context tweak (binding, format-compatible): a blob sealed under
+    /// tweak 5 fails under tweak 0 and tweak 6.
+    #[test]
+    fn other_tweak_is_detected() {
+        let blob = ChecksumFilter.encode(&CTX.with_tweak(5), b"hello").unwrap();
+        for tweak in [0, 6] {
+            let err = ChecksumFilter
+                .decode(&CTX.with_tweak(tweak), &blob)
+                .unwrap_err();
+            assert!(matches!(err, FilterError::ChecksumMismatch { .. }), "{err}");
+        }
+        let ok = ChecksumFilter.decode(&CTX.with_tweak(5), &blob).unwrap();
+        assert_eq!(ok, b"hello");
     }
 }

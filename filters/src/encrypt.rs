@@ -1,5 +1,6 @@
 //! The encryption filter: XChaCha20-Poly1305 with a fresh random nonce per
-//! blob and the node id as associated data.
+//! blob and the node id as associated data (`node_id` as u64 LE, followed by
+//! [`Context::tweak`] as u64 LE when the tweak is not 0).
 //!
 //! Blob layout: `nonce (24 bytes) || ciphertext (len of input) || tag (16 bytes)`.
 //!
@@ -9,8 +10,8 @@
 //! blobs per key).
 //!
 //! Invariants:
-//! - A blob decodes only under the key and the node id it was sealed with;
-//!   any other key, any changed bit and any other node id give
+//! - A blob decodes only under the key, node id and tweak it was sealed
+//!   with; any other key, any changed bit, any other node id or tweak give
 //!   [`FilterError::Decrypt`] (the AEAD cannot tell these apart).
 //! - The key never appears in `Debug` output or in [`Filter::params`]; the
 //!   cipher state zeroes its copy of the key on drop.
@@ -44,11 +45,6 @@ impl EncryptFilter {
             cipher: XChaCha20Poly1305::new(Key::from_slice(key.bytes())),
         }
     }
-
-    /// The associated data binding a blob to its node.
-    fn associated_data(ctx: &Context) -> [u8; 8] {
-        ctx.node_id.to_le_bytes()
-    }
 }
 
 impl fmt::Debug for EncryptFilter {
@@ -78,9 +74,10 @@ impl Filter for EncryptFilter {
         })?;
         out.extend_from_slice(input);
         let (nonce, body) = out.split_at_mut(NONCE_LEN);
+        let (binding, len) = ctx.binding();
         let tag = self
             .cipher
-            .encrypt_in_place_detached(XNonce::from_slice(nonce), &Self::associated_data(ctx), body)
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), &binding[..len], body)
             .map_err(|_| FilterError::Encrypt {
                 node_id: ctx.node_id,
                 len: input.len(),
@@ -114,10 +111,11 @@ impl Filter for EncryptFilter {
             });
         }
         let mut plain = ciphertext.to_vec();
+        let (binding, len) = ctx.binding();
         self.cipher
             .decrypt_in_place_detached(
                 XNonce::from_slice(nonce),
-                &Self::associated_data(ctx),
+                &binding[..len],
                 &mut plain,
                 Tag::from_slice(tag),
             )
@@ -207,5 +205,45 @@ mod tests {
         );
         assert_eq!(f.decode(&CTX.with_max_len(64), &blob).unwrap(), [3; 64]);
         assert_eq!(f.max_encoded_len(64), Some(blob.len()));
+    }
+
+    /// Seals `plain` the way the filter did before tweaks existed: the
+    /// associated data is the node id alone.
+    fn seal_old_format(key: u8, node_id: u64, plain: &[u8]) -> Vec<u8> {
+        let cipher = XChaCha20Poly1305::new(Key::from_slice(&[key; 32]));
+        let nonce = [0x11u8; NONCE_LEN];
+        let mut body = plain.to_vec();
+        let tag = cipher
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &node_id.to_le_bytes(),
+                &mut body,
+            )
+            .unwrap();
+        [&nonce[..], &body, &tag].concat()
+    }
+
+    /// Context tweak (binding, format-compatible): tweak 0 reads blobs
+    /// sealed with the node id alone as associated data, so existing stores
+    /// still open.
+    #[test]
+    fn tweak_zero_reads_the_old_format() {
+        let old = seal_old_format(1, 5, b"written long ago");
+        assert_eq!(filter(1).decode(&CTX, &old).unwrap(), b"written long ago");
+        let err = filter(1).decode(&CTX.with_tweak(1), &old).unwrap_err();
+        assert!(matches!(err, FilterError::Decrypt { .. }), "{err}");
+    }
+
+    /// Context tweak (binding, format-compatible): a blob sealed under
+    /// tweak 5 fails under tweak 0 and tweak 6.
+    #[test]
+    fn other_tweak_is_a_decrypt_error() {
+        let f = filter(1);
+        let blob = f.encode(&CTX.with_tweak(5), b"bound").unwrap();
+        for tweak in [0, 6] {
+            let err = f.decode(&CTX.with_tweak(tweak), &blob).unwrap_err();
+            assert!(matches!(err, FilterError::Decrypt { node_id: 5 }), "{err}");
+        }
+        assert_eq!(f.decode(&CTX.with_tweak(5), &blob).unwrap(), b"bound");
     }
 }

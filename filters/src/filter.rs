@@ -19,6 +19,11 @@ use crate::FilterError;
 /// associated data and the checksum filter seeds its CRC with it, so a blob
 /// copied to another node id fails to decode.
 ///
+/// The tweak, when not 0, binds a blob further (to a generation, a store, a
+/// role): it joins the node id in the encryption's associated data and in
+/// the checksum's seed. A tweak of 0 leaves both exactly as they were
+/// before tweaks existed, so blobs written then still decode.
+///
 /// `max_len`, when set, bounds this call's decoded output on top of each
 /// filter's own limit: a filter refuses to produce more than
 /// [`Context::bound`] bytes ([`FilterError::TooLarge`]) and allocates no
@@ -34,6 +39,9 @@ pub struct Context {
     /// instance the store's node size); `None` leaves only each filter's
     /// own limit.
     pub max_len: Option<usize>,
+    /// A further value the blob is bound to; 0 (the default) binds nothing
+    /// more than the node id.
+    pub tweak: u64,
 }
 
 impl Context {
@@ -43,7 +51,27 @@ impl Context {
         Context {
             node_id,
             max_len: None,
+            tweak: 0,
         }
+    }
+
+    /// This context with blobs bound to `tweak` as well as to the node id
+    /// (a blob sealed under one tweak fails to decode under another).
+    pub const fn with_tweak(self, tweak: u64) -> Self {
+        Context { tweak, ..self }
+    }
+
+    /// The bytes a blob is bound to: the node id as u64 LE, followed by the
+    /// tweak as u64 LE unless it is 0. Returns the buffer and the length
+    /// used (8 or 16).
+    pub(crate) fn binding(&self) -> ([u8; 16], usize) {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.node_id.to_le_bytes());
+        if self.tweak == 0 {
+            return (bytes, 8);
+        }
+        bytes[8..].copy_from_slice(&self.tweak.to_le_bytes());
+        (bytes, 16)
     }
 
     /// This context with the decoded output bounded by `max_len` bytes.

@@ -8,8 +8,8 @@
 //! | name | does | blob it produces |
 //! | --- | --- | --- |
 //! | `zstd` | zstd compression at a level | one zstd frame declaring its size |
-//! | `checksum` | crc32c, seeded with the node id | payload, then 4-byte LE crc |
-//! | `encrypt` | XChaCha20-Poly1305, node id as associated data | 24-byte nonce, ciphertext, 16-byte tag |
+//! | `checksum` | crc32c, seeded with the node id (and tweak) | payload, then 4-byte LE crc |
+//! | `encrypt` | XChaCha20-Poly1305, node id (and tweak) as associated data | 24-byte nonce, ciphertext, 16-byte tag |
 //! | `command` | an external Unix command each way (absolute path, time-limited) | the command's output |
 //!
 //! Invariants of the crate:
@@ -30,6 +30,9 @@
 //! - Keys never appear in `Debug` output, error messages or
 //!   [`Pipeline::describe`].
 //! - Every error concerning a blob names its node id ([`FilterError`]).
+//! - A blob is bound to its node id and to the [`Context::with_tweak`]
+//!   tweak; tweak 0 (the default) writes and reads exactly the format of
+//!   stores made before tweaks existed.
 //!
 //! ```
 //! use larix_filters::{Context, FilterSpec, Pipeline};
