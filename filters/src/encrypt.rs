@@ -14,7 +14,8 @@
 //!   with; any other key, any changed bit, any other node id or tweak give
 //!   [`FilterError::Decrypt`] (the AEAD cannot tell these apart).
 //! - The key never appears in `Debug` output or in [`Filter::params`]; the
-//!   cipher state zeroes its copy of the key on drop.
+//!   cipher state zeroes its copy of the key on drop, and so does the
+//!   metadata MAC key derived from it ([`Filter::mac_key`]).
 //! - No plaintext is returned unless the tag verified, and none longer
 //!   than the call's [`Context::max_len`] is even allocated.
 
@@ -23,6 +24,9 @@ use std::fmt;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 
+use zeroize::Zeroizing;
+
+use crate::mac::{derive_mac_key, MAC_LEN};
 use crate::{Context, EncryptionKey, Filter, FilterError};
 
 /// Length of the random nonce that starts every blob.
@@ -33,6 +37,8 @@ const TAG_LEN: usize = 16;
 /// Seals blobs with XChaCha20-Poly1305.
 pub(crate) struct EncryptFilter {
     cipher: XChaCha20Poly1305,
+    /// The metadata MAC key derived from the encryption key.
+    mac_key: Zeroizing<[u8; MAC_LEN]>,
 }
 
 impl EncryptFilter {
@@ -43,6 +49,7 @@ impl EncryptFilter {
     pub(crate) fn new(key: &EncryptionKey) -> Self {
         EncryptFilter {
             cipher: XChaCha20Poly1305::new(Key::from_slice(key.bytes())),
+            mac_key: Zeroizing::new(derive_mac_key(key.bytes())),
         }
     }
 }
@@ -88,6 +95,10 @@ impl Filter for EncryptFilter {
 
     fn max_encoded_len(&self, input_len: usize) -> Option<usize> {
         input_len.checked_add(NONCE_LEN + TAG_LEN)
+    }
+
+    fn mac_key(&self) -> Option<[u8; MAC_LEN]> {
+        Some(*self.mac_key)
     }
 
     fn decode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {

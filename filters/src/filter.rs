@@ -129,4 +129,13 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
         let _ = input_len;
         None
     }
+
+    /// The key of the pipeline's metadata MAC ([`Pipeline::mac`](crate::Pipeline::mac)),
+    /// if this filter holds a secret to derive one from: the encryption
+    /// filter offers a key derived from its own, never its own key. `None`
+    /// (the default) for filters without a secret. Callers zero their copy
+    /// once used.
+    fn mac_key(&self) -> Option<[u8; crate::MAC_LEN]> {
+        None
+    }
 }

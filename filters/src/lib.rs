@@ -28,7 +28,9 @@
 //!   tightens that: the node bytes never exceed it, and no step allocates
 //!   more than the largest encoding of a node that long.
 //! - Keys never appear in `Debug` output, error messages or
-//!   [`Pipeline::describe`].
+//!   [`Pipeline::describe`]; that holds for the metadata MAC key too, which
+//!   is derived from the encryption key and never equal to it
+//!   ([`Pipeline::mac`]: `None` without encryption).
 //! - Every error concerning a blob names its node id ([`FilterError`]).
 //! - A blob is bound to its node id and to the [`Context::with_tweak`]
 //!   tweak; tweak 0 (the default) writes and reads exactly the format of
@@ -64,6 +66,7 @@ mod encrypt;
 mod error;
 mod filter;
 mod key;
+mod mac;
 mod pipeline;
 mod spec;
 #[cfg(test)]
@@ -73,6 +76,7 @@ pub use command::STDERR_TAIL;
 pub use error::{Direction, FilterError};
 pub use filter::{Context, Filter};
 pub use key::{EncryptionKey, KEY_LEN};
+pub use mac::MAC_LEN;
 pub use pipeline::Pipeline;
 pub use spec::{
     FilterSpec, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_DECODED_LEN, ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL,

@@ -184,6 +184,11 @@ impl Pipeline {
     pub fn max_decoded_len(&self) -> usize {
         self.max_decoded_len
     }
+
+    /// The filters, in encode order.
+    pub(crate) fn filters(&self) -> &[Arc<dyn Filter>] {
+        &self.filters
+    }
 }
 
 /// Refuses an output of `len` bytes from `filter` past `ctx`'s bound.
