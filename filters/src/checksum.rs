@@ -13,7 +13,7 @@
 //! - `decode` allocates only the payload it returns, and refuses one longer
 //!   than the call's [`Context::max_len`].
 
-use crate::{Context, Filter, FilterError};
+use crate::{descriptor, Context, Filter, FilterError};
 
 /// Length of the trailing checksum.
 const CRC_LEN: usize = 4;
@@ -39,7 +39,7 @@ impl Filter for ChecksumFilter {
     }
 
     fn params(&self) -> String {
-        "crc32c".to_string()
+        descriptor::CHECKSUM_PARAMS.to_string()
     }
 
     fn encode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {

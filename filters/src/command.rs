@@ -26,7 +26,7 @@ mod child;
 use std::io;
 use std::time::Duration;
 
-use crate::{Context, Direction, Filter, FilterError};
+use crate::{descriptor, Context, Direction, Filter, FilterError};
 
 /// How many trailing bytes of a command's standard error an error keeps.
 pub const STDERR_TAIL: usize = 500;
@@ -160,43 +160,13 @@ impl CommandFilter {
     }
 }
 
-/// Escapes one argv element for the descriptor so that distinct argvs give
-/// distinct text: `\`, space, `,`, `;`, `=`, `(` and `)` get a backslash,
-/// control characters become `\u{..}`.
-fn escape_arg(arg: &str) -> String {
-    let mut out = String::with_capacity(arg.len());
-    for c in arg.chars() {
-        match c {
-            '\\' | ' ' | ',' | ';' | '=' | '(' | ')' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The descriptor text of one argv: escaped elements joined by spaces.
-fn describe_argv(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| escape_arg(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 impl Filter for CommandFilter {
     fn name(&self) -> &'static str {
         Self::NAME
     }
 
     fn params(&self) -> String {
-        format!(
-            "encode={};decode={}",
-            describe_argv(&self.encode),
-            describe_argv(&self.decode)
-        )
+        descriptor::command_params(&self.encode, &self.decode)
     }
 
     fn encode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {

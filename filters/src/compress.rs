@@ -26,7 +26,7 @@ use std::io;
 use ::zstd::bulk::{Compressor, Decompressor};
 use ::zstd::zstd_safe;
 
-use crate::{Context, Filter, FilterError};
+use crate::{descriptor, Context, Filter, FilterError};
 
 thread_local! {
     /// This thread's idle compression context, if any.
@@ -104,7 +104,7 @@ impl Filter for ZstdFilter {
     }
 
     fn params(&self) -> String {
-        format!("level={}", self.level)
+        descriptor::zstd_params(self.level)
     }
 
     fn encode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {

@@ -27,7 +27,7 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
 use crate::mac::{derive_mac_key, MAC_LEN};
-use crate::{Context, EncryptionKey, Filter, FilterError};
+use crate::{descriptor, Context, EncryptionKey, Filter, FilterError};
 
 /// Length of the random nonce that starts every blob.
 const NONCE_LEN: usize = 24;
@@ -69,7 +69,7 @@ impl Filter for EncryptFilter {
     }
 
     fn params(&self) -> String {
-        "xchacha20poly1305".to_string()
+        descriptor::ENCRYPT_PARAMS.to_string()
     }
 
     fn encode(&self, ctx: &Context, input: &[u8]) -> Result<Vec<u8>, FilterError> {

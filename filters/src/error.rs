@@ -95,6 +95,16 @@ pub enum FilterError {
         program: String,
     },
 
+    /// A descriptor (the text a store records for its filter stack) that
+    /// [`Pipeline::describe`](crate::Pipeline::describe) cannot have written.
+    #[error("invalid filter descriptor {text:?}: {reason}")]
+    Descriptor {
+        /// The descriptor text.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A key file could not be opened or read.
     #[error("cannot read encryption key file {path}: {source}")]
     KeyFileIo {
@@ -281,6 +291,7 @@ impl FilterError {
             | FilterError::ZstdLevel { .. }
             | FilterError::EmptyCommand { .. }
             | FilterError::RelativeCommand { .. }
+            | FilterError::Descriptor { .. }
             | FilterError::KeyFileIo { .. }
             | FilterError::KeyFileFormat { .. } => None,
         }

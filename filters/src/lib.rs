@@ -12,6 +12,11 @@
 //! | `encrypt` | XChaCha20-Poly1305, node id (and tweak) as associated data | 24-byte nonce, ciphertext, 16-byte tag |
 //! | `command` | an external Unix command each way (absolute path, time-limited) | the command's output |
 //!
+//! [`Pipeline::describe`] writes the text a store records for its stack and
+//! [`parse_descriptor`] reads it back into [`RecordedFilter`]s, which only
+//! describe: a recorded command is never run unless the caller supplies a
+//! [`FilterSpec`] that [matches](RecordedFilter::matches) it.
+//!
 //! Invariants of the crate:
 //! - It does no I/O on the store and starts no threads of its own, except
 //!   the short-lived scoped threads of the command filter (feeding a
@@ -62,6 +67,7 @@
 mod checksum;
 mod command;
 mod compress;
+mod descriptor;
 mod encrypt;
 mod error;
 mod filter;
@@ -73,6 +79,7 @@ mod spec;
 mod testing;
 
 pub use command::STDERR_TAIL;
+pub use descriptor::{parse_descriptor, RecordedFilter};
 pub use error::{Direction, FilterError};
 pub use filter::{Context, Filter};
 pub use key::{EncryptionKey, KEY_LEN};

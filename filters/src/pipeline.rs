@@ -156,7 +156,8 @@ impl Pipeline {
     /// `name(params)` for each filter in encode order, joined by `,`; `""`
     /// for the empty pipeline. Example:
     /// `zstd(level=3),encrypt(xchacha20poly1305),checksum(crc32c)`.
-    /// Keys never appear in it.
+    /// Keys never appear in it. [`parse_descriptor`](crate::parse_descriptor)
+    /// reads it back.
     pub fn describe(&self) -> String {
         self.filters
             .iter()
