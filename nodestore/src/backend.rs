@@ -45,6 +45,24 @@ impl fmt::Display for SegmentId {
     }
 }
 
+/// The number of a commit log file. Log files are numbered in the order
+/// they are started; records continue from one to the next.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct LogId(pub u32);
+
+impl LogId {
+    /// The log file after this one, or `None` if ids are exhausted.
+    pub fn next(self) -> Option<LogId> {
+        self.0.checked_add(1).map(LogId)
+    }
+}
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "log {:06}", self.0)
+    }
+}
+
 /// One of the files a store is made of.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum FileId {
@@ -52,15 +70,18 @@ pub enum FileId {
     Superblock,
     /// An append-only segment file of blob records.
     Segment(SegmentId),
+    /// A commit log file of records.
+    Log(LogId),
 }
 
 impl FileId {
-    /// The file's name inside the store directory: `superblock` or
-    /// `seg-000042.lx`.
+    /// The file's name inside the store directory: `superblock`,
+    /// `seg-000042.lx` or `log-000007.lx`.
     pub fn file_name(self) -> String {
         match self {
             FileId::Superblock => "superblock".to_string(),
             FileId::Segment(s) => format!("seg-{:06}.lx", s.0),
+            FileId::Log(l) => format!("log-{:06}.lx", l.0),
         }
     }
 
@@ -70,11 +91,18 @@ impl FileId {
         if name == "superblock" {
             return Some(FileId::Superblock);
         }
-        let digits = name.strip_prefix("seg-")?.strip_suffix(".lx")?;
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let id = FileId::Segment(SegmentId(digits.parse().ok()?));
+        let number = |prefix: &str| -> Option<u32> {
+            let digits = name.strip_prefix(prefix)?.strip_suffix(".lx")?;
+            if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok()
+        };
+        let id = match (number("seg-"), number("log-")) {
+            (Some(n), _) => FileId::Segment(SegmentId(n)),
+            (_, Some(n)) => FileId::Log(LogId(n)),
+            _ => return None,
+        };
         (id.file_name() == name).then_some(id)
     }
 }
@@ -143,11 +171,42 @@ pub trait Backend: Send + Sync + 'static {
     /// error.
     fn remove(&self, file: FileId) -> io::Result<()>;
 
+    /// The store's files that exist, in ascending order (superblock, then
+    /// segments, then logs).
+    ///
+    /// # Errors
+    /// Any I/O error listing them.
+    fn list(&self) -> io::Result<Vec<FileId>>;
+
     /// The segment files that exist, in ascending order.
     ///
     /// # Errors
     /// Any I/O error listing them.
-    fn segments(&self) -> io::Result<Vec<SegmentId>>;
+    fn segments(&self) -> io::Result<Vec<SegmentId>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter_map(|f| match f {
+                FileId::Segment(s) => Some(s),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The commit log files that exist, in ascending order.
+    ///
+    /// # Errors
+    /// Any I/O error listing them.
+    fn logs(&self) -> io::Result<Vec<LogId>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter_map(|f| match f {
+                FileId::Log(l) => Some(l),
+                _ => None,
+            })
+            .collect())
+    }
 
     /// A human-readable name for `file`, for error messages.
     fn name(&self, file: FileId) -> String {
@@ -204,8 +263,8 @@ impl Backend for MemBackend {
         }
     }
 
-    fn segments(&self) -> io::Result<Vec<SegmentId>> {
-        Ok(segments_of(self.files.lock().keys().copied()))
+    fn list(&self) -> io::Result<Vec<FileId>> {
+        Ok(self.files.lock().keys().copied().collect())
     }
 }
 
@@ -214,25 +273,10 @@ pub(crate) fn not_found(file: FileId) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("{file} does not exist"))
 }
 
-/// The segment ids among `files`, ascending if `files` is.
-pub(crate) fn segments_of(files: impl Iterator<Item = FileId>) -> Vec<SegmentId> {
-    files
-        .filter_map(|f| match f {
-            FileId::Segment(s) => Some(s),
-            FileId::Superblock => None,
-        })
-        .collect()
-}
-
-/// The segment ids among directory entry names, ascending; names that are
-/// not canonical segment names are ignored.
-pub(crate) fn segments_from_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<SegmentId> {
-    let mut out: Vec<SegmentId> = names
-        .filter_map(|n| match FileId::from_file_name(n) {
-            Some(FileId::Segment(s)) => Some(s),
-            _ => None,
-        })
-        .collect();
+/// The store files among directory entry names, ascending; names that are
+/// not canonical store file names are ignored.
+pub(crate) fn files_from_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<FileId> {
+    let mut out: Vec<FileId> = names.filter_map(FileId::from_file_name).collect();
     out.sort_unstable();
     out
 }

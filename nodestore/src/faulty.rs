@@ -39,7 +39,7 @@
 //! `kill()`, dropping the store (whose background threads may still be
 //! writing: those writes now fail), then `crash(mode)` and opening anew.
 
-use crate::backend::{not_found, read_from, segments_of, write_into};
+use crate::backend::{not_found, read_from, write_into};
 use crate::{Backend, FileId, SegmentId};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -325,10 +325,10 @@ impl Backend for FaultyBackend {
         }
     }
 
-    fn segments(&self) -> io::Result<Vec<SegmentId>> {
+    fn list(&self) -> io::Result<Vec<FileId>> {
         let mut st = self.state.lock();
         st.gate()?;
-        Ok(segments_of(st.files.keys().copied()))
+        Ok(st.files.keys().copied().collect())
     }
 }
 

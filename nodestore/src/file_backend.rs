@@ -21,8 +21,8 @@
 //!   removed, and every such call fails with
 //!   [`io::ErrorKind::PermissionDenied`].
 
-use crate::backend::segments_from_names;
-use crate::{Backend, FileId, FormatError, SegmentId};
+use crate::backend::files_from_names;
+use crate::{Backend, FileId, FormatError};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -331,11 +331,11 @@ impl Backend for FileBackend {
         fs::remove_file(self.path(file))
     }
 
-    fn segments(&self) -> io::Result<Vec<SegmentId>> {
+    fn list(&self) -> io::Result<Vec<FileId>> {
         let names = fs::read_dir(&self.dir)?
             .map(|entry| entry.map(|e| e.file_name()))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(segments_from_names(names.iter().filter_map(|n| n.to_str())))
+        Ok(files_from_names(names.iter().filter_map(|n| n.to_str())))
     }
 
     fn name(&self, file: FileId) -> String {
@@ -347,6 +347,7 @@ impl Backend for FileBackend {
 mod tests {
     use super::*;
     use crate::backend::tests::check_contract;
+    use crate::SegmentId;
     use std::os::unix::fs::symlink;
 
     const SEG: FileId = FileId::Segment(SegmentId(42));

@@ -41,7 +41,7 @@ mod id;
 mod stats;
 mod store;
 
-pub use backend::{Backend, FileId, MemBackend, SegmentId};
+pub use backend::{Backend, FileId, LogId, MemBackend, SegmentId};
 pub use codec::{Codec, CodecError};
 pub use error::{Damage, StoreError};
 pub use file_backend::FileBackend;
@@ -63,6 +63,7 @@ pub(crate) use faulty::{CrashMode, FaultyBackend};
 pub(crate) use format::blob::{BlobHeader, Location, HEADER_LEN, MAX_BLOB_LEN};
 pub(crate) use format::digest::{node_digest, Digest, DIGEST_LEN};
 pub(crate) use format::directory::Directory;
+pub(crate) use format::log::{HeaderFault, RecordHeader, LOG_HEADER_LEN, MAX_RECORD_LEN};
 pub(crate) use format::segment::{
     read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES,
 };

@@ -53,6 +53,14 @@ impl Crafted {
         }
     }
 
+    /// Every live id with its table entry.
+    pub fn table_entries(&self) -> Vec<(NodeId, TableEntry)> {
+        self.table
+            .ids()
+            .map(|id| (id, self.table.get(id).unwrap()))
+            .collect()
+    }
+
     /// The ids of the live nodes.
     pub fn ids(&self) -> Vec<NodeId> {
         self.table.ids().collect()

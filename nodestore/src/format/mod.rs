@@ -8,6 +8,7 @@ pub(crate) mod blob;
 pub(crate) mod digest;
 pub(crate) mod directory;
 pub(crate) mod error;
+pub(crate) mod log;
 pub(crate) mod segment;
 pub(crate) mod superblock;
 pub(crate) mod table;

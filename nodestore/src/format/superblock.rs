@@ -18,7 +18,7 @@
 
 use super::blob::{u32_at, u64_at, LOCATION_LEN};
 use crate::{
-    Backend, Digest, FileId, FormatError, Location, NodeId, SegmentId, SlotFault, DIGEST_LEN,
+    Backend, Digest, FileId, FormatError, Location, LogId, NodeId, SegmentId, SlotFault, DIGEST_LEN,
 };
 use std::fmt;
 use std::io;
@@ -59,7 +59,10 @@ const CATALOG_AT: usize = TABLE_DIRECTORY_AT + 1 + LOCATION_LEN;
 const KEY_CHECK_AT: usize = CATALOG_AT + 1 + LOCATION_LEN;
 const DIRECTORY_DIGEST_AT: usize = KEY_CHECK_AT + 1 + LOCATION_LEN;
 const CATALOG_DIGEST_AT: usize = DIRECTORY_DIGEST_AT + DIGEST_LEN;
-const DESCRIPTOR_AT: usize = CATALOG_DIGEST_AT + DIGEST_LEN;
+const LOG_FILE_AT: usize = CATALOG_DIGEST_AT + DIGEST_LEN;
+const LOG_START_AT: usize = LOG_FILE_AT + 4;
+const LOG_SALT_AT: usize = LOG_START_AT + 8;
+const DESCRIPTOR_AT: usize = LOG_SALT_AT + 8;
 const CRC_AT: usize = SLOT_LEN - 4;
 const MAC_AT: usize = CRC_AT - MAC_LEN;
 
@@ -136,6 +139,14 @@ pub struct Superblock {
     pub table_directory_digest: Digest,
     /// The digest of the catalog blob's body (zero if none).
     pub catalog_digest: Digest,
+    /// The first commit log file to replay after this checkpoint.
+    pub log_file: LogId,
+    /// The sequence number of the first log record this checkpoint does
+    /// not contain: replay starts there.
+    pub log_start: u64,
+    /// The store's log salt: a random number drawn at creation that every
+    /// log record carries, so records of another store never replay here.
+    pub log_salt: u64,
 }
 
 impl Superblock {
@@ -152,6 +163,9 @@ impl Superblock {
             filter_stack,
             table_directory_digest: Digest::default(),
             catalog_digest: Digest::default(),
+            log_file: LogId(1),
+            log_start: 1,
+            log_salt: 0,
         }
     }
 
@@ -183,6 +197,9 @@ impl Superblock {
             .copy_from_slice(&self.table_directory_digest.0);
         s[CATALOG_DIGEST_AT..CATALOG_DIGEST_AT + DIGEST_LEN]
             .copy_from_slice(&self.catalog_digest.0);
+        s[LOG_FILE_AT..LOG_FILE_AT + 4].copy_from_slice(&self.log_file.0.to_le_bytes());
+        s[LOG_START_AT..LOG_START_AT + 8].copy_from_slice(&self.log_start.to_le_bytes());
+        s[LOG_SALT_AT..LOG_SALT_AT + 8].copy_from_slice(&self.log_salt.to_le_bytes());
         if let Some(mac) = seal(&s[..MAC_AT]) {
             s[MAC_AT..CRC_AT].copy_from_slice(&mac);
         }
@@ -240,6 +257,14 @@ impl Superblock {
         if next_segment.0 == 0 {
             return field("next segment id is 0".into());
         }
+        let log_file = LogId(u32_at(bytes, LOG_FILE_AT));
+        if log_file.0 == 0 {
+            return field("log file id is 0".into());
+        }
+        let log_start = u64_at(bytes, LOG_START_AT);
+        if log_start == 0 {
+            return field("log start is 0".into());
+        }
         let mut locs = [None; 3];
         for (i, (at, name)) in [
             (TABLE_DIRECTORY_AT, "table directory"),
@@ -291,6 +316,9 @@ impl Superblock {
             filter_stack: FilterStack(descriptor.to_string()),
             table_directory_digest: digest_at(DIRECTORY_DIGEST_AT),
             catalog_digest: digest_at(CATALOG_DIGEST_AT),
+            log_file,
+            log_start,
+            log_salt: u64_at(bytes, LOG_SALT_AT),
         })
     }
 
@@ -450,6 +478,9 @@ mod tests {
             filter_stack: FilterStack::new("zstd(level=3),checksum(crc32c)").unwrap(),
             table_directory_digest: Digest([7; DIGEST_LEN]),
             catalog_digest: Digest([9; DIGEST_LEN]),
+            log_file: LogId(3),
+            log_start: 77,
+            log_salt: 0x5A17,
         }
     }
 
@@ -490,8 +521,11 @@ mod tests {
         assert_eq!((b[49], b[66]), (1, 0));
         assert_eq!(&b[83..99], &[7; 16]);
         assert_eq!(&b[99..115], &[9; 16]);
-        assert_eq!(u16::from_le_bytes([b[115], b[116]]), 30);
-        assert_eq!(&b[117..121], b"zstd");
+        assert_eq!(u32_at(&b, 115), 3);
+        assert_eq!(u64_at(&b, 119), 77);
+        assert_eq!(u64_at(&b, 127), 0x5A17);
+        assert_eq!(u16::from_le_bytes([b[135], b[136]]), 30);
+        assert_eq!(&b[137..141], b"zstd");
         assert_eq!(&b[4060..4092], &[0; 32]);
         assert_eq!(u32_at(&b, 4092), crc32c::crc32c(&b[..4092]));
     }
@@ -561,8 +595,16 @@ mod tests {
         assert!(matches!(fault(&|s| s[33] = 9), SlotFault::Field(_)));
         assert!(matches!(fault(&|s| s[20..28].fill(0)), SlotFault::Field(_)));
         assert!(matches!(fault(&|s| s[28..32].fill(0)), SlotFault::Field(_)));
-        assert!(matches!(fault(&|s| s[116] = 0xFF), SlotFault::Field(_)));
-        assert!(matches!(fault(&|s| s[117] = 0xFF), SlotFault::Field(_)));
+        assert!(matches!(fault(&|s| s[136] = 0xFF), SlotFault::Field(_)));
+        assert!(matches!(fault(&|s| s[137] = 0xFF), SlotFault::Field(_)));
+        assert!(matches!(
+            fault(&|s| s[115..119].fill(0)),
+            SlotFault::Field(_)
+        ));
+        assert!(matches!(
+            fault(&|s| s[119..127].fill(0)),
+            SlotFault::Field(_)
+        ));
         assert!(matches!(fault(&|s| s[4000] = 1), SlotFault::Field(_)));
         assert_eq!(Superblock::decode(&[0u8; SLOT_LEN]), Err(SlotFault::Empty));
         assert_eq!(

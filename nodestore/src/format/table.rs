@@ -157,6 +157,41 @@ impl NodeTable {
         self.dirty.iter().copied().collect()
     }
 
+    /// Takes the chunks changed since the last [`NodeTable::mark_clean`] (or
+    /// extraction) out as a table of their own, as they are now, and marks
+    /// this table clean: a checkpoint writes the extracted chunks while this
+    /// table goes on changing. A changed chunk left without entries comes
+    /// out dirty and empty, so the checkpoint drops it from the directory.
+    pub fn extract_dirty(&mut self) -> NodeTable {
+        let mut out = NodeTable::new();
+        for idx in std::mem::take(&mut self.dirty) {
+            if let Some(chunk) = self.chunks.get(&idx) {
+                out.len += chunk.live as u64;
+                for e in chunk.slots.iter().flatten() {
+                    out.account(e, true);
+                }
+                out.chunks.insert(idx, chunk.clone());
+            }
+            out.dirty.insert(idx);
+        }
+        out
+    }
+
+    /// Points the entry of `id`, if it has one, at `loc` with `digest`,
+    /// keeping its refcount.
+    pub fn set_location(&mut self, id: NodeId, loc: Location, digest: u64) {
+        if let Some(entry) = self.get(id) {
+            self.set(
+                id,
+                TableEntry {
+                    loc: Some(loc),
+                    refcount: entry.refcount,
+                    digest,
+                },
+            );
+        }
+    }
+
     /// Forgets which chunks changed: call once they are committed.
     pub fn mark_clean(&mut self) {
         self.dirty.clear();
@@ -356,11 +391,42 @@ mod tests {
         }
     }
 
+    fn loc(segment: u32, offset: u64, len: u32) -> Location {
+        Location {
+            segment: SegmentId(segment),
+            offset,
+            len,
+        }
+    }
+
     fn damage_reason(r: Result<(), FormatError>) -> String {
         match r {
             Err(FormatError::ChunkDamaged { reason, .. }) => reason,
             other => panic!("expected ChunkDamaged, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn extracting_the_dirty_chunks_leaves_the_table_clean() {
+        let mut t = NodeTable::new();
+        t.set(NodeId(1), entry(1, 0, 10, 1));
+        t.set(NodeId(300), entry(1, 40, 10, 1));
+        t.mark_clean();
+        t.set(NodeId(2), entry(1, 80, 10, 1));
+        t.remove(NodeId(300));
+        let mut part = t.extract_dirty();
+        assert!(t.dirty_chunks().is_empty());
+        assert_eq!(part.dirty_chunks(), vec![0, 1]);
+        assert_eq!(part.chunk_len(0), 2);
+        assert_eq!(part.chunk_len(1), 0);
+        // Later changes to either table leave the other alone.
+        t.set(NodeId(1), entry(2, 0, 10, 5));
+        assert_eq!(part.get(NodeId(1)), Some(entry(1, 0, 10, 1)));
+        part.set_location(NodeId(2), loc(3, 8, 10), 42);
+        assert_eq!(part.get(NodeId(2)).unwrap().digest, 42);
+        assert_eq!(t.get(NodeId(2)), Some(entry(1, 80, 10, 1)));
+        part.set_location(NodeId(9), loc(3, 8, 10), 42);
+        assert_eq!(part.get(NodeId(9)), None);
     }
 
     #[test]

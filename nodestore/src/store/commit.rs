@@ -198,6 +198,7 @@ impl<N: Codec> NodeStore<N> {
                 None => Digest::default(),
             },
             catalog_digest: Digest::of(&catalog_body),
+            ..previous
         };
         Ok((superblock, directory))
     }

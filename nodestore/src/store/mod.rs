@@ -57,9 +57,7 @@ const SUPERBLOCK_MAC_DOMAIN: &str = "larix superblock slot";
 /// The seal that authenticates superblock slots under `pipeline`'s key (no
 /// MAC without encryption).
 fn seal(pipeline: &Pipeline) -> impl Fn(&[u8]) -> Option<[u8; MAC_LEN]> + '_ {
-    // Wired to Pipeline::mac once the filters crate has it.
-    let _ = (pipeline, SUPERBLOCK_MAC_DOMAIN);
-    |_: &[u8]| None
+    move |bytes| pipeline.mac(SUPERBLOCK_MAC_DOMAIN, bytes)
 }
 
 /// Reads the blob of node `id` at `loc`, checked against the digest its
