@@ -14,10 +14,14 @@
 //! - a checksum blob that verifies is canonical (re-encodes to itself);
 //! - a blob that decodes under node id `n` fails under `n ^ 1` whenever
 //!   the pipeline has a checksum or encryption;
+//! - a decoded output of `len` bytes decodes again under a context bound of
+//!   `len` and is refused under `len - 1`;
+//! - the payload, read as a descriptor, parses or is refused without
+//!   panicking, and whatever parses describes itself back (canonical);
 //! - `decode(encode(x)) == x` for every pipeline and input, and a flipped
 //!   bit in a checksummed blob is always detected.
 
-use larix_filters::{Context, FilterSpec, Pipeline, KEY_LEN};
+use larix_filters::{parse_descriptor, Context, FilterSpec, Pipeline, KEY_LEN};
 use std::sync::OnceLock;
 
 use crate::take_u64;
@@ -115,6 +119,7 @@ pub fn run(data: &[u8]) -> bool {
     let ctx = Context::new(take_u64(&mut rest));
     let level = rest.first().map_or(3, |&b| 1 + i32::from(b % 22));
     let payload = rest.get(1..).unwrap_or_default();
+    check_descriptor(payload);
     let p = pipelines();
     match Mode::ALL[usize::from(mode % 8)] {
         Mode::Zstd => decode(&p.zstd, ctx, payload, false)
@@ -154,6 +159,18 @@ pub fn run(data: &[u8]) -> bool {
 fn decode(pipeline: &Pipeline, ctx: Context, blob: &[u8], bound: bool) -> Option<Vec<u8>> {
     let out = pipeline.decode(&ctx, blob).ok()?;
     assert!(out.len() <= pipeline.max_decoded_len());
+    let tight = pipeline.decode(&ctx.with_max_len(out.len()), blob);
+    assert_eq!(
+        tight.ok().as_ref(),
+        Some(&out),
+        "a bound at the output's length refused it"
+    );
+    if let Some(less) = out.len().checked_sub(1) {
+        assert!(
+            pipeline.decode(&ctx.with_max_len(less), blob).is_err(),
+            "a bound below the output's length admitted it"
+        );
+    }
     if bound {
         let other = Context::new(ctx.node_id ^ 1);
         assert!(
@@ -164,6 +181,22 @@ fn decode(pipeline: &Pipeline, ctx: Context, blob: &[u8], bound: bool) -> Option
         );
     }
     Some(out)
+}
+
+/// Parses `payload` as a descriptor: no panic, and whatever parses is
+/// canonical (its filters describe the very text back).
+fn check_descriptor(payload: &[u8]) {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return;
+    };
+    if let Ok(recorded) = parse_descriptor(text) {
+        let again: Vec<String> = recorded.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            again.join(","),
+            text,
+            "a parsed descriptor is not canonical"
+        );
+    }
 }
 
 /// An accepted zstd blob is one standard frame declaring `out.len()`.
