@@ -578,7 +578,7 @@ fn demo_leaves_other_directories_alone() {
     populate(&walked);
     let walked = walked.to_string_lossy().into_owned();
     let err = fails(&["demo", "--db", &s.db, "--path", &walked]);
-    assert!(err.contains("not the demo's"), "{err}");
+    assert!(err.contains("a store the demo did not create"), "{err}");
     let err = fails(&["demo", "--db", &walked, "--path", &walked]);
     assert!(err.contains("not a Larix store"), "{err}");
     let missing = s.path("missing");
@@ -590,6 +590,60 @@ fn demo_leaves_other_directories_alone() {
     ]);
     assert!(err.contains("missing"), "{err}");
     assert_eq!(ok(&["count", "--db", &s.db]), "5\n");
+}
+
+/// Issue 12 item 2: `demo --db` deleted a user's store whose only tree was
+/// `files` (the README's own example), or that had no trees at all.
+#[test]
+fn demo_refuses_stores_it_did_not_create() {
+    let s = Scratch::new();
+    let walked = s.path("walked");
+    populate(&walked);
+    let walked = walked.to_string_lossy().into_owned();
+    ok(&["put", "--db", &s.db, "--tree", "files", "mine", "precious"]);
+    let treeless = s.path("treeless").to_string_lossy().into_owned();
+    ok(&["put", "--db", &treeless, "k", "v"]);
+    ok(&["drop", "--db", &treeless, "main"]);
+    for db in [&s.db, &treeless] {
+        let err = fails(&["demo", "--db", db, "--path", &walked]);
+        assert!(
+            err.contains("holds a store the demo did not create; choose another --db"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        ok(&["get", "--db", &s.db, "--tree", "files", "mine"]),
+        "precious\n"
+    );
+    s.assert_clean();
+    assert_eq!(ok(&["trees", "--db", &treeless]), "");
+}
+
+/// Issue 12 item 2: a demo rerun removed the whole directory, files the
+/// demo never wrote included; now a stray file survives the rerun.
+#[test]
+fn demo_reruns_remove_only_what_the_demo_wrote() {
+    let s = Scratch::new();
+    let walked = s.path("walked");
+    populate(&walked);
+    let walked = walked.to_string_lossy().into_owned();
+    ok(&["demo", "--db", &s.db, "--path", &walked, "--limit", "50"]);
+    let db = Path::new(&s.db);
+    assert!(db.join("larix-demo").is_file(), "the demo wrote no marker");
+    fs::write(db.join("notes.txt"), b"mine").expect("a stray file");
+    fs::create_dir(db.join("keep")).expect("a stray directory");
+    let again = ok(&["demo", "--db", &s.db, "--path", &walked, "--limit", "60"]);
+    assert!(again.contains("stored 60 entries"), "{again}");
+    assert_eq!(
+        fs::read(db.join("notes.txt")).expect("the stray file"),
+        b"mine"
+    );
+    assert!(db.join("keep").is_dir(), "the stray directory is gone");
+    assert_eq!(ok(&["trees", "--db", &s.db]), "files\nfiles@before\n");
+    s.assert_clean();
+    let third = ok(&["demo", "--db", &s.db, "--path", &walked, "--limit", "70"]);
+    assert!(third.contains("stored 70 entries"), "{third}");
+    s.assert_clean();
 }
 
 #[test]

@@ -258,7 +258,10 @@ pub struct ExportArgs {
 /// `larix demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The demo store's directory; a previous demo store there is replaced.
+    /// The demo store's directory. A store an earlier demo made there
+    /// (marked by the file `larix-demo`) is replaced: its files are
+    /// removed, anything else in the directory stays. Any other store is
+    /// refused.
     #[arg(long, value_name = "DIR", default_value = "larix-demo")]
     pub db: PathBuf,
     /// Keep the store in memory instead (no disk figures).

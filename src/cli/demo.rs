@@ -10,8 +10,14 @@
 //! The changes are pseudo-random but the same on every run; the difference
 //! found must match them exactly, and the check must be clean, or the demo
 //! exits with status 3.
+//!
+//! The demo replaces only a store it made: it marks each store directory
+//! it creates with the file [`MARKER`], and refuses a directory holding a
+//! store without it, or anything else without it. Replacing removes the
+//! store's files and the marker, nothing else (see [`super::cleanup`]).
 
-use super::args::{DemoArgs, StoreArgs};
+use super::args::DemoArgs;
+use super::cleanup;
 use super::error::{CliError, Result};
 use super::format::escape;
 use super::progress;
@@ -276,43 +282,49 @@ fn show_record(bytes: &[u8]) -> String {
     }
 }
 
-/// A new demo store: in memory, or in `a.db` after removing the previous
-/// demo store there. A directory holding anything else is left alone.
+/// The file the demo writes into the directory of each store it creates;
+/// only a directory holding it, with [`MARKER_TEXT`], is one the demo may
+/// empty.
+const MARKER: &str = "larix-demo";
+/// The marker's contents.
+const MARKER_TEXT: &str = "This store was made by `larix demo`; the next demo run replaces it.\n";
+
+/// A new demo store: in memory, or in `a.db` (see [`clear_store_dir`]).
 fn fresh_store(a: &DemoArgs) -> Result<Forest> {
     let options = store::new_options(&a.filters, a.key_file.as_deref())?;
     if a.in_memory {
         return Ok(Forest::in_memory(options)?);
     }
-    let db = &a.db;
-    if store::exists(db) {
-        let previous = store::open(&StoreArgs {
-            db: db.clone(),
-            key_file: a.key_file.clone(),
-        })?;
-        if let Some(other) = previous
-            .tree_names()
-            .into_iter()
-            .find(|n| n != TREE && n != SNAPSHOT)
-        {
-            return Err(CliError::BadInput(format!(
-                "{} holds a store that is not the demo's (it has tree {other:?}); choose another --db",
-                db.display()
-            )));
-        }
-        drop(previous);
-        fs::remove_dir_all(db).map_err(|e| CliError::io(db, e))?;
-    } else if db.exists()
-        && fs::read_dir(db)
-            .map_err(|e| CliError::io(db, e))?
-            .next()
-            .is_some()
-    {
+    clear_store_dir(&a.db)?;
+    Ok(Forest::open(&a.db, options)?)
+}
+
+/// Makes `db` ready for a new demo store, marked as the demo's: creates it
+/// if missing, or removes the previous demo store in it (its files and the
+/// marker; anything else stays).
+///
+/// # Errors
+/// [`CliError::BadInput`] if `db` holds a store without the marker, or
+/// other files and no marker; [`CliError::Io`] if it cannot be changed.
+fn clear_store_dir(db: &Path) -> Result<()> {
+    let marker = db.join(MARKER);
+    let marked = fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file())
+        && fs::read_to_string(&marker).is_ok_and(|text| text == MARKER_TEXT);
+    if marked {
+        cleanup::remove_files(db, |name| cleanup::is_store_file(name) || name == MARKER)?;
+    } else if store::exists(db) {
+        return Err(CliError::BadInput(format!(
+            "{} holds a store the demo did not create; choose another --db",
+            db.display()
+        )));
+    } else if !cleanup::entries(db)?.is_empty() {
         return Err(CliError::BadInput(format!(
             "{} exists and is not a Larix store; choose another --db",
             db.display()
         )));
     }
-    Ok(Forest::open(db, options)?)
+    fs::create_dir_all(db).map_err(|e| CliError::io(db, e))?;
+    fs::write(&marker, MARKER_TEXT).map_err(|e| CliError::io(&marker, e))
 }
 
 /// `larix demo`.

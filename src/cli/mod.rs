@@ -11,6 +11,7 @@
 
 pub mod args;
 mod bench;
+mod cleanup;
 mod data;
 mod demo;
 mod dump;
