@@ -3,7 +3,8 @@
 //! A filter is a pure function of (context, bytes) in each direction.
 //! Invariants every implementation keeps:
 //! - `decode(ctx, encode(ctx, x)?) == x` for every input `x`, including the
-//!   empty one, as long as the same context (same node id) is used.
+//!   empty one, as long as the same context (same node id and tweak) is
+//!   used.
 //! - `decode` of arbitrary bytes never panics, and neither allocates for its
 //!   output nor returns more than `ctx.bound(own limit)` bytes (see
 //!   [`Context::bound`]), beyond a copy of its input's size.
@@ -45,8 +46,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context for the node `node_id`, with no bound of its own on the
-    /// decoded output.
+    /// A context for the node `node_id`: tweak 0, and no bound of its own
+    /// on the decoded output.
     pub const fn new(node_id: u64) -> Self {
         Context {
             node_id,
