@@ -460,6 +460,23 @@ fn key_files_are_needed_and_checked() {
     assert!(report.contains(": 0 problems"), "{report}");
 }
 
+/// Issue 12 item 10: `--key-file` on an unencrypted store was ignored, so
+/// a user could believe plaintext was encrypted.
+#[test]
+fn a_key_file_for_an_unencrypted_store_is_refused() {
+    let s = sample();
+    let key = s.file("k.key", &[7u8; 32]);
+    let refused = format!("{} is not encrypted; drop --key-file", s.db);
+    let err = fails(&["put", "--db", &s.db, "--key-file", &key, "k", "v"]);
+    assert!(err.contains(&refused), "{err}");
+    let err = fails(&["get", "--db", &s.db, "--key-file", &key, "a"]);
+    assert!(err.contains(&refused), "{err}");
+    let err = fails(&["get", "--db", &s.db, "--key-file", &key, "k"]);
+    assert!(err.contains(&refused), "{err}");
+    assert_eq!(ok(&["count", "--db", &s.db]), "5\n");
+    s.assert_clean();
+}
+
 #[test]
 fn a_damaged_superblock_is_one_line() {
     let s = sample();

@@ -83,7 +83,9 @@ pub struct StoreArgs {
     /// The store's directory.
     #[arg(long, value_name = "DIR")]
     pub db: PathBuf,
-    /// The encryption key: 32 raw bytes, or 64 hex characters.
+    /// The encryption key: 32 raw bytes, or 64 hex characters. A new store
+    /// is encrypted with it; an existing store that is not encrypted
+    /// refuses it.
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 }

@@ -21,11 +21,20 @@ pub fn exists(dir: &Path) -> bool {
 /// Opens the existing store named by `args`.
 ///
 /// # Errors
-/// [`CliError::NoStore`] if there is none; the engine's error if it cannot
-/// be opened (damage, wrong or missing key).
+/// [`CliError::NoStore`] if there is none; [`CliError::BadInput`] if a key
+/// file is given for a store that is not encrypted (it would not be used,
+/// and the user would believe the data encrypted); the engine's error if
+/// it cannot be opened (damage, wrong or missing key).
 pub fn open(args: &StoreArgs) -> Result<Forest> {
     if !exists(&args.db) {
         return Err(CliError::NoStore(args.db.clone()));
+    }
+    // Without a key, only a store that needs none opens.
+    if args.key_file.is_some() && Options::from_store(&args.db, None).is_ok() {
+        return Err(CliError::BadInput(format!(
+            "{} is not encrypted; drop --key-file",
+            args.db.display()
+        )));
     }
     let options = Options::from_store(&args.db, args.key_file.as_deref())?;
     Ok(Forest::open(&args.db, options)?)
