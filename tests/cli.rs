@@ -316,6 +316,33 @@ fn a_bad_import_line_imports_nothing() {
     s.assert_clean();
 }
 
+/// Issue 12 item 14: a failed import into a new directory left an empty
+/// store behind.
+#[test]
+fn a_failed_import_removes_the_store_it_created() {
+    let s = Scratch::new();
+    let db = Path::new(&s.db);
+    let bad = s.file("bad.tsv", b"61\t62\nnot a record\n");
+    let err = fails(&["import", "--db", &s.db, &bad]);
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!db.exists(), "a failed import left {:?}", fs::read_dir(db));
+    fails(&["put", "--db", &s.db, "k", &"x".repeat(10_000)]);
+    assert!(!db.exists(), "a failed put left {:?}", fs::read_dir(db));
+    // A directory that was there stays, with what it held.
+    fs::create_dir(db).expect("a directory");
+    fs::write(db.join("notes.txt"), b"mine").expect("a file");
+    fails(&["import", "--db", &s.db, &bad]);
+    let left: Vec<_> = fs::read_dir(db)
+        .expect("the directory")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+    let good = s.file("good.tsv", b"61\t62\n");
+    ok(&["import", "--db", &s.db, &good]);
+    assert_eq!(ok(&["get", "--db", &s.db, "a"]), "b\n");
+    s.assert_clean();
+}
+
 #[test]
 fn stats_and_dump_describe_the_store() {
     let s = Scratch::new();

@@ -5,13 +5,15 @@
 //!   writes (`superblock`, `superblock.tmp`, `lock`, `seg-NNNNNN.lx`) and
 //!   the names a caller adds (the demo's marker). Anything else in the
 //!   directory stays, so there is no `remove_dir_all` here.
+//! - A directory is removed only if it is empty, and only by a caller that
+//!   created it.
 
 use super::error::{CliError, Result};
 use larix::backend::FileId;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The files a store writes besides `superblock` and its segments.
 const OTHER_STORE_FILES: [&str; 2] = ["superblock.tmp", "lock"];
@@ -61,6 +63,60 @@ pub fn remove_files(dir: &Path, owned: impl Fn(&OsStr) -> bool) -> Result<()> {
     Ok(())
 }
 
+/// Removes directory `dir` if it is empty; true if it did.
+///
+/// # Errors
+/// [`CliError::Io`] if it is empty but cannot be removed.
+pub fn remove_dir_if_empty(dir: &Path) -> Result<bool> {
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => Ok(false),
+        Err(e) => Err(CliError::io(dir, e)),
+    }
+}
+
+/// What a directory held before a command created a store in it, so that
+/// the store can be removed again if the command fails.
+pub struct Before {
+    dir: PathBuf,
+    /// The directory did not exist: the command made it.
+    made_dir: bool,
+    /// The names it held (a store's files among them stay).
+    names: Vec<OsString>,
+}
+
+impl Before {
+    /// Notes what `dir` holds now.
+    ///
+    /// # Errors
+    /// As [`entries`].
+    pub fn note(dir: &Path) -> Result<Before> {
+        Ok(Before {
+            dir: dir.to_path_buf(),
+            made_dir: fs::symlink_metadata(dir).is_err(),
+            names: entries(dir)?,
+        })
+    }
+
+    /// Removes the store files written since [`Before::note`], then the
+    /// directory if the command made it and it is empty.
+    ///
+    /// # Errors
+    /// As [`remove_files`] and [`remove_dir_if_empty`].
+    pub fn restore(&self) -> Result<()> {
+        if fs::symlink_metadata(&self.dir).is_err() {
+            return Ok(());
+        }
+        remove_files(&self.dir, |name| {
+            is_store_file(name) && !self.names.iter().any(|n| n == name)
+        })?;
+        if self.made_dir {
+            remove_dir_if_empty(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +129,27 @@ mod tests {
         for name in ["notes.txt", "seg-1.lx", "superblock.bak", "larix-demo"] {
             assert!(!is_store_file(OsStr::new(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn restore_removes_only_new_store_files() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("seg-000001.lx"), b"old").unwrap();
+        let before = Before::note(&dir).unwrap();
+        fs::write(dir.join("seg-000002.lx"), b"new").unwrap();
+        fs::write(dir.join("notes.txt"), b"mine").unwrap();
+        before.restore().unwrap();
+        let mut left = entries(&dir).unwrap();
+        left.sort();
+        assert_eq!(left, ["notes.txt", "seg-000001.lx"]);
+
+        let made = root.path().join("made");
+        let before = Before::note(&made).unwrap();
+        fs::create_dir(&made).unwrap();
+        fs::write(made.join("superblock"), b"x").unwrap();
+        before.restore().unwrap();
+        assert!(!made.exists());
     }
 }

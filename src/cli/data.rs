@@ -18,9 +18,10 @@ pub fn put(a: &PutArgs) -> Result<Status> {
     };
     let key = codec.parse(&a.key, "key")?;
     let value = codec.parse(&a.value, "value")?;
-    let forest = store::open_or_create(&a.target.store, &a.filters)?;
-    store::tree_or_create(&forest, &a.target.tree)?.insert(&key, &value)?;
-    forest.commit()?;
+    store::change(&a.target.store, &a.filters, |forest| {
+        store::tree_or_create(forest, &a.target.tree)?.insert(&key, &value)?;
+        Ok(forest.commit()?)
+    })?;
     Ok(Status::Success)
 }
 

@@ -1,11 +1,13 @@
 //! Finding, opening and creating the store a command works on, and picking
 //! its trees.
 //!
-//! Only commands that add data create a store; the others fail with
+//! Only commands that add data create a store, through [`change`], which
+//! removes the store again if the command fails; the others fail with
 //! [`CliError::NoStore`] on a directory without one. A new store's filters
 //! come from the command's flags, an existing store's from its superblock.
 
 use super::args::{FilterArgs, StoreArgs};
+use super::cleanup::Before;
 use super::error::{CliError, Result};
 use larix::{FilterSpec, Forest, Options, Tree};
 use std::path::Path;
@@ -45,7 +47,7 @@ pub fn open(args: &StoreArgs) -> Result<Forest> {
 /// # Errors
 /// [`CliError::BadInput`] if filter flags are given for an existing store;
 /// otherwise as [`open`] and [`new_options`].
-pub fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> {
+fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> {
     if !exists(&args.db) {
         let options = new_options(filters, args.key_file.as_deref())?;
         return Ok(Forest::open(&args.db, options)?);
@@ -58,6 +60,35 @@ pub fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> 
         )));
     }
     open(args)
+}
+
+/// Runs `f` on the store named by `args`, created with `filters` if
+/// missing. If this creates the store and then opening it or `f` fails,
+/// what it created goes again: the store's files, and the directory if
+/// this made it and it is left empty (see [`Before`]). A retry then starts
+/// from where the user was.
+///
+/// # Errors
+/// As [`open_or_create`], or `f`'s error.
+pub fn change<T>(
+    args: &StoreArgs,
+    filters: &FilterArgs,
+    f: impl FnOnce(&Forest) -> Result<T>,
+) -> Result<T> {
+    if exists(&args.db) {
+        return f(&open_or_create(args, filters)?);
+    }
+    let before = Before::note(&args.db)?;
+    // The forest is closed when the closure returns, before any removal.
+    let result = open_or_create(args, filters).and_then(|forest| f(&forest));
+    if let Err(e) = &result {
+        if let Err(left) = before.restore() {
+            return Err(CliError::BadInput(format!(
+                "{e}; removing the store this created failed too: {left}"
+            )));
+        }
+    }
+    result
 }
 
 /// The filters of a new store: zstd (level 1 unless given or turned off),

@@ -2,7 +2,8 @@
 //! in TSV or JSON lines (see [`super::format`]).
 //!
 //! An import is all or nothing: the first bad line stops it before the
-//! commit, so the store keeps none of the file.
+//! commit, so the store keeps none of the file, and a store the import
+//! created is removed again.
 
 use super::args::{ExportArgs, Format, ImportArgs};
 use super::error::{CliError, Result};
@@ -10,6 +11,7 @@ use super::format;
 use super::progress;
 use super::store;
 use super::Status;
+use larix::Forest;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -24,13 +26,26 @@ pub fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<Status> {
         let len = file.metadata().ok().map(|m| m.len());
         (Box::new(BufReader::new(file)), len)
     };
+    let imported = store::change(&a.target.store, &a.filters, |forest| {
+        load(forest, a, input, len)
+    })?;
+    writeln!(
+        out,
+        "imported {imported} entries into tree {:?}",
+        a.target.tree
+    )?;
+    Ok(Status::Success)
+}
+
+/// Inserts the records of `input` (`len` bytes, if known) into the tree
+/// `a` names and commits; the number of entries.
+fn load(forest: &Forest, a: &ImportArgs, input: Box<dyn BufRead>, len: Option<u64>) -> Result<u64> {
     let source = if a.file == Path::new("-") {
         "standard input".to_string()
     } else {
         a.file.display().to_string()
     };
-    let forest = store::open_or_create(&a.target.store, &a.filters)?;
-    let tree = store::tree_or_create(&forest, &a.target.tree)?;
+    let tree = store::tree_or_create(forest, &a.target.tree)?;
     let pb = match len {
         Some(n) => progress::byte_bar("import", n),
         None => progress::spinner("import"),
@@ -60,12 +75,7 @@ pub fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<Status> {
     pb.set_message("committing");
     forest.commit()?;
     pb.finish_and_clear();
-    writeln!(
-        out,
-        "imported {imported} entries into tree {:?}",
-        a.target.tree
-    )?;
-    Ok(Status::Success)
+    Ok(imported)
 }
 
 /// `larix export`: writes a tree's entries, in key order, to a file or to
