@@ -343,6 +343,45 @@ fn a_failed_import_removes_the_store_it_created() {
     s.assert_clean();
 }
 
+/// Issue 12 item 14: a repeated "key" or "value" in a JSON-lines record
+/// silently won over the first.
+#[test]
+fn duplicate_json_fields_are_refused() {
+    let s = sample();
+    for (line, error) in [
+        (
+            r#"{"key": "x", "key": "y", "value": "v"}"#,
+            "duplicate field \"key\"",
+        ),
+        (
+            r#"{"key": "x", "value": "v", "value": "w"}"#,
+            "duplicate field \"value\"",
+        ),
+        (
+            r#"{"key": "x", "k\u0065y": "y", "value": "v"}"#,
+            "duplicate field \"key\"",
+        ),
+        (
+            r#"{"key": "x", "key_hex": "79", "value": "v"}"#,
+            "\"key_hex\"",
+        ),
+    ] {
+        let file = s.file(
+            "dup.jsonl",
+            format!("{{\"key\": \"fine\", \"value\": \"1\"}}\n{line}\n").as_bytes(),
+        );
+        let err = fails(&[
+            "import", "--db", &s.db, "--tree", "t", "--format", "jsonl", &file,
+        ]);
+        assert!(
+            err.contains("line 2") && err.contains(error),
+            "{line}: {err}"
+        );
+    }
+    assert_eq!(ok(&["trees", "--db", &s.db]), "main\n");
+    s.assert_clean();
+}
+
 #[test]
 fn stats_and_dump_describe_the_store() {
     let s = Scratch::new();

@@ -57,7 +57,7 @@ pub enum Command {
     Drop(DropArgs),
     /// Load entries from a file (or `-` for standard input) into a tree.
     #[command(
-        after_help = "Formats:\n  tsv    one entry a line: hex key, tab, hex value\n  jsonl  one object a line: {\"key\": TEXT, \"value\": TEXT}, or\n         \"key_hex\" / \"value_hex\" for bytes that are not UTF-8\n\nExample:\n  larix import --db data --tree copy --format jsonl dump.jsonl"
+        after_help = "Formats:\n  tsv    one entry a line: hex key, tab, hex value\n  jsonl  one object a line: {\"key\": TEXT, \"value\": TEXT}, or\n         \"key_hex\" / \"value_hex\" for bytes that are not UTF-8;\n         a field named twice is an error\n\nExample:\n  larix import --db data --tree copy --format jsonl dump.jsonl"
     )]
     Import(ImportArgs),
     /// Write a tree's entries to a file or standard output.

@@ -6,7 +6,8 @@
 //!   entry is always one line; `--hex` gives the exact bytes.
 //! - TSV records are `hex key TAB hex value`.
 //! - JSON-lines records are `{"key": TEXT, "value": TEXT}`, with `key_hex` /
-//!   `value_hex` (hex strings) in place of bytes that are not UTF-8.
+//!   `value_hex` (hex strings) in place of bytes that are not UTF-8. A
+//!   record naming a field twice is refused, not read as its last value.
 
 use super::error::{CliError, Result};
 use serde_json::{Map, Value};
@@ -152,6 +153,14 @@ pub fn parse_jsonl(line: &str) -> Result<(Vec<u8>, Vec<u8>)> {
     let obj = value
         .as_object()
         .ok_or_else(|| CliError::BadInput("expected a JSON object".to_string()))?;
+    // The map keeps only the last of repeated names: find them in the text.
+    let names = member_names(line);
+    if let Some(repeated) = (1..names.len()).find(|&i| names[..i].contains(&names[i])) {
+        return Err(CliError::BadInput(format!(
+            "duplicate field {:?}",
+            names[repeated]
+        )));
+    }
     let field = |name: &str| -> Result<Vec<u8>> {
         let hex_name = format!("{name}_hex");
         match (obj.get(name), obj.get(&hex_name)) {
@@ -166,6 +175,50 @@ pub fn parse_jsonl(line: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         }
     };
     Ok((field("key")?, field("value")?))
+}
+
+/// The member names of the JSON object `text` (valid JSON, as
+/// `serde_json` has already parsed it), decoded, in order and with
+/// repeats; members of nested objects are not included.
+fn member_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    let mut expect_name = false;
+    let mut chars = text.char_indices();
+    while let Some((start, c)) = chars.next() {
+        match c {
+            '{' | '[' => {
+                depth += 1;
+                expect_name = c == '{' && depth == 1;
+            }
+            '}' | ']' => depth = depth.saturating_sub(1),
+            ',' => expect_name = depth == 1,
+            '"' => {
+                let end = string_end(&mut chars).unwrap_or(text.len());
+                if expect_name {
+                    names.extend(serde_json::from_str::<String>(&text[start..end]).ok());
+                    expect_name = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// Consumes the rest of a JSON string whose opening quote was just read;
+/// the byte offset just past its closing quote.
+fn string_end(chars: &mut std::str::CharIndices) -> Option<usize> {
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '"' => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -214,5 +267,16 @@ mod tests {
         assert!(parse_jsonl("{\"key\": \"k\"}").is_err());
         assert!(parse_jsonl("[1]").is_err());
         assert!(parse_tsv("abc").is_err());
+    }
+
+    #[test]
+    fn member_names_are_the_top_level_ones_decoded() {
+        let text = r#"{"a": {"a": 1, "b": [{"c": 2}]}, "k\u0065y": "}\",{\"x\":", "z": [1, "y"]}"#;
+        assert_eq!(member_names(text), ["a", "key", "z"]);
+        assert_eq!(member_names("{}"), Vec::<String>::new());
+        let err = parse_jsonl(r#"{"key": "k", "value": "v", "key": "j"}"#).unwrap_err();
+        assert!(err.to_string().contains("duplicate field \"key\""), "{err}");
+        assert!(parse_jsonl(r#"{"key": "k", "value": {"a": 1, "a": 2}}"#).is_err());
+        assert!(parse_jsonl(r#"{"key": "k", "value": "v", "note": {"a": 1, "a": 2}}"#).is_ok());
     }
 }
