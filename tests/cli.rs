@@ -612,6 +612,24 @@ fn bad_arguments_are_usage_errors() {
     s.assert_clean();
 }
 
+/// Issue 12 item 14: `trees` printed names as they are, so a newline in a
+/// name looked like two trees.
+#[test]
+fn tree_names_are_printed_escaped() {
+    let s = sample();
+    ok(&["put", "--db", &s.db, "--tree", "two\nlines", "k", "v"]);
+    ok(&["put", "--db", &s.db, "--tree", "back\\slash\ttab", "k", "v"]);
+    assert_eq!(
+        ok(&["trees", "--db", &s.db]),
+        "back\\\\slash\\ttab\nmain\ntwo\\nlines\n"
+    );
+    let stats = ok(&["stats", "--db", &s.db]);
+    assert!(stats.contains("two\\nlines"), "{stats}");
+    let help = ok(&["trees", "--help"]);
+    assert!(help.contains("escaped") && help.contains("\\n"), "{help}");
+    s.assert_clean();
+}
+
 /// A small directory tree to walk: nested directories, files, a symlink.
 fn populate(root: &Path) {
     for d in 0..6 {

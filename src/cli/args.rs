@@ -46,8 +46,10 @@ pub enum Command {
     /// Print the number of entries in a key range.
     #[command(after_help = "Example:\n  larix count --db data --from a --to m")]
     Count(RangeQuery),
-    /// List the trees, one name per line.
-    #[command(after_help = "Example:\n  larix trees --db data")]
+    /// List the trees, one name per line, escaped.
+    #[command(
+        after_help = "Names are escaped so that each is one line: a newline prints as \\n, a tab\nas \\t, a carriage return as \\r, a backslash as \\\\, other control characters\nas \\u{HEX}.\n\nExample:\n  larix trees --db data"
+    )]
     Trees(StoreArgs),
     /// Make tree DST an O(1) snapshot of tree SRC.
     #[command(after_help = "Example:\n  larix clone --db data main main@monday")]
@@ -83,9 +85,8 @@ pub struct StoreArgs {
     /// The store's directory.
     #[arg(long, value_name = "DIR")]
     pub db: PathBuf,
-    /// The encryption key: 32 raw bytes, or 64 hex characters. A new store
-    /// is encrypted with it; an existing store that is not encrypted
-    /// refuses it.
+    /// The encryption key: 32 raw bytes, or 64 hex characters (refused by
+    /// a store that is not encrypted).
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 }

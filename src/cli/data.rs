@@ -4,7 +4,7 @@
 
 use super::args::{CloneArgs, DropArgs, KeyArgs, PutArgs, RangeQuery, ScanArgs, StoreArgs};
 use super::error::{CliError, Result};
-use super::format::Codec;
+use super::format::{escape, Codec};
 use super::store;
 use super::table::{self, Table};
 use super::Status;
@@ -148,10 +148,10 @@ pub fn count(q: &RangeQuery, out: &mut dyn Write) -> Result<Status> {
     Ok(Status::Success)
 }
 
-/// `larix trees`: lists the tree names.
+/// `larix trees`: lists the tree names, escaped so that each is one line.
 pub fn trees(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
     for name in store::open(a)?.tree_names() {
-        writeln!(out, "{name}")?;
+        writeln!(out, "{}", escape(name.as_bytes()))?;
     }
     Ok(Status::Success)
 }
@@ -217,7 +217,7 @@ pub fn stats(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
     let mut sizes = Table::new(&["tree", "entries"]);
     for name in forest.tree_names() {
         let n = store::tree(&forest, &name)?.count_range(..)?;
-        sizes.row(vec![name, table::count(n)]);
+        sizes.row(vec![escape(name.as_bytes()), table::count(n)]);
     }
     write!(out, "\n{sizes}")?;
     Ok(Status::Success)
