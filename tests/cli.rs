@@ -382,6 +382,45 @@ fn duplicate_json_fields_are_refused() {
     s.assert_clean();
 }
 
+/// Issue 12 item 14: `export` into the store's own directory overwrote its
+/// superblock.
+#[test]
+fn export_refuses_paths_inside_the_store() {
+    let s = sample();
+    let db = Path::new(&s.db);
+    let mut paths = vec![
+        db.join("superblock"),
+        db.join("new.tsv"),
+        s.path("db/../db/out.tsv"),
+    ];
+    #[cfg(unix)]
+    {
+        let link = s.path("link");
+        std::os::unix::fs::symlink(db.join("superblock"), &link).expect("a symlink");
+        paths.push(link);
+        let dangling = s.path("dangling");
+        std::os::unix::fs::symlink(db.join("fresh.tsv"), &dangling).expect("a symlink");
+        paths.push(dangling);
+    }
+    for inside in paths {
+        let inside = inside.to_string_lossy().into_owned();
+        let err = fails(&["export", "--db", &s.db, &inside]);
+        assert!(err.contains("inside the store"), "{inside}: {err}");
+    }
+    assert!(!db.join("new.tsv").exists() && !db.join("fresh.tsv").exists());
+    assert_eq!(ok(&["get", "--db", &s.db, "a"]), "value of a\n");
+    s.assert_clean();
+    let outside = s.path("out.tsv").to_string_lossy().into_owned();
+    ok(&["export", "--db", &s.db, &outside]);
+    assert_eq!(
+        fs::read_to_string(&outside)
+            .expect("the export")
+            .lines()
+            .count(),
+        5
+    );
+}
+
 #[test]
 fn stats_and_dump_describe_the_store() {
     let s = Scratch::new();

@@ -254,7 +254,8 @@ pub struct ExportArgs {
     /// The format to write.
     #[arg(long, value_enum, default_value_t = Format::Tsv)]
     pub format: Format,
-    /// The file to write (default: standard output).
+    /// The file to write (default: standard output); a path inside the
+    /// store's directory is refused.
     pub file: Option<PathBuf>,
 }
 

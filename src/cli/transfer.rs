@@ -12,9 +12,9 @@ use super::progress;
 use super::store;
 use super::Status;
 use larix::Forest;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `larix import`: loads a file (or standard input, `-`) into a tree.
 pub fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<Status> {
@@ -94,6 +94,7 @@ pub fn export(a: &ExportArgs, out: &mut dyn Write) -> Result<Status> {
         }
         return Ok(Status::Success);
     };
+    refuse_inside(&a.target.store.db, path)?;
     let io_err = |e| CliError::io(path, e);
     let mut file = BufWriter::new(File::create(path).map_err(io_err)?);
     let pb = progress::bar("export", tree.count_range(..)?);
@@ -113,4 +114,57 @@ pub fn export(a: &ExportArgs, out: &mut dyn Write) -> Result<Status> {
         path.display()
     )?;
     Ok(Status::Success)
+}
+
+/// Refuses an export to `path` if it is inside the store directory `db`,
+/// where it would overwrite (or sit among) the store's files.
+///
+/// # Errors
+/// [`CliError::BadInput`] if it is inside; [`CliError::Io`] if `db` or the
+/// directory of `path` cannot be resolved.
+fn refuse_inside(db: &Path, path: &Path) -> Result<()> {
+    let store = fs::canonicalize(db).map_err(|e| CliError::io(db, e))?;
+    if resolve(path)?.starts_with(&store) {
+        return Err(CliError::BadInput(format!(
+            "{} is inside the store {}; write the export elsewhere",
+            path.display(),
+            db.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Where creating `path` writes: the path with every symlink followed,
+/// including one to a file that does not exist yet.
+///
+/// # Errors
+/// [`CliError::Io`] if its directory cannot be resolved, or for a loop of
+/// symlinks.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    // As many links as Linux follows before it reports a loop.
+    for _ in 0..40 {
+        if let Ok(real) = fs::canonicalize(&path) {
+            return Ok(real);
+        }
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        match fs::read_link(&path) {
+            Ok(target) => path = dir.join(target),
+            Err(_) => {
+                let real = fs::canonicalize(&dir).map_err(|e| CliError::io(&dir, e))?;
+                return Ok(match path.file_name() {
+                    Some(name) => real.join(name),
+                    None => real,
+                });
+            }
+        }
+    }
+    Err(CliError::io(
+        &path,
+        io::Error::other("too many levels of symbolic links"),
+    ))
 }
