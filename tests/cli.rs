@@ -669,6 +669,46 @@ fn tree_names_are_printed_escaped() {
     s.assert_clean();
 }
 
+/// Issue 12 item 14: a key, value or bound that is not UTF-8 got clap's
+/// error, which does not say how to pass such bytes.
+#[cfg(unix)]
+#[test]
+fn non_utf8_arguments_point_to_hex() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let s = sample();
+    let bad = || OsString::from_vec(b"caf\xe9".to_vec());
+    let arg = |a: &str| OsString::from(a);
+    let db = || arg(&s.db);
+    for (args, what) in [
+        (vec![arg("put"), arg("--db"), db(), bad(), arg("v")], "key"),
+        (
+            vec![arg("put"), arg("--db"), db(), arg("k"), bad()],
+            "value",
+        ),
+        (vec![arg("get"), arg("--db"), db(), bad()], "key"),
+        (vec![arg("del"), arg("--db"), db(), bad()], "key"),
+        (
+            vec![arg("scan"), arg("--db"), db(), arg("--prefix"), bad()],
+            "--prefix",
+        ),
+        (
+            vec![arg("count"), arg("--db"), db(), arg("--from"), bad()],
+            "--from",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_larix"))
+            .args(&args)
+            .output()
+            .expect("larix runs");
+        let err = assert_one_line_error(&out, 1, &["(arguments not UTF-8)"]);
+        let expected = format!("{what} is not valid UTF-8; pass bytes as hex with --hex");
+        assert!(err.contains(&expected), "{args:?}: {err}");
+    }
+    assert_eq!(ok(&["count", "--db", &s.db]), "5\n");
+    s.assert_clean();
+}
+
 /// A small directory tree to walk: nested directories, files, a symlink.
 fn populate(root: &Path) {
     for d in 0..6 {

@@ -4,6 +4,7 @@
 //! Every subcommand's help ends with an example; `tests/cli.rs` checks it.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Larix: copy-on-write B-trees with O(1) clones, on disk.
@@ -156,9 +157,9 @@ pub struct PutArgs {
     #[command(flatten)]
     pub encoding: Encoding,
     /// The key.
-    pub key: String,
+    pub key: OsString,
     /// The value.
-    pub value: String,
+    pub value: OsString,
 }
 
 /// `larix get` and `larix del`.
@@ -169,7 +170,7 @@ pub struct KeyArgs {
     #[command(flatten)]
     pub encoding: Encoding,
     /// The key.
-    pub key: String,
+    pub key: OsString,
 }
 
 /// A key range within one tree: `--prefix`, `--from`, `--to`.
@@ -181,13 +182,13 @@ pub struct RangeQuery {
     pub encoding: Encoding,
     /// Only keys that start with PREFIX.
     #[arg(long)]
-    pub prefix: Option<String>,
+    pub prefix: Option<OsString>,
     /// Only keys at or after KEY.
     #[arg(long, value_name = "KEY")]
-    pub from: Option<String>,
+    pub from: Option<OsString>,
     /// Only keys before KEY.
     #[arg(long, value_name = "KEY")]
-    pub to: Option<String>,
+    pub to: Option<OsString>,
 }
 
 /// `larix scan`.

@@ -11,6 +11,7 @@
 
 use super::error::{CliError, Result};
 use serde_json::{Map, Value};
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 
 /// Lowercase hex of `bytes`.
@@ -87,8 +88,16 @@ impl Codec {
     /// The bytes of command-line argument `arg`; `what` names it in errors.
     ///
     /// # Errors
-    /// [`CliError::BadInput`] for bad hex.
-    pub fn parse(self, arg: &str, what: &str) -> Result<Vec<u8>> {
+    /// [`CliError::BadInput`] for bad hex, or an argument that is not
+    /// UTF-8 (bytes that are not text are given as hex).
+    pub fn parse(self, arg: &OsStr, what: &str) -> Result<Vec<u8>> {
+        let arg = arg.to_str().ok_or_else(|| {
+            CliError::BadInput(if self.hex {
+                format!("invalid hex in {what}: it is not valid UTF-8")
+            } else {
+                format!("{what} is not valid UTF-8; pass bytes as hex with --hex")
+            })
+        })?;
         if self.hex {
             from_hex(arg, what)
         } else {
@@ -238,6 +247,23 @@ mod tests {
         assert!(bad.contains("'z' at position 0"), "{bad}");
         let multibyte = from_hex("aéb", "key").unwrap_err().to_string();
         assert!(multibyte.contains("'é' at position 1"), "{multibyte}");
+    }
+
+    /// Issue 12 item 14: an argument that is not UTF-8 names `--hex`.
+    #[cfg(unix)]
+    #[test]
+    fn arguments_that_are_not_utf8_point_to_hex() {
+        use std::os::unix::ffi::OsStrExt;
+        let arg = OsStr::from_bytes(b"caf\xe9");
+        let text = Codec { hex: false }.parse(arg, "key").unwrap_err();
+        assert_eq!(
+            text.to_string(),
+            "key is not valid UTF-8; pass bytes as hex with --hex"
+        );
+        let hex = Codec { hex: true }.parse(arg, "key").unwrap_err();
+        assert!(hex.to_string().starts_with("invalid hex in key"), "{hex}");
+        let ok = Codec { hex: false }.parse(OsStr::new("café"), "key");
+        assert_eq!(ok.unwrap(), "café".as_bytes());
     }
 
     #[test]
