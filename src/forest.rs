@@ -3,7 +3,9 @@
 use crate::{CheckReport, Options, Result, Tree};
 use larix_btree::Limits;
 use larix_filters::Pipeline;
-use larix_nodestore::{Backend, CompactionPolicy, FileBackend, MemBackend, NodeStore, StoreConfig};
+use larix_nodestore::{
+    Backend, CheckpointPolicy, CompactionPolicy, FileBackend, MemBackend, NodeStore, StoreConfig,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -91,6 +93,10 @@ impl Forest {
                 bytes_per_commit: options.compaction_bytes_per_commit,
             }),
             read_only,
+            checkpoints: CheckpointPolicy {
+                log_bytes: options.checkpoint_log_bytes,
+                interval: options.checkpoint_interval,
+            },
             max_node_len: Some(limits.max_node()),
         };
         let store = NodeStore::open(backend, pipeline, config)?;
@@ -158,6 +164,19 @@ impl Forest {
     /// A store error; the previous commit then stays in force.
     pub fn commit(&self) -> Result<()> {
         self.inner.commit()
+    }
+
+    /// Commits, then writes every tree's nodes to the segments as a
+    /// checkpoint and waits for it; the commit log before it is dropped.
+    /// Commits start checkpoints in the background on their own (see
+    /// [`Options::checkpoint_log_bytes`]); this one is for a caller who
+    /// wants a short replay now, say before a backup of the directory.
+    ///
+    /// # Errors
+    /// A store error; the previous checkpoint and the log then stay in
+    /// force.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint()
     }
 
     /// Checks every tree's structure and every refcount (fsck).

@@ -14,6 +14,9 @@ pub const MIN_CACHE_NODES: usize = 16;
 
 pub use larix_nodestore::MIN_COMPACTION_BYTES_PER_COMMIT;
 
+/// The smallest [`Options::checkpoint_log_bytes`] accepted.
+pub const MIN_CHECKPOINT_LOG_BYTES: u64 = 64 << 10;
+
 /// How to open a forest. Start from [`Options::default`] and change what
 /// you need; values are checked when the forest opens.
 #[derive(Clone, Debug)]
@@ -27,6 +30,8 @@ pub struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) compaction_live_ratio: f64,
     pub(crate) compaction_bytes_per_commit: u64,
+    pub(crate) checkpoint_log_bytes: u64,
+    pub(crate) checkpoint_interval: std::time::Duration,
 }
 
 impl Default for Options {
@@ -43,6 +48,8 @@ impl Default for Options {
             segment_bytes: 64 << 20,
             compaction_live_ratio: 0.5,
             compaction_bytes_per_commit: 16 << 20,
+            checkpoint_log_bytes: 64 << 20,
+            checkpoint_interval: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -225,6 +232,22 @@ impl Options {
         self
     }
 
+    /// The commit log bytes after which a commit starts a checkpoint in the
+    /// background (default 64 MiB, at least 64 KiB): the trees' nodes are
+    /// written to the segments and the log before is dropped. Larger means
+    /// fewer node writes and a longer replay after a crash.
+    pub fn checkpoint_log_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_log_bytes = bytes;
+        self
+    }
+
+    /// The time after which a commit starts a checkpoint if anything was
+    /// logged since the last one (default 30 s, at least 1 ms).
+    pub fn checkpoint_interval(mut self, interval: std::time::Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
     /// The B-tree size limits these options give.
     ///
     /// # Errors
@@ -253,6 +276,18 @@ impl Options {
                 "compaction_bytes_per_commit {} is below the least a commit copies, \
                  {MIN_COMPACTION_BYTES_PER_COMMIT} bytes",
                 self.compaction_bytes_per_commit
+            )));
+        }
+        if self.checkpoint_log_bytes < MIN_CHECKPOINT_LOG_BYTES {
+            return Err(Error::InvalidOptions(format!(
+                "checkpoint_log_bytes {} is below {MIN_CHECKPOINT_LOG_BYTES}",
+                self.checkpoint_log_bytes
+            )));
+        }
+        if self.checkpoint_interval < std::time::Duration::from_millis(1) {
+            return Err(Error::InvalidOptions(format!(
+                "checkpoint_interval {:?} is below 1 ms",
+                self.checkpoint_interval
             )));
         }
         let limits = Limits::new(self.node_size).ok_or_else(|| {

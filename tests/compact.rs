@@ -91,7 +91,8 @@ fn the_commit_policy_bounds_space_amplification() {
         let v: Vec<u8> = (0..5).flat_map(|_| next().to_le_bytes()).collect();
         t.insert(&key(i), &v).unwrap();
     }
-    forest.commit().unwrap();
+    // The load, checkpointed: what a commit did before the commit log.
+    forest.checkpoint().unwrap();
     let mut worst = 0.0f64;
     for _ in 0..150 {
         for _ in 0..100 {
@@ -103,8 +104,12 @@ fn the_commit_policy_bounds_space_amplification() {
         worst = worst.max(forest.stats().space_amplification());
     }
     let stats = forest.stats();
+    // Between checkpoints, nodes evicted from the small cache are written
+    // and left dead by their next rewrite; a checkpoint is due once that
+    // could reach half the live bytes, and its compaction rewrites the
+    // segments under half live: about 1 + 1/2 + 1, measured 2.75 here.
     assert!(
-        worst < 2.0,
+        worst < 3.0,
         "space amplification reached {worst:.2}; now {:.2} over {} segments",
         stats.space_amplification(),
         stats.segments.len()

@@ -354,9 +354,10 @@ fn a_damaged_newest_slot_is_reported() {
         let forest = Forest::open(dir.path(), plain()).unwrap();
         let t = forest.create_tree("t").unwrap();
         t.insert(b"a", b"1").unwrap();
-        forest.commit().unwrap();
+        forest.checkpoint().unwrap();
         t.insert(b"b", b"2").unwrap();
         forest.commit().unwrap();
+        // The clean close checkpoints again: both slots in use.
     }
     let newest = Crafted::open(dir.path(), &[]).sb.generation;
     let path = dir.path().join(FileId::Superblock.file_name());
@@ -371,8 +372,8 @@ fn a_damaged_newest_slot_is_reported() {
     let t = forest.tree("t").unwrap().unwrap();
     assert_eq!(t.get(b"a").unwrap(), Some(b"1".to_vec()));
     assert_eq!(t.get(b"b").unwrap(), None);
-    // The next commit rewrites the damaged slot.
-    forest.commit().unwrap();
+    // The next checkpoint rewrites the damaged slot.
+    forest.checkpoint().unwrap();
     drop((t, forest));
     assert!(Forest::open(dir.path(), plain())
         .unwrap()

@@ -52,6 +52,10 @@ pub enum Error {
         /// The level it has.
         found: u8,
     },
+    /// The commit log holds an operation that cannot be decoded or
+    /// replayed.
+    #[error("the commit log is damaged: {0}")]
+    CorruptLog(String),
     /// The stored catalog of trees could not be decoded.
     #[error("the tree catalog is damaged: {0}")]
     CorruptCatalog(String),

@@ -1,11 +1,21 @@
 //! The forest: named trees over one node store, and the tree handle.
 //!
 //! One lock guards the catalog. Writers hold it exclusively for the whole
-//! operation, including [`Txn::apply`], so there is one writer per forest
-//! and readers never see half an operation; readers share it.
+//! operation, including [`Txn::apply`] and the journaling of the operation,
+//! so there is one writer per forest, readers never see half an operation
+//! (they share the lock), and the journal holds the operations in the order
+//! they were applied.
+//!
+//! Commits: [`Forest::commit`] appends the journal to the store's commit log
+//! as one record with the lock held, then waits for the record to be durable
+//! without it. The trees' nodes reach the segments at checkpoints, which the
+//! commit starts when the store says one is due. Opening replays the log
+//! records after the last checkpoint; dropping the last handle of a forest
+//! with nothing uncommitted checkpoints it.
 
 use crate::catalog::Catalog;
 use crate::check::{self, CheckReport};
+use crate::journal::{self, Journal, Op};
 use crate::limits::Limits;
 use crate::mutate::{Edit, Plan};
 use crate::node::Node;
@@ -14,14 +24,54 @@ use crate::read::{self, Bounds};
 use crate::txn::Txn;
 use crate::{mutate, Error, Result};
 use larix_nodestore::{NodeId, NodeStore};
-use parking_lot::RwLock;
-use std::ops::RangeBounds;
+use parking_lot::{Mutex, RwLock};
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 pub(crate) struct ForestCore {
     pub(crate) store: NodeStore<Node>,
     pub(crate) catalog: RwLock<Catalog>,
+    /// The operations since the last log record; locked only with the
+    /// catalog locked for writing.
+    journal: Mutex<Journal>,
     limits: Limits,
+}
+
+/// Journal bytes past which the operations so far are spilled to the log as
+/// a record of a group not yet committed, so an uncommitted change of any
+/// size takes bounded memory.
+const SPILL_BYTES: usize = 1 << 20;
+
+impl ForestCore {
+    /// Journals `op`, which was just applied (the caller holds the catalog
+    /// locked for writing).
+    fn record(&self, op: &Op) {
+        self.journal.lock().push(op);
+    }
+
+    /// Spills the journal to the log if it is past [`SPILL_BYTES`]; called
+    /// before an operation is applied, so a failed spill changes nothing.
+    fn spill_if_full(&self) -> Result<()> {
+        let mut journal = self.journal.lock();
+        if journal.bytes().len() >= SPILL_BYTES {
+            self.store.log(journal.bytes(), false)?;
+            journal.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ForestCore {
+    /// A clean close: with nothing uncommitted, checkpoint what the log
+    /// holds, so the next open has nothing to replay.
+    fn drop(&mut self) {
+        let clean = self.journal.get_mut().is_empty() && !self.store.log_group_open();
+        if clean && self.store.log_since_checkpoint() > 0 {
+            let catalog = self.catalog.get_mut().encode();
+            // Best effort: the log still holds every commit if it fails.
+            let _ = self.store.checkpoint(&catalog, true);
+        }
+    }
 }
 
 /// A set of named copy-on-write B-trees sharing one node store.
@@ -45,13 +95,49 @@ impl Forest {
     /// [`Error::CorruptCatalog`] if the committed catalog cannot be read.
     pub fn new(store: NodeStore<Node>, limits: Limits) -> Result<Forest> {
         let catalog = Catalog::decode(&store.committed_catalog())?;
-        Ok(Forest {
+        let forest = Forest {
             shared: Arc::new(ForestCore {
                 store,
                 catalog: RwLock::new(catalog),
+                journal: Mutex::new(Journal::default()),
                 limits,
             }),
+        };
+        forest.replay()?;
+        Ok(forest)
+    }
+
+    /// Replays the commit log records after the last checkpoint: each
+    /// operation again, unjournaled (they are in the log already).
+    fn replay(&self) -> Result<()> {
+        self.shared.journal.lock().paused = true;
+        let _replaying = self.store().begin_replay();
+        let result = (|| {
+            for payload in self.store().replay() {
+                let payload = payload?;
+                for op in journal::decode(&payload) {
+                    self.apply(op?)?;
+                }
+            }
+            Ok(())
+        })();
+        self.shared.journal.lock().paused = false;
+        result.map_err(|e| match e {
+            e @ (Error::Store(_) | Error::CorruptLog(_)) => e,
+            other => Error::CorruptLog(format!("replay failed: {other}")),
         })
+    }
+
+    /// Applies one journaled operation.
+    fn apply(&self, op: Op) -> Result<()> {
+        match op {
+            Op::Insert { tree, key, value } => self.handle(tree).insert(key, value),
+            Op::Remove { tree, key } => self.handle(tree).remove(key).map(drop),
+            Op::RemoveRange { tree, lo, hi } => self.handle(tree).remove_range((lo, hi)).map(drop),
+            Op::CreateTree { name } => self.create_tree(name).map(drop),
+            Op::CloneTree { src, dst } => self.clone_tree(src, dst).map(drop),
+            Op::RemoveTree { name } => self.remove_tree(name),
+        }
     }
 
     /// The node store underneath.
@@ -81,10 +167,12 @@ impl Forest {
         if catalog.contains(name) {
             return Err(Error::TreeExists { name: name.into() });
         }
+        self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
         let root = txn.create(Node::new_leaf());
         txn.apply()?;
         catalog.set_root(name, root);
+        self.shared.record(&Op::CreateTree { name });
         Ok(self.handle(name))
     }
 
@@ -110,10 +198,12 @@ impl Forest {
         if catalog.contains(dst) {
             return Err(Error::TreeExists { name: dst.into() });
         }
+        self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
         txn.incref(root)?;
         txn.apply()?;
         catalog.set_root(dst, root);
+        self.shared.record(&Op::CloneTree { src, dst });
         Ok(self.handle(dst))
     }
 
@@ -124,10 +214,12 @@ impl Forest {
     pub fn remove_tree(&self, name: &str) -> Result<()> {
         let mut catalog = self.shared.catalog.write();
         let root = catalog.root(name)?;
+        self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
         txn.decref(root)?;
         txn.apply()?;
         catalog.remove(name)?;
+        self.shared.record(&Op::RemoveTree { name });
         Ok(())
     }
 
@@ -151,8 +243,51 @@ impl Forest {
     /// # Errors
     /// A store error; the previous commit then stays in force.
     pub fn commit(&self) -> Result<()> {
+        self.shared.store.writable()?;
+        let lsn = {
+            let catalog = self.shared.catalog.write();
+            let lsn = self.log_journal()?;
+            if self.shared.store.checkpoint_due() {
+                self.shared
+                    .store
+                    .checkpoint(&catalog.encode(), false)
+                    .map_err(after_logging)?;
+            }
+            lsn
+        };
+        // Readers and writers go on while the record is made durable.
+        self.shared.store.sync_log(lsn).map_err(after_logging)?;
+        Ok(())
+    }
+
+    /// Appends the journal as a committed log record (with the catalog
+    /// locked for writing), or nothing if there is nothing to commit;
+    /// returns the number of the last record to make durable.
+    fn log_journal(&self) -> Result<u64> {
+        let store = &self.shared.store;
+        let mut journal = self.shared.journal.lock();
+        if journal.is_empty() && !store.log_group_open() {
+            return Ok(store.last_lsn());
+        }
+        let lsn = store.log(journal.bytes(), true)?;
+        journal.clear();
+        Ok(lsn)
+    }
+
+    /// Commits, then makes the current state of every tree a checkpoint
+    /// and waits for it: the log before it is dropped.
+    ///
+    /// # Errors
+    /// A store error; the previous checkpoint and the log then stay in
+    /// force.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.shared.store.commit(&catalog.encode())?;
+        self.log_journal()?;
+        self.shared
+            .store
+            .checkpoint(&catalog.encode(), true)
+            .map_err(after_logging)?;
         Ok(())
     }
 
@@ -165,9 +300,17 @@ impl Forest {
     /// # Errors
     /// A store error; the previous commit then stays in force.
     pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
+        self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        let copied = self.shared.store.compact(max_live_ratio, max_bytes)?;
-        self.shared.store.commit(&catalog.encode())?;
+        self.log_journal()?;
+        let store = &self.shared.store;
+        let copied = (|| {
+            store.wait_checkpoint()?;
+            let copied = store.compact(max_live_ratio, max_bytes)?;
+            store.checkpoint(&catalog.encode(), true)?;
+            Ok(copied)
+        })()
+        .map_err(after_logging)?;
         Ok(copied)
     }
 
@@ -222,15 +365,25 @@ impl Tree {
         f(&self.shared.store, root)
     }
 
-    /// Runs one write through a fresh [`Txn`]; applies it and moves the
-    /// root only if `f` succeeds.
-    fn write<T>(&self, f: impl FnOnce(&mut Txn, NodeId) -> Result<(NodeId, T)>) -> Result<T> {
+    /// Runs one write through a fresh [`Txn`]; applies it, moves the root
+    /// and journals `op` (if `changed` says the write changed anything)
+    /// only if `f` succeeds.
+    fn write<T>(
+        &self,
+        op: Op,
+        changed: impl FnOnce(&T) -> bool,
+        f: impl FnOnce(&mut Txn, NodeId) -> Result<(NodeId, T)>,
+    ) -> Result<T> {
         let mut catalog = self.shared.catalog.write();
         let root = catalog.root(&self.name)?;
+        self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
         let (new_root, out) = f(&mut txn, root)?;
         txn.apply()?;
         catalog.set_root(&self.name, new_root);
+        if changed(&out) {
+            self.shared.record(&op);
+        }
         Ok(out)
     }
 
@@ -248,13 +401,23 @@ impl Tree {
                 limit: limits.max_entry(),
             });
         }
-        self.write(|txn, root| {
-            let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Put(key, value))? {
-                Plan::InPlace(path) => Some(path),
-                Plan::Copying | Plan::Absent => None,
-            };
-            Ok((mutate::insert(txn, &limits, root, key, value, path)?, ()))
-        })
+        let op = Op::Insert {
+            tree: &self.name,
+            key,
+            value,
+        };
+        self.write(
+            op,
+            |_| true,
+            |txn, root| {
+                let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Put(key, value))?
+                {
+                    Plan::InPlace(path) => Some(path),
+                    Plan::Copying | Plan::Absent => None,
+                };
+                Ok((mutate::insert(txn, &limits, root, key, value, path)?, ()))
+            },
+        )
     }
 
     /// The value of `key`.
@@ -272,19 +435,27 @@ impl Tree {
     /// unchanged.
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
         let limits = self.shared.limits;
-        self.write(|txn, root| {
-            let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Remove(key))? {
-                Plan::Absent => return Ok((root, false)),
-                Plan::InPlace(path) => Some(path),
-                Plan::Copying => {
-                    if read::lookup(&self.shared.store, root, key)?.is_none() {
-                        return Ok((root, false));
+        let op = Op::Remove {
+            tree: &self.name,
+            key,
+        };
+        self.write(
+            op,
+            |&existed| existed,
+            |txn, root| {
+                let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Remove(key))? {
+                    Plan::Absent => return Ok((root, false)),
+                    Plan::InPlace(path) => Some(path),
+                    Plan::Copying => {
+                        if read::lookup(&self.shared.store, root, key)?.is_none() {
+                            return Ok((root, false));
+                        }
+                        None
                     }
-                    None
-                }
-            };
-            Ok((mutate::remove(txn, &limits, root, key, path)?, true))
-        })
+                };
+                Ok((mutate::remove(txn, &limits, root, key, path)?, true))
+            },
+        )
     }
 
     /// The entries within `range`, in key order; double-ended.
@@ -321,13 +492,22 @@ impl Tree {
     pub fn remove_range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<u64> {
         let limits = self.shared.limits;
         let bounds = Bounds::from_range(&range);
-        self.write(|txn, mut root| {
-            let keys = read::keys(&self.shared.store, root, &bounds)?;
-            for key in &keys {
-                root = mutate::remove(txn, &limits, root, key, None)?;
-            }
-            Ok((root, keys.len() as u64))
-        })
+        let op = Op::RemoveRange {
+            tree: &self.name,
+            lo: borrow_bound(range.start_bound()),
+            hi: borrow_bound(range.end_bound()),
+        };
+        self.write(
+            op,
+            |&n| n > 0,
+            |txn, mut root| {
+                let keys = read::keys(&self.shared.store, root, &bounds)?;
+                for key in &keys {
+                    root = mutate::remove(txn, &limits, root, key, None)?;
+                }
+                Ok((root, keys.len() as u64))
+            },
+        )
     }
 
     /// The shape of the tree: nodes, bytes and entries per level, leaves
@@ -360,6 +540,26 @@ impl Tree {
 
     fn edge(&self, last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.read(|store, root| Ok(read::next_leaf(store, root, &Bounds::all(), last, 1)?.pop()))
+    }
+}
+
+/// A range bound over `&[u8]`, borrowed from one over `&&[u8]`.
+fn borrow_bound<'a>(b: Bound<&&'a [u8]>) -> Bound<&'a [u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A store error met after this call appended to the log: even a refusal
+/// (a failure latched meanwhile) is then a failed commit, whose record may
+/// still land, and not a commit refused before it wrote anything.
+fn after_logging(e: larix_nodestore::StoreError) -> Error {
+    use larix_nodestore::StoreError;
+    match e {
+        StoreError::Failed(cause) => Error::Store(StoreError::CommitFailed(cause)),
+        other => Error::Store(other),
     }
 }
 

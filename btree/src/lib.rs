@@ -23,6 +23,7 @@ mod catalog;
 mod check;
 mod error;
 mod forest;
+mod journal;
 mod limits;
 mod mutate;
 mod node;

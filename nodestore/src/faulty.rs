@@ -40,7 +40,7 @@
 //! writing: those writes now fail), then `crash(mode)` and opening anew.
 
 use crate::backend::{not_found, read_from, write_into};
-use crate::{Backend, FileId, SegmentId};
+use crate::{Backend, FileId};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::io;
@@ -335,6 +335,7 @@ impl Backend for FaultyBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SegmentId;
     use proptest::prelude::*;
 
     const A: FileId = FileId::Segment(SegmentId(1));

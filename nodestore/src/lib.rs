@@ -52,8 +52,8 @@ pub use id::NodeId;
 pub use larix_filters::FilterError;
 pub use stats::Stats;
 pub use store::{
-    read_parameters, CompactionPolicy, Durability, NodeStore, SegmentStats, StoreConfig,
-    MIN_COMPACTION_BYTES_PER_COMMIT,
+    read_parameters, CheckpointPolicy, CompactionPolicy, Durability, NodeStore, Replay,
+    ReplayGuard, SegmentStats, StoreConfig, MIN_COMPACTION_BYTES_PER_COMMIT,
 };
 
 // The on-disk format, for the store's own modules; outside it only through
@@ -63,7 +63,7 @@ pub(crate) use faulty::{CrashMode, FaultyBackend};
 pub(crate) use format::blob::{BlobHeader, Location, HEADER_LEN, MAX_BLOB_LEN};
 pub(crate) use format::digest::{node_digest, Digest, DIGEST_LEN};
 pub(crate) use format::directory::Directory;
-pub(crate) use format::log::{HeaderFault, RecordHeader, LOG_HEADER_LEN, MAX_RECORD_LEN};
+pub(crate) use format::log::{RecordHeader, LOG_HEADER_LEN, LOG_MAGIC, MAX_RECORD_LEN};
 pub(crate) use format::segment::{
     read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES,
 };

@@ -11,7 +11,8 @@ pub struct Stats {
     pub nodes: u64,
     /// Number of trees (filled in by the forest; 0 from a bare store).
     pub trees: u64,
-    /// Commits completed since the store was opened.
+    /// Commits (log records that end a committed group) since the store
+    /// was opened.
     pub commits: u64,
     /// Reads served from the decoded-node cache.
     pub cache_hits: u64,
@@ -31,6 +32,14 @@ pub struct Stats {
     pub bytes_filtered: u64,
     /// Time spent syncing files.
     pub sync_time: Duration,
+    /// Commit log records appended since the store was opened.
+    pub log_records: u64,
+    /// Bytes of those records (headers included).
+    pub log_bytes: u64,
+    /// Syncs of log files.
+    pub log_syncs: u64,
+    /// Checkpoints completed since the store was opened.
+    pub checkpoints: u64,
     /// Bytes of all segment files.
     pub disk_bytes: u64,
     /// Bytes of the records the committed state and the node table refer

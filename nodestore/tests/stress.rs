@@ -305,7 +305,9 @@ fn gets_see_the_newest_version_and_freed_ids_stay_freed() {
             }
         });
         test.expect_all(&store, "after the round");
-        store.commit(format!("round {round}").as_bytes()).unwrap();
+        store
+            .checkpoint(format!("round {round}").as_bytes(), true)
+            .unwrap();
         test.expect_all(&store, "after commit");
         if round % 2 == 1 {
             let stats = store.stats();

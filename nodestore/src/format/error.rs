@@ -110,6 +110,15 @@ pub enum FormatError {
         /// The superblock file.
         file: String,
     },
+    /// A commit log record that was durable cannot be read: the log is
+    /// damaged before its tail.
+    #[error("damaged commit log: {file}: record {lsn} was durable but cannot be read")]
+    LogDamaged {
+        /// The log file.
+        file: String,
+        /// The record that cannot be read.
+        lsn: u64,
+    },
     /// Neither superblock slot carries the Larix magic.
     #[error("{file} is not a Larix store (no slot carries the Larix magic)")]
     NotLarix {

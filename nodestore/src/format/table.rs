@@ -193,6 +193,7 @@ impl NodeTable {
     }
 
     /// Forgets which chunks changed: call once they are committed.
+    #[cfg(any(test, feature = "testing"))]
     pub fn mark_clean(&mut self) {
         self.dirty.clear();
     }
@@ -202,6 +203,23 @@ impl NodeTable {
     #[cfg(any(test, feature = "testing"))]
     pub fn live_bytes(&self, seg: SegmentId) -> u64 {
         self.live_bytes.get(&seg).copied().unwrap_or(0)
+    }
+
+    /// Marks the chunk of `id` changed: its location is about to change.
+    pub fn mark_dirty_id(&mut self, id: NodeId) {
+        self.dirty.insert(split(id).0);
+    }
+
+    /// Sets the entry of `id` as [`NodeTable::set`] does, without marking
+    /// its chunk changed: for a change already on its way to disk in a
+    /// chunk extracted for a checkpoint.
+    pub fn set_unmarked(&mut self, id: NodeId, entry: TableEntry) {
+        let (c, _) = split(id);
+        let was_dirty = self.dirty.contains(&c);
+        self.set(id, entry);
+        if !was_dirty {
+            self.dirty.remove(&c);
+        }
     }
 
     /// Marks chunk `idx` changed, so the next commit writes it again (when

@@ -191,12 +191,20 @@ impl<N: Codec> Shared<N> {
     /// Live bytes per segment as the store stands now.
     pub(super) fn live_now(&self) -> FxHashMap<SegmentId, u64> {
         let st = self.state.lock();
-        let sb = st
-            .committed
-            .unwritten
-            .as_ref()
-            .unwrap_or(&st.committed.superblock);
-        live_by_segment(&st.table, &st.committed.directory, sb, st.key_check)
+        let mut live = live_by_segment(
+            &st.table,
+            &st.committed.directory,
+            &st.committed.superblock,
+            st.key_check,
+        );
+        // A running checkpoint's frozen table may still point where the
+        // live one no longer does.
+        if let Some(f) = &st.frozen {
+            for (seg, bytes) in f.table.live_by_segment() {
+                *live.entry(seg).or_insert(0) += bytes;
+            }
+        }
+        live
     }
 
     /// Copies the live blobs of `seg` forward, at most about `budget`

@@ -85,12 +85,18 @@ impl<N: Codec> InFlight<N> {
         self.map.get(&id).map(|p| p.node.clone())
     }
 
+    /// Every launch in flight: id and sequence number.
+    pub(super) fn launches(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        self.map.iter().map(|(&id, p)| (id, p.seq))
+    }
+
     /// Whether `id` is in flight.
     pub(super) fn contains(&self, id: NodeId) -> bool {
         self.map.contains_key(&id)
     }
 
     /// Whether nothing is in flight.
+    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

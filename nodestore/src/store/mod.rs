@@ -36,16 +36,20 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 mod cache;
-mod commit;
+mod checkpoint;
 mod compact;
 mod inflight;
+mod log;
 mod queue;
 mod recovery;
 mod workers;
 use cache::Cache;
+use checkpoint::Frozen;
 pub use compact::{CompactionPolicy, SegmentStats, MIN_COMPACTION_BYTES_PER_COMMIT};
 use inflight::{InFlight, Job};
+use log::Log;
 use queue::LruMap;
+use recovery::ReplayRecord;
 
 /// The plaintext of the key check blob: a wrong key (or a different filter
 /// stack) fails to turn the blob back into it.
@@ -139,6 +143,8 @@ pub struct StoreConfig {
     pub read_only: bool,
     /// Compaction done by each commit, if any.
     pub compaction: Option<CompactionPolicy>,
+    /// When a checkpoint is due.
+    pub checkpoints: CheckpointPolicy,
     /// The most bytes a node's blob may unfilter to (the node size): a
     /// blob claiming more is refused before anything that large is
     /// allocated. `None`: the pipeline's own bound.
@@ -155,20 +161,38 @@ impl Default for StoreConfig {
             parameters: String::new(),
             read_only: false,
             compaction: None,
+            checkpoints: CheckpointPolicy::default(),
             max_node_len: None,
         }
     }
 }
 
-/// What the last commit left on disk.
+/// When a checkpoint is due: after this many bytes of log, or this long
+/// after the last one if anything was logged since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// Log bytes since the last checkpoint that make one due.
+    pub log_bytes: u64,
+    /// Time since the last checkpoint that makes one due.
+    pub interval: std::time::Duration,
+}
+
+impl Default for CheckpointPolicy {
+    /// 64 MiB or 30 s.
+    fn default() -> Self {
+        CheckpointPolicy {
+            log_bytes: 64 << 20,
+            interval: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the last checkpoint left on disk.
 struct Committed {
     /// The last superblock written (durable once synced).
     superblock: Superblock,
     directory: Directory,
     catalog: Vec<u8>,
-    /// A commit made with [`Durability::None`] whose superblock is not
-    /// written yet.
-    unwritten: Option<Superblock>,
 }
 
 /// Everything behind the store's one lock.
@@ -180,8 +204,18 @@ struct State<N> {
     committed: Committed,
     /// Where the key check blob lies now (compaction may move it).
     key_check: Option<Location>,
-    /// Node bytes written (before filtering) when the last commit ended.
-    written_at_commit: u64,
+    /// Node bytes written (before filtering) when the last checkpoint
+    /// ended.
+    written_at_checkpoint: u64,
+    /// Node bytes written after filtering when the last checkpoint ended.
+    filtered_at_checkpoint: u64,
+    /// The state a running checkpoint froze, until its writes have landed.
+    frozen: Option<Frozen>,
+    /// Bytes of the frozen nodes still in flight: `put` does not wait for
+    /// them (they were in memory anyway).
+    frozen_bytes: usize,
+    /// Whether a checkpoint is running.
+    checkpoint_running: bool,
     /// Segments compaction emptied: removed once a durable superblock no
     /// longer refers to them.
     obsolete: BTreeSet<SegmentId>,
@@ -209,6 +243,10 @@ struct Counters {
     bytes_filtered: AtomicU64,
     sync_nanos: AtomicU64,
     commits: AtomicU64,
+    log_records: AtomicU64,
+    log_bytes: AtomicU64,
+    log_syncs: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -258,6 +296,14 @@ struct Shared<N> {
     max_node_len: Option<usize>,
     /// What the open noticed and worked around.
     warnings: Vec<String>,
+    /// The commit log.
+    log: Log,
+    /// When checkpoints are due.
+    checkpoints: CheckpointPolicy,
+    /// Wakes the checkpoint thread; `None` once the store is closing.
+    kicks: Mutex<Option<Sender<()>>>,
+    /// The log records recovery found to replay, until taken.
+    replay: Mutex<Vec<ReplayRecord>>,
     cache: Cache<N>,
     state: Mutex<State<N>>,
     /// Signalled whenever an in-flight write lands or fails.
@@ -265,6 +311,9 @@ struct Shared<N> {
     writer: Mutex<SegmentWriter>,
     next_id: AtomicU64,
     closing: AtomicBool,
+    /// Set while the caller replays the log: a read-only store then takes
+    /// the replayed changes, in memory only.
+    replaying: AtomicBool,
     counters: Counters,
 }
 
@@ -282,6 +331,7 @@ pub struct NodeStore<N: Codec> {
     shared: Arc<Shared<N>>,
     jobs: Option<Sender<Job<N>>>,
     workers: Vec<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 impl<N: Codec> Default for NodeStore<N> {
@@ -337,24 +387,32 @@ impl<N: Codec> NodeStore<N> {
             read_only: config.read_only,
             max_node_len: config.max_node_len,
             warnings: recovered.warnings,
+            log: Log::new(recovered.log, superblock.log_salt),
+            checkpoints: config.checkpoints,
+            kicks: Mutex::new(None),
+            replay: Mutex::new(recovered.replay),
             state: Mutex::new(State {
                 table: recovered.table,
                 dirty: LruMap::new(),
                 inflight: InFlight::new(),
                 failure: None,
                 key_check: superblock.key_check,
-                written_at_commit: 0,
+                written_at_checkpoint: 0,
+                filtered_at_checkpoint: 0,
+                frozen: None,
+                frozen_bytes: 0,
+                checkpoint_running: false,
                 obsolete: BTreeSet::new(),
                 committed: Committed {
                     superblock,
                     directory: recovered.directory,
                     catalog: recovered.catalog,
-                    unwritten: None,
                 },
             }),
             settled: Condvar::new(),
             writer: Mutex::new(writer),
             closing: AtomicBool::new(false),
+            replaying: AtomicBool::new(false),
             counters: Counters::default(),
         });
         let (tx, rx) = crossbeam_channel::bounded(config.workers.max(1) * 4);
@@ -371,11 +429,100 @@ impl<N: Codec> NodeStore<N> {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let checkpointer = if config.read_only {
+            None
+        } else {
+            let (kick, kicks) = crossbeam_channel::bounded(1);
+            *shared.kicks.lock() = Some(kick);
+            let worker = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("larix-checkpoint".into())
+                    .spawn(move || worker.checkpointer(kicks))
+                    .map_err(|e| StoreError::Io {
+                        file: "checkpoint thread".into(),
+                        source: e,
+                    })?,
+            )
+        };
         Ok(NodeStore {
             shared,
             jobs: Some(tx),
             workers,
+            checkpointer,
         })
+    }
+
+    /// Appends a commit log record holding `payload` (the caller's
+    /// operations since the last record); `commit` ends a committed group,
+    /// otherwise the record spills part of a change not yet committed. The
+    /// record is durable once [`NodeStore::sync_log`] of its number
+    /// returns. Call with the writer's lock held, so records follow the
+    /// operations' order.
+    ///
+    /// # Errors
+    /// A latched failure ([`StoreError::Failed`]), or a failure of the
+    /// append, which is latched in turn.
+    pub fn log(&self, payload: &[u8], commit: bool) -> Result<u64, StoreError> {
+        self.writable()?;
+        let lsn = self
+            .shared
+            .append_log(payload, commit)
+            .map_err(|e| self.shared.fail(e))?;
+        if commit {
+            bump(&self.shared.counters.commits, 1);
+        }
+        Ok(lsn)
+    }
+
+    /// Returns once every log record up to `lsn` is durable, sharing one
+    /// sync with concurrent callers (at once with [`Durability::None`]:
+    /// the records become durable with a later durable commit or when the
+    /// store is dropped). Call without the writer's lock, so
+    /// that readers and writers go on meanwhile.
+    ///
+    /// # Errors
+    /// A failure of the sync, which is latched.
+    pub fn sync_log(&self, lsn: u64) -> Result<(), StoreError> {
+        if self.shared.durability == Durability::None {
+            return Ok(());
+        }
+        self.shared.sync_log(lsn).map_err(|e| self.shared.fail(e))
+    }
+
+    /// The number of the last log record appended (0 if none yet).
+    pub fn last_lsn(&self) -> u64 {
+        self.shared.log.next_lsn() - 1
+    }
+
+    /// Whether a group of log records is open: part of a change was
+    /// spilled to the log and not committed yet.
+    pub fn log_group_open(&self) -> bool {
+        self.shared.log.group_open()
+    }
+
+    /// Lets the caller replay the log (see [`NodeStore::replay`]) until the
+    /// guard drops: a read-only store then accepts the replayed changes,
+    /// in memory only.
+    pub fn begin_replay(&self) -> ReplayGuard<'_, N> {
+        self.shared.replaying.store(true, Ordering::Relaxed);
+        ReplayGuard { store: self }
+    }
+
+    /// Bytes logged since the last checkpoint began.
+    pub fn log_since_checkpoint(&self) -> u64 {
+        self.shared.log.since_checkpoint().0
+    }
+
+    /// The payloads of the committed log records after the checkpoint the
+    /// store opened from, in order, for the caller to replay; empty after
+    /// the first call. Each is read and unfiltered as it is reached.
+    pub fn replay(&self) -> Replay<N> {
+        let records = std::mem::take(&mut *self.shared.replay.lock());
+        Replay {
+            shared: self.shared.clone(),
+            records: records.into_iter(),
+        }
     }
 
     /// A fresh id that no node has ever had (invariant S1).
@@ -390,7 +537,7 @@ impl<N: Codec> NodeStore<N> {
     /// # Errors
     /// [`StoreError::Failed`] with the latched failure.
     pub fn writable(&self) -> Result<(), StoreError> {
-        if self.shared.read_only {
+        if self.shared.read_only && !self.shared.replaying.load(Ordering::Relaxed) {
             return Err(StoreError::ReadOnly);
         }
         self.shared.state.lock().failed()
@@ -505,7 +652,14 @@ impl<N: Codec> NodeStore<N> {
             self.shared.cache.remove(id);
             st.dirty.insert(id, node);
             let mut jobs = Vec::new();
-            while let Some((id, node)) = st.dirty.pop_over(self.shared.budgets.dirty) {
+            // A read-only store writes nothing: replayed changes stay in
+            // memory.
+            let budget = if self.shared.read_only {
+                usize::MAX
+            } else {
+                self.shared.budgets.dirty
+            };
+            while let Some((id, node)) = st.dirty.pop_over(budget) {
                 jobs.push(st.inflight.launch(id, node));
             }
             let room = self.shared.budgets.cache_room(st.dirty.bytes);
@@ -518,9 +672,13 @@ impl<N: Codec> NodeStore<N> {
         }
         self.send(jobs);
         let mut st = self.shared.state.lock();
-        if st.inflight.bytes() > self.shared.budgets.inflight && st.failure.is_none() {
+        let over = |st: &State<N>| {
+            st.inflight.bytes() > self.shared.budgets.inflight + st.frozen_bytes
+                && st.failure.is_none()
+        };
+        if over(&st) {
             bump(&self.shared.counters.inflight_waits, 1);
-            while st.inflight.bytes() > self.shared.budgets.inflight && st.failure.is_none() {
+            while over(&st) {
                 self.shared.settled.wait(&mut st);
             }
         }
@@ -615,6 +773,10 @@ impl<N: Codec> NodeStore<N> {
             bytes_unfiltered: get(&c.bytes_unfiltered),
             bytes_filtered: get(&c.bytes_filtered),
             sync_time: std::time::Duration::from_nanos(get(&c.sync_nanos)),
+            log_records: get(&c.log_records),
+            log_bytes: get(&c.log_bytes),
+            log_syncs: get(&c.log_syncs),
+            checkpoints: get(&c.checkpoints),
             disk_bytes,
             live_bytes,
             segments,
@@ -624,7 +786,73 @@ impl<N: Codec> NodeStore<N> {
     }
 }
 
+impl<N: Codec> Drop for NodeStore<N> {
+    /// Lets a running checkpoint finish, makes every log record durable
+    /// (commits made with [`Durability::None`] included), then stops the
+    /// workers (pending writes of uncommitted nodes are dropped) and the
+    /// checkpoint thread.
+    fn drop(&mut self) {
+        let _ = self.wait_checkpoint();
+        if !self.shared.read_only && self.shared.state.lock().failure.is_none() {
+            // Best effort: the last durable commit stays in force if it fails.
+            let _ = self.shared.sync_log(self.last_lsn());
+        }
+        self.shared.closing.store(true, Ordering::Relaxed);
+        drop(self.jobs.take());
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        drop(self.shared.kicks.lock().take());
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+/// Ends a replay when dropped (see [`NodeStore::begin_replay`]).
+pub struct ReplayGuard<'a, N: Codec> {
+    store: &'a NodeStore<N>,
+}
+
+impl<N: Codec> Drop for ReplayGuard<'_, N> {
+    fn drop(&mut self) {
+        self.store.shared.replaying.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The log records to replay, read and unfiltered one by one (see
+/// [`NodeStore::replay`]).
+pub struct Replay<N: Codec> {
+    shared: Arc<Shared<N>>,
+    records: std::vec::IntoIter<ReplayRecord>,
+}
+
+impl<N: Codec> Iterator for Replay<N> {
+    type Item = Result<Vec<u8>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.records.next()?;
+        Some(self.shared.read_record(r))
+    }
+}
+
 impl<N: Codec> Shared<N> {
+    /// Reads and unfilters the body of log record `r`.
+    fn read_record(&self, r: ReplayRecord) -> Result<Vec<u8>, StoreError> {
+        let file = FileId::Log(r.file);
+        let mut body = vec![0u8; r.header.len as usize];
+        let at = r.offset + crate::LOG_HEADER_LEN as u64;
+        self.backend
+            .read_at(file, at, &mut body)
+            .map_err(|e| FormatError::io(self.backend.name(file), Some(at), e))?;
+        self.pipeline
+            .decode(&log::record_context(r.header.lsn, self.log.salt), &body)
+            .map_err(|e| StoreError::MetadataDamaged {
+                what: "commit log",
+                cause: e.into(),
+            })
+    }
+
     /// Reads, unfilters and decodes the blob of node `id` at `loc`.
     fn read_node(&self, id: NodeId, loc: Location, digest: u64) -> Result<N, StoreError> {
         let body = read_node_blob(&*self.backend, id, loc, digest)?;

@@ -10,14 +10,19 @@
 //! 4. Check the parameters and the key, load the node table and check it
 //!    against the superblock (every id below the next id, every location
 //!    below the next segment), read the catalog.
-//! 5. Remove the segments the committed state does not refer to (S7, S9),
-//!    unless read-only.
+//! 5. Scan the commit log after the checkpoint: every record in order,
+//!    up to the first that is missing, torn or foreign; damage before that
+//!    point is an error, never a silent skip of committed data
+//!    ([`scan_log`]). The records of committed groups are kept for replay.
+//! 6. Remove the segments the committed state does not refer to (S7, S9)
+//!    and the log files before the checkpoint's, unless read-only.
 
+use super::log::{create_log_file, LogStart};
 use super::{StoreConfig, KEY_CHECK, META_CONTEXT};
 use crate::{
     read_blob, read_newest_with_fault, scan_segment, Backend, BlobFault, BlobKind, Damage, Digest,
-    Directory, FileId, FilterStack, FormatError, Location, NodeTable, SegmentId, SegmentWriter,
-    StoreError, Superblock, SLOT_LEN,
+    Directory, FileId, FilterStack, FormatError, Location, LogId, NodeTable, RecordHeader,
+    SegmentId, SegmentWriter, StoreError, Superblock, LOG_HEADER_LEN, SLOT_LEN,
 };
 use larix_filters::{Context, Pipeline};
 
@@ -29,6 +34,18 @@ pub(super) struct Recovered {
     pub(super) catalog: Vec<u8>,
     /// What the open noticed and worked around, one line each.
     pub(super) warnings: Vec<String>,
+    /// The log records to replay, in order.
+    pub(super) replay: Vec<ReplayRecord>,
+    /// Where new log records go.
+    pub(super) log: LogStart,
+}
+
+/// A log record to replay: where it lies and its header.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ReplayRecord {
+    pub(super) file: LogId,
+    pub(super) offset: u64,
+    pub(super) header: RecordHeader,
 }
 
 /// Opens the committed state of the store on `backend` (creating a store
@@ -74,8 +91,11 @@ pub(super) fn recover(
     let (table, directory) = load_table(backend, &superblock)?;
     check_table(&table, &superblock)?;
     let catalog = load_catalog(backend, pipeline, &superblock)?;
+    let (replay, log) = scan_log(backend, &superblock)?;
     if !config.read_only {
         remove_dead_segments(backend, &table, &directory, &superblock)?;
+        remove_old_logs(backend, superblock.log_file)?;
+        create_log_file(backend, log.file)?;
     }
     Ok(Recovered {
         superblock,
@@ -83,6 +103,8 @@ pub(super) fn recover(
         directory,
         catalog,
         warnings,
+        replay,
+        log,
     })
 }
 
@@ -124,6 +146,7 @@ fn create(
     // Segments left by a creation that crashed before its superblock.
     remove_segments(backend, |_| true)?;
     let mut sb = Superblock::new(FilterStack::new(config.parameters.clone())?);
+    sb.log_salt = random_salt();
     let mut writer = SegmentWriter::new(SegmentId::FIRST, 0, config.max_segment_bytes);
     let body = pipeline.encode(&Context::new(META_CONTEXT), KEY_CHECK)?;
     sb.key_check = Some(writer.append(backend, BlobKind::KeyCheck, 0, &body)?);
@@ -138,6 +161,22 @@ fn create(
         .sync_dir()
         .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
     Ok(sb)
+}
+
+/// A number no other store is likely to have drawn: the hash, under the
+/// standard library's randomly keyed hasher, of the time, the process and
+/// an address.
+fn random_salt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.write_usize(&h as *const _ as usize);
+    h.finish()
 }
 
 /// Checks that the key check blob unfilters to its known plaintext: a wrong
@@ -239,6 +278,157 @@ fn check_table(table: &NodeTable, sb: &Superblock) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Reads the commit log after the checkpoint `sb` records: the records of
+/// committed groups (L2), in order, and where new records go.
+///
+/// # Errors
+/// [`FormatError::LogDamaged`] if a record that was durable cannot be read
+/// (damage before the log's tail); an I/O failure.
+fn scan_log(
+    backend: &dyn Backend,
+    sb: &Superblock,
+) -> Result<(Vec<ReplayRecord>, LogStart), StoreError> {
+    let io = |file: FileId| move |e| FormatError::io(backend.name(file), None, e);
+    let logs = backend.logs().map_err(io(FileId::Superblock))?;
+    let mut expected = sb.log_start;
+    let mut found = Vec::new();
+    for &id in logs.iter().filter(|&&l| l >= sb.log_file) {
+        let file = FileId::Log(id);
+        let len = backend.len(file).map_err(io(file))?;
+        let mut offset = 0;
+        while let Some(header) = read_record(backend, file, offset, len, sb.log_salt, expected)? {
+            found.push(ReplayRecord {
+                file: id,
+                offset,
+                header,
+            });
+            expected += 1;
+            offset += header.record_len();
+        }
+        if offset < len {
+            refuse_durable_after(backend, file, offset, len, sb.log_salt, expected)?;
+        }
+    }
+    let file = logs
+        .last()
+        .and_then(|l| l.next())
+        .map_or(sb.log_file, |n| n.max(sb.log_file));
+    let start = LogStart {
+        file,
+        next_lsn: expected,
+    };
+    Ok((committed_groups(found), start))
+}
+
+/// The record at `offset` of `file` if it is intact, of this store and the
+/// one expected next; `None` at the log's end (or a torn or stale record).
+fn read_record(
+    backend: &dyn Backend,
+    file: FileId,
+    offset: u64,
+    len: u64,
+    salt: u64,
+    expected: u64,
+) -> Result<Option<RecordHeader>, StoreError> {
+    if len.saturating_sub(offset) < LOG_HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    let io = |e| FormatError::io(backend.name(file), Some(offset), e);
+    let mut h = [0u8; LOG_HEADER_LEN];
+    backend.read_at(file, offset, &mut h).map_err(io)?;
+    let Ok(header) = RecordHeader::decode(&h) else {
+        return Ok(None);
+    };
+    if header.salt != salt || header.lsn != expected || len - offset < header.record_len() {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; header.len as usize];
+    backend
+        .read_at(file, offset + LOG_HEADER_LEN as u64, &mut body)
+        .map_err(io)?;
+    Ok((crc32c::crc32c(&body) == header.body_crc).then_some(header))
+}
+
+/// Fails if a record of this store that was durable (its `durable` at or
+/// past `expected`, the record that could not be read) lies past `from` in
+/// `file`: the log was damaged before its tail, and replaying up to the
+/// damage would silently drop committed data.
+fn refuse_durable_after(
+    backend: &dyn Backend,
+    file: FileId,
+    from: u64,
+    len: u64,
+    salt: u64,
+    expected: u64,
+) -> Result<(), StoreError> {
+    const STEP: u64 = 1 << 20;
+    let magic = crate::LOG_MAGIC.to_le_bytes();
+    let mut at = from;
+    while at + (LOG_HEADER_LEN as u64) <= len {
+        let n = (len - at).min(STEP + LOG_HEADER_LEN as u64) as usize;
+        let mut buf = vec![0u8; n];
+        backend
+            .read_at(file, at, &mut buf)
+            .map_err(|e| FormatError::io(backend.name(file), Some(at), e))?;
+        for i in 0..n.saturating_sub(LOG_HEADER_LEN - 1) {
+            if buf[i..i + 4] != magic {
+                continue;
+            }
+            let Ok(h) = RecordHeader::decode(&buf[i..i + LOG_HEADER_LEN]) else {
+                continue;
+            };
+            if h.salt == salt && h.lsn >= expected && h.durable >= expected {
+                return Err(FormatError::LogDamaged {
+                    file: backend.name(file),
+                    lsn: expected,
+                }
+                .into());
+            }
+        }
+        at += STEP;
+    }
+    Ok(())
+}
+
+/// The records of the groups that committed, in order (L2).
+fn committed_groups(found: Vec<ReplayRecord>) -> Vec<ReplayRecord> {
+    let mut out = Vec::with_capacity(found.len());
+    let mut group: Vec<ReplayRecord> = Vec::new();
+    for r in found {
+        if group
+            .first()
+            .is_some_and(|g| g.header.group != r.header.group)
+        {
+            group.clear();
+        }
+        let commit = r.header.commit;
+        group.push(r);
+        if commit {
+            out.append(&mut group);
+        }
+    }
+    out
+}
+
+/// Removes the log files before `first`: the checkpoint holds all they
+/// recorded.
+pub(super) fn remove_old_logs(backend: &dyn Backend, first: LogId) -> Result<(), StoreError> {
+    let dir_err = |e| FormatError::io("the store directory".into(), None, e);
+    let logs = backend.logs().map_err(dir_err)?;
+    let mut removed = false;
+    for id in logs.into_iter().filter(|&l| l < first) {
+        let file = FileId::Log(id);
+        backend
+            .remove(file)
+            .map_err(|e| FormatError::io(backend.name(file), None, e))?;
+        removed = true;
+    }
+    if removed {
+        backend.sync_dir().map_err(dir_err)?;
+    }
+    Ok(())
+}
+
 /// Reads and unfilters the catalog the superblock points at (empty if
 /// none).
 fn load_catalog(
@@ -289,9 +479,13 @@ fn make_durable(backend: &dyn Backend) -> Result<(), StoreError> {
     let segments = backend
         .segments()
         .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let logs = backend
+        .logs()
+        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
     let files = segments
         .into_iter()
         .map(FileId::Segment)
+        .chain(logs.into_iter().map(FileId::Log))
         .chain([FileId::Superblock]);
     for file in files {
         match backend.sync(file) {

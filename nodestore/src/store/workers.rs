@@ -63,16 +63,21 @@ impl<N: Codec> Shared<N> {
         let mut st = self.state.lock();
         match result {
             Ok((loc, digest)) => {
+                let frozen = self.land_frozen(&mut st, &job, loc, digest);
                 if st.inflight.land_if_newest(&job) {
                     if let Some(entry) = st.table.get(job.id) {
-                        st.table.set(
-                            job.id,
-                            TableEntry {
-                                loc: Some(loc),
-                                refcount: entry.refcount,
-                                digest,
-                            },
-                        );
+                        let entry = TableEntry {
+                            loc: Some(loc),
+                            refcount: entry.refcount,
+                            digest,
+                        };
+                        // A location the checkpoint writes leaves the live
+                        // chunk as clean as it was.
+                        if frozen {
+                            st.table.set_unmarked(job.id, entry);
+                        } else {
+                            st.table.set(job.id, entry);
+                        }
                     }
                     if !st.dirty.contains(job.id) {
                         self.cache.insert(job.id, job.node);
@@ -91,6 +96,28 @@ impl<N: Codec> Shared<N> {
         }
         drop(st);
         self.settled.notify_all();
+    }
+
+    /// Gives the frozen table of a running checkpoint the location of a
+    /// write it awaits, whether or not the write is still the newest (the
+    /// checkpoint needs the version of the freeze); says whether it did.
+    fn land_frozen(
+        &self,
+        st: &mut super::State<N>,
+        job: &Job<N>,
+        loc: Location,
+        digest: u64,
+    ) -> bool {
+        let Some(frozen) = st.frozen.as_mut() else {
+            return false;
+        };
+        if frozen.awaiting.get(&job.id) != Some(&job.seq) {
+            return false;
+        }
+        frozen.awaiting.remove(&job.id);
+        frozen.table.set_location(job.id, loc, digest);
+        st.frozen_bytes = st.frozen_bytes.saturating_sub(job.node.mem_size());
+        true
     }
 
     /// Latches `e`, the failure of a commit or compaction, and returns the

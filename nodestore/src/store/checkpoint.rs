@@ -1,0 +1,346 @@
+//! Checkpoints: the protocol that makes the nodes and catalog of a
+//! committed state durable in the segments, so the commit log before it
+//! can go. What `commit` did before the log; now it runs in the background.
+//!
+//! 1. [`freeze`](NodeStore::freeze), with the forest's writer lock held at
+//!    a commit boundary (so the state is a committed one): the policy's
+//!    share of compaction; a new log file for the records after this point;
+//!    every dirty node handed to the workers; the table's changed chunks
+//!    taken out as they are ([`NodeTable::extract_dirty`]); the writes the
+//!    frozen table still needs locations from noted. Brief: no I/O but the
+//!    compaction step and the new log file.
+//! 2. In the checkpoint thread, while tree operations go on:
+//!    [`await_frozen`](Shared::await_frozen) until every noted write has
+//!    landed (each landing fills in the frozen table as well as the live
+//!    one), then [`write_metadata`](Shared::write_metadata): the frozen
+//!    chunks, the directory and the catalog appended, and the superblock
+//!    that points at them with the log position replay starts from;
+//! 3. [`switch`](Shared::switch): segments synced, then the other slot
+//!    written and synced;
+//! 4. [`settle`](Shared::settle): the committed state recorded; the log
+//!    files before the new one and the segments compaction emptied removed.
+//!
+//! At most one checkpoint runs at a time. Any failure is latched: the
+//! previous checkpoint and the log after it stay in force on disk.
+
+use super::{bump, compact, seal, NodeStore, Shared, META_CONTEXT};
+use crate::{
+    write_slot, BlobKind, Codec, Digest, Directory, FileId, FormatError, Location, LogId, NodeId,
+    NodeTable, SegmentWriter, StoreError, Superblock,
+};
+use larix_filters::Context;
+use rustc_hash::FxHashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Node bytes written to segments since the last checkpoint that make one
+/// due when more than the live bytes, however small the store.
+const SEGMENT_GROWTH_MIN: u64 = 256 << 10;
+
+/// A state frozen at a commit boundary, on its way to disk.
+pub(super) struct Frozen {
+    /// The table's chunks changed since the last checkpoint, as they were.
+    pub(super) table: NodeTable,
+    /// The writes (id, sequence number) whose locations `table` needs.
+    pub(super) awaiting: FxHashMap<NodeId, u64>,
+    /// The catalog of the frozen state.
+    catalog: Vec<u8>,
+    /// The next node id at the freeze.
+    next_node: NodeId,
+    /// The log file and record replay starts from after this checkpoint.
+    log_file: LogId,
+    log_start: u64,
+    /// Where the key check blob lay.
+    key_check: Option<Location>,
+}
+
+impl<N: Codec> NodeStore<N> {
+    /// Checkpoints the current state, which the caller guarantees is a
+    /// committed one (every change so far is in the log, no group is
+    /// open): freezes it now and writes it in the background, or before
+    /// returning if `wait`. Waits first for a checkpoint still running.
+    /// The caller holds the writer's lock (no tree operation runs) until
+    /// this returns.
+    ///
+    /// # Errors
+    /// A latched failure, or a failure of the freeze (latched in turn).
+    pub fn checkpoint(&self, catalog: &[u8], wait: bool) -> Result<(), StoreError> {
+        self.writable()?;
+        self.wait_checkpoint()?;
+        match self.freeze(catalog) {
+            Ok(jobs) => self.send(jobs),
+            Err(e) => return Err(self.shared.fail(e)),
+        }
+        self.shared.kick_checkpointer();
+        if wait {
+            self.wait_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Whether a checkpoint is due: none is running and the log has grown
+    /// past the configured size since the last one, or has grown at all and
+    /// the configured interval has passed.
+    pub fn checkpoint_due(&self) -> bool {
+        let (grown, live) = {
+            let st = self.shared.state.lock();
+            if self.shared.read_only || st.checkpoint_running {
+                return false;
+            }
+            let written = self.shared.counters.bytes_filtered.load(Ordering::Relaxed);
+            let live: u64 = st.table.live_by_segment().map(|(_, b)| b).sum();
+            (written - st.filtered_at_checkpoint, live)
+        };
+        let (bytes, secs) = self.shared.log.since_checkpoint();
+        let policy = &self.shared.checkpoints;
+        bytes >= policy.log_bytes
+            || (bytes > 0 && secs >= policy.interval.as_secs_f64())
+            // Only a checkpoint lets compaction reclaim what node writes
+            // between checkpoints left dead: bound it by what is live.
+            || grown >= (live / 2).max(SEGMENT_GROWTH_MIN)
+    }
+
+    /// Waits until no checkpoint runs.
+    ///
+    /// # Errors
+    /// The latched failure, if one stopped it (or an earlier one).
+    pub fn wait_checkpoint(&self) -> Result<(), StoreError> {
+        let mut st = self.shared.state.lock();
+        while st.checkpoint_running && st.failure.is_none() {
+            self.shared.settled.wait(&mut st);
+        }
+        st.failed()
+    }
+
+    /// Freezes the current state for a checkpoint; returns the writes to
+    /// hand to the workers.
+    fn freeze(&self, catalog: &[u8]) -> Result<Vec<super::Job<N>>, StoreError> {
+        self.compact_for_checkpoint()?;
+        let (log_file, log_start) = self.shared.roll_log()?;
+        let mut st = self.shared.state.lock();
+        st.failed()?;
+        let dirty = st.dirty.drain();
+        let jobs: Vec<_> = dirty
+            .into_iter()
+            .map(|(id, node)| st.inflight.launch(id, node))
+            .collect();
+        let awaiting: FxHashMap<NodeId, u64> = st.inflight.launches().collect();
+        st.frozen_bytes = st.inflight.bytes();
+        // Every node still to land changes its location in the frozen table.
+        for &id in awaiting.keys() {
+            st.table.mark_dirty_id(id);
+        }
+        let table = st.table.extract_dirty();
+        st.frozen = Some(Frozen {
+            table,
+            awaiting,
+            catalog: catalog.to_vec(),
+            next_node: NodeId(self.shared.next_id.load(Ordering::Relaxed)),
+            log_file,
+            log_start,
+            key_check: st.key_check,
+        });
+        st.checkpoint_running = true;
+        Ok(jobs)
+    }
+
+    /// Copies about as much as the checkpoint writes (what is dirty and
+    /// what was written since the last checkpoint), at least a little and
+    /// at most the policy's bound: compaction then at most doubles the
+    /// write volume, and a small checkpoint stays small.
+    fn compact_for_checkpoint(&self) -> Result<(), StoreError> {
+        let Some(policy) = self.shared.policy else {
+            return Ok(());
+        };
+        let written = self
+            .shared
+            .counters
+            .bytes_unfiltered
+            .load(Ordering::Relaxed);
+        let (dirty, since) = {
+            let st = self.shared.state.lock();
+            (st.dirty.bytes as u64, written - st.written_at_checkpoint)
+        };
+        let budget = (dirty + since).clamp(compact::POLICY_MIN_BYTES, policy.bytes_per_commit);
+        let step = self.compact_step(
+            policy.max_live_ratio,
+            budget,
+            compact::POLICY_SEAL_MIN_BYTES,
+        );
+        match step {
+            // A damaged live blob keeps its segment; `check` reports it.
+            Ok(_) | Err(StoreError::Format(FormatError::Blob { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<N: Codec> Shared<N> {
+    /// The checkpoint thread: runs each frozen checkpoint until the store
+    /// is dropped.
+    pub(super) fn checkpointer(&self, kicks: crossbeam_channel::Receiver<()>) {
+        while kicks.recv().is_ok() {
+            if let Err(e) = self.run_checkpoint() {
+                self.latch(e);
+            }
+            self.state.lock().checkpoint_running = false;
+            self.settled.notify_all();
+        }
+    }
+
+    /// Wakes the checkpoint thread.
+    fn kick_checkpointer(&self) {
+        if let Some(tx) = self.kicks.lock().as_ref() {
+            // The thread holds the receiver until the store is dropped.
+            let _ = tx.send(());
+        }
+    }
+
+    fn run_checkpoint(&self) -> Result<(), StoreError> {
+        let frozen = self.await_frozen()?;
+        let mut writer = self.writer.lock();
+        let (superblock, directory) = self.write_metadata(&mut writer, &frozen)?;
+        self.switch(&mut writer, &superblock)?;
+        drop(writer);
+        self.settle(superblock, directory, frozen)
+    }
+
+    /// Waits until every write the frozen table needs has landed, and
+    /// takes the frozen state.
+    fn await_frozen(&self) -> Result<Frozen, StoreError> {
+        let mut st = self.state.lock();
+        loop {
+            st.failed()?;
+            let done = st.frozen.as_ref().is_none_or(|f| f.awaiting.is_empty());
+            if done {
+                break;
+            }
+            bump(&self.counters.inflight_waits, 1);
+            self.settled.wait(&mut st);
+        }
+        st.frozen_bytes = 0;
+        st.frozen.take().ok_or_else(|| StoreError::Io {
+            file: "checkpoint".into(),
+            source: std::io::Error::other("no frozen state to write"),
+        })
+    }
+
+    /// Appends the frozen chunks, the directory and the filtered catalog,
+    /// and returns the superblock that points at them (each pinned by
+    /// digest, S12) with the directory it describes.
+    fn write_metadata(
+        &self,
+        writer: &mut SegmentWriter,
+        frozen: &Frozen,
+    ) -> Result<(Superblock, Directory), StoreError> {
+        let backend = &*self.backend;
+        let catalog_body = self
+            .pipeline
+            .encode(&Context::new(META_CONTEXT), &frozen.catalog)?;
+        let (mut directory, previous) = {
+            let st = self.state.lock();
+            (
+                st.committed.directory.clone(),
+                st.committed.superblock.clone(),
+            )
+        };
+        for idx in frozen.table.dirty_chunks() {
+            if frozen.table.chunk_len(idx) == 0 {
+                directory.remove(idx);
+                continue;
+            }
+            let bytes = frozen.table.encode_chunk(idx)?;
+            let loc = writer.append(backend, BlobKind::TableChunk, idx, &bytes)?;
+            directory.insert(idx, loc, Digest::of(&bytes));
+        }
+        let directory_body = directory.encode();
+        let table_directory = if directory.is_empty() {
+            None
+        } else {
+            Some(writer.append(backend, BlobKind::TableDirectory, 0, &directory_body)?)
+        };
+        let catalog_loc = writer.append(backend, BlobKind::Catalog, 0, &catalog_body)?;
+        let superblock = Superblock {
+            // The slot alternates with the last superblock written, so a
+            // torn write can only damage the slot that is not in force.
+            generation: previous.generation.next(),
+            next_node: frozen.next_node,
+            next_segment: writer
+                .segment()
+                .next()
+                .ok_or(FormatError::SegmentIdsExhausted {
+                    last: writer.segment().0,
+                })?,
+            table_directory,
+            catalog: Some(catalog_loc),
+            key_check: frozen.key_check,
+            table_directory_digest: match table_directory {
+                Some(_) => Digest::of(&directory_body),
+                None => Digest::default(),
+            },
+            catalog_digest: Digest::of(&catalog_body),
+            log_file: frozen.log_file,
+            log_start: frozen.log_start,
+            ..previous
+        };
+        Ok((superblock, directory))
+    }
+
+    /// Syncs what was appended, then writes and syncs `superblock`'s slot:
+    /// from here on it is the checkpoint in force.
+    fn switch(
+        &self,
+        writer: &mut SegmentWriter,
+        superblock: &Superblock,
+    ) -> Result<(), StoreError> {
+        self.timed_sync(|| writer.sync(&*self.backend))?;
+        self.write_superblock(superblock)
+    }
+
+    /// Records the new checkpoint and removes what it no longer needs: the
+    /// log files before its own, and the segments compaction emptied (S9).
+    fn settle(
+        &self,
+        superblock: Superblock,
+        directory: Directory,
+        frozen: Frozen,
+    ) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        st.written_at_checkpoint = self.counters.bytes_unfiltered.load(Ordering::Relaxed);
+        st.filtered_at_checkpoint = self.counters.bytes_filtered.load(Ordering::Relaxed);
+        st.committed.directory = directory;
+        st.committed.catalog = frozen.catalog;
+        st.committed.superblock = superblock;
+        drop(st);
+        bump(&self.counters.checkpoints, 1);
+        self.log_checkpointed(frozen.log_start);
+        super::recovery::remove_old_logs(&*self.backend, frozen.log_file)?;
+        self.remove_obsolete()
+    }
+
+    /// Runs a sync, counting the time it takes.
+    pub(super) fn timed_sync(
+        &self,
+        f: impl FnOnce() -> Result<(), FormatError>,
+    ) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let result = f();
+        bump(
+            &self.counters.sync_nanos,
+            start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64,
+        );
+        Ok(result?)
+    }
+
+    /// Writes `sb` into its slot, sealed under the store's key, and syncs
+    /// the superblock file.
+    fn write_superblock(&self, sb: &Superblock) -> Result<(), StoreError> {
+        let backend = &*self.backend;
+        write_slot(backend, sb, &seal(&self.pipeline))?;
+        self.timed_sync(|| {
+            backend
+                .sync(FileId::Superblock)
+                .map_err(|e| FormatError::io(backend.name(FileId::Superblock), None, e))
+        })
+    }
+}
