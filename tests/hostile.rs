@@ -552,3 +552,39 @@ fn encrypted_metadata_cannot_be_forged_without_the_key() {
     let e = Forest::open(dir.path(), options()).err().unwrap();
     assert!(one_line(&e).contains("digest"), "{e}");
 }
+
+/// Item 7: a command filter that stops answering (here: once a file
+/// exists, its decode sleeps for ever) fails the open after its timeout
+/// with a typed error, instead of hanging the store.
+#[test]
+fn a_hanging_command_filter_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let hang = dir.path().join("hang");
+    let decode = format!(
+        "if [ -e '{}' ]; then exec sleep 1000; fi; exec cat",
+        hang.display()
+    );
+    let spec = FilterSpec::command_with_timeout(
+        &["/bin/cat"],
+        &["/bin/sh", "-c", &decode],
+        std::time::Duration::from_millis(300),
+    );
+    let options = || plain().filters(vec![spec.clone(), FilterSpec::checksum()]);
+    let db = dir.path().join("db");
+    filled(&db, options(), 50);
+    std::fs::write(&hang, b"").unwrap();
+    let start = std::time::Instant::now();
+    let e = Forest::open(&db, options()).err().unwrap();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(one_line(&e).contains("did not finish within 300ms"), "{e}");
+    std::fs::remove_file(&hang).unwrap();
+    let forest = Forest::open(&db, options()).unwrap();
+    assert_eq!(
+        forest.tree("t").unwrap().unwrap().count_range(..).unwrap(),
+        50
+    );
+}

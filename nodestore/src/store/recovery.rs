@@ -21,8 +21,8 @@ use super::log::{create_log_file, LogStart};
 use super::{StoreConfig, KEY_CHECK, META_CONTEXT};
 use crate::{
     read_blob, read_newest_with_fault, scan_segment, Backend, BlobFault, BlobKind, Damage, Digest,
-    Directory, FileId, FilterStack, FormatError, Location, LogId, NodeTable, RecordHeader,
-    SegmentId, SegmentWriter, StoreError, Superblock, LOG_HEADER_LEN, SLOT_LEN,
+    Directory, FileId, FilterError, FilterStack, FormatError, Location, LogId, NodeTable,
+    RecordHeader, SegmentId, SegmentWriter, StoreError, Superblock, LOG_HEADER_LEN, SLOT_LEN,
 };
 use larix_filters::{Context, Pipeline};
 
@@ -203,6 +203,12 @@ fn check_key(
     };
     match pipeline.decode(&Context::new(META_CONTEXT), &body) {
         Ok(plain) if plain == KEY_CHECK => Ok(()),
+        // A command that could not run says nothing about the blob.
+        Err(
+            e @ (FilterError::CommandSpawn { .. }
+            | FilterError::CommandIo { .. }
+            | FilterError::CommandTimeout { .. }),
+        ) => Err(e.into()),
         // Only a key can make an intact blob fail to decode; without
         // encryption the blob itself is damaged.
         _ if pipeline.has_filter("encrypt") => Err(StoreError::WrongKey),
