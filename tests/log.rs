@@ -1,0 +1,232 @@
+//! The commit log: a commit is one record and one sync; replay after a
+//! crash brings back exactly the committed state; a torn tail is dropped,
+//! damage before it refused; a large uncommitted change spills to the log
+//! and is never replayed unless committed; an encrypted store's log holds
+//! no plaintext (issue 14).
+
+use larix::{Durability, FilterSpec, Forest, Options};
+use larix_nodestore::testing::{CrashMode, FaultyBackend};
+use larix_nodestore::{Backend, FileId, FormatError, StoreError};
+use std::sync::Arc;
+
+fn options() -> Options {
+    Options::default()
+        .node_size(1024)
+        .cache_bytes(1 << 20)
+        .workers(2)
+}
+
+fn open(disk: &FaultyBackend, options: Options) -> larix::Result<Forest> {
+    Forest::with_backend(Arc::new(disk.clone()), options)
+}
+
+/// Ends the process that uses `disk` the hard way: nothing more reaches
+/// it, then the machine loses what was not synced.
+fn crash(disk: &FaultyBackend, forest: Forest, mode: CrashMode) {
+    disk.kill();
+    drop(forest);
+    disk.crash(mode);
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key-{:08}", i.wrapping_mul(2_654_435_761)).into_bytes()
+}
+
+fn log_bytes(disk: &FaultyBackend) -> Vec<u8> {
+    disk.list()
+        .unwrap()
+        .into_iter()
+        .filter(|f| matches!(f, FileId::Log(_)))
+        .flat_map(|f| disk.contents(f).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn many_small_commits_replay_after_a_crash() {
+    let disk = FaultyBackend::new();
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    for i in 0..2000 {
+        t.insert(&key(i), format!("v{i}").as_bytes()).unwrap();
+        if i % 3 == 0 {
+            t.remove(&key(i / 2)).unwrap();
+        }
+        forest.commit().unwrap();
+    }
+    let expected: Vec<_> = t.range(..).unwrap().map(|r| r.unwrap()).collect();
+    let stats = forest.stats();
+    assert_eq!(stats.commits, 2000);
+    // One record and at most one sync per commit.
+    assert_eq!(stats.log_records, 2000, "{stats:?}");
+    assert!(stats.log_syncs <= 2000, "{stats:?}");
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    let got: Vec<_> = t.range(..).unwrap().map(|r| r.unwrap()).collect();
+    assert_eq!(got, expected);
+    assert!(forest.check().unwrap().is_clean());
+}
+
+#[test]
+fn a_one_key_commit_logs_a_few_hundred_bytes() {
+    let disk = FaultyBackend::new();
+    let forest = open(&disk, Options::default()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    for i in 0..20_000 {
+        t.insert(&key(i), &[7u8; 150]).unwrap();
+    }
+    forest.commit().unwrap();
+    let before = forest.stats();
+    for i in 0..100 {
+        t.insert(&key(i + 100_000), &[8u8; 150]).unwrap();
+        forest.commit().unwrap();
+    }
+    let after = forest.stats();
+    let per_commit = (after.log_bytes - before.log_bytes) / 100;
+    assert!(per_commit < 400, "{per_commit} bytes per one-key commit");
+    assert_eq!(after.blobs_written, before.blobs_written, "a commit wrote nodes");
+}
+
+#[test]
+fn a_torn_last_record_is_dropped_and_the_rest_replayed() {
+    // Shorter than the record: part of its 52-byte header, or of its body.
+    for keep in [0, 10, 30, 51, 60] {
+        let disk = FaultyBackend::new();
+        let forest = open(&disk, options().durability(Durability::None)).unwrap();
+        let t = forest.create_tree("t").unwrap();
+        t.insert(b"first", b"1").unwrap();
+        forest.checkpoint().unwrap();
+        t.insert(b"second", &[2; 200]).unwrap();
+        forest.commit().unwrap();
+        drop(t);
+        crash(&disk, forest, CrashMode::TearLastWrite { keep });
+        let forest = open(&disk, options()).unwrap();
+        let t = forest.tree("t").unwrap().unwrap();
+        assert_eq!(t.get(b"first").unwrap(), Some(b"1".to_vec()), "keep {keep}");
+        assert_eq!(t.get(b"second").unwrap(), None, "keep {keep}");
+        assert!(forest.check().unwrap().is_clean());
+    }
+}
+
+#[test]
+fn damage_before_the_tail_is_refused() {
+    let disk = FaultyBackend::new();
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    forest.checkpoint().unwrap();
+    for i in 0..3 {
+        t.insert(&key(i), &[1; 100]).unwrap();
+        forest.commit().unwrap();
+    }
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let log = disk
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|f| matches!(f, FileId::Log(_)))
+        .find(|&f| disk.contents(f).is_some_and(|c| c.iter().any(|&b| b != 0)))
+        .unwrap();
+    // The first record's body starts after its 52-byte header.
+    disk.flip_bit(log, 60, 3).unwrap();
+    let e = open(&disk, options()).err().unwrap();
+    assert!(
+        matches!(
+            e,
+            larix::Error::Store(StoreError::Format(FormatError::LogDamaged { .. }))
+        ),
+        "{e:?}"
+    );
+    assert!(!e.to_string().contains('\n'));
+}
+
+#[test]
+fn an_uncommitted_spilled_change_is_never_replayed() {
+    let disk = FaultyBackend::new();
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    t.insert(b"kept", b"1").unwrap();
+    forest.commit().unwrap();
+    // Over a MiB of operations: spilled to the log, never committed.
+    for i in 0..12_000 {
+        t.insert(&key(i), &[3; 100]).unwrap();
+    }
+    let stats = forest.stats();
+    assert!(stats.log_records >= 2, "nothing spilled: {stats:?}");
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    assert_eq!(t.count_range(..).unwrap(), 1);
+    // The next session's commits replay, the abandoned group still not.
+    t.insert(b"later", b"2").unwrap();
+    forest.commit().unwrap();
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    assert_eq!(t.count_range(..).unwrap(), 2);
+    // A spilled change that commits replays whole.
+    for i in 0..12_000 {
+        t.insert(&key(i), &[4; 100]).unwrap();
+    }
+    forest.commit().unwrap();
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    assert_eq!(t.count_range(..).unwrap(), 12_002);
+    assert!(forest.check().unwrap().is_clean());
+}
+
+#[test]
+fn an_encrypted_log_holds_no_plaintext() {
+    let disk = FaultyBackend::new();
+    let filters = vec![
+        FilterSpec::zstd(1),
+        FilterSpec::encrypt([9; 32]),
+        FilterSpec::checksum(),
+    ];
+    let forest = open(&disk, options().filters(filters)).unwrap();
+    let t = forest.create_tree("secrets").unwrap();
+    let secret = b"the-launch-code-is-0000";
+    for i in 0..50 {
+        t.insert(&key(i), secret).unwrap();
+        forest.commit().unwrap();
+    }
+    let log = log_bytes(&disk);
+    assert!(log.len() > 50 * 40, "the log holds {} bytes", log.len());
+    for needle in [&secret[..], b"launch-code", b"secrets"] {
+        assert!(
+            !log.windows(needle.len()).any(|w| w == needle),
+            "plaintext {:?} in the log",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}
+
+#[test]
+fn concurrent_commits_share_syncs_and_all_land() {
+    let disk = FaultyBackend::new();
+    let forest = Arc::new(open(&disk, options()).unwrap());
+    forest.create_tree("t").unwrap();
+    std::thread::scope(|s| {
+        for w in 0..4u32 {
+            let forest = forest.clone();
+            s.spawn(move || {
+                let t = forest.tree("t").unwrap().unwrap();
+                for i in 0..200 {
+                    t.insert(&key(w * 1000 + i), b"x").unwrap();
+                    forest.commit().unwrap();
+                }
+            });
+        }
+    });
+    let stats = forest.stats();
+    assert!(stats.log_syncs <= stats.commits, "{stats:?}");
+    let forest = Arc::try_unwrap(forest).ok().unwrap();
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, options()).unwrap();
+    assert_eq!(forest.tree("t").unwrap().unwrap().count_range(..).unwrap(), 800);
+}
