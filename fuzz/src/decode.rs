@@ -4,22 +4,33 @@
 //! Input layout: one selector byte, then the format's bytes. The low three
 //! bits of the selector pick the [`Format`]; bit 7 ([`SEALED`]) asks the
 //! harness to *seal* the bytes first, writing the checksum (and, for the
-//! directory, the count) the format expects, so the fuzzer reaches the
-//! field checks behind the checksum instead of stopping at it. Unsealed
-//! inputs test the checksums themselves.
+//! directory, the count; for a superblock slot, the MAC under
+//! [`fuzz_seal`]) the format expects, so the fuzzer reaches the field
+//! checks behind the checksum instead of stopping at it. Unsealed inputs
+//! test the checksums themselves.
+//!
+//! The layouts are those of format version 2 (`docs/design.md`, "On-disk
+//! format, version 2"): 24-byte table slots carrying a node digest,
+//! 40-byte directory records carrying a chunk digest, and superblock slots
+//! carrying two metadata digests, the commit log's position and a MAC.
 //!
 //! For every format: decoding returns an error or a value, never panics,
 //! and a decoded value re-encodes to the very same bytes (node, chunk,
 //! superblock slot, directory, blob header, catalog): every format is
-//! canonical. A node is also rebuilt entry by entry, which must give its
-//! bytes back (so its varints are minimal).
+//! canonical. (A slot's MAC is the one field a store without a key does not
+//! read, so a slot re-encodes to its bytes with its own MAC.) A node is
+//! also rebuilt entry by entry, which must give its bytes back (so its
+//! varints are minimal). Every slot is decoded both without a key and
+//! under [`fuzz_seal`]: the two agree but for the MAC check.
 
 use larix_btree::{Catalog, Node, MAX_NAME_LEN};
+use larix_nodestore::testing::{
+    no_seal, read_blob, read_newest_with_fault, read_slots, scan_segment, BlobHeader, Directory,
+    Location, NodeTable, Superblock, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, DIGEST_LEN,
+    HEADER_LEN, MAC_LEN, MAX_BLOB_LEN, MAX_CHUNK, MAX_DESCRIPTOR_LEN, SLOT_LEN,
+};
 use larix_nodestore::{
-    read_blob, read_newest, read_slots, scan_segment, Backend, BlobHeader, BlobKind, Codec,
-    Directory, FileId, FormatError, MemBackend, NodeId, NodeTable, SegmentId, SlotFault,
-    Superblock, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, HEADER_LEN, MAX_BLOB_LEN, MAX_CHUNK,
-    MAX_DESCRIPTOR_LEN, SLOT_LEN,
+    Backend, BlobKind, Codec, FileId, FormatError, MemBackend, NodeId, SegmentId, SlotFault,
 };
 use std::collections::BTreeMap;
 
@@ -28,15 +39,39 @@ use crate::take_u64;
 /// Selector bit asking the harness to seal the input before decoding.
 pub const SEALED: u8 = 0x80;
 
+/// Bytes of one node table slot (segment, offset, length, refcount, node
+/// digest).
+const TABLE_SLOT_LEN: usize = (CHUNK_BYTES - 4) / CHUNK_ENTRIES as usize;
+
+/// Bytes of one directory record (chunk index, location, chunk digest).
+const DIRECTORY_RECORD_LEN: usize = 8 + 16 + DIGEST_LEN;
+
+/// Where a superblock slot's MAC lies (before the crc).
+const MAC_AT: usize = SLOT_LEN - 4 - MAC_LEN;
+
+/// The seal of the fuzzed store with a key. The decoder treats a seal as an
+/// opaque function of the slot's bytes (a store's is keyed BLAKE3); this
+/// one, eight crc32c sums under different prefixes, is cheap and
+/// deterministic, so a sealed input carries a MAC that verifies.
+pub fn fuzz_seal(bytes: &[u8]) -> Option<[u8; MAC_LEN]> {
+    let mut mac = [0u8; MAC_LEN];
+    for (i, word) in (0u8..).zip(mac.chunks_exact_mut(4)) {
+        let sum = crc32c::crc32c_append(crc32c::crc32c(&[i]), bytes);
+        word.copy_from_slice(&sum.to_le_bytes());
+    }
+    Some(mac)
+}
+
 /// The formats the `decode` target feeds, by selector value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// A B-tree node (`Node` through `Codec::decode`).
     Node = 0,
     /// A node table chunk: index u64 LE, then the chunk. Sealed: index,
-    /// then records of slot u16 LE (mod 1024) and 16 slot bytes.
+    /// then records of slot u16 LE (mod 256) and 24 slot bytes.
     Chunk = 1,
-    /// One superblock slot. Sealed: padded or cut to 4096 bytes, crc set.
+    /// One superblock slot. Sealed: padded or cut to 4096 bytes, MAC
+    /// ([`fuzz_seal`]) and crc set.
     Slot = 2,
     /// The node table directory. Sealed: count and crc set.
     Directory = 3,
@@ -48,7 +83,7 @@ pub enum Format {
     /// each header's crc set along the scan.
     Segment = 6,
     /// A whole superblock file (two slots), as opening a store reads it.
-    /// Sealed: the crc of each complete slot set.
+    /// Sealed: the MAC and crc of each complete slot set.
     SuperblockFile = 7,
 }
 
@@ -179,13 +214,13 @@ fn node(bytes: &[u8]) -> bool {
     true
 }
 
-/// Seals a chunk built from sparse slot records: slot u16 LE (mod 1024)
-/// then 16 slot bytes, repeated.
+/// Seals a chunk built from sparse slot records: slot u16 LE (mod 256)
+/// then 24 slot bytes, repeated.
 fn seal_chunk(idx: u64, records: &[u8]) -> Vec<u8> {
     let mut bytes = vec![0u8; CHUNK_BYTES];
-    for rec in records.chunks_exact(18) {
+    for rec in records.chunks_exact(2 + TABLE_SLOT_LEN) {
         let s = usize::from(u16::from_le_bytes([rec[0], rec[1]])) % CHUNK_ENTRIES as usize;
-        bytes[s * 16..(s + 1) * 16].copy_from_slice(&rec[2..]);
+        bytes[s * TABLE_SLOT_LEN..(s + 1) * TABLE_SLOT_LEN].copy_from_slice(&rec[2..]);
     }
     let sum = crc32c::crc32c_append(
         crc32c::crc32c(&idx.to_le_bytes()),
@@ -201,12 +236,13 @@ fn seal_chunk(idx: u64, records: &[u8]) -> Vec<u8> {
 fn chunk(idx: u64, bytes: &[u8]) -> bool {
     let other_idx = if idx == 0 { 1 } else { idx - 1 };
     let entry = |segment, len| TableEntry {
-        loc: Some(larix_nodestore::Location {
+        loc: Some(Location {
             segment: SegmentId(segment),
             offset: 0,
             len,
         }),
         refcount: 1,
+        digest: u64::from(segment) << 32 | u64::from(len),
     };
     let mut table = NodeTable::new();
     let other = NodeId(other_idx.min(MAX_CHUNK) * CHUNK_ENTRIES);
@@ -233,7 +269,7 @@ fn chunk(idx: u64, bytes: &[u8]) -> bool {
     );
     assert!(table.dirty_chunks().is_empty(), "a loaded chunk is dirty");
     let live = bytes[..CHUNK_BYTES - 4]
-        .chunks_exact(16)
+        .chunks_exact(TABLE_SLOT_LEN)
         .filter(|s| s.iter().any(|&b| b != 0))
         .count();
     assert_eq!(table.chunk_len(idx), live);
@@ -293,18 +329,32 @@ fn check_live_bytes(table: &NodeTable, idx: u64, other: NodeId) {
     }
 }
 
-fn seal_slot(bytes: &mut Vec<u8>) {
-    bytes.resize(SLOT_LEN, 0);
-    let sum = crc(&bytes[..SLOT_LEN - 4]);
-    bytes[SLOT_LEN - 4..].copy_from_slice(&sum);
+/// Sets the MAC ([`fuzz_seal`]) and then the crc of one complete slot.
+fn seal_one_slot(slot: &mut [u8]) {
+    let mac = fuzz_seal(&slot[..MAC_AT]).expect("the fuzz seal has a key");
+    slot[MAC_AT..MAC_AT + MAC_LEN].copy_from_slice(&mac);
+    let sum = crc(&slot[..SLOT_LEN - 4]);
+    slot[SLOT_LEN - 4..].copy_from_slice(&sum);
 }
 
-/// A valid slot re-encodes to its bytes and satisfies the field rules.
+fn seal_slot(bytes: &mut Vec<u8>) {
+    bytes.resize(SLOT_LEN, 0);
+    seal_one_slot(bytes);
+}
+
+/// A valid slot re-encodes to its bytes (with its own MAC) and satisfies
+/// the field rules; decoded under [`fuzz_seal`] it gives the same answer
+/// but for the MAC check.
 fn slot(bytes: &[u8]) -> bool {
-    match Superblock::decode(bytes) {
+    let plain = Superblock::decode(bytes);
+    let keyed = Superblock::decode_sealed(bytes, &fuzz_seal);
+    check_keyed(&plain, &keyed, bytes);
+    match plain {
         Ok(sb) => {
+            let mut mac = [0u8; MAC_LEN];
+            mac.copy_from_slice(&bytes[MAC_AT..MAC_AT + MAC_LEN]);
             assert_eq!(
-                sb.encode()[..],
+                sb.encode_sealed(&|_| Some(mac))[..],
                 bytes[..],
                 "a slot re-encodes to other bytes"
             );
@@ -318,8 +368,30 @@ fn slot(bytes: &[u8]) -> bool {
     }
 }
 
+/// A slot decoded under a seal: as without one, unless the slot got past
+/// the version check (the MAC is checked next) and its MAC is not the
+/// seal's, which makes it unauthenticated.
+fn check_keyed(
+    plain: &Result<Superblock, SlotFault>,
+    keyed: &Result<Superblock, SlotFault>,
+    bytes: &[u8],
+) {
+    let past_version = matches!(
+        plain,
+        Ok(_) | Err(SlotFault::Field(_) | SlotFault::WrongSlot { .. })
+    );
+    let authentic = bytes.len() == SLOT_LEN
+        && fuzz_seal(&bytes[..MAC_AT]).is_some_and(|mac| bytes[MAC_AT..MAC_AT + MAC_LEN] == mac);
+    if past_version && !authentic {
+        assert_eq!(*keyed, Err(SlotFault::Unauthenticated), "a forged MAC");
+    } else {
+        assert_eq!(keyed, plain, "a seal changed more than the MAC check");
+    }
+}
+
 fn check_superblock(sb: &Superblock) {
     assert!(sb.next_node.0 >= 1 && sb.next_segment.0 >= 1);
+    assert!(sb.log_file.0 >= 1 && sb.log_start >= 1);
     assert!(sb.filter_stack.as_str().len() <= MAX_DESCRIPTOR_LEN);
     for loc in [sb.table_directory, sb.catalog, sb.key_check]
         .into_iter()
@@ -334,27 +406,40 @@ fn check_superblock(sb: &Superblock) {
 /// crc.
 fn seal_directory(bytes: &mut Vec<u8>) {
     bytes.resize(bytes.len().max(4), 0);
-    let count = (bytes.len() - 4) / 24;
-    bytes.truncate(4 + 24 * count);
+    let count = (bytes.len() - 4) / DIRECTORY_RECORD_LEN;
+    bytes.truncate(4 + DIRECTORY_RECORD_LEN * count);
     bytes[..4].copy_from_slice(&(count as u32).to_le_bytes());
     let sum = crc(bytes);
     bytes.extend_from_slice(&sum);
 }
 
-/// A valid directory re-encodes to its bytes, in ascending chunk order.
+/// A valid directory re-encodes to its bytes, in ascending chunk order,
+/// each chunk with the digest its record holds; rebuilt chunk by chunk it
+/// is the same directory.
 fn directory(bytes: &[u8]) -> bool {
     let Ok(dir) = Directory::decode(bytes) else {
         return false;
     };
     assert_eq!(dir.encode(), bytes, "a directory re-encodes to other bytes");
-    assert_eq!(bytes.len(), 8 + 24 * dir.len());
+    assert_eq!(bytes.len(), 8 + DIRECTORY_RECORD_LEN * dir.len());
     let mut last = None;
-    for (idx, loc) in dir.iter() {
+    let mut rebuilt = Directory::new();
+    let records = bytes[4..].chunks_exact(DIRECTORY_RECORD_LEN);
+    for ((idx, loc, digest), rec) in dir.iter_pinned().zip(records) {
         assert!(last.is_none_or(|l| l < idx), "chunks out of order");
         last = Some(idx);
         assert_eq!(dir.get(idx), Some(loc));
         assert!(loc.segment.0 != 0 && loc.len <= MAX_BLOB_LEN);
+        assert_eq!(
+            digest.0,
+            rec[DIRECTORY_RECORD_LEN - DIGEST_LEN..],
+            "digest of {idx}"
+        );
+        assert_eq!(rebuilt.insert(idx, loc, digest), None, "chunk {idx} twice");
     }
+    assert!(dir.iter().eq(dir.iter_pinned().map(|(i, l, _)| (i, l))));
+    assert_eq!(rebuilt, dir, "a directory rebuilt chunk by chunk differs");
+    assert_eq!(dir.is_empty(), last.is_none());
     true
 }
 
@@ -467,44 +552,75 @@ fn segment(bytes: &[u8]) -> bool {
 fn seal_slots(bytes: &mut [u8]) {
     for at in [0, SLOT_LEN] {
         if bytes.len() >= at + SLOT_LEN {
-            let sum = crc(&bytes[at..at + SLOT_LEN - 4]);
-            bytes[at + SLOT_LEN - 4..at + SLOT_LEN].copy_from_slice(&sum);
+            seal_one_slot(&mut bytes[at..at + SLOT_LEN]);
         }
     }
 }
 
-/// Opens a superblock file as a store does: `read_newest` agrees with the
-/// two slots `read_slots` reports.
+/// Opens a superblock file as a store does, without a key and under
+/// [`fuzz_seal`]: `read_newest_with_fault` agrees with the two slots
+/// `read_slots` reports, and each keyed slot with its plain one.
 fn superblock_file(bytes: &[u8]) -> bool {
     let backend = MemBackend::new();
     backend
         .write_at(FileId::Superblock, 0, bytes)
         .expect("a memory write succeeds");
-    let slots = read_slots(&backend).expect("memory slots read");
-    for (i, s) in slots.iter().enumerate() {
-        if let Ok(sb) = s {
+    let plain = read_slots(&backend, &no_seal).expect("memory slots read");
+    let keyed = read_slots(&backend, &fuzz_seal).expect("memory slots read");
+    for (i, (p, k)) in plain.iter().zip(&keyed).enumerate() {
+        if let Ok(sb) = p {
             assert_eq!(sb.generation.slot(), i, "generation in the wrong slot");
             check_superblock(sb);
         }
+        let at = (i * SLOT_LEN).min(bytes.len());
+        check_keyed(p, k, &bytes[at..(at + SLOT_LEN).min(bytes.len())]);
     }
+    let opened = newest(&plain, read_newest_with_fault(&backend, &no_seal));
+    newest(&keyed, read_newest_with_fault(&backend, &fuzz_seal));
+    opened
+}
+
+/// The superblock a store opens agrees with its two slots: the newest valid
+/// one, with the other's fault if it is damaged rather than empty; or the
+/// error the slots call for. Returns whether it opened.
+fn newest(
+    slots: &[Result<Superblock, SlotFault>; 2],
+    opened: Result<(Superblock, Option<SlotFault>), FormatError>,
+) -> bool {
     let version = slots
         .iter()
         .any(|s| matches!(s, Err(SlotFault::Version(_))));
-    match read_newest(&backend) {
-        Ok(sb) => {
+    let all = |ok: &dyn Fn(&SlotFault) -> bool| slots.iter().all(|s| s.as_ref().is_err_and(ok));
+    match opened {
+        Ok((sb, fault)) => {
             assert!(!version, "opened past a slot of another version");
             let newest = slots.iter().flatten().max_by_key(|s| s.generation);
             assert_eq!(Some(&sb), newest);
+            let damaged = slots
+                .iter()
+                .filter_map(|s| s.as_ref().err())
+                .find(|f| **f != SlotFault::Empty);
+            assert_eq!(fault.as_ref(), damaged, "the fault of the other slot");
             true
         }
         Err(e) => {
             let _ = e.to_string();
             match e {
                 FormatError::UnsupportedVersion { .. } => assert!(version),
-                FormatError::NoSuperblock { .. } => {
-                    assert!(slots.iter().all(|s| *s == Err(SlotFault::Empty)));
+                FormatError::NoSuperblock { .. } => assert!(all(&|f| *f == SlotFault::Empty)),
+                FormatError::Unauthenticated { .. } => assert!(all(&|f| matches!(
+                    f,
+                    SlotFault::Empty | SlotFault::Unauthenticated
+                ))),
+                FormatError::NotLarix { .. } => {
+                    assert!(all(&|f| matches!(f, SlotFault::Empty | SlotFault::Magic)));
                 }
-                _ => assert!(slots.iter().all(Result::is_err) && !version),
+                FormatError::SuperblockDamaged { slot0, slot1, .. } => {
+                    assert!(!version);
+                    assert_eq!(slots[0], Err(slot0));
+                    assert_eq!(slots[1], Err(slot1));
+                }
+                other => panic!("a memory superblock file failed to open: {other}"),
             }
             false
         }
@@ -526,5 +642,25 @@ mod tests {
             assert_eq!(run(&[f.selector(true)]), empty_when_sealed, "{f:?} sealed");
         }
         assert!(!run(&[]));
+    }
+
+    /// A slot whose MAC is not the seal's reads without a key, re-encodes
+    /// with its own MAC, and is unauthenticated under the seal.
+    #[test]
+    fn a_slot_is_read_with_and_without_the_seal() {
+        let sb = Superblock::new(Default::default());
+        let mut bytes = sb.encode_sealed(&fuzz_seal).to_vec();
+        assert!(slot(&bytes));
+        bytes[MAC_AT] ^= 1;
+        let sum = crc(&bytes[..SLOT_LEN - 4]);
+        bytes[SLOT_LEN - 4..].copy_from_slice(&sum);
+        assert_eq!(
+            Superblock::decode_sealed(&bytes, &fuzz_seal),
+            Err(SlotFault::Unauthenticated)
+        );
+        assert!(slot(&bytes));
+        let mut file = bytes.clone();
+        file.extend(sb.encode_sealed(&fuzz_seal));
+        assert!(superblock_file(&file));
     }
 }

@@ -29,8 +29,9 @@
 //!
 //! A broken rule is a panic, which libFuzzer reports as a crash.
 
-use larix::backend::{Backend, CrashMode, FaultyBackend, FileId};
+use larix::backend::{Backend, FileId};
 use larix::{Durability, Error, FilterSpec, Forest, Options};
+use larix_nodestore::testing::{CrashMode, FaultyBackend};
 use larix_nodestore::StoreError;
 use std::collections::BTreeMap;
 use std::ops::Bound;

@@ -6,13 +6,14 @@
 
 use larix_btree::{Catalog, Node};
 use larix_filters::{Context, FilterSpec, Pipeline};
-use larix_nodestore::{
-    write_slot, Backend, BlobHeader, BlobKind, Codec, Directory, FileId, FilterStack, Generation,
-    Location, MemBackend, NodeId, NodeTable, SegmentId, SegmentWriter, Superblock, TableEntry,
+use larix_nodestore::testing::{
+    no_seal, node_digest, write_slot, BlobHeader, Digest, Directory, FilterStack, Generation,
+    Location, NodeTable, Seal, SegmentWriter, Superblock, TableEntry, CHUNK_ENTRIES,
     DEFAULT_MAX_SEGMENT_BYTES,
 };
+use larix_nodestore::{Backend, BlobKind, Codec, FileId, LogId, MemBackend, NodeId, SegmentId};
 
-use crate::decode::Format;
+use crate::decode::{fuzz_seal, Format};
 use crate::filters::{self, Mode, KEY};
 use crate::model::{self, Config, Crash, End, Filters, Op};
 
@@ -63,28 +64,37 @@ fn sample_index() -> Node {
 }
 
 fn sample_superblock(generation: u64) -> Superblock {
-    let stack = "zstd(level=3),encrypt(xchacha20poly1305),checksum(crc32c)";
+    let parameters =
+        "node_size=4096;filters=zstd(level=3),encrypt(xchacha20poly1305),checksum(crc32c)";
     Superblock {
         generation: Generation(generation),
         next_node: NodeId(5000),
         next_segment: SegmentId(4),
-        table_directory: Some(loc(3, 16_412, 80)),
+        table_directory: Some(loc(3, 16_412, 88)),
         catalog: Some(loc(3, 0, 61)),
         key_check: Some(loc(1, 24, 56)),
-        filter_stack: FilterStack::new(stack).expect("a short descriptor"),
+        filter_stack: FilterStack::new(parameters).expect("a short descriptor"),
+        table_directory_digest: Digest::of(b"the table directory"),
+        catalog_digest: Digest::of(b"the catalog"),
+        log_file: LogId(2),
+        log_start: 90 + generation,
+        log_salt: 0x5EED_5A17,
     }
 }
 
+/// Entries in the first, second and last slot of chunk 5.
 fn sample_table() -> NodeTable {
     let mut t = NodeTable::new();
+    let first = 5 * CHUNK_ENTRIES;
     for (id, segment, offset, len, refcount) in [
-        (5 * 1024, 1, 0, 300, 1),
-        (5 * 1024 + 1, 1, 324, 4000, 2),
-        (5 * 1024 + 1023, 3, 96, 16, u32::MAX),
+        (first, 1, 0, 300, 1),
+        (first + 1, 1, 324, 4000, 2),
+        (first + CHUNK_ENTRIES - 1, 3, 96, 16, u32::MAX),
     ] {
         let entry = TableEntry {
             loc: Some(loc(segment, offset, len)),
             refcount,
+            digest: node_digest(&id.to_le_bytes()),
         };
         t.set(NodeId(id), entry);
     }
@@ -112,19 +122,23 @@ pub fn decode() -> Vec<Seed> {
     chunk.extend(table.encode_chunk(5).expect("written entries encode"));
     add("chunk", Format::Chunk, false, &chunk);
     let mut sparse = 5u64.to_le_bytes().to_vec();
-    // Slot 1: segment 1, offset 324, length 4000, refcount 2.
+    // Slot 1: segment 1, offset 324, length 4000, refcount 2, digest
+    // 0x0102030405060708.
     sparse.extend_from_slice(&1u16.to_le_bytes());
     sparse.extend_from_slice(&[1, 0, 0, 0, 68, 1, 0, 0, 160, 15, 0, 0, 2, 0, 0, 0]);
+    sparse.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
     add("chunk-sparse", Format::Chunk, true, &sparse);
 
     let slot = sample_superblock(7).encode();
     add("slot", Format::Slot, false, &slot);
     let empty = Superblock::new(FilterStack::default()).encode();
     add("slot-new-store", Format::Slot, false, &empty);
+    let mac = sample_superblock(8).encode_sealed(&fuzz_seal);
+    add("slot-mac", Format::Slot, false, &mac);
 
     let mut dir = Directory::new();
-    dir.insert(0, loc(1, 0, 16_388));
-    dir.insert(5, loc(3, 24, 16_388));
+    dir.insert(0, loc(1, 0, 6148), Digest::of(b"chunk 0"));
+    dir.insert(5, loc(3, 24, 6148), Digest::of(b"chunk 5"));
     let dir = dir.encode();
     add("directory", Format::Directory, false, &dir);
     add(
@@ -152,7 +166,13 @@ pub fn decode() -> Vec<Seed> {
         "superblock-file",
         Format::SuperblockFile,
         false,
-        &sample_superblock_file(),
+        &sample_superblock_file(&no_seal),
+    );
+    add(
+        "superblock-file-mac",
+        Format::SuperblockFile,
+        false,
+        &sample_superblock_file(&fuzz_seal),
     );
     seeds
 }
@@ -165,7 +185,13 @@ fn sample_segment() -> Vec<u8> {
     sample_leaf().encode(&mut node);
     let records: [(BlobKind, u64, Vec<u8>); 4] = [
         (BlobKind::Node, 42, node),
-        (BlobKind::TableChunk, 0, vec![0; 64]),
+        (
+            BlobKind::TableChunk,
+            5,
+            sample_table()
+                .encode_chunk(5)
+                .expect("written entries encode"),
+        ),
         (BlobKind::TableDirectory, 0, Directory::new().encode()),
         (BlobKind::Catalog, 0, Catalog::default().encode()),
     ];
@@ -176,11 +202,12 @@ fn sample_segment() -> Vec<u8> {
     read_file(&backend, FileId::Segment(SegmentId::FIRST))
 }
 
-/// A superblock file holding generations 2 (slot 0) and 3 (slot 1).
-fn sample_superblock_file() -> Vec<u8> {
+/// A superblock file holding generations 2 (slot 0) and 3 (slot 1),
+/// sealed with `seal`.
+fn sample_superblock_file(seal: Seal) -> Vec<u8> {
     let backend = MemBackend::new();
     for generation in [2, 3] {
-        write_slot(&backend, &sample_superblock(generation)).expect("a memory write");
+        write_slot(&backend, &sample_superblock(generation), seal).expect("a memory write");
     }
     read_file(&backend, FileId::Superblock)
 }
