@@ -2,7 +2,7 @@
 
 use crate::{Error, Result};
 use larix_btree::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
-use larix_filters::FilterSpec;
+use larix_filters::{FilterSpec, RecordedFilter};
 pub use larix_nodestore::Durability;
 
 /// The most background filter threads a forest runs.
@@ -144,17 +144,11 @@ impl Options {
             .ok_or_else(|| bad("no filter list"))?;
         let node_size = size.parse().map_err(|_| bad("node size is not a number"))?;
         let mut specs = Vec::new();
-        for (name, params) in split_filters(filters).ok_or_else(|| bad("malformed filter list"))? {
-            specs.push(match (name.as_str(), params.as_slice()) {
-                ("zstd", [p]) => {
-                    let level = p
-                        .strip_prefix("level=")
-                        .and_then(|l| l.parse().ok())
-                        .ok_or_else(|| bad("zstd without a level"))?;
-                    FilterSpec::zstd(level)
-                }
-                ("checksum", _) => FilterSpec::checksum(),
-                ("encrypt", _) => {
+        for recorded in larix_filters::parse_descriptor(filters)? {
+            specs.push(match &recorded {
+                RecordedFilter::Zstd { level } => FilterSpec::zstd(*level),
+                RecordedFilter::Checksum => FilterSpec::checksum(),
+                RecordedFilter::Encrypt => {
                     let path = key_file.ok_or_else(|| {
                         Error::InvalidOptions(
                             "the store is encrypted: a key file is needed to open it".into(),
@@ -162,27 +156,18 @@ impl Options {
                     })?;
                     FilterSpec::encrypt_key_file(path)?
                 }
-                ("command", [encode, decode]) => {
-                    let argv = |p: &str, field: &str| -> Option<Vec<String>> {
-                        split_escaped(p.strip_prefix(field)?, ' ')
-                    };
-                    let e = argv(encode, "encode=").ok_or_else(|| bad("bad command"))?;
-                    let d = argv(decode, "decode=").ok_or_else(|| bad("bad command"))?;
-                    match command {
-                        Some(FilterSpec::Command { encode, decode, .. })
-                            if *encode == e && *decode == d =>
-                        {
-                            command.cloned().ok_or_else(|| bad("bad command"))?
-                        }
-                        _ => {
-                            return Err(Error::UntrustedCommand {
-                                encode: e.join(" "),
-                                decode: d.join(" "),
-                            })
-                        }
+                // Never armed from the store's text: only the caller's own,
+                // identical command runs.
+                RecordedFilter::Command { encode, decode } => match command {
+                    Some(spec) if recorded.matches(spec) => spec.clone(),
+                    _ => {
+                        return Err(Error::UntrustedCommand {
+                            encode: encode.join(" "),
+                            decode: decode.join(" "),
+                        })
                     }
-                }
-                _ => return Err(bad(&format!("unknown filter {name:?}"))),
+                },
+                other => return Err(bad(&format!("unknown filter {}", other.name()))),
             });
         }
         let has = |name| specs.iter().any(|s| s.name() == name);
@@ -305,61 +290,6 @@ impl Options {
         }
         Ok(limits)
     }
-}
-
-/// Splits `name(params),name(params)` into names and their `;`-separated
-/// parameters, unescaping backslashes. `None` if malformed.
-fn split_filters(list: &str) -> Option<Vec<(String, Vec<String>)>> {
-    let mut out = Vec::new();
-    let mut rest = list;
-    while !rest.is_empty() {
-        let open = rest.find('(')?;
-        let name = rest[..open].to_string();
-        let mut params = vec![String::new()];
-        let mut chars = rest[open + 1..].char_indices();
-        let mut end = None;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    // Keep the escape: argv splitting below needs it.
-                    let (_, next) = chars.next()?;
-                    let last = params.last_mut()?;
-                    last.push('\\');
-                    last.push(next);
-                }
-                ';' => params.push(String::new()),
-                ')' => {
-                    end = Some(open + 1 + i);
-                    break;
-                }
-                c => params.last_mut()?.push(c),
-            }
-        }
-        let end = end?;
-        out.push((name, params));
-        rest = &rest[end + 1..];
-        rest = match rest.strip_prefix(',') {
-            Some(r) if !r.is_empty() => r,
-            Some(_) => return None,
-            None if rest.is_empty() => rest,
-            None => return None,
-        };
-    }
-    Some(out)
-}
-
-/// Splits `text` at unescaped `sep`, removing the escapes.
-fn split_escaped(text: &str, sep: char) -> Option<Vec<String>> {
-    let mut out = vec![String::new()];
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.last_mut()?.push(chars.next()?),
-            c if c == sep => out.push(String::new()),
-            c => out.last_mut()?.push(c),
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
