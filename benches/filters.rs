@@ -70,6 +70,14 @@ fn random_payload() -> Vec<u8> {
     out
 }
 
+/// The absolute path of gzip (command programs must be absolute).
+fn gzip() -> &'static str {
+    ["/usr/bin/gzip", "/bin/gzip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("/usr/bin/gzip")
+}
+
 /// The filters and stacks measured, with their labels.
 fn stacks() -> Vec<(&'static str, Vec<FilterSpec>)> {
     let key = [0x5c; 32];
@@ -80,7 +88,7 @@ fn stacks() -> Vec<(&'static str, Vec<FilterSpec>)> {
         ("encrypt", vec![FilterSpec::encrypt(key)]),
         (
             "gzip-command",
-            vec![FilterSpec::command(&["gzip", "-c"], &["gzip", "-dc"])],
+            vec![FilterSpec::command(&[gzip(), "-c"], &[gzip(), "-dc"])],
         ),
         (
             "zstd-3+encrypt+checksum",
