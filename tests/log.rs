@@ -85,7 +85,10 @@ fn a_one_key_commit_logs_a_few_hundred_bytes() {
     let after = forest.stats();
     let per_commit = (after.log_bytes - before.log_bytes) / 100;
     assert!(per_commit < 400, "{per_commit} bytes per one-key commit");
-    assert_eq!(after.blobs_written, before.blobs_written, "a commit wrote nodes");
+    assert_eq!(
+        after.blobs_written, before.blobs_written,
+        "a commit wrote nodes"
+    );
 }
 
 #[test]
@@ -228,5 +231,8 @@ fn concurrent_commits_share_syncs_and_all_land() {
     let forest = Arc::try_unwrap(forest).ok().unwrap();
     crash(&disk, forest, CrashMode::DropUnsynced);
     let forest = open(&disk, options()).unwrap();
-    assert_eq!(forest.tree("t").unwrap().unwrap().count_range(..).unwrap(), 800);
+    assert_eq!(
+        forest.tree("t").unwrap().unwrap().count_range(..).unwrap(),
+        800
+    );
 }
