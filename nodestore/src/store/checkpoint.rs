@@ -112,8 +112,9 @@ impl<N: Codec> NodeStore<N> {
         st.failed()
     }
 
-    /// Freezes the current state for a checkpoint; returns the writes to
-    /// hand to the workers.
+    /// Freezes the current state for a checkpoint (L5: the caller holds the
+    /// writer's lock at a commit boundary, so it is the state after the
+    /// last record logged); returns the writes to hand to the workers.
     fn freeze(&self, catalog: &[u8]) -> Result<Vec<super::Job<N>>, StoreError> {
         self.compact_for_checkpoint()?;
         let (log_file, log_start) = self.shared.roll_log()?;
@@ -205,7 +206,8 @@ impl<N: Codec> Shared<N> {
         self.settle(superblock, directory, frozen)
     }
 
-    /// Waits until every write the frozen table needs has landed, and
+    /// Waits until every write the frozen table needs has landed (S6: the
+    /// chunks a checkpoint writes hold a location for every live id), and
     /// takes the frozen state.
     fn await_frozen(&self) -> Result<Frozen, StoreError> {
         let mut st = self.state.lock();

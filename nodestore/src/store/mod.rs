@@ -8,7 +8,8 @@
 //! enter the in-flight map and go to the worker threads, which encode them,
 //! run the filter pipeline and append the blob to the current segment.
 //!
-//! Rules that hold under any interleaving (see `docs/design.md`, S1–S8):
+//! Rules that hold under any interleaving (see `docs/design.md`, S1–S13 and
+//! L1–L5, each cited where it is enforced):
 //! - an id is in at most one of the cache and the dirty queue, and the cache
 //!   never holds an id that is in flight: whatever a `get` finds first is
 //!   the newest version;

@@ -109,7 +109,7 @@ pub(super) fn recover(
 }
 
 /// Refuses to create a store where segments hold anything but key check
-/// records: a store whose superblock was lost (or blanked) still has every
+/// records (S13): a store whose superblock was lost (or blanked) still has every
 /// committed node in its segments, and creating a store would remove them.
 /// A lone key check record is what a creation interrupted before its
 /// superblock leaves.
@@ -258,9 +258,9 @@ fn load_table(
     Ok((table, directory))
 }
 
-/// Checks the loaded table against the superblock: every live id is below
-/// the next id to allocate (S1: otherwise a new node would reuse a live
-/// id), and every location lies below the next segment (S7).
+/// Checks the loaded table against the superblock (S11): every live id is
+/// below the next id to allocate (S1: otherwise a new node would reuse a
+/// live id), and every location lies below the next segment (S7).
 fn check_table(table: &NodeTable, sb: &Superblock) -> Result<(), StoreError> {
     if let Some(last) = table.ids().last() {
         if last >= sb.next_node {
