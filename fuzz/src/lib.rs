@@ -10,7 +10,8 @@
 //!   encode → decode round trips of arbitrary input.
 //! - [`model`]: random operations on a few trees of a forest over a
 //!   failing, crashing backend, checked against `BTreeMap` models of the
-//!   live and the committed state.
+//!   live and the committed state by the harness `tests/crash.rs` shares
+//!   (`tests/support/crash_model.rs`, included by path).
 //! - [`seeds`]: valid encodings of every format and a few operation
 //!   sequences, written to `seeds/` by the `make-seeds` binary.
 //!

@@ -1,0 +1,645 @@
+//! The crash model: a forest of a few trees over a [`FaultyBackend`],
+//! driven one operation at a time and checked against two `BTreeMap`
+//! models, the live trees and the trees of the last commit.
+//!
+//! One harness for two drivers: `tests/crash.rs` (proptest) and the fuzz
+//! crate's `model` target (libFuzzer) both include this file by path
+//! (`#[path = ".../tests/support/crash_model.rs"] mod crash_model;`), so it
+//! uses only what both have: `larix`, `larix-nodestore` with its `testing`
+//! feature, and `std`. Each driver keeps its own operations (how keys and
+//! values are made, which faults it draws) and calls the methods here; a
+//! broken rule is an `Err` with a message, which the proptest reports as a
+//! failing case and the fuzz target as a panic.
+//!
+//! The rules checked:
+//! - an operation that succeeds does what the model does, and a read
+//!   returns what the live model holds;
+//! - an operation fails only while failures are armed
+//!   ([`Harness::fail_after`]), and a failed operation changes nothing;
+//! - once the store reported a failure (a commit failed, or a write was
+//!   refused), no write succeeds until the forest is reopened;
+//! - a commit that returned `Ok` survives any later crash (with
+//!   `Durability::None`: a crash returns to one of the commits since the
+//!   last durable one);
+//! - a commit that returned an error may or may not have landed: the next
+//!   reopen shows either the last good commit or a state a failed commit
+//!   tried to write, and that one is the committed state from then on;
+//! - after every reopen the trees equal the committed model exactly and
+//!   `check()` is clean; a healing reopen first checks the live forest
+//!   against the live model.
+
+use larix::{Durability, Error, Forest, Options, Tree};
+use larix_nodestore::testing::{CrashMode, FaultyBackend};
+use larix_nodestore::StoreError;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// Tree slots: tree `s` is called `t{s}` ([`name`]).
+pub const SLOTS: usize = 3;
+
+/// The entries of one tree.
+pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// One optional tree per slot: the whole forest as the harness sees it.
+pub type State = Vec<Option<Model>>;
+
+/// What a step of the harness returns: `Err` names the rule it saw broken.
+pub type Checked<T = ()> = Result<T, String>;
+
+/// Returns `Err(format!(...))` from the enclosing function unless `cond`.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+/// The name of the tree in `slot`.
+pub fn name(slot: usize) -> String {
+    format!("t{slot}")
+}
+
+/// A bound on owned keys as a bound on slices, as the tree takes it.
+pub fn as_slices(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The model's entries within `lo..hi` (none for an inverted range, which
+/// `BTreeMap::range` would panic on and Larix treats as empty).
+pub fn model_range(m: &Model, lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let valid = match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a <= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a < b,
+        _ => true,
+    };
+    if !valid {
+        return Vec::new();
+    }
+    m.range::<Vec<u8>, _>((lo.clone(), hi.clone()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A short description of a state for failure messages.
+fn summary(state: &State) -> String {
+    let trees: Vec<String> = state
+        .iter()
+        .enumerate()
+        .filter_map(|(s, m)| Some(format!("{}: {} keys", name(s), m.as_ref()?.len())))
+        .collect();
+    format!("[{}]", trees.join(", "))
+}
+
+/// Where two states first differ, for failure messages.
+fn difference(got: &State, want: &State) -> String {
+    for (s, (got, want)) in got.iter().zip(want).enumerate() {
+        let t = name(s);
+        match (got, want) {
+            (None, None) => {}
+            (Some(_), None) => return format!("{t} exists but should not"),
+            (None, Some(_)) => return format!("{t} is missing"),
+            (Some(g), Some(w)) => {
+                if let Some((k, v)) = g.iter().find(|(k, v)| w.get(*k) != Some(v)) {
+                    let want = w.get(k).map(Vec::len);
+                    let k = String::from_utf8_lossy(k);
+                    return format!("{t}: key {k:?} has {} value bytes, want {want:?}", v.len());
+                }
+                if let Some(k) = w.keys().find(|k| !g.contains_key(*k)) {
+                    return format!("{t}: key {:?} is lost", String::from_utf8_lossy(k));
+                }
+            }
+        }
+    }
+    "no difference".into()
+}
+
+/// Whether `e` says the store refuses writes after an earlier failure.
+fn refused(e: &Error) -> bool {
+    matches!(e, Error::Store(StoreError::Failed(_)))
+}
+
+/// The forest under test and its models.
+pub struct Harness {
+    disk: FaultyBackend,
+    options: Options,
+    /// Commits are durable when they return (`Durability::Immediate`).
+    immediate: bool,
+    forest: Option<Forest>,
+    live: State,
+    /// The state of the last commit that returned `Ok` (or that a reopen
+    /// showed had landed).
+    committed: State,
+    /// The states a crash may return to: the last commit known durable and,
+    /// with `Durability::None`, every commit since.
+    durable: Vec<State>,
+    /// The states failed commits since the last good one tried to write:
+    /// any of them may have landed.
+    attempted: Vec<State>,
+    /// Failures are armed since the last reopen: operations may fail.
+    armed: bool,
+    /// The store reported a failure: no write may succeed until reopen.
+    latched: bool,
+}
+
+impl Harness {
+    /// Opens a forest of `options` with `durability` over `disk`, which
+    /// holds nothing (a new store) or the durable commit of `state`, and
+    /// checks that it shows `state`.
+    ///
+    /// # Errors
+    /// If the forest fails to open, shows another state or checks unclean.
+    pub fn open(
+        disk: FaultyBackend,
+        options: Options,
+        durability: Durability,
+        state: State,
+    ) -> Checked<Harness> {
+        let mut h = Harness {
+            disk,
+            options: options.durability(durability),
+            immediate: durability == Durability::Immediate,
+            forest: None,
+            live: state.clone(),
+            committed: state.clone(),
+            durable: vec![state.clone()],
+            attempted: Vec::new(),
+            armed: false,
+            latched: false,
+        };
+        h.reopen_to(&[state], "setup")?;
+        Ok(h)
+    }
+
+    fn forest(&self) -> &Forest {
+        self.forest
+            .as_ref()
+            .expect("the forest is open between operations")
+    }
+
+    /// Creates the tree in `slot` (refused with `TreeExists` if it exists).
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn create(&mut self, slot: usize) -> Checked {
+        let r = self.forest().create_tree(&name(slot)).map(drop);
+        if self.live[slot].is_some() {
+            ensure!(matches!(r, Err(Error::TreeExists { .. })), "create: {r:?}");
+        } else if self.outcome("create", true, r)?.is_some() {
+            self.live[slot] = Some(Model::new());
+        }
+        Ok(())
+    }
+
+    /// Inserts `key` with `value` into the tree in `slot`.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn insert(&mut self, slot: usize, key: &[u8], value: &[u8]) -> Checked {
+        let Some(m) = &self.live[slot] else {
+            return self.assert_absent(slot);
+        };
+        let changes = m.get(key).is_none_or(|v| v != value);
+        let r = self.tree(slot)?.insert(key, value);
+        if self.outcome("insert", changes, r)?.is_some() {
+            self.model(slot).insert(key.to_vec(), value.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Removes `key` from the tree in `slot`.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn remove(&mut self, slot: usize, key: &[u8]) -> Checked {
+        let Some(m) = &self.live[slot] else {
+            return self.assert_absent(slot);
+        };
+        let had = m.contains_key(key);
+        let r = self.tree(slot)?.remove(key);
+        if let Some(existed) = self.outcome("remove", had, r)? {
+            let k = String::from_utf8_lossy(key);
+            ensure!(
+                existed == had,
+                "remove of {k:?} in {}: {existed}",
+                name(slot)
+            );
+            self.model(slot).remove(key);
+        }
+        Ok(())
+    }
+
+    /// Removes every key within `lo..hi` from the tree in `slot`.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn remove_range(&mut self, slot: usize, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Checked {
+        let Some(m) = &self.live[slot] else {
+            return self.assert_absent(slot);
+        };
+        let doomed = model_range(m, &lo, &hi);
+        let r = self
+            .tree(slot)?
+            .remove_range((as_slices(&lo), as_slices(&hi)));
+        if let Some(n) = self.outcome("remove_range", !doomed.is_empty(), r)? {
+            let want = doomed.len() as u64;
+            ensure!(
+                n == want,
+                "remove_range {lo:?}..{hi:?}: {n} removed, want {want}"
+            );
+            for (k, _) in doomed {
+                self.model(slot).remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Clones the tree in `src` as `dst`.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn clone_tree(&mut self, src: usize, dst: usize) -> Checked {
+        let r = self.forest().clone_tree(&name(src), &name(dst)).map(drop);
+        if self.live[src].is_none() {
+            ensure!(matches!(r, Err(Error::TreeNotFound { .. })), "clone: {r:?}");
+        } else if self.live[dst].is_some() {
+            ensure!(matches!(r, Err(Error::TreeExists { .. })), "clone: {r:?}");
+        } else if self.outcome("clone_tree", true, r)?.is_some() {
+            self.live[dst] = self.live[src].clone();
+        }
+        Ok(())
+    }
+
+    /// Removes the tree in `slot`.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn remove_tree(&mut self, slot: usize) -> Checked {
+        let r = self.forest().remove_tree(&name(slot));
+        if self.live[slot].is_none() {
+            ensure!(
+                matches!(r, Err(Error::TreeNotFound { .. })),
+                "remove_tree: {r:?}"
+            );
+        } else if self.outcome("remove_tree", true, r)?.is_some() {
+            self.live[slot] = None;
+        }
+        Ok(())
+    }
+
+    /// Commits.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn commit(&mut self) -> Checked {
+        let r = self.forest().commit();
+        self.committed(r, true)
+    }
+
+    /// Copies the live nodes out of sparse segments, then commits.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn compact(&mut self) -> Checked {
+        // A failure before the commit inside need not be latched.
+        let r = self.forest().compact();
+        self.committed(r, false)
+    }
+
+    /// Commits, then writes a checkpoint and waits for it.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn checkpoint(&mut self) -> Checked {
+        // A checkpoint commits first; a failure after that commit leaves it
+        // in force, like a failed compaction.
+        let r = self.forest().checkpoint();
+        self.committed(r, false)
+    }
+
+    /// Kills the process (nothing it still does reaches the disk), drops
+    /// the forest, crashes the machine with `mode` and reopens.
+    ///
+    /// # Errors
+    /// If the reopened forest is no commit a crash may return to.
+    pub fn crash(&mut self, mode: CrashMode) -> Checked {
+        self.disk.kill();
+        self.forest = None;
+        self.disk.crash(mode);
+        let candidates = self.durable.clone();
+        self.reopen_to(&candidates, "crash")
+    }
+
+    /// Fails every backend call after the next `n` until the next reopen.
+    pub fn fail_after(&mut self, n: u64) {
+        self.disk.fail_after(n);
+        self.armed = true;
+    }
+
+    /// Drops the forest and opens it again; `heal` first heals the backend
+    /// and checks the live forest against the live model.
+    ///
+    /// # Errors
+    /// If the live forest or the reopened one breaks a rule.
+    pub fn reopen(&mut self, heal: bool) -> Checked {
+        if heal {
+            self.disk.heal();
+            self.verify_live()?;
+        }
+        self.forest = None;
+        self.disk.heal();
+        let candidates = vec![self.committed.clone()];
+        self.reopen_to(&candidates, "reopen")
+    }
+
+    /// The tree in `slot`, which the live model holds.
+    ///
+    /// # Errors
+    /// If the forest has no such tree.
+    pub fn tree(&self, slot: usize) -> Checked<Tree> {
+        self.forest()
+            .tree(&name(slot))
+            .map_err(|e| format!("tree({}): {e}", name(slot)))?
+            .ok_or_else(|| format!("{} is missing", name(slot)))
+    }
+
+    /// Checks that the forest has no tree in `slot`.
+    ///
+    /// # Errors
+    /// If it has one.
+    pub fn assert_absent(&self, slot: usize) -> Checked {
+        let t = self.forest().tree(&name(slot)).map_err(|e| e.to_string())?;
+        ensure!(t.is_none(), "{} exists but should not", name(slot));
+        Ok(())
+    }
+
+    fn model(&mut self, slot: usize) -> &mut Model {
+        self.live[slot]
+            .as_mut()
+            .expect("the caller checked the slot")
+    }
+
+    /// Checks the outcome of an operation that changes the live state if
+    /// `changes`: an error only with failures armed, success not once the
+    /// store has reported a failure. `Some` if it succeeded.
+    fn outcome<T>(&mut self, what: &str, changes: bool, r: Result<T, Error>) -> Checked<Option<T>> {
+        match r {
+            Ok(v) => {
+                ensure!(
+                    !(changes && self.latched),
+                    "{what} succeeded after the store reported a failure"
+                );
+                Ok(Some(v))
+            }
+            Err(e) => {
+                ensure!(self.armed, "{what} failed with no fault injected: {e}");
+                self.latched |= refused(&e);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records the outcome of a commit (or of a compaction, which ends with
+    /// one); `latches`: a failure must make the store refuse writes.
+    fn committed(&mut self, r: Result<(), Error>, latches: bool) -> Checked {
+        match r {
+            Ok(()) => {
+                ensure!(
+                    !self.latched,
+                    "commit succeeded after the store reported a failure"
+                );
+                self.committed = self.live.clone();
+                self.attempted.clear();
+                if self.immediate {
+                    self.durable = vec![self.live.clone()];
+                } else {
+                    self.durable.push(self.live.clone());
+                }
+            }
+            Err(e) => {
+                ensure!(self.armed, "commit failed with no fault injected: {e}");
+                // A commit refused up front wrote nothing; any other failure
+                // may have come after its superblock landed.
+                if !refused(&e) {
+                    ensure!(
+                        !self.latched,
+                        "a commit after a failure got past the refusal: {e}"
+                    );
+                    self.attempted.push(self.live.clone());
+                }
+                self.latched |= latches;
+            }
+        }
+        Ok(())
+    }
+
+    /// The forest's trees as a state.
+    fn read_state(forest: &Forest) -> Checked<State> {
+        let names = forest.tree_names();
+        let known: Vec<String> = (0..SLOTS).map(name).collect();
+        if let Some(n) = names.iter().find(|n| !known.contains(n)) {
+            return Err(format!("unknown tree {n:?} in {names:?}"));
+        }
+        let mut state = vec![None; SLOTS];
+        for (s, slot) in state.iter_mut().enumerate() {
+            let Some(tree) = forest.tree(&name(s)).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let entries: Result<Model, Error> =
+                tree.range(..).map_err(|e| e.to_string())?.collect();
+            *slot = Some(entries.map_err(|e| format!("reading {}: {e}", name(s)))?);
+        }
+        Ok(state)
+    }
+
+    /// With failures healed, the live forest reads back as the live model
+    /// (every failed operation left it as it was) and checks clean.
+    ///
+    /// # Errors
+    /// If it differs or checks unclean.
+    pub fn verify_live(&self) -> Checked {
+        let got = Self::read_state(self.forest()).map_err(|e| format!("live: {e}"))?;
+        ensure!(
+            got == self.live,
+            "the live forest differs from the live model: {}; got {}, want {}",
+            difference(&got, &self.live),
+            summary(&got),
+            summary(&self.live)
+        );
+        let report = self.forest().check().map_err(|e| format!("check: {e}"))?;
+        ensure!(report.is_clean(), "live check:\n{report}");
+        Ok(())
+    }
+
+    /// Opens the forest again and checks it shows one of `candidates` or
+    /// the state of a failed commit; that state is committed from then on.
+    fn reopen_to(&mut self, candidates: &[State], after: &str) -> Checked {
+        let forest = Forest::with_backend(Arc::new(self.disk.clone()), self.options.clone())
+            .map_err(|e| format!("open after {after}: {e}"))?;
+        let got = Self::read_state(&forest).map_err(|e| format!("after {after}: {e}"))?;
+        let landed = candidates.contains(&got) || self.attempted.contains(&got);
+        let last = candidates.last().expect("at least one candidate");
+        ensure!(
+            landed,
+            "after {after} the forest is no commit it may return to: {}; got {}, \
+             want {} (or a failed commit: {:?})",
+            difference(&got, last),
+            summary(&got),
+            summary(last),
+            self.attempted.iter().map(summary).collect::<Vec<_>>()
+        );
+        let report = forest
+            .check()
+            .map_err(|e| format!("check after {after}: {e}"))?;
+        ensure!(report.is_clean(), "check after {after}:\n{report}");
+        self.forest = Some(forest);
+        self.live = got.clone();
+        self.committed = got.clone();
+        self.durable = vec![got];
+        self.attempted.clear();
+        self.armed = false;
+        self.latched = false;
+        Ok(())
+    }
+}
+
+/// Reads, which only the fuzz target interleaves with the operations (the
+/// proptest reads the whole forest at every reopen instead).
+#[allow(
+    dead_code,
+    reason = "the proptest driver does not read between operations"
+)]
+impl Harness {
+    /// Reads `lo..hi` of the tree in `slot` one way (backwards if
+    /// `reverse`), counts it and asks whether it is empty.
+    ///
+    /// # Errors
+    /// If a read disagrees with the live model, or fails unarmed.
+    pub fn range(
+        &mut self,
+        slot: usize,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> Checked {
+        let Some(m) = &self.live[slot] else {
+            return self.assert_absent(slot);
+        };
+        let mut want = model_range(m, &lo, &hi);
+        let bounds = (as_slices(&lo), as_slices(&hi));
+        let tree = self.tree(slot)?;
+        let what = format!("range {lo:?}..{hi:?} of {}", name(slot));
+        let iter = tree.range(bounds).map_err(|e| format!("{what}: {e}"))?;
+        let got: Result<Vec<_>, Error> = if reverse {
+            want.reverse();
+            iter.rev().collect()
+        } else {
+            iter.collect()
+        };
+        if let Some(got) = self.read(&what, got)? {
+            let keys = |v: &[(Vec<u8>, Vec<u8>)]| -> Vec<Vec<u8>> {
+                v.iter().map(|(k, _)| k.clone()).collect()
+            };
+            ensure!(
+                keys(&got) == keys(&want),
+                "{what} (reverse: {reverse}): keys {:?}, want {:?}",
+                keys(&got),
+                keys(&want)
+            );
+            ensure!(got == want, "{what}: values differ");
+        }
+        if let Some(n) = self.read(&what, tree.count_range(bounds))? {
+            ensure!(
+                n == want.len() as u64,
+                "count of {what}: {n}, want {}",
+                want.len()
+            );
+        }
+        if let Some(empty) = self.read(&what, tree.range_is_empty(bounds))? {
+            ensure!(empty == want.is_empty(), "emptiness of {what}: {empty}");
+        }
+        Ok(())
+    }
+
+    /// Reads `key`, the first and the last entry of the tree in `slot`.
+    ///
+    /// # Errors
+    /// If a read disagrees with the live model, or fails unarmed.
+    pub fn get(&mut self, slot: usize, key: &[u8]) -> Checked {
+        let Some(m) = &self.live[slot] else {
+            return self.assert_absent(slot);
+        };
+        let want = m.get(key).cloned();
+        let entry = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+        let (first, last) = (
+            m.first_key_value().map(entry),
+            m.last_key_value().map(entry),
+        );
+        let tree = self.tree(slot)?;
+        let (t, k) = (name(slot), String::from_utf8_lossy(key));
+        if let Some(got) = self.read("get", tree.get(key))? {
+            ensure!(got == want, "get of {k:?} in {t}: {got:?}, want {want:?}");
+        }
+        if let Some(got) = self.read("first", tree.first())? {
+            ensure!(got == first, "first of {t}: {got:?}, want {first:?}");
+        }
+        if let Some(got) = self.read("last", tree.last())? {
+            ensure!(got == last, "last of {t}: {got:?}, want {last:?}");
+        }
+        Ok(())
+    }
+
+    /// Inserts `key` with a value one byte over `limit`, the largest key
+    /// plus value length: refused with `EntryTooLarge`, nothing changes.
+    ///
+    /// # Errors
+    /// If the entry is accepted or refused otherwise.
+    pub fn too_large(&mut self, slot: usize, key: &[u8], limit: usize) -> Checked {
+        if self.live[slot].is_none() {
+            return self.assert_absent(slot);
+        }
+        let big = vec![0xEE; limit + 1 - key.len()];
+        match self.tree(slot)?.insert(key, &big) {
+            Err(Error::EntryTooLarge { limit: l, .. }) => {
+                ensure!(l == limit, "entry limit {l}, want {limit}");
+            }
+            Err(e) => ensure!(self.armed, "too large an entry: {e}"),
+            Ok(()) => {
+                return Err(format!(
+                    "an entry over the limit of {limit} bytes was inserted"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// With no failure armed, the live forest equals the live model and
+    /// checks clean.
+    ///
+    /// # Errors
+    /// As [`Harness::verify_live`].
+    pub fn check(&self) -> Checked {
+        if self.armed {
+            return Ok(());
+        }
+        self.verify_live()
+    }
+
+    /// A read's result: `Some` to compare with the model, `None` for an
+    /// error, which only an armed failure may cause.
+    fn read<T>(&self, what: &str, r: Result<T, Error>) -> Checked<Option<T>> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                ensure!(self.armed, "{what} failed with no fault injected: {e}");
+                Ok(None)
+            }
+        }
+    }
+}
