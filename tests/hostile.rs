@@ -301,6 +301,15 @@ fn every_option_is_checked_at_its_edges() {
             "compaction step zero",
             base().compaction_bytes_per_commit(0),
         ),
+        (
+            "checkpoint log below",
+            base().checkpoint_log_bytes((64 << 10) - 1),
+        ),
+        ("checkpoint log zero", base().checkpoint_log_bytes(0)),
+        (
+            "checkpoint interval zero",
+            base().checkpoint_interval(std::time::Duration::ZERO),
+        ),
     ];
     for (what, options) in refused {
         match Forest::in_memory(options) {
@@ -332,6 +341,19 @@ fn every_option_is_checked_at_its_edges() {
         (
             "compaction step most",
             base().compaction_bytes_per_commit(u64::MAX),
+        ),
+        (
+            "checkpoint log least",
+            base().checkpoint_log_bytes(64 << 10),
+        ),
+        ("checkpoint log most", base().checkpoint_log_bytes(u64::MAX)),
+        (
+            "checkpoint interval least",
+            base().checkpoint_interval(std::time::Duration::from_millis(1)),
+        ),
+        (
+            "checkpoint interval most",
+            base().checkpoint_interval(std::time::Duration::MAX),
         ),
     ];
     for (what, options) in accepted {

@@ -90,6 +90,25 @@ pub struct StoreArgs {
     /// a store that is not encrypted).
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// The command filter of a store made with one: the ENCODE and DECODE
+    /// commands, each an absolute program path and its arguments separated
+    /// by spaces. Larix never runs a command read from a store: these must
+    /// be the very commands the store records. A new store gets this filter
+    /// after zstd.
+    #[arg(long, num_args = 2, value_names = ["ENCODE", "DECODE"])]
+    pub filter_command: Option<Vec<String>>,
+}
+
+impl StoreArgs {
+    /// The command filter `--filter-command` names, if given.
+    pub fn command(&self) -> Option<larix::FilterSpec> {
+        let [encode, decode] = self.filter_command.as_deref()? else {
+            return None;
+        };
+        let encode: Vec<&str> = encode.split_whitespace().collect();
+        let decode: Vec<&str> = decode.split_whitespace().collect();
+        Some(larix::FilterSpec::command(&encode, &decode))
+    }
 }
 
 /// A store and one of its trees.

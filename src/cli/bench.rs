@@ -79,7 +79,7 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
     let stack = if a.no_filters {
         Vec::new()
     } else {
-        store::filter_stack(&a.filters, a.key_file.as_deref())?
+        store::filter_stack(&a.filters, a.key_file.as_deref(), None)?
     };
     let names: Vec<&str> = stack.iter().map(|f| f.name()).collect();
     let mut options = larix::Options::default().filters(stack);

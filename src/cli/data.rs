@@ -31,7 +31,7 @@ pub fn get(a: &KeyArgs, out: &mut dyn Write) -> Result<Status> {
         hex: a.encoding.hex,
     };
     let key = codec.parse(&a.key, "key")?;
-    let forest = store::open(&a.target.store)?;
+    let forest = store::open_read_only(&a.target.store)?;
     let tree = store::tree(&forest, &a.target.tree)?;
     let value = tree.get(&key)?.ok_or_else(|| CliError::NoKey {
         key: codec.quote(&key),
@@ -119,7 +119,7 @@ pub fn scan(a: &ScanArgs, out: &mut dyn Write) -> Result<Status> {
         hex: q.encoding.hex,
     };
     let range = KeyRange::new(q, codec)?;
-    let forest = store::open(&q.target.store)?;
+    let forest = store::open_read_only(&q.target.store)?;
     let entries = store::tree(&forest, &q.target.tree)?.range(range.bounds())?;
     let limit = a
         .limit
@@ -142,7 +142,7 @@ pub fn count(q: &RangeQuery, out: &mut dyn Write) -> Result<Status> {
         hex: q.encoding.hex,
     };
     let range = KeyRange::new(q, codec)?;
-    let forest = store::open(&q.target.store)?;
+    let forest = store::open_read_only(&q.target.store)?;
     let n = store::tree(&forest, &q.target.tree)?.count_range(range.bounds())?;
     writeln!(out, "{n}")?;
     Ok(Status::Success)
@@ -150,7 +150,7 @@ pub fn count(q: &RangeQuery, out: &mut dyn Write) -> Result<Status> {
 
 /// `larix trees`: lists the tree names, escaped so that each is one line.
 pub fn trees(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
-    for name in store::open(a)?.tree_names() {
+    for name in store::open_read_only(a)?.tree_names() {
         writeln!(out, "{}", escape(name.as_bytes()))?;
     }
     Ok(Status::Success)
@@ -175,7 +175,11 @@ pub fn drop_tree(a: &DropArgs) -> Result<Status> {
 /// `larix check`: prints the check report; [`Status::Problems`] if it
 /// lists any.
 pub fn check(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
-    let report = store::open(a)?.check()?;
+    let forest = store::open_read_only(a)?;
+    for w in forest.warnings() {
+        writeln!(out, "warning: {w}")?;
+    }
+    let report = forest.check()?;
     writeln!(out, "{report}")?;
     Ok(if report.is_clean() {
         Status::Success
@@ -186,7 +190,7 @@ pub fn check(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
 
 /// `larix stats`: prints the store's counters and each tree's size.
 pub fn stats(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
-    let forest = store::open(a)?;
+    let forest = store::open_read_only(a)?;
     let s = forest.stats();
     let mut counters = Table::new(&["store", "value"]);
     for (name, value) in [
@@ -220,6 +224,9 @@ pub fn stats(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
         sizes.row(vec![escape(name.as_bytes()), table::count(n)]);
     }
     write!(out, "\n{sizes}")?;
+    for w in &s.warnings {
+        writeln!(out, "\nwarning: {w}")?;
+    }
     Ok(Status::Success)
 }
 

@@ -291,7 +291,7 @@ const MARKER_TEXT: &str = "This store was made by `larix demo`; the next demo ru
 
 /// A new demo store: in memory, or in `a.db` (see [`clear_store_dir`]).
 fn fresh_store(a: &DemoArgs) -> Result<Forest> {
-    let options = store::new_options(&a.filters, a.key_file.as_deref())?;
+    let options = store::new_options(&a.filters, a.key_file.as_deref(), None)?;
     if a.in_memory {
         return Ok(Forest::in_memory(options)?);
     }
@@ -330,7 +330,7 @@ fn clear_store_dir(db: &Path) -> Result<()> {
 /// `larix demo`.
 pub fn demo(a: &DemoArgs, out: &mut dyn Write) -> Result<Status> {
     fs::symlink_metadata(&a.path).map_err(|e| CliError::io(&a.path, e))?;
-    let filters: Vec<&str> = store::filter_stack(&a.filters, a.key_file.as_deref())?
+    let filters: Vec<&str> = store::filter_stack(&a.filters, a.key_file.as_deref(), None)?
         .iter()
         .map(|f| f.name())
         .collect();

@@ -11,7 +11,7 @@ use std::io::Write;
 
 /// `larix dump`: prints the size and shape of one tree.
 pub fn dump(a: &TreeArgs, out: &mut dyn Write) -> Result<Status> {
-    let forest = store::open(&a.store)?;
+    let forest = store::open_read_only(&a.store)?;
     let tree = store::tree(&forest, &a.tree)?;
     let (mut entries, mut key_bytes, mut value_bytes) = (0u64, 0u64, 0u64);
     for entry in tree.range(..)? {

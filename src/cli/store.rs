@@ -20,26 +20,60 @@ pub fn exists(dir: &Path) -> bool {
     dir.join(SUPERBLOCK).is_file()
 }
 
-/// Opens the existing store named by `args`.
+/// Opens the existing store named by `args` for reading and writing.
 ///
 /// # Errors
 /// [`CliError::NoStore`] if there is none; [`CliError::BadInput`] if a key
 /// file is given for a store that is not encrypted (it would not be used,
 /// and the user would believe the data encrypted); the engine's error if
-/// it cannot be opened (damage, wrong or missing key).
+/// it cannot be opened (damage, wrong or missing key, a recorded command
+/// filter that `--filter-command` does not name).
 pub fn open(args: &StoreArgs) -> Result<Forest> {
+    let options = existing_options(args)?;
+    Ok(warn(Forest::open(&args.db, options)?))
+}
+
+/// Opens the existing store named by `args` for reading only: it writes
+/// nothing to the store's directory, works on read-only media, and lets
+/// other readers in at once.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_read_only(args: &StoreArgs) -> Result<Forest> {
+    let options = existing_options(args)?;
+    Ok(warn(Forest::open_read_only(&args.db, options)?))
+}
+
+/// The options an existing store was made with, the key file and command
+/// filter taken from `args`, never from the store.
+///
+/// # Errors
+/// As [`open`].
+fn existing_options(args: &StoreArgs) -> Result<Options> {
     if !exists(&args.db) {
         return Err(CliError::NoStore(args.db.clone()));
     }
+    let command = args.command();
     // Without a key, only a store that needs none opens.
-    if args.key_file.is_some() && Options::from_store(&args.db, None).is_ok() {
+    let keyless = Options::from_store_with_command(&args.db, None, command.as_ref());
+    if args.key_file.is_some() && keyless.is_ok() {
         return Err(CliError::BadInput(format!(
             "{} is not encrypted; drop --key-file",
             args.db.display()
         )));
     }
-    let options = Options::from_store(&args.db, args.key_file.as_deref())?;
-    Ok(Forest::open(&args.db, options)?)
+    let options =
+        Options::from_store_with_command(&args.db, args.key_file.as_deref(), command.as_ref())?;
+    Ok(options)
+}
+
+/// Prints what the open of `forest` warned about (a rolled-back commit, an
+/// unreadable key check) to standard error, and returns it.
+fn warn(forest: Forest) -> Forest {
+    for w in forest.warnings() {
+        eprintln!("larix: warning: {w}");
+    }
+    forest
 }
 
 /// Opens the store named by `args`, creating it with `filters` if missing.
@@ -49,7 +83,7 @@ pub fn open(args: &StoreArgs) -> Result<Forest> {
 /// otherwise as [`open`] and [`new_options`].
 fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> {
     if !exists(&args.db) {
-        let options = new_options(filters, args.key_file.as_deref())?;
+        let options = new_options(filters, args.key_file.as_deref(), args.command())?;
         return Ok(Forest::open(&args.db, options)?);
     }
     if filters.any() {
@@ -92,16 +126,22 @@ pub fn change<T>(
 }
 
 /// The filters of a new store: zstd (level 1 unless given or turned off),
-/// encryption if there is a key file, and a checksum unless turned off, in
-/// the order the filter rules require.
+/// the `command` filter if there is one, encryption if there
+/// is a key file, and a checksum unless turned off, in the order the
+/// filter rules require.
 ///
 /// # Errors
 /// The engine's error for an unreadable or malformed key file.
-pub fn filter_stack(filters: &FilterArgs, key_file: Option<&Path>) -> Result<Vec<FilterSpec>> {
+pub fn filter_stack(
+    filters: &FilterArgs,
+    key_file: Option<&Path>,
+    command: Option<FilterSpec>,
+) -> Result<Vec<FilterSpec>> {
     let mut stack = Vec::new();
     if !filters.no_zstd {
         stack.push(FilterSpec::zstd(filters.zstd.unwrap_or(1)));
     }
+    stack.extend(command);
     if let Some(path) = key_file {
         stack.push(FilterSpec::encrypt_key_file(path).map_err(larix::Error::from)?);
     }
@@ -115,8 +155,12 @@ pub fn filter_stack(filters: &FilterArgs, key_file: Option<&Path>) -> Result<Vec
 ///
 /// # Errors
 /// As [`filter_stack`].
-pub fn new_options(filters: &FilterArgs, key_file: Option<&Path>) -> Result<Options> {
-    let mut options = Options::default().filters(filter_stack(filters, key_file)?);
+pub fn new_options(
+    filters: &FilterArgs,
+    key_file: Option<&Path>,
+    command: Option<FilterSpec>,
+) -> Result<Options> {
+    let mut options = Options::default().filters(filter_stack(filters, key_file, command)?);
     if let Some(size) = filters.node_size {
         options = options.node_size(size);
     }

@@ -81,7 +81,7 @@ fn load(forest: &Forest, a: &ImportArgs, input: Box<dyn BufRead>, len: Option<u6
 /// `larix export`: writes a tree's entries, in key order, to a file or to
 /// standard output.
 pub fn export(a: &ExportArgs, out: &mut dyn Write) -> Result<Status> {
-    let forest = store::open(&a.target.store)?;
+    let forest = store::open_read_only(&a.target.store)?;
     let tree = store::tree(&forest, &a.target.tree)?;
     let render = |key: &[u8], value: &[u8]| match a.format {
         Format::Tsv => format::tsv_line(key, value),
