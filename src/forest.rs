@@ -70,7 +70,8 @@ impl Forest {
 
     /// Opens the forest kept in `backend` (creating it if empty): the files
     /// of [`Forest::open`] on any storage, such as the fault-injecting
-    /// [`crate::backend::FaultyBackend`] of the crash tests.
+    /// `FaultyBackend` of the crash tests (in `larix_nodestore::testing`,
+    /// behind that crate's `testing` feature).
     ///
     /// # Errors
     /// As [`Forest::open`].

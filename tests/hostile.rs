@@ -11,7 +11,7 @@ mod craft;
 use craft::Crafted;
 use larix::{Error, FilterSpec, Forest, Options};
 use larix_btree::Node;
-use larix_nodestore::testing::{FilterStack, SLOT_LEN};
+use larix_nodestore::testing::{Parameters, SLOT_LEN};
 use larix_nodestore::{FileId, FormatError, NodeId, StoreError};
 use std::path::Path;
 
@@ -63,7 +63,7 @@ fn a_recorded_command_is_never_run() {
     let decode = format!("/bin/sh -c touch\\ {}\\;\\ cat", marker.display());
     let params = format!("node_size=512;filters=command(encode=/bin/cat;decode={decode})");
     Crafted::open(&db, &[]).rewrite_superblock(|sb| {
-        sb.filter_stack = FilterStack::new(params).unwrap();
+        sb.parameters = Parameters::new(params).unwrap();
     });
     let e = Options::from_store(&db, None).unwrap_err();
     assert!(matches!(e, Error::UntrustedCommand { .. }), "{e:?}");

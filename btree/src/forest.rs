@@ -169,6 +169,7 @@ impl Forest {
         }
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
+        // Refcount 1: the new tree's root reference (B4).
         let root = txn.create(Node::new_leaf());
         txn.apply()?;
         catalog.set_root(name, root);
@@ -200,6 +201,7 @@ impl Forest {
         }
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
+        // The clone's root reference (B4).
         txn.incref(root)?;
         txn.apply()?;
         catalog.set_root(dst, root);
@@ -216,6 +218,8 @@ impl Forest {
         let root = catalog.root(name)?;
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
+        // Drops the tree's root reference (B4), freeing what no other tree
+        // shares.
         txn.decref(root)?;
         txn.apply()?;
         catalog.remove(name)?;

@@ -3,6 +3,12 @@
 //!
 //! All changes go through a [`Txn`], so a failure anywhere leaves the store
 //! untouched. Each function takes the tree's root and returns its new root.
+//!
+//! Invariants enforced here (`docs/design.md`): B1, as the leaf edit keeps
+//! keys in order and every index key on the path is refreshed to its
+//! child's smallest key; B3, as oversized nodes split, underfull ones merge
+//! or share with a sibling, and the root grows or collapses; B4 for the
+//! references a split, merge or collapse moves (the rest is [`Txn`]'s).
 
 use crate::limits::Limits;
 use crate::node::{leaf_entry_len, Node, NODE_HEADER_LEN};
@@ -53,9 +59,9 @@ pub(crate) enum Edit<'a> {
 /// Prepares `txn` to edit the path to `key` in place when the edit provably
 /// reads nothing more once it starts: every node on the path has refcount
 /// 1 (no shadow copies, no refcount changes), the leaf stays at least
-/// minimal (no merge, which would read a sibling) and its smallest key is
-/// unchanged (no index key changes, which could shrink a parent). Splits
-/// only create nodes, so they are allowed.
+/// minimal (B3 holds without a merge, which would read a sibling) and its
+/// smallest key is unchanged (B1 holds without index key changes, which
+/// could shrink a parent). Splits only create nodes, so they are allowed.
 pub(crate) fn plan_in_place(
     txn: &mut Txn,
     limits: &Limits,
@@ -150,6 +156,7 @@ pub(crate) fn insert(
 ) -> Result<NodeId> {
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
+    // At the place `search` finds, so keys stay strictly increasing (B1).
     match leaf.search(key) {
         Ok(i) => leaf.set_value(i, value),
         Err(i) => leaf.insert_leaf(i, key, value),
@@ -177,7 +184,8 @@ pub(crate) fn remove(
     fix_root(txn, limits, root)
 }
 
-/// Restores the size bounds and index keys along `path`, bottom up.
+/// Restores the size bounds (B3) and index keys (B1) along `path`, bottom
+/// up.
 fn fix_path(txn: &mut Txn, limits: &Limits, path: &Path) -> Result<()> {
     for &(parent, i) in path.steps.iter().rev() {
         fix_child(txn, limits, parent, i)?;
@@ -185,6 +193,8 @@ fn fix_path(txn: &mut Txn, limits: &Limits, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `node`, if it is not a root, breaks B3's lower bound: under
+/// `N/4` bytes, or an index node with fewer than two children.
 fn underfull(node: &Node, limits: &Limits) -> bool {
     node.size() < limits.min_node() || (!node.is_leaf() && node.len() < 2)
 }
@@ -201,7 +211,7 @@ fn fix_child(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> Result
     split_oversized(txn, limits, parent, i)
 }
 
-/// Sets `parent`'s key for entry `i` to its child's smallest key.
+/// Sets `parent`'s key for entry `i` to its child's smallest key (B1).
 fn refresh_key(txn: &mut Txn, parent: NodeId, i: usize) -> Result<()> {
     let p = txn.get(parent)?;
     let child = txn.get(p.child(i))?;
@@ -212,7 +222,8 @@ fn refresh_key(txn: &mut Txn, parent: NodeId, i: usize) -> Result<()> {
     Ok(())
 }
 
-/// Splits child `i` of `parent` until it and its new siblings fit.
+/// Splits child `i` of `parent` until it and its new siblings fit (B3's
+/// upper bound), each sibling entered under its smallest key (B1).
 fn split_oversized(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> Result<()> {
     let (mut idx, mut last) = (i, i);
     while idx <= last {
@@ -228,6 +239,7 @@ fn split_oversized(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> 
         let child = txn.node_mut(child_id)?;
         let right = child.split_off(child.balanced_split());
         let right_key = right.key(0).to_vec();
+        // Refcount 1: the pointer `parent` gains below (B4).
         let right_id = txn.create(right);
         txn.node_mut(parent)?
             .insert_child(idx + 1, &right_key, right_id);
@@ -237,7 +249,8 @@ fn split_oversized(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> 
 }
 
 /// Merges child `i` of `parent` with a sibling, or shares entries with it
-/// when together they would not fit in one node.
+/// when together they would not fit in one node, so both end within B3's
+/// bounds.
 fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result<()> {
     let p = txn.get(parent)?;
     if p.len() < 2 {
@@ -263,6 +276,8 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
     if left.size() + right.size() - NODE_HEADER_LEN <= limits.max_node() {
         left.append(&right);
         drop(right);
+        // `left` took over the pointers of `right`, and with them the
+        // references its children count (B4).
         txn.discard(right_id);
         txn.node_mut(parent)?.remove(r);
         return refresh_key(txn, parent, l);
@@ -276,7 +291,8 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
 }
 
 /// Grows the tree by a level when the root overflows, and shrinks it while
-/// the root is an index node with a single child. Returns the new root.
+/// the root is an index node with a single child (B3 bounds the root only
+/// from above). Returns the new root.
 fn fix_root(txn: &mut Txn, limits: &Limits, mut root: NodeId) -> Result<NodeId> {
     loop {
         let node = txn.get(root)?;
@@ -284,6 +300,7 @@ fn fix_root(txn: &mut Txn, limits: &Limits, mut root: NodeId) -> Result<NodeId> 
             let level = node.level();
             let first_key = node.key(0).to_vec();
             drop(node);
+            // The old root's reference moves from the tree to `top` (B4).
             let mut top = Node::new_index(level + 1);
             top.insert_child(0, &first_key, root);
             root = txn.create(top);
@@ -291,6 +308,8 @@ fn fix_root(txn: &mut Txn, limits: &Limits, mut root: NodeId) -> Result<NodeId> 
         } else if !node.is_leaf() && node.len() == 1 {
             let child = node.child(0);
             drop(node);
+            // The child's reference moves from the old root to the tree
+            // (B4).
             txn.discard(root);
             root = child;
         } else {

@@ -8,6 +8,11 @@
 //! Shadowing follows Rodeh: a node with refcount 1 is edited under its own
 //! id; a shared node is copied to a new id, the copy's children gain a
 //! reference and the original loses one.
+//!
+//! The refcounts are kept here (B4 in `docs/design.md`: a stored count
+//! equals the node's parent pointers plus root references, and a node is
+//! stored only while that is non-zero): each method below that changes a
+//! count says which pointer it stands for.
 
 use crate::node::Node;
 use crate::{read, Result};
@@ -94,7 +99,8 @@ impl<'s> Txn<'s> {
         self.refcounts.insert(id, rc);
     }
 
-    /// Stores a new node with refcount 1 under a fresh id.
+    /// Stores a new node with refcount 1 under a fresh id: the one pointer
+    /// or root reference the caller then adds (B4).
     pub fn create(&mut self, node: Node) -> NodeId {
         let id = self.store.allocate();
         self.nodes.insert(id, Arc::new(node));
@@ -103,7 +109,8 @@ impl<'s> Txn<'s> {
         id
     }
 
-    /// Adds one reference to `id`.
+    /// Adds one reference to `id`, for a pointer or root reference the
+    /// caller adds (B4).
     pub fn incref(&mut self, id: NodeId) -> Result<()> {
         let rc = self.refcount(id)?;
         self.set_refcount(id, rc + 1);
@@ -111,8 +118,9 @@ impl<'s> Txn<'s> {
     }
 
     /// Drops one reference to `id`; a node left with none is freed, and its
-    /// children lose a reference in turn. Leaves are freed without being
-    /// read: a child of a level-1 node is known to be a leaf.
+    /// children lose a reference in turn (B4: no node is stored without a
+    /// reference). Leaves are freed without being read: a child of a
+    /// level-1 node is known to be a leaf.
     pub fn decref(&mut self, id: NodeId) -> Result<()> {
         // Each entry carries the level its parent requires (B2), so a
         // damaged tree cannot make the walk loop.
@@ -135,7 +143,8 @@ impl<'s> Txn<'s> {
     }
 
     /// Frees `id` without touching its children, whose references the
-    /// caller has moved elsewhere (a merge, or a collapsed root).
+    /// caller has moved elsewhere (a merge, or a collapsed root), so their
+    /// counts stay right (B4).
     pub fn discard(&mut self, id: NodeId) {
         self.nodes.remove(&id);
         self.refcounts.remove(&id);
@@ -144,7 +153,9 @@ impl<'s> Txn<'s> {
         }
     }
 
-    /// Makes `id` safe to edit: itself if unshared, else a private copy.
+    /// Makes `id` safe to edit: itself if unshared, else a private copy,
+    /// which takes over the caller's reference to `id` (B4: the copy's
+    /// children gain one each, `id` loses one).
     pub fn shadow(&mut self, id: NodeId) -> Result<NodeId> {
         let rc = self.refcount(id)?;
         if rc == 1 {

@@ -27,7 +27,7 @@ use larix_btree::{Catalog, Node, MAX_NAME_LEN};
 use larix_nodestore::testing::{
     no_seal, read_blob, read_newest_with_fault, read_slots, scan_segment, BlobHeader, Directory,
     Location, NodeTable, Superblock, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, DIGEST_LEN,
-    HEADER_LEN, MAC_LEN, MAX_BLOB_LEN, MAX_CHUNK, MAX_DESCRIPTOR_LEN, SLOT_LEN,
+    HEADER_LEN, MAC_LEN, MAX_BLOB_LEN, MAX_CHUNK, MAX_PARAMETERS_LEN, SLOT_LEN,
 };
 use larix_nodestore::{
     Backend, BlobKind, Codec, FileId, FormatError, MemBackend, NodeId, SegmentId, SlotFault,
@@ -392,7 +392,7 @@ fn check_keyed(
 fn check_superblock(sb: &Superblock) {
     assert!(sb.next_node.0 >= 1 && sb.next_segment.0 >= 1);
     assert!(sb.log_file.0 >= 1 && sb.log_start >= 1);
-    assert!(sb.filter_stack.as_str().len() <= MAX_DESCRIPTOR_LEN);
+    assert!(sb.parameters.as_str().len() <= MAX_PARAMETERS_LEN);
     for loc in [sb.table_directory, sb.catalog, sb.key_check]
         .into_iter()
         .flatten()

@@ -7,8 +7,8 @@
 use larix_btree::{Catalog, Node};
 use larix_filters::{Context, FilterSpec, Pipeline};
 use larix_nodestore::testing::{
-    no_seal, node_digest, write_slot, BlobHeader, Digest, Directory, FilterStack, Generation,
-    Location, NodeTable, Seal, SegmentWriter, Superblock, TableEntry, CHUNK_ENTRIES,
+    no_seal, node_digest, write_slot, BlobHeader, Digest, Directory, Generation, Location,
+    NodeTable, Parameters, Seal, SegmentWriter, Superblock, TableEntry, CHUNK_ENTRIES,
     DEFAULT_MAX_SEGMENT_BYTES,
 };
 use larix_nodestore::{Backend, BlobKind, Codec, FileId, LogId, MemBackend, NodeId, SegmentId};
@@ -73,7 +73,7 @@ fn sample_superblock(generation: u64) -> Superblock {
         table_directory: Some(loc(3, 16_412, 88)),
         catalog: Some(loc(3, 0, 61)),
         key_check: Some(loc(1, 24, 56)),
-        filter_stack: FilterStack::new(parameters).expect("a short descriptor"),
+        parameters: Parameters::new(parameters).expect("short parameters"),
         table_directory_digest: Digest::of(b"the table directory"),
         catalog_digest: Digest::of(b"the catalog"),
         log_file: LogId(2),
@@ -131,7 +131,7 @@ pub fn decode() -> Vec<Seed> {
 
     let slot = sample_superblock(7).encode();
     add("slot", Format::Slot, false, &slot);
-    let empty = Superblock::new(FilterStack::default()).encode();
+    let empty = Superblock::new(Parameters::default()).encode();
     add("slot-new-store", Format::Slot, false, &empty);
     let mac = sample_superblock(8).encode_sealed(&fuzz_seal);
     add("slot-mac", Format::Slot, false, &mac);

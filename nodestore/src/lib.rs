@@ -10,24 +10,31 @@
 //!   nodes, a dirty queue of recent puts, an in-flight map of nodes on
 //!   their way to disk through worker threads running the filter pipeline,
 //!   and a node table of locations and refcounts ([`NodeStore`]);
-//! - commit atomically (segments synced, then the other superblock slot),
-//!   recover the last commit on open, and compact sparse segments;
-//! - keep the forest catalog as opaque bytes and switch it atomically on
-//!   [`NodeStore::commit`].
+//! - make commits durable in the commit log ([`NodeStore::log`],
+//!   [`NodeStore::sync_log`]), and write the nodes, the node table and the
+//!   forest catalog (kept as opaque bytes) to segments at checkpoints
+//!   ([`NodeStore::checkpoint`]), each switched in atomically by the other
+//!   superblock slot;
+//! - recover on open: the newest checkpoint, then the committed log
+//!   records after it for the caller to replay ([`NodeStore::replay`]);
+//!   and compact sparse segments ([`NodeStore::compact`]).
 //!
-//! Invariants S1–S10 are listed in `docs/design.md`; the first three:
+//! Invariants S1–S13 (the store) and L1–L5 (the commit log) are listed in
+//! `docs/design.md` and cited where the code enforces them; the first
+//! three:
 //! - S1: an id returned by [`NodeStore::allocate`] is never returned again.
 //! - S2: [`NodeStore::get`] of a freed id fails with
 //!   [`StoreError::NodeMissing`] at once.
 //! - S3: a re-put of an id replaces the node; the older version is never
 //!   read again.
 //!
-//! The on-disk building blocks: the [`Backend`] all I/O goes through
-//! ([`FileBackend`], [`MemBackend`], and the fault-injecting
-//! [`FaultyBackend`] of the crash tests), blob records ([`BlobHeader`]) in
-//! segment files ([`SegmentWriter`], [`read_blob`], [`scan_segment`]), the
-//! two-slot [`Superblock`], the chunked [`NodeTable`] and its
-//! [`Directory`]. Their byte layouts are in `docs/design.md`.
+//! All I/O goes through a [`Backend`] ([`FileBackend`], [`MemBackend`]).
+//! The on-disk format (the private `format` module: blob records in
+//! append-only segment files, the two-slot superblock, the chunked node
+//! table and its directory, the commit log's records) is not part of the
+//! API; its byte layouts are in `docs/design.md`. The `testing` feature
+//! exports it, with the fault-injecting `FaultyBackend` of the crash tests,
+//! as the `testing` module, for tests and fuzzers only.
 #![forbid(unsafe_code)]
 
 mod backend;
@@ -68,7 +75,7 @@ pub(crate) use format::segment::{
     read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES,
 };
 pub(crate) use format::superblock::{
-    read_newest, read_newest_with_fault, write_slot, FilterStack, Superblock, MAC_LEN, SLOT_LEN,
+    read_newest, read_newest_with_fault, write_slot, Parameters, Superblock, MAC_LEN, SLOT_LEN,
 };
 pub(crate) use format::table::{NodeTable, TableEntry};
 
@@ -85,8 +92,8 @@ pub mod testing {
         read_blob, scan_segment, SegmentWriter, DEFAULT_MAX_SEGMENT_BYTES,
     };
     pub use crate::format::superblock::{
-        no_seal, read_newest, read_newest_with_fault, read_slots, write_slot, FilterStack,
-        Generation, Seal, Superblock, FORMAT_VERSION, MAC_LEN, MAX_DESCRIPTOR_LEN, SLOT_LEN,
+        no_seal, read_newest, read_newest_with_fault, read_slots, write_slot, Generation,
+        Parameters, Seal, Superblock, FORMAT_VERSION, MAC_LEN, MAX_PARAMETERS_LEN, SLOT_LEN,
         SUPERBLOCK_MAGIC,
     };
     pub use crate::format::table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};

@@ -47,8 +47,8 @@ pub fn no_seal(_: &[u8]) -> Option<[u8; MAC_LEN]> {
     None
 }
 
-/// The longest filter stack descriptor a slot holds, in bytes.
-pub const MAX_DESCRIPTOR_LEN: usize = 1024;
+/// The longest parameters text a slot holds, in bytes.
+pub const MAX_PARAMETERS_LEN: usize = 1024;
 
 const VERSION_AT: usize = 8;
 const GENERATION_AT: usize = 12;
@@ -62,7 +62,7 @@ const CATALOG_DIGEST_AT: usize = DIRECTORY_DIGEST_AT + DIGEST_LEN;
 const LOG_FILE_AT: usize = CATALOG_DIGEST_AT + DIGEST_LEN;
 const LOG_START_AT: usize = LOG_FILE_AT + 4;
 const LOG_SALT_AT: usize = LOG_START_AT + 8;
-const DESCRIPTOR_AT: usize = LOG_SALT_AT + 8;
+const PARAMETERS_AT: usize = LOG_SALT_AT + 8;
 const CRC_AT: usize = SLOT_LEN - 4;
 const MAC_AT: usize = CRC_AT - MAC_LEN;
 
@@ -89,29 +89,31 @@ impl fmt::Display for Generation {
     }
 }
 
-/// The filter stack descriptor (`Pipeline::describe()`), checked to fit a
-/// superblock slot.
+/// The parameters a store is created with and must be opened with: its
+/// node size and filter stack, as text (`node_size=N;filters=<descriptor>`,
+/// the descriptor being `Pipeline::describe()`), checked to fit a
+/// superblock slot. Names and settings only, never keys.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
-pub struct FilterStack(String);
+pub struct Parameters(String);
 
-impl FilterStack {
-    /// Wraps a descriptor.
+impl Parameters {
+    /// Wraps the parameters text.
     ///
     /// # Errors
     /// [`FormatError::DescriptorTooLong`] if it is longer than
-    /// [`MAX_DESCRIPTOR_LEN`] bytes.
-    pub fn new(descriptor: impl Into<String>) -> Result<FilterStack, FormatError> {
-        let s = descriptor.into();
-        if s.len() > MAX_DESCRIPTOR_LEN {
+    /// [`MAX_PARAMETERS_LEN`] bytes.
+    pub fn new(text: impl Into<String>) -> Result<Parameters, FormatError> {
+        let s = text.into();
+        if s.len() > MAX_PARAMETERS_LEN {
             return Err(FormatError::DescriptorTooLong {
                 len: s.len(),
-                max: MAX_DESCRIPTOR_LEN,
+                max: MAX_PARAMETERS_LEN,
             });
         }
-        Ok(FilterStack(s))
+        Ok(Parameters(s))
     }
 
-    /// The descriptor.
+    /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -133,8 +135,9 @@ pub struct Superblock {
     pub catalog: Option<Location>,
     /// The key check blob, if the filter stack has one.
     pub key_check: Option<Location>,
-    /// The filter stack the blobs were written with.
-    pub filter_stack: FilterStack,
+    /// The parameters the store was created with (node size and the
+    /// filter stack the blobs were written with).
+    pub parameters: Parameters,
     /// The digest of the table directory blob's body (zero if none).
     pub table_directory_digest: Digest,
     /// The digest of the catalog blob's body (zero if none).
@@ -152,7 +155,7 @@ pub struct Superblock {
 impl Superblock {
     /// The superblock of a new, empty store: generation 0, next node 1,
     /// next segment 1, no blobs.
-    pub fn new(filter_stack: FilterStack) -> Superblock {
+    pub fn new(parameters: Parameters) -> Superblock {
         Superblock {
             generation: Generation(0),
             next_node: NodeId(1),
@@ -160,7 +163,7 @@ impl Superblock {
             table_directory: None,
             catalog: None,
             key_check: None,
-            filter_stack,
+            parameters,
             table_directory_digest: Digest::default(),
             catalog_digest: Digest::default(),
             log_file: LogId(1),
@@ -189,10 +192,10 @@ impl Superblock {
                 s[at + 1..at + 1 + LOCATION_LEN].copy_from_slice(&loc.encode());
             }
         }
-        let d = self.filter_stack.0.as_bytes();
-        // FilterStack::new bounds the length to 1024, so it fits a u16.
-        s[DESCRIPTOR_AT..DESCRIPTOR_AT + 2].copy_from_slice(&(d.len() as u16).to_le_bytes());
-        s[DESCRIPTOR_AT + 2..DESCRIPTOR_AT + 2 + d.len()].copy_from_slice(d);
+        let d = self.parameters.0.as_bytes();
+        // Parameters::new bounds the length to 1024, so it fits a u16.
+        s[PARAMETERS_AT..PARAMETERS_AT + 2].copy_from_slice(&(d.len() as u16).to_le_bytes());
+        s[PARAMETERS_AT + 2..PARAMETERS_AT + 2 + d.len()].copy_from_slice(d);
         s[DIRECTORY_DIGEST_AT..DIRECTORY_DIGEST_AT + DIGEST_LEN]
             .copy_from_slice(&self.table_directory_digest.0);
         s[CATALOG_DIGEST_AT..CATALOG_DIGEST_AT + DIGEST_LEN]
@@ -225,97 +228,23 @@ impl Superblock {
     /// bytes, or all zero), magic (if there are 8 bytes to check), length,
     /// checksum, version, MAC, fields.
     pub fn decode_sealed(bytes: &[u8], seal: Seal) -> Result<Superblock, SlotFault> {
-        if bytes.iter().all(|&b| b == 0) {
-            return Err(SlotFault::Empty);
-        }
-        if bytes.len() >= SUPERBLOCK_MAGIC.len() && bytes[..8] != SUPERBLOCK_MAGIC {
-            return Err(SlotFault::Magic);
-        }
-        if bytes.len() != SLOT_LEN {
-            return Err(SlotFault::Length(bytes.len()));
-        }
-        let stored = u32_at(bytes, CRC_AT);
-        let computed = crc32c::crc32c(&bytes[..CRC_AT]);
-        if stored != computed {
-            return Err(SlotFault::Checksum { stored, computed });
-        }
-        let version = u32_at(bytes, VERSION_AT);
-        if version != FORMAT_VERSION {
-            return Err(SlotFault::Version(version));
-        }
-        if let Some(mac) = seal(&bytes[..MAC_AT]) {
-            if bytes[MAC_AT..CRC_AT] != mac {
-                return Err(SlotFault::Unauthenticated);
-            }
-        }
-        let field = |msg: String| Err(SlotFault::Field(msg));
-        let next_node = NodeId(u64_at(bytes, NEXT_NODE_AT));
-        if next_node.0 == 0 {
-            return field("next node id is 0".into());
-        }
-        let next_segment = SegmentId(u32_at(bytes, NEXT_SEGMENT_AT));
-        if next_segment.0 == 0 {
-            return field("next segment id is 0".into());
-        }
-        let log_file = LogId(u32_at(bytes, LOG_FILE_AT));
-        if log_file.0 == 0 {
-            return field("log file id is 0".into());
-        }
-        let log_start = u64_at(bytes, LOG_START_AT);
-        if log_start == 0 {
-            return field("log start is 0".into());
-        }
-        let mut locs = [None; 3];
-        for (i, (at, name)) in [
-            (TABLE_DIRECTORY_AT, "table directory"),
-            (CATALOG_AT, "catalog"),
-            (KEY_CHECK_AT, "key check"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let raw: &[u8; LOCATION_LEN] = bytes[at + 1..at + 1 + LOCATION_LEN]
-                .try_into()
-                .expect("a location is 16 bytes");
-            locs[i] = match bytes[at] {
-                0 if raw.iter().all(|&b| b == 0) => None,
-                0 => return field(format!("absent {name} location is not zeroed")),
-                1 => match Location::decode(raw) {
-                    Some(loc) if loc.segment < next_segment => Some(loc),
-                    _ => return field(format!("{name} location is out of range")),
-                },
-                p => return field(format!("{name} presence byte is {p}")),
-            };
-        }
-        let d_len = usize::from(u16::from_le_bytes([
-            bytes[DESCRIPTOR_AT],
-            bytes[DESCRIPTOR_AT + 1],
-        ]));
-        if d_len > MAX_DESCRIPTOR_LEN {
-            return field(format!("filter stack descriptor length {d_len}"));
-        }
-        let d_end = DESCRIPTOR_AT + 2 + d_len;
-        let Ok(descriptor) = std::str::from_utf8(&bytes[DESCRIPTOR_AT + 2..d_end]) else {
-            return field("filter stack descriptor is not UTF-8".into());
-        };
-        if bytes[d_end..MAC_AT].iter().any(|&b| b != 0) {
-            return field("padding is not zeroed".into());
-        }
-        let digest_at = |at: usize| {
-            let mut d = Digest::default();
-            d.0.copy_from_slice(&bytes[at..at + DIGEST_LEN]);
-            d
-        };
+        check_envelope(bytes, seal)?;
+        let next_node = NodeId(nonzero(u64_at(bytes, NEXT_NODE_AT), "next node id")?);
+        let next_segment = SegmentId(nonzero(u32_at(bytes, NEXT_SEGMENT_AT), "next segment id")?);
+        let log_file = LogId(nonzero(u32_at(bytes, LOG_FILE_AT), "log file id")?);
+        let log_start = nonzero(u64_at(bytes, LOG_START_AT), "log start")?;
+        let [table_directory, catalog, key_check] = decode_locations(bytes, next_segment)?;
+        let parameters = decode_parameters(bytes)?;
         Ok(Superblock {
             generation: Generation(u64_at(bytes, GENERATION_AT)),
             next_node,
             next_segment,
-            table_directory: locs[0],
-            catalog: locs[1],
-            key_check: locs[2],
-            filter_stack: FilterStack(descriptor.to_string()),
-            table_directory_digest: digest_at(DIRECTORY_DIGEST_AT),
-            catalog_digest: digest_at(CATALOG_DIGEST_AT),
+            table_directory,
+            catalog,
+            key_check,
+            parameters,
+            table_directory_digest: digest_at(bytes, DIRECTORY_DIGEST_AT),
+            catalog_digest: digest_at(bytes, CATALOG_DIGEST_AT),
             log_file,
             log_start,
             log_salt: u64_at(bytes, LOG_SALT_AT),
@@ -329,6 +258,115 @@ impl Superblock {
             (KEY_CHECK_AT, self.key_check),
         ]
     }
+}
+
+/// The optional locations of a slot, where they lie and what they are
+/// called in a fault.
+const LOCATION_FIELDS: [(usize, &str); 3] = [
+    (TABLE_DIRECTORY_AT, "table directory"),
+    (CATALOG_AT, "catalog"),
+    (KEY_CHECK_AT, "key check"),
+];
+
+/// Checks what frames a slot's fields, in the order
+/// [`Superblock::decode_sealed`] documents: not empty, the magic, the
+/// length, the checksum, the version and the MAC under `seal`.
+fn check_envelope(bytes: &[u8], seal: Seal) -> Result<(), SlotFault> {
+    if bytes.iter().all(|&b| b == 0) {
+        return Err(SlotFault::Empty);
+    }
+    if bytes.len() >= SUPERBLOCK_MAGIC.len() && bytes[..8] != SUPERBLOCK_MAGIC {
+        return Err(SlotFault::Magic);
+    }
+    if bytes.len() != SLOT_LEN {
+        return Err(SlotFault::Length(bytes.len()));
+    }
+    let stored = u32_at(bytes, CRC_AT);
+    let computed = crc32c::crc32c(&bytes[..CRC_AT]);
+    if stored != computed {
+        return Err(SlotFault::Checksum { stored, computed });
+    }
+    let version = u32_at(bytes, VERSION_AT);
+    if version != FORMAT_VERSION {
+        return Err(SlotFault::Version(version));
+    }
+    match seal(&bytes[..MAC_AT]) {
+        Some(mac) if bytes[MAC_AT..CRC_AT] != mac => Err(SlotFault::Unauthenticated),
+        _ => Ok(()),
+    }
+}
+
+/// `value`, refused as a field fault if it is zero: the ids and sequence
+/// numbers a slot records all start at 1.
+fn nonzero<T: Default + PartialEq>(value: T, what: &str) -> Result<T, SlotFault> {
+    if value == T::default() {
+        return Err(SlotFault::Field(format!("{what} is 0")));
+    }
+    Ok(value)
+}
+
+/// The table directory, catalog and key check locations of a slot, each
+/// absent (all zero) or present and below `next_segment`.
+fn decode_locations(
+    bytes: &[u8],
+    next_segment: SegmentId,
+) -> Result<[Option<Location>; 3], SlotFault> {
+    let mut locs = [None; 3];
+    for (loc, (at, name)) in locs.iter_mut().zip(LOCATION_FIELDS) {
+        *loc = decode_location(bytes, at, name, next_segment)?;
+    }
+    Ok(locs)
+}
+
+/// The location field `name` at `at`: a presence byte and 16 bytes.
+fn decode_location(
+    bytes: &[u8],
+    at: usize,
+    name: &str,
+    next_segment: SegmentId,
+) -> Result<Option<Location>, SlotFault> {
+    let raw: &[u8; LOCATION_LEN] = bytes[at + 1..at + 1 + LOCATION_LEN]
+        .try_into()
+        .expect("a location is 16 bytes");
+    let fault = |msg: String| Err(SlotFault::Field(msg));
+    match bytes[at] {
+        0 if raw.iter().all(|&b| b == 0) => Ok(None),
+        0 => fault(format!("absent {name} location is not zeroed")),
+        1 => match Location::decode(raw) {
+            Some(loc) if loc.segment < next_segment => Ok(Some(loc)),
+            _ => fault(format!("{name} location is out of range")),
+        },
+        p => fault(format!("{name} presence byte is {p}")),
+    }
+}
+
+/// The parameters text of a slot (length-prefixed UTF-8, at most
+/// [`MAX_PARAMETERS_LEN`] bytes), checked to be followed by zeros up to
+/// the MAC.
+fn decode_parameters(bytes: &[u8]) -> Result<Parameters, SlotFault> {
+    let field = |msg: &str| Err(SlotFault::Field(msg.into()));
+    let len = usize::from(u16::from_le_bytes([
+        bytes[PARAMETERS_AT],
+        bytes[PARAMETERS_AT + 1],
+    ]));
+    if len > MAX_PARAMETERS_LEN {
+        return field(&format!("filter stack descriptor length {len}"));
+    }
+    let end = PARAMETERS_AT + 2 + len;
+    let Ok(text) = std::str::from_utf8(&bytes[PARAMETERS_AT + 2..end]) else {
+        return field("filter stack descriptor is not UTF-8");
+    };
+    if bytes[end..MAC_AT].iter().any(|&b| b != 0) {
+        return field("padding is not zeroed");
+    }
+    Ok(Parameters(text.to_string()))
+}
+
+/// The digest stored at `at`.
+fn digest_at(bytes: &[u8], at: usize) -> Digest {
+    let mut d = Digest::default();
+    d.0.copy_from_slice(&bytes[at..at + DIGEST_LEN]);
+    d
 }
 
 /// Writes `sb` into the slot its generation selects. The slot is not
@@ -475,7 +513,7 @@ mod tests {
                 len: 0,
             }),
             key_check: None,
-            filter_stack: FilterStack::new("zstd(level=3),checksum(crc32c)").unwrap(),
+            parameters: Parameters::new("zstd(level=3),checksum(crc32c)").unwrap(),
             table_directory_digest: Digest([7; DIGEST_LEN]),
             catalog_digest: Digest([9; DIGEST_LEN]),
             log_file: LogId(3),
@@ -497,12 +535,12 @@ mod tests {
 
     #[test]
     fn slot_round_trips() {
-        for sb in [sample(7), Superblock::new(FilterStack::default())] {
+        for sb in [sample(7), Superblock::new(Parameters::default())] {
             let bytes = sb.encode();
             assert_eq!(&bytes[..8], b"LARIXSB\0");
             assert_eq!(Superblock::decode(&bytes), Ok(sb));
         }
-        let long = FilterStack::new("x".repeat(MAX_DESCRIPTOR_LEN)).unwrap();
+        let long = Parameters::new("x".repeat(MAX_PARAMETERS_LEN)).unwrap();
         let sb = Superblock::new(long);
         assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
     }
@@ -558,8 +596,8 @@ mod tests {
     }
 
     #[test]
-    fn descriptor_longer_than_the_limit_is_refused() {
-        let err = FilterStack::new("x".repeat(MAX_DESCRIPTOR_LEN + 1)).unwrap_err();
+    fn parameters_longer_than_the_limit_are_refused() {
+        let err = Parameters::new("x".repeat(MAX_PARAMETERS_LEN + 1)).unwrap_err();
         assert!(matches!(
             err,
             FormatError::DescriptorTooLong { len: 1025, .. }
@@ -775,7 +813,7 @@ mod tests {
 
         #[test]
         fn decode_of_a_sealed_random_slot_never_panics(
-            fields in proptest::collection::vec(any::<u8>(), DESCRIPTOR_AT + 8),
+            fields in proptest::collection::vec(any::<u8>(), PARAMETERS_AT + 8),
         ) {
             // Valid magic, version and crc around random fields: exercises
             // the field checks rather than the checksum.

@@ -94,27 +94,12 @@ impl<N: Codec> Cache<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CodecError;
-
-    #[derive(Debug)]
-    struct Sized(usize);
-
-    impl Codec for Sized {
-        fn encode(&self, out: &mut Vec<u8>) {
-            out.resize(self.0, 0);
-        }
-        fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-            Ok(Sized(bytes.len()))
-        }
-        fn mem_size(&self) -> usize {
-            self.0
-        }
-    }
+    use crate::store::test_codec::node;
 
     #[test]
     fn hits_misses_and_removal() {
         let c = Cache::new();
-        c.insert(NodeId(3), Arc::new(Sized(100)));
+        c.insert(NodeId(3), node(100));
         assert_eq!(c.get(NodeId(3)).unwrap().0, 100);
         assert!(c.get(NodeId(4)).is_none());
         c.remove(NodeId(3));
@@ -126,7 +111,7 @@ mod tests {
     fn trim_brings_every_shard_down_to_the_room() {
         let c = Cache::new();
         for i in 0..100 {
-            c.insert(NodeId(i), Arc::new(Sized(10)));
+            c.insert(NodeId(i), node(10));
         }
         assert_eq!(c.bytes(), 1000);
         c.trim(250);

@@ -110,28 +110,13 @@ impl<N: Codec> InFlight<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CodecError;
-
-    #[derive(Debug, PartialEq)]
-    struct Sized(usize);
-
-    impl Codec for Sized {
-        fn encode(&self, out: &mut Vec<u8>) {
-            out.resize(self.0, 0);
-        }
-        fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-            Ok(Sized(bytes.len()))
-        }
-        fn mem_size(&self) -> usize {
-            self.0
-        }
-    }
+    use crate::store::test_codec::node;
 
     #[test]
     fn only_the_newest_launch_lands() {
         let mut f = InFlight::new();
-        let old = f.launch(NodeId(1), Arc::new(Sized(10)));
-        let new = f.launch(NodeId(1), Arc::new(Sized(30)));
+        let old = f.launch(NodeId(1), node(10));
+        let new = f.launch(NodeId(1), node(30));
         assert_eq!(f.bytes(), 30);
         assert_eq!(f.get(NodeId(1)).unwrap().0, 30);
         assert!(!f.land_if_newest(&old), "an older write landed");
@@ -145,12 +130,12 @@ mod tests {
     #[test]
     fn a_forgotten_id_never_lands() {
         let mut f = InFlight::new();
-        let job = f.launch(NodeId(7), Arc::new(Sized(5)));
+        let job = f.launch(NodeId(7), node(5));
         f.forget(NodeId(7));
         assert!(f.get(NodeId(7)).is_none());
         assert!(!f.land_if_newest(&job));
         // A relaunch after the free gets a new number.
-        let again = f.launch(NodeId(7), Arc::new(Sized(5)));
+        let again = f.launch(NodeId(7), node(5));
         assert!(again.seq > job.seq);
         assert!(!f.land_if_newest(&job));
         assert!(f.land_if_newest(&again));

@@ -43,6 +43,8 @@ mod inflight;
 mod log;
 mod queue;
 mod recovery;
+#[cfg(test)]
+mod test_codec;
 mod workers;
 use cache::Cache;
 use checkpoint::Frozen;
@@ -96,13 +98,13 @@ fn read_node_blob(
 /// checked: the text is only compared, never trusted to run anything).
 ///
 /// # Errors
-/// As [`read_newest`](crate::read_newest): no superblock, not a Larix
-/// store, another version, damage, I/O.
+/// [`StoreError::Format`]: no superblock ([`FormatError::NoSuperblock`]),
+/// not a Larix store ([`FormatError::NotLarix`]), another version
+/// ([`FormatError::UnsupportedVersion`]), both slots damaged
+/// ([`FormatError::SuperblockDamaged`]), or an I/O failure
+/// ([`FormatError::Io`]).
 pub fn read_parameters(backend: &dyn Backend) -> Result<String, StoreError> {
-    Ok(crate::read_newest(backend)?
-        .filter_stack
-        .as_str()
-        .to_string())
+    Ok(crate::read_newest(backend)?.parameters.as_str().to_string())
 }
 
 /// The filter context of blobs that are not nodes (the key check and the
@@ -223,6 +225,25 @@ struct State<N> {
 }
 
 impl<N: Codec> State<N> {
+    /// The state of a store just opened on `table` and the checkpoint it
+    /// recovered: nothing dirty, in flight or running.
+    fn new(table: NodeTable, committed: Committed) -> Self {
+        State {
+            table,
+            dirty: LruMap::new(),
+            inflight: InFlight::new(),
+            failure: None,
+            key_check: committed.superblock.key_check,
+            written_at_checkpoint: 0,
+            filtered_at_checkpoint: 0,
+            frozen: None,
+            frozen_bytes: 0,
+            checkpoint_running: false,
+            obsolete: BTreeSet::new(),
+            committed,
+        }
+    }
+
     fn failed(&self) -> Result<(), StoreError> {
         match &self.failure {
             Some(f) => Err(StoreError::Failed(f.clone())),
@@ -341,6 +362,90 @@ impl<N: Codec> Default for NodeStore<N> {
     }
 }
 
+impl<N: Codec> Shared<N> {
+    /// The shared part of a store opened on `backend` at the state
+    /// recovery found, before any thread runs.
+    fn new(
+        backend: Arc<dyn Backend>,
+        pipeline: Pipeline,
+        config: &StoreConfig,
+        recovered: recovery::Recovered,
+    ) -> Self {
+        let superblock = recovered.superblock;
+        let writer = SegmentWriter::new(superblock.next_segment, 0, config.max_segment_bytes);
+        Shared {
+            backend,
+            pipeline,
+            durability: config.durability,
+            budgets: Budgets::new(config.cache_bytes),
+            policy: config.compaction,
+            cache: Cache::new(),
+            next_id: AtomicU64::new(superblock.next_node.0),
+            read_only: config.read_only,
+            max_node_len: config.max_node_len,
+            warnings: recovered.warnings,
+            log: Log::new(recovered.log, superblock.log_salt),
+            checkpoints: config.checkpoints,
+            kicks: Mutex::new(None),
+            replay: Mutex::new(recovered.replay),
+            state: Mutex::new(State::new(
+                recovered.table,
+                Committed {
+                    superblock,
+                    directory: recovered.directory,
+                    catalog: recovered.catalog,
+                },
+            )),
+            settled: Condvar::new(),
+            writer: Mutex::new(writer),
+            closing: AtomicBool::new(false),
+            replaying: AtomicBool::new(false),
+            counters: Counters::default(),
+        }
+    }
+}
+
+/// Starts `count` worker threads on `shared`, taking jobs from `jobs`.
+///
+/// # Errors
+/// [`StoreError::Io`] if a thread cannot be spawned.
+fn spawn_workers<N: Codec>(
+    shared: &Arc<Shared<N>>,
+    jobs: &Receiver<Job<N>>,
+    count: usize,
+) -> Result<Vec<JoinHandle<()>>, StoreError> {
+    (0..count)
+        .map(|i| {
+            let shared = shared.clone();
+            let rx = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("larix-worker-{i}"))
+                .spawn(move || shared.work(rx))
+                .map_err(|e| StoreError::Io {
+                    file: "worker thread".into(),
+                    source: e,
+                })
+        })
+        .collect()
+}
+
+/// Starts the checkpoint thread on `shared`, woken through `shared.kicks`.
+///
+/// # Errors
+/// [`StoreError::Io`] if the thread cannot be spawned.
+fn spawn_checkpointer<N: Codec>(shared: &Arc<Shared<N>>) -> Result<JoinHandle<()>, StoreError> {
+    let (kick, kicks) = crossbeam_channel::bounded(1);
+    *shared.kicks.lock() = Some(kick);
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name("larix-checkpoint".into())
+        .spawn(move || shared.checkpointer(kicks))
+        .map_err(|e| StoreError::Io {
+            file: "checkpoint thread".into(),
+            source: e,
+        })
+}
+
 impl<N: Codec> NodeStore<N> {
     /// An empty store on a [`MemBackend`](crate::MemBackend), without
     /// filters, with one worker and a 64 MiB cache.
@@ -375,80 +480,18 @@ impl<N: Codec> NodeStore<N> {
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
         let recovered = recovery::recover(&*backend, &pipeline, &config)?;
-        let superblock = recovered.superblock;
-        let writer = SegmentWriter::new(superblock.next_segment, 0, config.max_segment_bytes);
-        let shared = Arc::new(Shared {
-            backend,
-            pipeline,
-            durability: config.durability,
-            budgets: Budgets::new(config.cache_bytes),
-            policy: config.compaction,
-            cache: Cache::new(),
-            next_id: AtomicU64::new(superblock.next_node.0),
-            read_only: config.read_only,
-            max_node_len: config.max_node_len,
-            warnings: recovered.warnings,
-            log: Log::new(recovered.log, superblock.log_salt),
-            checkpoints: config.checkpoints,
-            kicks: Mutex::new(None),
-            replay: Mutex::new(recovered.replay),
-            state: Mutex::new(State {
-                table: recovered.table,
-                dirty: LruMap::new(),
-                inflight: InFlight::new(),
-                failure: None,
-                key_check: superblock.key_check,
-                written_at_checkpoint: 0,
-                filtered_at_checkpoint: 0,
-                frozen: None,
-                frozen_bytes: 0,
-                checkpoint_running: false,
-                obsolete: BTreeSet::new(),
-                committed: Committed {
-                    superblock,
-                    directory: recovered.directory,
-                    catalog: recovered.catalog,
-                },
-            }),
-            settled: Condvar::new(),
-            writer: Mutex::new(writer),
-            closing: AtomicBool::new(false),
-            replaying: AtomicBool::new(false),
-            counters: Counters::default(),
-        });
-        let (tx, rx) = crossbeam_channel::bounded(config.workers.max(1) * 4);
-        let workers = (0..config.workers.max(1))
-            .map(|i| {
-                let shared = shared.clone();
-                let rx: Receiver<Job<N>> = rx.clone();
-                std::thread::Builder::new()
-                    .name(format!("larix-worker-{i}"))
-                    .spawn(move || shared.work(rx))
-                    .map_err(|e| StoreError::Io {
-                        file: "worker thread".into(),
-                        source: e,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let shared = Arc::new(Shared::new(backend, pipeline, &config, recovered));
+        let count = config.workers.max(1);
+        let (jobs, queue) = crossbeam_channel::bounded(count * 4);
+        let workers = spawn_workers(&shared, &queue, count)?;
         let checkpointer = if config.read_only {
             None
         } else {
-            let (kick, kicks) = crossbeam_channel::bounded(1);
-            *shared.kicks.lock() = Some(kick);
-            let worker = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("larix-checkpoint".into())
-                    .spawn(move || worker.checkpointer(kicks))
-                    .map_err(|e| StoreError::Io {
-                        file: "checkpoint thread".into(),
-                        source: e,
-                    })?,
-            )
+            Some(spawn_checkpointer(&shared)?)
         };
         Ok(NodeStore {
             shared,
-            jobs: Some(tx),
+            jobs: Some(jobs),
             workers,
             checkpointer,
         })
@@ -635,7 +678,8 @@ impl<N: Codec> NodeStore<N> {
     ///
     /// # Errors
     /// None at present: a background failure is latched and reported by
-    /// [`NodeStore::writable`] and [`NodeStore::commit`]. Kept fallible for
+    /// [`NodeStore::writable`], [`NodeStore::log`] and
+    /// [`NodeStore::checkpoint`]. Kept fallible for
     /// stores that report it here.
     pub fn put(&self, id: NodeId, node: Arc<N>) -> Result<(), StoreError> {
         let jobs = {

@@ -89,27 +89,7 @@ impl<N: Codec> LruMap<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CodecError;
-
-    /// A node of a given size.
-    #[derive(Debug, PartialEq)]
-    struct Sized(usize);
-
-    impl Codec for Sized {
-        fn encode(&self, out: &mut Vec<u8>) {
-            out.resize(self.0, 0);
-        }
-        fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-            Ok(Sized(bytes.len()))
-        }
-        fn mem_size(&self) -> usize {
-            self.0
-        }
-    }
-
-    fn node(n: usize) -> Arc<Sized> {
-        Arc::new(Sized(n))
-    }
+    use crate::store::test_codec::node;
 
     #[test]
     fn bytes_follow_inserts_replacements_and_removals() {

@@ -21,7 +21,7 @@ use super::log::{create_log_file, LogStart};
 use super::{StoreConfig, KEY_CHECK, META_CONTEXT};
 use crate::{
     read_blob, read_newest_with_fault, scan_segment, Backend, BlobFault, BlobKind, Damage, Digest,
-    Directory, FileId, FilterError, FilterStack, FormatError, Location, LogId, NodeTable,
+    Directory, FileId, FilterError, FormatError, Location, LogId, NodeTable, Parameters,
     RecordHeader, SegmentId, SegmentWriter, StoreError, Superblock, LOG_HEADER_LEN, SLOT_LEN,
 };
 use larix_filters::{Context, Pipeline};
@@ -81,9 +81,9 @@ pub(super) fn recover(
         Err(FormatError::Unauthenticated { .. }) => return Err(StoreError::WrongKey),
         Err(e) => return Err(e.into()),
     };
-    if superblock.filter_stack.as_str() != config.parameters {
+    if superblock.parameters.as_str() != config.parameters {
         return Err(StoreError::ParametersMismatch {
-            stored: superblock.filter_stack.as_str().to_string(),
+            stored: superblock.parameters.as_str().to_string(),
             given: config.parameters.clone(),
         });
     }
@@ -114,9 +114,7 @@ pub(super) fn recover(
 /// A lone key check record is what a creation interrupted before its
 /// superblock leaves.
 fn ensure_nothing_committed(backend: &dyn Backend, superblock: &str) -> Result<(), StoreError> {
-    let segments = backend
-        .segments()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let segments = backend.segments().map_err(directory_io)?;
     let mut holding = 0;
     for &seg in &segments {
         let records = scan_segment(backend, seg)?;
@@ -145,7 +143,7 @@ fn create(
 ) -> Result<Superblock, StoreError> {
     // Segments left by a creation that crashed before its superblock.
     remove_segments(backend, |_| true)?;
-    let mut sb = Superblock::new(FilterStack::new(config.parameters.clone())?);
+    let mut sb = Superblock::new(Parameters::new(config.parameters.clone())?);
     sb.log_salt = random_salt();
     let mut writer = SegmentWriter::new(SegmentId::FIRST, 0, config.max_segment_bytes);
     let body = pipeline.encode(&Context::new(META_CONTEXT), KEY_CHECK)?;
@@ -157,9 +155,7 @@ fn create(
     backend
         .create_whole(file, &slot)
         .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-    backend
-        .sync_dir()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    backend.sync_dir().map_err(directory_io)?;
     Ok(sb)
 }
 
@@ -419,20 +415,11 @@ fn committed_groups(found: Vec<ReplayRecord>) -> Vec<ReplayRecord> {
 /// Removes the log files before `first`: the checkpoint holds all they
 /// recorded.
 pub(super) fn remove_old_logs(backend: &dyn Backend, first: LogId) -> Result<(), StoreError> {
-    let dir_err = |e| FormatError::io("the store directory".into(), None, e);
-    let logs = backend.logs().map_err(dir_err)?;
-    let mut removed = false;
-    for id in logs.into_iter().filter(|&l| l < first) {
-        let file = FileId::Log(id);
-        backend
-            .remove(file)
-            .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-        removed = true;
-    }
-    if removed {
-        backend.sync_dir().map_err(dir_err)?;
-    }
-    Ok(())
+    let logs = backend.logs().map_err(directory_io)?;
+    remove_files(
+        backend,
+        logs.into_iter().filter(|&l| l < first).map(FileId::Log),
+    )
 }
 
 /// Reads and unfilters the catalog the superblock points at (empty if
@@ -482,12 +469,8 @@ fn pinned(
 /// shows is durable (S10): a superblock written by a commit that failed
 /// before its sync must not be shown and then lost by a crash.
 fn make_durable(backend: &dyn Backend) -> Result<(), StoreError> {
-    let segments = backend
-        .segments()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
-    let logs = backend
-        .logs()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
+    let segments = backend.segments().map_err(directory_io)?;
+    let logs = backend.logs().map_err(directory_io)?;
     let files = segments
         .into_iter()
         .map(FileId::Segment)
@@ -500,9 +483,7 @@ fn make_durable(backend: &dyn Backend) -> Result<(), StoreError> {
             Err(e) => return Err(FormatError::io(backend.name(file), None, e).into()),
         }
     }
-    backend
-        .sync_dir()
-        .map_err(|e| FormatError::io("the store directory".into(), None, e).into())
+    backend.sync_dir().map_err(|e| directory_io(e).into())
 }
 
 /// Removes the segment files the committed state does not refer to: those
@@ -525,18 +506,36 @@ pub(super) fn remove_segments(
     backend: &dyn Backend,
     doomed: impl Fn(SegmentId) -> bool,
 ) -> Result<(), StoreError> {
-    let dir_err = |e| FormatError::io("the store directory".into(), None, e);
-    let segments = backend.segments().map_err(dir_err)?;
+    let segments = backend.segments().map_err(directory_io)?;
+    remove_files(
+        backend,
+        segments
+            .into_iter()
+            .filter(|&s| doomed(s))
+            .map(FileId::Segment),
+    )
+}
+
+/// Removes `files`, then syncs the directory if any went, so that the
+/// removals are durable before anything relies on them.
+fn remove_files(
+    backend: &dyn Backend,
+    files: impl IntoIterator<Item = FileId>,
+) -> Result<(), StoreError> {
     let mut removed = false;
-    for seg in segments.into_iter().filter(|&s| doomed(s)) {
-        let file = FileId::Segment(seg);
+    for file in files {
         backend
             .remove(file)
             .map_err(|e| FormatError::io(backend.name(file), None, e))?;
         removed = true;
     }
     if removed {
-        backend.sync_dir().map_err(dir_err)?;
+        backend.sync_dir().map_err(directory_io)?;
     }
     Ok(())
+}
+
+/// A failure to list or sync the store directory.
+fn directory_io(e: std::io::Error) -> FormatError {
+    FormatError::io("the store directory".into(), None, e)
 }
