@@ -1,6 +1,9 @@
 //! The bar chart of a run (SVG): one group per row, one bar per engine,
-//! each value divided by the best peer's on that row, on a log scale, so
-//! 1× is the best peer and lower is better.
+//! each value relative to the best peer's on that row ([`Row::relative`]:
+//! divided by it, or dividing it where higher is better), on a log scale,
+//! so 1× is the best peer and lower is better.
+//!
+//! [`Row::relative`]: crate::rows::Row::relative
 
 use crate::engines::{is_larix, Result, ENGINES};
 use crate::rows::{Results, ROWS};
@@ -53,12 +56,12 @@ pub fn draw(results: &Results, path: &Path) -> Result<()> {
         .iter()
         .filter(|r| r.compared)
         .filter_map(|r| {
-            let (_, best) = results.best(r.key, |e| !is_larix(e))?;
+            let (_, best) = results.best(r, |e| !is_larix(e))?;
             (best > 0.0).then(|| {
                 let ratios: Vec<Option<f64>> = results
                     .engines
                     .iter()
-                    .map(|e| results.get(e, r.key).map(|v| v / best))
+                    .map(|e| r.relative(results.get(e, r.key)?, best))
                     .collect();
                 (r, ratios)
             })
@@ -77,7 +80,7 @@ pub fn draw(results: &Results, path: &Path) -> Result<()> {
     let (plot, labels) = root.split_vertically(height - LEGEND_Y as u32 - 30);
     let mut chart = ChartBuilder::on(&plot)
         .caption(
-            "Time and size relative to the best peer (log scale, lower is better)",
+            "Cost relative to the best peer (log scale, lower is better)",
             ("sans-serif", 20),
         )
         .margin(10)

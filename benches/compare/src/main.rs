@@ -48,6 +48,9 @@ struct Args {
     /// Skip the file workload.
     #[arg(long)]
     no_files: bool,
+    /// Operations per thread of the YCSB A mix (2 threads; 0: no mix).
+    #[arg(long, default_value_t = 10_000)]
+    mix_ops: usize,
     /// Seed of the random data.
     #[arg(long, default_value_t = 0x1a41)]
     seed: u64,
@@ -85,6 +88,7 @@ fn child(args: &Args, engine: &str) -> Result<()> {
         dir: &dir,
         files_root: args.files_root(),
         files_max: args.files_max,
+        mix_ops: args.mix_ops,
     };
     let mut emit = |row: &str, value: f64| {
         let shown = match ROWS.iter().find(|r| r.key == row) {
@@ -111,7 +115,8 @@ fn child(args: &Args, engine: &str) -> Result<()> {
 fn run_engine(args: &Args, engine: &str, results: &mut Results) -> Result<()> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["--child", engine, "--n", &args.n.to_string()])
-        .args(["--seed", &args.seed.to_string(), "--dir"])
+        .args(["--seed", &args.seed.to_string()])
+        .args(["--mix-ops", &args.mix_ops.to_string(), "--dir"])
         .arg(args.dir())
         .args(["--files-max", &args.files_max.to_string(), "--files-root"])
         .arg(&args.files_root);
@@ -240,5 +245,6 @@ fn sizes(args: &Args, results: &Results) -> Sizes {
     Sizes {
         n: args.n,
         files: files as usize,
+        mix_ops: args.mix_ops,
     }
 }

@@ -79,11 +79,12 @@ fn markdown_table(results: &Results, sizes: Sizes) -> String {
     out
 }
 
-/// `value / best`, formatted as a ratio.
-fn ratio(value: Option<f64>, best: f64) -> String {
-    match value {
-        Some(v) if best > 0.0 => format!("{:.2}×", v / best),
-        Some(_) => "–".into(),
+/// `value` relative to `best` on `row` (see [`Row::relative`]), formatted
+/// as a ratio.
+fn ratio(row: &Row, value: Option<f64>, best: f64) -> String {
+    match value.map(|v| row.relative(v, best)) {
+        Some(Some(r)) => format!("{r:.2}×"),
+        Some(None) => "–".into(),
         None => "n/a".into(),
     }
 }
@@ -100,10 +101,10 @@ fn ratio_table(results: &Results, sizes: Sizes) -> String {
     out.push_str(&" ---: |".repeat(larix.len()));
     out.push('\n');
     for row in present(results) {
-        let Some((peer, best)) = results.best(row.key, |e| !is_larix(e)) else {
+        let Some((peer, best)) = results.best(row, |e| !is_larix(e)) else {
             continue;
         };
-        let best_larix = results.best(row.key, is_larix);
+        let best_larix = results.best(row, is_larix);
         let _ = write!(
             out,
             "| {} | {peer} ({} {}) | {} |",
@@ -111,12 +112,12 @@ fn ratio_table(results: &Results, sizes: Sizes) -> String {
             row.show(best),
             row.unit_name(),
             match best_larix {
-                Some((e, v)) => format!("{} ({e})", ratio(Some(v), best)),
+                Some((e, v)) => format!("{} ({e})", ratio(row, Some(v), best)),
                 None => "n/a".into(),
             }
         );
         for e in &larix {
-            let _ = write!(out, " {} |", ratio(results.get(e, row.key), best));
+            let _ = write!(out, " {} |", ratio(row, results.get(e, row.key), best));
         }
         out.push('\n');
     }
@@ -130,9 +131,9 @@ pub fn worst_rows(results: &Results) -> Vec<(&'static Row, f64)> {
         .iter()
         .filter(|r| r.compared)
         .filter_map(|r| {
-            let (_, peer) = results.best(r.key, |e| !is_larix(e))?;
-            let (_, larix) = results.best(r.key, is_larix)?;
-            (peer > 0.0).then(|| (r, larix / peer))
+            let (_, peer) = results.best(r, |e| !is_larix(e))?;
+            let (_, larix) = results.best(r, is_larix)?;
+            Some((r, r.relative(larix, peer)?))
         })
         .collect();
     worst.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -182,6 +183,27 @@ fn load_note(loads: &[f64]) -> String {
     )
 }
 
+/// The workload's item on the YCSB A mix (with its line break), or nothing
+/// if it did not run.
+fn mix_item(ops: usize) -> String {
+    if ops == 0 {
+        return String::new();
+    }
+    format!(
+        "- YCSB workload A: 2 threads run {} operations each, concurrently, each
+  operation a read of one key (a read transaction of its own, timed
+  alone) or, with the same probability, an update of one key (a
+  transaction of its own, committed); keys are chosen among the loaded
+  ones with a zipfian distribution (constant 0.99, YCSB's; the hot keys
+  are scattered over the key space). Reported: updates per second of
+  wall time (higher is better), and the mean and 99th percentile of the
+  read latencies. Every read must find its key with its loaded or its
+  updated value (the value of each key's updates is fixed);
+",
+        crate::rows::thousands(ops as u64)
+    )
+}
+
 /// Everything the Markdown report needs besides the results.
 pub struct Context<'a> {
     /// The machine the run used.
@@ -204,6 +226,7 @@ pub struct Context<'a> {
 pub fn markdown(results: &Results, cx: &Context) -> String {
     let m = cx.machine;
     let n = crate::rows::thousands(cx.sizes.n as u64);
+    let mix = mix_item(cx.sizes.mix_ops);
     let mut out = String::new();
     let _ = write!(
         out,
@@ -245,16 +268,22 @@ The workload redb publishes, on random 24-byte keys and 150-byte values
 in a fresh directory, deleted afterwards:
 
 - bulk load of {n} pairs in one transaction, committed;
-- 1,000 individual writes of new keys, each committed;
+- 1,000 individual writes of new keys, each committed; during them the
+  bytes the process hands to write calls (`wchar` in `/proc/self/io`,
+  counted by the kernel for every thread of the engine's process: journal,
+  pages, headers, background flushes; data not yet on disk included) are
+  counted and divided by 1,000;
 - 100 batches of 1,000 new keys, each batch committed;
 - {n} random reads of loaded keys, twice (both passes are reported; the
   second runs with whatever the first left cached), all in one read
   transaction where the engine has them;
 - {} range reads of 10 entries, each from a random loaded key;
 - {n} random reads from 2 threads, half each;
-- removal of half the loaded keys in one transaction, committed;
-- size on disk (the sum of the sizes of the engine's files) after the bulk
-  load, after the removals, and after the engine's compaction.
+{mix}- removal of half the loaded keys in one transaction, committed;
+- size on disk (the sum of the sizes of the engine's files, holes of
+  sparse files left out: fjall preallocates its journal files to 64 MiB
+  with `set_len`) after the bulk load, after the removals, and after the
+  engine's compaction.
 
 A second workload uses real, compressible data: the paths and metadata
 (size u64, mode u32, mtime i64: a 20-byte value) of {} entries under `{}`,
@@ -278,7 +307,7 @@ returns. Comparable caches: 1 GiB where the engine has one.
 | redb | `Durability::Immediate` (default) | 1 GiB (its default) | none | `Database::compact()` |
 | lmdb (heed) | default environment flags (synced commits) | the kernel's page cache; map size 16 GiB | none | copy with `CompactionOption::Enabled`; the copy is measured |
 | sled | `flush()` after each batch | `cache_capacity` 1 GiB | none | none offered: n/a |
-| fjall | `persist(PersistMode::SyncAll)` after each batch | `cache_size` 1 GiB | lz4 (its default) | memtable flush, then `major_compact()` |
+| fjall | `persist(PersistMode::SyncAll)` after each batch | `cache_size` 1 GiB | its default: none in levels 0 and 1, lz4 below | memtable flush, then `major_compact()` |
 
 {}Peak memory is the whole process's: it includes the generated pairs
 (about {} MiB of keys and values, plus allocation overhead), the same for
@@ -286,7 +315,9 @@ every engine.
 
 ## Results
 
-Milliseconds for times, MiB (2^20 bytes) for sizes; lower is better.
+Milliseconds for times, microseconds for the latency of one read, MiB
+(2^20 bytes) for sizes and KiB for the bytes written per commit: lower is
+better. Operations per second (the mix's updates): higher is better.
 
 ",
         m.cpu,
@@ -311,8 +342,9 @@ Milliseconds for times, MiB (2^20 bytes) for sizes; lower is better.
     }
     out.push_str(
         "\n## Larix relative to the best peer\n\nEach Larix value divided by the best \
-         (smallest) value among redb, LMDB, sled and fjall on the same row: below 1× \
-         Larix is ahead, above it behind.\n\n",
+         (smallest) value among redb, LMDB, sled and fjall on the same row, or, on a \
+         row of operations per second, the best (largest) peer value divided by \
+         Larix's: below 1× Larix is ahead, above it behind.\n\n",
     );
     out.push_str(&ratio_table(results, cx.sizes));
     let worst = worst_rows(results);
@@ -330,8 +362,9 @@ Milliseconds for times, MiB (2^20 bytes) for sizes; lower is better.
         let _ = write!(
             out,
             "\n## Chart\n\nEach bar is the engine's value divided by the best peer's on \
-             that row (log scale; the line is 1×, lower is better).\n\n![Larix and its \
-             peers, relative to the best peer]({chart})\n"
+             that row (the other way round on a row of operations per second), log \
+             scale; the line is 1×, lower is better.\n\n![Larix and its peers, \
+             relative to the best peer]({chart})\n"
         );
     }
     out

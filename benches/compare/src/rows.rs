@@ -8,8 +8,21 @@ use std::collections::BTreeMap;
 pub enum Unit {
     /// Wall-clock milliseconds.
     Ms,
+    /// Wall-clock microseconds (a latency of one operation).
+    Us,
     /// Bytes, shown in MiB.
     Bytes,
+    /// Bytes, shown in KiB (an amount per operation).
+    SmallBytes,
+    /// Operations per second: the one unit where higher is better.
+    PerSecond,
+}
+
+impl Unit {
+    /// Whether a larger value is the better one.
+    pub fn higher_is_better(self) -> bool {
+        self == Unit::PerSecond
+    }
 }
 
 /// One row of the table.
@@ -19,7 +32,7 @@ pub struct Row {
     /// Unit of the values.
     pub unit: Unit,
     /// Whether the row enters the chart and the "furthest behind the best
-    /// peer" list.
+    /// peer" list (see [`Row::relative`] for rows where higher is better).
     pub compared: bool,
 }
 
@@ -35,11 +48,15 @@ const fn row(key: &'static str, unit: Unit, compared: bool) -> Row {
 pub const ROWS: &[Row] = &[
     row("bulk_load", Unit::Ms, true),
     row("individual_writes", Unit::Ms, true),
+    row("commit_bytes", Unit::SmallBytes, true),
     row("batch_writes", Unit::Ms, true),
     row("random_reads_1", Unit::Ms, true),
     row("random_reads_2", Unit::Ms, true),
     row("range_reads", Unit::Ms, true),
     row("random_reads_2t", Unit::Ms, true),
+    row("mix_updates_per_s", Unit::PerSecond, true),
+    row("mix_read_us", Unit::Us, true),
+    row("mix_read_p99_us", Unit::Us, true),
     row("removals", Unit::Ms, true),
     row("compaction", Unit::Ms, true),
     row("size_load", Unit::Bytes, true),
@@ -58,6 +75,8 @@ pub struct Sizes {
     pub n: usize,
     /// Entries in the file-tree workload (0 if it did not run).
     pub files: usize,
+    /// Operations per thread of the YCSB A mix.
+    pub mix_ops: usize,
 }
 
 impl Row {
@@ -66,14 +85,19 @@ impl Row {
         let n = thousands(s.n as u64);
         let half = thousands(s.n as u64 / 2);
         let files = thousands(s.files as u64);
+        let mix = format!("YCSB A, 2 threads × {} ops", thousands(s.mix_ops as u64));
         match self.key {
             "bulk_load" => format!("bulk load ({n} pairs, 1 commit)"),
             "individual_writes" => "individual writes (1,000 commits)".into(),
+            "commit_bytes" => "written per individual write (wchar)".into(),
             "batch_writes" => "batch writes (100 commits × 1,000)".into(),
             "random_reads_1" => format!("random reads ({n}), pass 1"),
             "random_reads_2" => format!("random reads ({n}), pass 2"),
             "range_reads" => format!("range reads ({half} × 10 entries)"),
             "random_reads_2t" => format!("random reads, 2 threads ({n} total)"),
+            "mix_updates_per_s" => format!("{mix}: updates"),
+            "mix_read_us" => format!("{mix}: read latency, mean"),
+            "mix_read_p99_us" => format!("{mix}: read latency, p99"),
             "removals" => format!("removals ({half}, 1 commit)"),
             "compaction" => "compaction".into(),
             "size_load" => "size after bulk load".into(),
@@ -92,11 +116,15 @@ impl Row {
         match self.key {
             "bulk_load" => "bulk load",
             "individual_writes" => "individual writes",
+            "commit_bytes" => "bytes per commit",
             "batch_writes" => "batch writes",
             "random_reads_1" => "reads pass 1",
             "random_reads_2" => "reads pass 2",
             "range_reads" => "range reads",
             "random_reads_2t" => "reads 2 threads",
+            "mix_updates_per_s" => "mix updates/s",
+            "mix_read_us" => "mix read mean",
+            "mix_read_p99_us" => "mix read p99",
             "removals" => "removals",
             "compaction" => "compaction",
             "size_load" => "size loaded",
@@ -110,12 +138,13 @@ impl Row {
         }
     }
 
-    /// `value` in the row's unit for display: ms, or MiB.
+    /// `value` in the row's unit for display.
     pub fn show(&self, value: f64) -> String {
         match self.unit {
-            Unit::Ms if value < 10.0 => format!("{value:.1}"),
-            Unit::Ms => thousands(value.round() as u64),
+            Unit::Ms | Unit::Us if value < 10.0 => format!("{value:.1}"),
+            Unit::Ms | Unit::Us | Unit::PerSecond => thousands(value.round() as u64),
             Unit::Bytes => format!("{:.1}", value / (1 << 20) as f64),
+            Unit::SmallBytes => format!("{:.1}", value / 1024.0),
         }
     }
 
@@ -123,8 +152,26 @@ impl Row {
     pub fn unit_name(&self) -> &'static str {
         match self.unit {
             Unit::Ms => "ms",
+            Unit::Us => "µs",
             Unit::Bytes => "MiB",
+            Unit::SmallBytes => "KiB",
+            Unit::PerSecond => "ops/s",
         }
+    }
+
+    /// How far `value` is from `best` as a cost: `value / best` where
+    /// lower is better, `best / value` where higher is better, so below 1
+    /// is always ahead of `best` and above 1 behind it. `None` unless both
+    /// are positive.
+    pub fn relative(&self, value: f64, best: f64) -> Option<f64> {
+        if value <= 0.0 || best <= 0.0 {
+            return None;
+        }
+        Some(if self.unit.higher_is_better() {
+            best / value
+        } else {
+            value / best
+        })
     }
 }
 
@@ -163,13 +210,19 @@ impl Results {
         self.values.get(&(engine.into(), row.into())).copied()
     }
 
-    /// The smallest value of `row` among the engines `pick` accepts, with
-    /// the engine holding it.
-    pub fn best(&self, row: &str, pick: impl Fn(&str) -> bool) -> Option<(&str, f64)> {
-        self.engines
+    /// The best value of `row` among the engines `pick` accepts (the
+    /// smallest, or the largest where higher is better), with the engine
+    /// holding it.
+    pub fn best(&self, row: &Row, pick: impl Fn(&str) -> bool) -> Option<(&str, f64)> {
+        let values = self
+            .engines
             .iter()
             .filter(|e| pick(e))
-            .filter_map(|e| Some((e.as_str(), self.get(e, row)?)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .filter_map(|e| Some((e.as_str(), self.get(e, row.key)?)));
+        if row.unit.higher_is_better() {
+            values.max_by(|a, b| a.1.total_cmp(&b.1))
+        } else {
+            values.min_by(|a, b| a.1.total_cmp(&b.1))
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The workloads, run against one engine in the engine's own process:
-//! redb's published benchmark on random pairs, then a bulk load and random
-//! reads of the paths and metadata of a directory tree.
+//! redb's published benchmark on random pairs, with a YCSB A mix of reads
+//! and updates added, then a bulk load and random reads of the paths and
+//! metadata of a directory tree.
 //!
 //! Every measurement is handed to `emit` as soon as it is taken. The data
 //! is generated before any timer starts, from a fixed seed, so every engine
@@ -10,7 +11,10 @@ use crate::engines::{self, Compacted, Engine, Pair, Result};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use std::collections::HashSet;
 use std::path::Path;
+use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
 /// Writes committed one at a time.
@@ -27,6 +31,10 @@ pub const KEY_LEN: usize = 24;
 pub const VALUE_LEN: usize = 150;
 /// LMDB's default key limit; longer paths are left out for every engine.
 pub const MAX_PATH_KEY: usize = 511;
+/// Threads of the YCSB A mix.
+pub const MIX_THREADS: usize = 2;
+/// The zipfian constant of the mix's key choice (YCSB's).
+pub const MIX_THETA: f64 = 0.99;
 
 /// What a run of the workloads needs to know.
 pub struct Config<'a> {
@@ -40,11 +48,14 @@ pub struct Config<'a> {
     pub files_root: Option<&'a Path>,
     /// The most entries taken from the file tree.
     pub files_max: usize,
+    /// Operations per thread of the YCSB A mix (0: no mix).
+    pub mix_ops: usize,
 }
 
 /// Receives each measurement: row key and value (ms or bytes).
 pub type Emit<'a> = &'a mut dyn FnMut(&str, f64);
 
+/// Milliseconds since `start`.
 fn ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
@@ -72,14 +83,18 @@ fn expect(what: &str, got: usize, want: usize) -> Result<()> {
     }
 }
 
-/// The bytes of all files under `path` (0 if it does not exist).
+/// The bytes of all files under `path` (0 if it does not exist), holes
+/// left out: a file counts its length, or the bytes allocated to it if
+/// fewer (a sparse file, like fjall's journal, preallocated with
+/// `set_len` to 64 MiB).
 pub fn disk_size(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     walkdir::WalkDir::new(path)
         .into_iter()
         .filter_map(|e| e.ok())
         .filter_map(|e| e.metadata().ok())
         .filter(|m| m.is_file())
-        .map(|m| m.len())
+        .map(|m| m.len().min(m.blocks() * 512))
         .sum()
 }
 
@@ -91,17 +106,181 @@ pub fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The bytes this process has handed to write calls so far (`wchar` in
+/// `/proc/self/io`: files, pipes and terminals alike, whether or not they
+/// have reached the disk yet), if the kernel reports it.
+pub fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    let line = io.lines().find(|l| l.starts_with("wchar:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The result of a scoped thread, with a panic turned into an error.
+fn join<T>(thread: ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    thread
+        .join()
+        .map_err(|_| "worker thread panicked".to_string())?
+}
+
 /// Reads `pairs` from two threads, each half in its own read transaction.
 fn read_two_threads(engine: &dyn Engine, pairs: &[&Pair]) -> Result<usize> {
     let (a, b) = pairs.split_at(pairs.len() / 2);
     std::thread::scope(|s| {
         let ta = s.spawn(|| engine.read(a));
         let tb = s.spawn(|| engine.read(b));
-        let join = |t: std::thread::ScopedJoinHandle<'_, Result<usize>>| {
-            t.join().map_err(|_| "reader thread panicked".to_string())?
-        };
         Ok(join(ta)? + join(tb)?)
     })
+}
+
+/// The value every update of the mix writes under `key`: random bytes
+/// (incompressible, like the loaded values) seeded from the key, so a
+/// reader knows the two values a key can hold.
+fn updated_value(key: &[u8]) -> Vec<u8> {
+    let seed = key
+        .iter()
+        .fold(0u64, |h, &b| h.rotate_left(8) ^ u64::from(b));
+    let mut value = vec![0u8; VALUE_LEN];
+    StdRng::seed_from_u64(seed ^ 0x00da_7e00).fill(value.as_mut_slice());
+    value
+}
+
+/// One operation of the mix, on a pair of the load (by index).
+enum Op {
+    /// Read the pair's key in a read transaction of its own.
+    Read(usize),
+    /// Write this pair (the key with its [`updated_value`]) in a durable
+    /// commit of its own.
+    Update(usize, Pair),
+}
+
+/// The operations of one mix thread, generated before any timer starts:
+/// half reads, half updates, on keys of `load` chosen with a zipfian
+/// distribution (rank r is the r-th pair generated, so the hot keys lie
+/// scattered over the key space, as with YCSB's scrambled zipfian).
+fn mix_ops(load: &[Pair], ops: usize, seed: u64) -> Result<Vec<Op>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let zipf = Zipf::new(load.len() as u64, MIX_THETA)?;
+    Ok((0..ops)
+        .map(|_| {
+            let i = (zipf.sample(&mut rng) as usize - 1).min(load.len() - 1);
+            if rng.gen_bool(0.5) {
+                Op::Read(i)
+            } else {
+                let key = load[i].0.clone();
+                let value = updated_value(&key);
+                Op::Update(i, (key, value))
+            }
+        })
+        .collect())
+}
+
+/// What one mix thread measured.
+#[derive(Default)]
+struct MixStats {
+    /// The latency of every read, in µs.
+    read_us: Vec<f64>,
+    /// Indexes (into the load) of the pairs updated.
+    updated: Vec<usize>,
+}
+
+/// Runs `ops` on `engine`, timing each read. A read that does not find the
+/// loaded value looks again (untimed) for the updated one: a key only ever
+/// goes from its loaded value to its updated one, so one of them is there.
+fn mix_thread(engine: &dyn Engine, load: &[Pair], ops: &[Op]) -> Result<MixStats> {
+    let mut stats = MixStats::default();
+    for op in ops {
+        match op {
+            Op::Read(i) => {
+                let pair = &load[*i];
+                let t = Instant::now();
+                let found = engine.read(&[pair])?;
+                stats.read_us.push(t.elapsed().as_secs_f64() * 1e6);
+                if found == 0 {
+                    let updated = (pair.0.clone(), updated_value(&pair.0));
+                    expect("mix read", engine.read(&[&updated])?, 1)?;
+                }
+            }
+            Op::Update(i, pair) => {
+                engine.write(std::slice::from_ref(pair))?;
+                stats.updated.push(*i);
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// The `p`-quantile (0 to 1) of `sorted`, which is not empty.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let rank = (sorted.len() as f64 * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// YCSB workload A on the loaded pairs: [`MIX_THREADS`] threads run
+/// `ops` operations each, concurrently; emits the updates per second of
+/// wall time and the mean and p99 read latency. Returns the indexes of
+/// the pairs updated.
+///
+/// # Errors
+/// An engine error, or a read that finds neither value of its key.
+fn run_mix(engine: &dyn Engine, load: &[Pair], cfg: &Config, emit: Emit) -> Result<HashSet<usize>> {
+    let plans = (0..MIX_THREADS as u64)
+        .map(|t| mix_ops(load, cfg.mix_ops, cfg.seed ^ (0x7c5b << 8) ^ t))
+        .collect::<Result<Vec<_>>>()?;
+    let t = Instant::now();
+    let stats = std::thread::scope(|s| {
+        let threads: Vec<_> = plans
+            .iter()
+            .map(|ops| s.spawn(|| mix_thread(engine, load, ops)))
+            .collect();
+        threads.into_iter().map(join).collect::<Result<Vec<_>>>()
+    })?;
+    Ok(emit_mix(stats, t.elapsed().as_secs_f64(), emit))
+}
+
+/// Emits the rows of a mix that took `seconds` from the `stats` of its
+/// threads; returns the indexes of the pairs updated.
+fn emit_mix(stats: Vec<MixStats>, seconds: f64, emit: Emit) -> HashSet<usize> {
+    let (mut reads, mut updates, mut updated) = (Vec::new(), 0, HashSet::new());
+    for s in stats {
+        reads.extend(s.read_us);
+        updates += s.updated.len();
+        updated.extend(s.updated);
+    }
+    reads.sort_by(f64::total_cmp);
+    emit("mix_updates_per_s", updates as f64 / seconds);
+    if !reads.is_empty() {
+        emit(
+            "mix_read_us",
+            reads.iter().sum::<f64>() / reads.len() as f64,
+        );
+        emit("mix_read_p99_us", quantile(&reads, 0.99));
+    }
+    updated
+}
+
+/// Checks, on the pairs of `sample`, that the removed keys (the first half
+/// of `load`) are gone and the others still there, with their loaded value
+/// unless the mix updated them (`updated`: indexes into `load`).
+///
+/// # Errors
+/// An engine error, or a wrong number of loaded values found.
+fn check_removals(
+    engine: &dyn Engine,
+    load: &[Pair],
+    sample: &[&Pair],
+    updated: &HashSet<usize>,
+) -> Result<()> {
+    let removed = &load[..load.len() / 2];
+    let gone: HashSet<&[u8]> = removed
+        .iter()
+        .map(|(k, _)| k.as_slice())
+        .chain(updated.iter().map(|&i| load[i].0.as_slice()))
+        .collect();
+    let want = sample
+        .iter()
+        .filter(|(k, _)| !gone.contains(k.as_slice()))
+        .count();
+    expect("after removals", engine.read(sample)?, want)
 }
 
 /// redb's workload on random pairs, against engine `name`.
@@ -130,11 +309,18 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
     emit("bulk_load", ms(t));
     emit("size_load", disk_size(&db_dir) as f64);
 
+    let written = written_bytes();
     let t = Instant::now();
     for pair in &singles {
         engine.write(std::slice::from_ref(pair))?;
     }
     emit("individual_writes", ms(t));
+    if let (Some(before), Some(after)) = (written, written_bytes()) {
+        emit(
+            "commit_bytes",
+            (after - before) as f64 / SINGLE_WRITES as f64,
+        );
+    }
 
     let t = Instant::now();
     for batch in batches.chunks(BATCH_LEN) {
@@ -163,6 +349,12 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
     emit("random_reads_2t", ms(t));
     expect("random_reads_2t", found, n)?;
 
+    let updated = if cfg.mix_ops > 0 {
+        run_mix(engine.as_ref(), &load, cfg, emit)?
+    } else {
+        HashSet::new()
+    };
+
     let t = Instant::now();
     engine.remove(&load[..n / 2])?;
     emit("removals", ms(t));
@@ -182,15 +374,7 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
         }
         Compacted::Unsupported => {}
     }
-    // Removed keys must be gone, the others still there.
-    expect("after removals", engine.read(&order[..1000.min(n)])?, {
-        let removed: std::collections::HashSet<&[u8]> =
-            load[..n / 2].iter().map(|(k, _)| k.as_slice()).collect();
-        order[..1000.min(n)]
-            .iter()
-            .filter(|(k, _)| !removed.contains(k.as_slice()))
-            .count()
-    })?;
+    check_removals(engine.as_ref(), &load, &order[..1000.min(n)], &updated)?;
     drop(engine);
     root.close()?;
     Ok(())

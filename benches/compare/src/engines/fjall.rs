@@ -1,54 +1,51 @@
-//! fjall (LSM-tree): one partition, 1 GiB block cache, its default lz4
-//! block compression; each batch is committed, then the journal is
-//! persisted with `PersistMode::SyncAll`.
+//! fjall (LSM-tree): one keyspace, 1 GiB block cache, its default block
+//! compression (none in levels 0 and 1, lz4 below); each batch is
+//! committed, then the journal is persisted with `PersistMode::SyncAll`.
 
 use super::{Compacted, Engine, Pair, Result, CACHE_BYTES};
-use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 use std::path::Path;
 
-/// A fjall keyspace with the partition the benchmark writes to.
+/// A fjall database with the keyspace the benchmark writes to.
 pub struct Fjall {
+    db: Database,
     keyspace: Keyspace,
-    partition: PartitionHandle,
 }
 
 impl Fjall {
-    /// Creates a keyspace in `dir`.
+    /// Creates a database in `dir`.
     ///
     /// # Errors
     /// fjall's error.
     pub fn open(dir: &Path) -> Result<Fjall> {
-        let keyspace = fjall::Config::new(dir)
+        let db = Database::builder(dir)
             .cache_size(CACHE_BYTES as u64)
             .open()?;
-        let partition = keyspace.open_partition("bench", PartitionCreateOptions::default())?;
-        Ok(Fjall {
-            keyspace,
-            partition,
-        })
+        let keyspace = db.keyspace("bench", KeyspaceCreateOptions::default)?;
+        Ok(Fjall { db, keyspace })
     }
 
     /// Commits `batch` and syncs the journal.
-    fn commit(&self, batch: fjall::Batch) -> Result<()> {
+    fn commit(&self, batch: OwnedWriteBatch) -> Result<()> {
         batch.commit()?;
-        self.keyspace.persist(PersistMode::SyncAll)?;
+        self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 }
 
 impl Engine for Fjall {
     fn write(&self, pairs: &[Pair]) -> Result<()> {
-        let mut batch = self.keyspace.batch();
+        let mut batch = self.db.batch();
         for (k, v) in pairs {
-            batch.insert(&self.partition, k.as_slice(), v.as_slice());
+            batch.insert(&self.keyspace, k.as_slice(), v.as_slice());
         }
         self.commit(batch)
     }
 
     fn remove(&self, pairs: &[Pair]) -> Result<()> {
-        let mut batch = self.keyspace.batch();
+        let mut batch = self.db.batch();
         for (k, _) in pairs {
-            batch.remove(&self.partition, k.as_slice());
+            batch.remove(&self.keyspace, k.as_slice());
         }
         self.commit(batch)
     }
@@ -56,7 +53,7 @@ impl Engine for Fjall {
     fn read(&self, pairs: &[&Pair]) -> Result<usize> {
         let mut found = 0;
         for (k, v) in pairs {
-            found += usize::from(self.partition.get(k)?.as_deref() == Some(v.as_slice()));
+            found += usize::from(self.keyspace.get(k)?.as_deref() == Some(v.as_slice()));
         }
         Ok(found)
     }
@@ -64,8 +61,8 @@ impl Engine for Fjall {
     fn scan(&self, starts: &[&Pair], len: usize) -> Result<usize> {
         let mut read = 0;
         for (k, _) in starts {
-            for item in self.partition.range(k.as_slice()..).take(len) {
-                std::hint::black_box(item?);
+            for item in self.keyspace.range(k.as_slice()..).take(len) {
+                std::hint::black_box(item.into_inner()?);
                 read += 1;
             }
         }
@@ -76,8 +73,8 @@ impl Engine for Fjall {
         // Flush the memtable (holding the tombstones) to a segment first,
         // then merge all segments; `major_compact` is public but hidden
         // from fjall's docs.
-        self.partition.rotate_memtable_and_wait()?;
-        self.partition.major_compact()?;
+        self.keyspace.rotate_memtable_and_wait()?;
+        self.keyspace.major_compact()?;
         Ok(Compacted::InPlace)
     }
 }

@@ -3,14 +3,14 @@
 
 use super::{Compacted, Engine, Pair, Result};
 use heed::types::Bytes;
-use heed::{CompactionOption, Database, Env, EnvOpenOptions};
+use heed::{CommitOrAbort, CompactionOption, Database, Env, EnvOpenOptions};
 use std::ops::Bound;
 use std::path::Path;
 
 /// An LMDB environment and its one database.
 pub struct Lmdb {
     env: Env,
-    db: Database<Bytes, Bytes>,
+    db: Database<'static, Bytes, Bytes>,
 }
 
 impl Lmdb {
@@ -23,9 +23,15 @@ impl Lmdb {
         // SAFETY: the environment is opened once, in a fresh directory, by
         // this process only, which is what heed's `open` requires.
         let env = unsafe { EnvOpenOptions::new().map_size(16 << 30).open(dir)? };
-        let mut txn = env.write_txn()?;
-        let db = env.create_database(&mut txn, None)?;
-        txn.commit()?;
+        let txn = env.write_txn()?;
+        // A database handle outlives its creating transaction only once
+        // that transaction is committed, which this call does.
+        let db = env
+            .create_databases_and_commit(txn, |opener, txn| {
+                let db = opener.create_database::<Bytes, Bytes>(txn, None)?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(db))
+            })?
+            .unwrap_commit();
         Ok(Lmdb { env, db })
     }
 }
