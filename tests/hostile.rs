@@ -9,15 +9,13 @@
 mod craft;
 
 use craft::Crafted;
-use larix::{Error, FilterSpec, Forest, Options};
-use larix_btree::Node;
-use larix_nodestore::testing::{Parameters, SLOT_LEN};
-use larix_nodestore::{FileId, FormatError, NodeId, StoreError};
+use larix::{Error, FilterSpec, Forest, Options, Problem};
+use larix_btree::{Catalog, Node};
+use larix_nodestore::testing::{Digest, Location, Parameters, CHUNK_ENTRIES, MAX_CHUNK};
+use larix_nodestore::{
+    Backend, BlobFault, BlobKind, FileId, FormatError, NodeId, SegmentId, StoreError,
+};
 use std::path::Path;
-
-fn crc32c(bytes: &[u8]) -> u32 {
-    crc32c::crc32c(bytes)
-}
 
 fn plain() -> Options {
     Options::default()
@@ -367,40 +365,44 @@ fn every_option_is_checked_at_its_edges() {
     }
 }
 
-/// Item 11: a damaged newest superblock slot rolls the store back to the
-/// commit before it, and the open says so.
+/// Item 11: a damaged newest superblock slot (torn by a crash in the
+/// middle of its write, or holding a field no slot may hold) rolls the
+/// store back to the commit before it, and the open says so.
 #[test]
 fn a_damaged_newest_slot_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    {
+    type Damage = fn(Crafted);
+    let damages: [(&str, Damage); 2] = [
+        ("torn", Crafted::tear_newest_slot),
+        ("next node id 0", |c| {
+            c.rewrite_superblock(|sb| sb.next_node = NodeId(0))
+        }),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let forest = Forest::open(dir.path(), plain()).unwrap();
+            let t = forest.create_tree("t").unwrap();
+            t.insert(b"a", b"1").unwrap();
+            forest.checkpoint().unwrap();
+            t.insert(b"b", b"2").unwrap();
+            forest.commit().unwrap();
+            // The clean close checkpoints again: both slots in use.
+        }
+        damage(Crafted::open(dir.path(), &[]));
         let forest = Forest::open(dir.path(), plain()).unwrap();
-        let t = forest.create_tree("t").unwrap();
-        t.insert(b"a", b"1").unwrap();
+        let warnings = forest.warnings();
+        assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
+        assert!(warnings[0].contains("damaged"), "{what}: {warnings:?}");
+        assert_eq!(forest.stats().warnings, warnings, "{what}");
+        let t = forest.tree("t").unwrap().unwrap();
+        assert_eq!(t.get(b"a").unwrap(), Some(b"1".to_vec()), "{what}");
+        assert_eq!(t.get(b"b").unwrap(), None, "{what}");
+        // The next checkpoint rewrites the damaged slot.
         forest.checkpoint().unwrap();
-        t.insert(b"b", b"2").unwrap();
-        forest.commit().unwrap();
-        // The clean close checkpoints again: both slots in use.
+        drop((t, forest));
+        let forest = Forest::open(dir.path(), plain()).unwrap();
+        assert!(forest.warnings().is_empty(), "{what}");
     }
-    let newest = Crafted::open(dir.path(), &[]).sb.generation;
-    let path = dir.path().join(FileId::Superblock.file_name());
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[newest.slot() * SLOT_LEN + 40] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
-    let forest = Forest::open(dir.path(), plain()).unwrap();
-    let warnings = forest.warnings();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("damaged"), "{warnings:?}");
-    assert_eq!(forest.stats().warnings, warnings);
-    let t = forest.tree("t").unwrap().unwrap();
-    assert_eq!(t.get(b"a").unwrap(), Some(b"1".to_vec()));
-    assert_eq!(t.get(b"b").unwrap(), None);
-    // The next checkpoint rewrites the damaged slot.
-    forest.checkpoint().unwrap();
-    drop((t, forest));
-    assert!(Forest::open(dir.path(), plain())
-        .unwrap()
-        .warnings()
-        .is_empty());
 }
 
 /// Item 12: a range iterator over a tree that is dropped (and replaced
@@ -555,23 +557,26 @@ fn encrypted_metadata_cannot_be_forged_without_the_key() {
     forest.compact().unwrap();
     drop(forest);
 
-    // A chunk changed in place fails its digest.
-    let c = Crafted::open(dir.path(), &[]);
-    let (idx, loc) = c.directory.iter().next().unwrap();
-    let path = dir.path().join(FileId::Segment(loc.segment).file_name());
-    let mut seg = std::fs::read(&path).unwrap();
+    // A chunk changed in place (one entry's refcount from n to n + 1, the
+    // chunk's own crc recomputed by the table's encoder) fails its digest.
+    let mut c = Crafted::open(dir.path(), &[]);
+    let (id, mut entry) = c.table_entries()[0];
+    entry.refcount += 1;
+    c.table.set(id, entry);
+    c.overwrite_chunk(id.0 / CHUNK_ENTRIES);
     drop(c);
-    // The slot bytes start after the 24-byte record header; turn one
-    // entry's refcount from n to n + 1 and fix the chunk's own crc.
-    let body = 24 + loc.offset as usize;
-    seg[body + 12] ^= 1;
-    let chunk_len = loc.len as usize;
-    let mut sealed = idx.to_le_bytes().to_vec();
-    sealed.extend_from_slice(&seg[body..body + chunk_len - 4]);
-    let crc = crc32c(&sealed);
-    seg[body + chunk_len - 4..body + chunk_len].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&path, seg).unwrap();
     let e = Forest::open(dir.path(), options()).err().unwrap();
+    assert!(
+        matches!(
+            store_error(&e),
+            StoreError::Format(FormatError::Blob {
+                kind: BlobKind::TableChunk,
+                fault: BlobFault::DigestMismatch,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
     assert!(one_line(&e).contains("digest"), "{e}");
 }
 
@@ -609,4 +614,441 @@ fn a_hanging_command_filter_times_out() {
         forest.tree("t").unwrap().unwrap().count_range(..).unwrap(),
         50
     );
+}
+
+/// Catalog bytes naming `trees` in the order given, each entry written by
+/// the catalog encoder (which itself writes every name once, in order):
+/// the empty catalog's header with the count set, then each one-tree
+/// catalog's entry.
+fn catalog_bytes(trees: &[(&str, NodeId)]) -> Vec<u8> {
+    // A count below 128 is one varint byte, as the empty catalog's 0 is.
+    assert!(trees.len() < 128);
+    let mut out = Catalog::default().encode();
+    out[1] = trees.len() as u8;
+    for &(name, root) in trees {
+        let mut one = Catalog::default();
+        one.set_root(name, root);
+        out.extend_from_slice(&one.encode()[2..]);
+    }
+    out
+}
+
+/// The ids of a store made by [`with_freed_tree`].
+struct Ids {
+    /// The root of tree `t`.
+    root: NodeId,
+    /// The root of a tree since removed: an id no longer live.
+    freed: NodeId,
+    /// The next node id to allocate.
+    next: NodeId,
+}
+
+/// A committed store in `dir` with tree `t` holding 300 entries, and a
+/// tree that was created, committed and removed.
+fn with_freed_tree(dir: &Path) -> Ids {
+    filled(dir, plain(), 300);
+    Forest::open(dir, plain())
+        .and_then(|f| f.create_tree("gone").and_then(|_| f.commit()))
+        .unwrap();
+    let freed = Crafted::open(dir, &[]).catalog().root("gone").unwrap();
+    Forest::open(dir, plain())
+        .and_then(|f| f.remove_tree("gone").and_then(|_| f.commit()))
+        .unwrap();
+    let c = Crafted::open(dir, &[]);
+    assert!(c.table.get(freed).is_none());
+    Ids {
+        root: c.catalog().root("t").unwrap(),
+        freed,
+        next: c.sb.next_node,
+    }
+}
+
+/// A store made by [`with_freed_tree`] in `dir` whose catalog, crafted
+/// with its digest recomputed, also names tree `x` with the root `pick`
+/// chooses. Open either refuses it with a one-line typed error (`None`)
+/// or opens it.
+fn with_crafted_root(dir: &Path, pick: fn(&Ids) -> NodeId) -> (NodeId, Option<Forest>) {
+    let ids = with_freed_tree(dir);
+    let bad = pick(&ids);
+    let mut c = Crafted::open(dir, &[]);
+    c.put_catalog(&catalog_bytes(&[("t", ids.root), ("x", bad)]));
+    c.commit(|_| {});
+    match Forest::open(dir, plain()) {
+        Ok(forest) => (bad, Some(forest)),
+        Err(e @ (Error::CorruptCatalog(_) | Error::Store(_))) => {
+            one_line(&e);
+            (bad, None)
+        }
+        Err(e) => panic!("{bad}: {e:?}"),
+    }
+}
+
+/// Asserts that `e` says node `bad` is missing, in one line.
+fn missing(bad: NodeId, e: Error) {
+    assert!(
+        matches!(store_error(&e), StoreError::NodeMissing { id } if *id == bad),
+        "{bad}: {e:?}"
+    );
+    one_line(&e);
+}
+
+/// Item 5: a crafted catalog naming a root that is no live node and never
+/// will be (id 0, a freed id, the largest id) is refused at open, or
+/// every use of that tree fails with a one-line `NodeMissing` and `check`
+/// reports it; the other trees stay intact.
+#[test]
+fn a_catalog_root_that_is_no_live_node_is_an_error() {
+    let picks: [fn(&Ids) -> NodeId; 3] = [|_| NodeId(0), |ids| ids.freed, |_| NodeId(u64::MAX)];
+    for pick in picks {
+        let dir = tempfile::tempdir().unwrap();
+        let (bad, Some(forest)) = with_crafted_root(dir.path(), pick) else {
+            continue;
+        };
+        let x = forest.tree("x").unwrap().unwrap();
+        missing(bad, x.get(b"key-00001").unwrap_err());
+        missing(bad, x.insert(b"k", b"v").unwrap_err());
+        missing(bad, x.count_range(..).unwrap_err());
+        let report = forest.check().unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| matches!(p, Problem::Unreadable { id, .. } if *id == bad)),
+            "{bad}: {report}"
+        );
+        let t = forest.tree("t").unwrap().unwrap();
+        assert_eq!(t.count_range(..).unwrap(), 300, "{bad}");
+    }
+}
+
+/// Item 5: a crafted catalog naming a root at or past the next node id
+/// (a node not yet allocated) must not make that tree read, and write
+/// into, the nodes that later get those ids: it is refused at open, or
+/// the tree stays missing however many ids are allocated.
+#[test]
+fn a_catalog_root_past_the_next_id_never_aliases_a_new_node() {
+    let picks: [fn(&Ids) -> NodeId; 2] = [|ids| ids.next, |ids| NodeId(ids.next.0 + 1000)];
+    for pick in picks {
+        let dir = tempfile::tempdir().unwrap();
+        let (bad, Some(forest)) = with_crafted_root(dir.path(), pick) else {
+            continue;
+        };
+        let x = forest.tree("x").unwrap().unwrap();
+        missing(bad, x.get(b"u").unwrap_err());
+        // Each new tree takes a fresh id for its root, up to past `bad`.
+        for i in 0..1100 {
+            let u = forest.create_tree(&format!("u{i:04}")).unwrap();
+            u.insert(b"u", format!("{i}").as_bytes()).unwrap();
+        }
+        forest.commit().unwrap();
+        missing(bad, x.get(b"u").unwrap_err());
+        missing(bad, x.insert(b"u", b"x").unwrap_err());
+        for i in 0..1100 {
+            let u = forest.tree(&format!("u{i:04}")).unwrap().unwrap();
+            assert_eq!(u.get(b"u").unwrap(), Some(format!("{i}").into_bytes()));
+        }
+    }
+}
+
+/// Item 5: a crafted catalog that names one node as the root of two
+/// trees without the refcount to match opens (nothing short of a full
+/// walk could tell), but `check` reports the miscount.
+#[test]
+fn a_catalog_sharing_a_root_uncounted_is_reported_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), plain(), 300);
+    let mut c = Crafted::open(dir.path(), &[]);
+    let root = c.catalog().root("t").unwrap();
+    c.put_catalog(&catalog_bytes(&[("t", root), ("x", root)]));
+    c.commit(|_| {});
+    let forest = Forest::open(dir.path(), plain()).unwrap();
+    let report = forest.check().unwrap();
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p,
+            Problem::Refcount { id, stored: 1, found: 2 } if *id == root
+        )),
+        "{report}"
+    );
+}
+
+/// Item 5: crafted catalogs the decoder refuses (names out of order or
+/// twice, an empty or over-long name, an unknown version, a count past
+/// the bytes, stray bytes, garbage), each filtered as the store filters
+/// its catalog and pinned by a recomputed digest, fail the open with a
+/// one-line `CorruptCatalog`.
+#[test]
+fn a_crafted_catalog_is_refused_at_open() {
+    let probe = tempfile::tempdir().unwrap();
+    filled(probe.path(), plain(), 300);
+    let root = Crafted::open(probe.path(), &[])
+        .catalog()
+        .root("t")
+        .unwrap();
+    let good = catalog_bytes(&[("t", root)]);
+    let long = "n".repeat(larix_btree::MAX_NAME_LEN + 1);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("out of order", catalog_bytes(&[("t", root), ("a", root)])),
+        ("twice", catalog_bytes(&[("t", root), ("t", root)])),
+        ("empty name", catalog_bytes(&[("", root), ("t", root)])),
+        ("1025 bytes", catalog_bytes(&[(&long, root), ("t", root)])),
+        ("version", [&[2], &good[1..]].concat()),
+        ("runs past the end", good[..good.len() - 1].to_vec()),
+        ("stray bytes", [&good[..], b"x"].concat()),
+        ("tree count", [&good[..1], &[0xff; 10]].concat()),
+        ("version", vec![0xa5; 4096]),
+    ];
+    for (what, raw) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), plain(), 300);
+        let mut c = Crafted::open(dir.path(), &[]);
+        c.put_catalog(&raw);
+        c.commit(|_| {});
+        match Forest::open(dir.path(), plain()) {
+            Err(e @ Error::CorruptCatalog(_)) => {
+                assert!(one_line(&e).contains(what), "{what}: {e}");
+            }
+            other => panic!("{what}: expected CorruptCatalog, got {:?}", other.err()),
+        }
+    }
+}
+
+/// Item 5: a catalog blob the store cannot unfilter (bytes that fail the
+/// checksum filter, pinned by a recomputed digest) or that is not a
+/// catalog blob at all (the slot pointing at a node blob) fails the open
+/// with a one-line typed error.
+#[test]
+fn a_catalog_blob_that_does_not_unfilter_is_refused() {
+    let filters = vec![FilterSpec::checksum()];
+    let options = || plain().filters(filters.clone());
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), options(), 300);
+    let raw = Crafted::open(dir.path(), &filters).catalog().encode();
+    // The catalog's bytes without the checksum filter's frame.
+    let mut c = Crafted::open(dir.path(), &[]);
+    c.put_catalog(&raw);
+    c.commit(|_| {});
+    let e = Forest::open(dir.path(), options()).err().unwrap();
+    assert!(
+        matches!(
+            store_error(&e),
+            StoreError::MetadataDamaged {
+                what: "catalog",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    one_line(&e);
+
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), options(), 300);
+    let c = Crafted::open(dir.path(), &filters);
+    let (_, node) = c.table_entries()[0];
+    c.commit(|sb| sb.catalog = node.loc);
+    let e = Forest::open(dir.path(), options()).err().unwrap();
+    assert!(
+        matches!(
+            store_error(&e),
+            StoreError::Format(FormatError::Blob {
+                kind: BlobKind::Catalog,
+                fault: BlobFault::KindMismatch(BlobKind::Node),
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    one_line(&e);
+}
+
+/// Item 13: a catalog blob whose zstd frame decodes to more than the
+/// store's 64 MiB limit (a genuine catalog of 66,000 long names,
+/// compressed to a small frame) fails the open with a one-line typed
+/// error instead of being unpacked.
+#[test]
+fn a_catalog_frame_past_the_decoded_limit_is_refused() {
+    let filters = vec![FilterSpec::zstd(1)];
+    let options = || plain().filters(filters.clone());
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path(), options(), 300);
+    let mut c = Crafted::open(dir.path(), &filters);
+    let root = c.catalog().root("t").unwrap();
+    let mut huge = Catalog::default();
+    let pad = "n".repeat(larix_btree::MAX_NAME_LEN - 8);
+    for i in 0..66_000 {
+        huge.set_root(&format!("{i:08}{pad}"), root);
+    }
+    let raw = huge.encode();
+    assert!(raw.len() > 64 << 20);
+    c.put_catalog(&raw);
+    c.commit(|_| {});
+    let e = Forest::open(dir.path(), options()).err().unwrap();
+    assert!(
+        matches!(
+            store_error(&e),
+            StoreError::MetadataDamaged {
+                what: "catalog",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    one_line(&e);
+}
+
+/// A crafted directory case: what it does, the change, and the typed
+/// error the open must give.
+type DirectoryCase = (&'static str, fn(&mut Crafted), fn(&StoreError) -> bool);
+
+/// Whether `e` is a fault of the table chunk blob the directory names.
+fn chunk_blob_fault(e: &StoreError, expected: fn(&BlobFault) -> bool) -> bool {
+    matches!(e, StoreError::Format(FormatError::Blob {
+        kind: BlobKind::TableChunk,
+        fault,
+        ..
+    }) if expected(fault))
+}
+
+/// The first chunk the directory names, where it lies and its digest.
+fn first_chunk(c: &Crafted) -> (u64, Location, Digest) {
+    c.directory.iter_pinned().next().unwrap()
+}
+
+/// Points the first chunk of the directory at `loc`, its digest kept.
+fn move_first_chunk(c: &mut Crafted, loc: Location) {
+    let (idx, _, digest) = first_chunk(c);
+    c.directory.insert(idx, loc, digest);
+}
+
+/// Item 5: crafted node table directories (each written as the
+/// directory blob of a new generation, its digest recomputed in the slot)
+/// fail the open with a one-line typed error: a chunk past the end of its
+/// segment or at an offset no file has, inside another record, at a blob
+/// of another kind or another index, in a segment at or past the next
+/// one, under an index no chunk has, a chunk that holds ids far past the
+/// next node id, and directory bytes that are garbage.
+#[test]
+fn a_crafted_directory_is_refused_at_open() {
+    let cases: Vec<DirectoryCase> = vec![
+        (
+            "past the end of its segment",
+            |c| {
+                let (_, loc, _) = first_chunk(c);
+                let end = c.backend.len(FileId::Segment(loc.segment)).unwrap();
+                move_first_chunk(
+                    c,
+                    Location {
+                        offset: end + 4096,
+                        ..loc
+                    },
+                );
+            },
+            |e| chunk_blob_fault(e, |f| matches!(f, BlobFault::Truncated)),
+        ),
+        (
+            "at the largest offset",
+            |c| {
+                let (_, loc, _) = first_chunk(c);
+                move_first_chunk(
+                    c,
+                    Location {
+                        offset: u64::MAX - 1,
+                        ..loc
+                    },
+                );
+            },
+            |e| {
+                matches!(
+                    e,
+                    StoreError::Format(FormatError::Blob { .. } | FormatError::Io { .. })
+                )
+            },
+        ),
+        (
+            "inside another record",
+            |c| {
+                let (_, loc, _) = first_chunk(c);
+                move_first_chunk(
+                    c,
+                    Location {
+                        offset: loc.offset + 1,
+                        ..loc
+                    },
+                );
+            },
+            |e| chunk_blob_fault(e, |f| matches!(f, BlobFault::Magic(_))),
+        ),
+        (
+            "at a node blob",
+            |c| {
+                let node = c.table_entries()[0].1.loc.unwrap();
+                move_first_chunk(c, node);
+            },
+            |e| chunk_blob_fault(e, |f| matches!(f, BlobFault::KindMismatch(BlobKind::Node))),
+        ),
+        (
+            "at the chunk of another index",
+            |c| {
+                let (idx, loc, digest) = first_chunk(c);
+                c.directory.remove(idx);
+                c.directory.insert(idx + 7, loc, digest);
+            },
+            |e| chunk_blob_fault(e, |f| matches!(f, BlobFault::IdMismatch(_))),
+        ),
+        (
+            "in a segment past the next",
+            |c| {
+                let (_, loc, _) = first_chunk(c);
+                move_first_chunk(
+                    c,
+                    Location {
+                        segment: SegmentId(u32::MAX),
+                        ..loc
+                    },
+                );
+            },
+            |e| matches!(e, StoreError::Format(FormatError::DirectoryDamaged { .. })),
+        ),
+        (
+            "under an index no chunk has",
+            |c| {
+                let idx = MAX_CHUNK + 1;
+                let bytes = c.table.encode_chunk(idx).unwrap();
+                let loc = c.append(BlobKind::TableChunk, idx, &bytes);
+                c.directory.insert(idx, loc, Digest::of(&bytes));
+            },
+            |e| matches!(e, StoreError::Format(FormatError::ChunkDamaged { .. })),
+        ),
+        (
+            "holding ids far past the next node id",
+            |c| {
+                let (id, entry) = c.table_entries()[0];
+                c.table.remove(id);
+                c.table.set(NodeId(u64::MAX), entry);
+            },
+            |e| matches!(e, StoreError::Format(FormatError::TableInconsistent { .. })),
+        ),
+        (
+            "garbage",
+            |c| c.put_directory_body(vec![0xa5; 4096]),
+            |e| matches!(e, StoreError::Format(FormatError::DirectoryDamaged { .. })),
+        ),
+    ];
+    for (what, craft, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), plain(), 300);
+        let mut c = Crafted::open(dir.path(), &[]);
+        craft(&mut c);
+        c.commit(|_| {});
+        for read_only in [true, false] {
+            let opened = if read_only {
+                Forest::open_read_only(dir.path(), plain())
+            } else {
+                Forest::open(dir.path(), plain())
+            };
+            let e = opened.err().unwrap_or_else(|| panic!("{what}: opened"));
+            assert!(expected(store_error(&e)), "{what}: {e:?}");
+            one_line(&e);
+        }
+    }
 }

@@ -19,6 +19,10 @@ use std::collections::BTreeMap;
 
 /// Longest tree name, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
+/// Most bytes the encoded catalog may take: well under the bound a store
+/// puts on any blob it unfilters (64 MiB), so a catalog that could be
+/// written can always be read back.
+pub const MAX_CATALOG_LEN: usize = 32 << 20;
 const VERSION: u8 = 1;
 
 /// Tree names and their roots.
@@ -32,6 +36,8 @@ pub struct Catalog {
     trees: BTreeMap<String, NodeId>,
     births: BTreeMap<String, u64>,
     next_birth: u64,
+    /// Bytes of the encoded entries (the header not counted).
+    entry_bytes: usize,
 }
 
 impl PartialEq for Catalog {
@@ -75,6 +81,7 @@ impl Catalog {
     /// new.
     pub fn set_root(&mut self, name: &str, root: NodeId) {
         if self.trees.insert(name.to_string(), root).is_none() {
+            self.entry_bytes += entry_len(name);
             self.next_birth += 1;
             self.births.insert(name.to_string(), self.next_birth);
         }
@@ -83,9 +90,28 @@ impl Catalog {
     /// Drops tree `name` from the catalog; returns its root.
     pub fn remove(&mut self, name: &str) -> Result<NodeId> {
         self.births.remove(name);
-        self.trees.remove(name).ok_or_else(|| Error::TreeNotFound {
+        let root = self.trees.remove(name).ok_or_else(|| Error::TreeNotFound {
             name: name.to_string(),
-        })
+        })?;
+        self.entry_bytes -= entry_len(name);
+        Ok(root)
+    }
+
+    /// Checks that a tree called `name` fits: the encoded catalog stays
+    /// within [`MAX_CATALOG_LEN`].
+    ///
+    /// # Errors
+    /// [`Error::CatalogFull`] if it would not.
+    pub fn make_room(&self, name: &str) -> Result<()> {
+        // The header: a version byte and a varint count.
+        let bytes = self.entry_bytes + entry_len(name) + 1 + 10;
+        if bytes > MAX_CATALOG_LEN {
+            return Err(Error::CatalogFull {
+                trees: self.trees.len(),
+                limit: MAX_CATALOG_LEN,
+            });
+        }
+        Ok(())
     }
 
     /// Names and roots, in name order.
@@ -193,6 +219,12 @@ fn take_varint(rest: &mut &[u8]) -> std::result::Result<usize, &'static str> {
     }
     *rest = &rest[n..];
     usize::try_from(v).map_err(|_| "length out of range")
+}
+
+/// Bytes of the encoded entry of a tree called `name`: its length as a
+/// varint, the name, the root id.
+fn entry_len(name: &str) -> usize {
+    name.len().required_space() + name.len() + 8
 }
 
 #[cfg(test)]
@@ -326,5 +358,26 @@ mod tests {
             prop_assert_eq!(back.encode(), bytes);
             prop_assert_eq!(back, c);
         }
+    }
+
+    /// Hostile-store review: a forest of many long-named trees wrote a
+    /// catalog past the 64 MiB a store unfilters, and could not reopen.
+    #[test]
+    fn a_catalog_never_grows_past_what_can_be_read_back() {
+        let mut c = Catalog::default();
+        let name = |i: usize| format!("{i:0>1024}");
+        let mut i = 0;
+        while c.make_room(&name(i)).is_ok() {
+            c.set_root(&name(i), NodeId(1));
+            i += 1;
+        }
+        assert!(matches!(
+            c.make_room(&name(i)),
+            Err(Error::CatalogFull { .. })
+        ));
+        assert!(c.encode().len() <= MAX_CATALOG_LEN);
+        assert!(c.encode().len() > MAX_CATALOG_LEN - 2 * 1034);
+        c.remove(&name(0)).unwrap();
+        c.make_room(&name(i)).unwrap();
     }
 }

@@ -21,6 +21,14 @@ pub enum Error {
         /// The tree's name.
         name: String,
     },
+    /// A new tree would make the catalog larger than it may be.
+    #[error("the catalog of {trees} trees is full: a forest's tree names and roots take at most {limit} bytes")]
+    CatalogFull {
+        /// Trees in the catalog.
+        trees: usize,
+        /// The most bytes the encoded catalog may take.
+        limit: usize,
+    },
     /// A tree name that cannot be stored (empty, or too long).
     #[error("invalid tree name {name:?}: {reason}")]
     InvalidTreeName {

@@ -95,6 +95,7 @@ impl Forest {
     /// [`Error::CorruptCatalog`] if the committed catalog cannot be read.
     pub fn new(store: NodeStore<Node>, limits: Limits) -> Result<Forest> {
         let catalog = Catalog::decode(&store.committed_catalog())?;
+        check_roots(&catalog, &store)?;
         let forest = Forest {
             shared: Arc::new(ForestCore {
                 store,
@@ -160,13 +161,15 @@ impl Forest {
     /// Creates an empty tree called `name`.
     ///
     /// # Errors
-    /// [`Error::TreeExists`], [`Error::InvalidTreeName`], or a store error.
+    /// [`Error::TreeExists`], [`Error::InvalidTreeName`],
+    /// [`Error::CatalogFull`], or a store error.
     pub fn create_tree(&self, name: &str) -> Result<Tree> {
         Catalog::validate_name(name)?;
         let mut catalog = self.shared.catalog.write();
         if catalog.contains(name) {
             return Err(Error::TreeExists { name: name.into() });
         }
+        catalog.make_room(name)?;
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
         // Refcount 1: the new tree's root reference (B4).
@@ -191,7 +194,7 @@ impl Forest {
     ///
     /// # Errors
     /// [`Error::TreeNotFound`] for `src`, [`Error::TreeExists`] for `dst`,
-    /// [`Error::InvalidTreeName`], or a store error.
+    /// [`Error::InvalidTreeName`], [`Error::CatalogFull`], or a store error.
     pub fn clone_tree(&self, src: &str, dst: &str) -> Result<Tree> {
         Catalog::validate_name(dst)?;
         let mut catalog = self.shared.catalog.write();
@@ -199,6 +202,7 @@ impl Forest {
         if catalog.contains(dst) {
             return Err(Error::TreeExists { name: dst.into() });
         }
+        catalog.make_room(dst)?;
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
         // The clone's root reference (B4).
@@ -565,6 +569,24 @@ fn after_logging(e: larix_nodestore::StoreError) -> Error {
         StoreError::Failed(cause) => Error::Store(StoreError::CommitFailed(cause)),
         other => Error::Store(other),
     }
+}
+
+/// Refuses a committed catalog that names a root the node table does not
+/// hold: at a checkpoint every root is live (B4), so such a root was
+/// crafted or damaged, and taken at its word it would alias the next node
+/// allocated, a node of another tree.
+///
+/// # Errors
+/// [`Error::CorruptCatalog`] naming the tree and the id.
+fn check_roots(catalog: &Catalog, store: &NodeStore<Node>) -> Result<()> {
+    for (name, root) in catalog.iter() {
+        if store.refcount(root).is_err() {
+            return Err(Error::CorruptCatalog(format!(
+                "tree {name:?} has root {root}, which is no live node"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
