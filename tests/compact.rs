@@ -75,6 +75,55 @@ fn compact_after_removing_half_keeps_disk_near_live() {
     assert_clean(&forest);
 }
 
+/// Bytes of every file in `dir`: segments, log files, superblock.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// Regression: with a cache large enough to hold every change since the
+/// last checkpoint, `compact` chose its segments before those changes were
+/// written, then wrote them in its checkpoint: the segments it left were
+/// mostly dead (2.5x the live bytes where 1.0x was due).
+#[test]
+fn compact_with_changes_in_memory_leaves_no_dead_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = options().cache_bytes(64 << 20).compaction(false);
+    let forest = Forest::open(dir.path(), options.clone()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    for i in 0..20_000 {
+        t.insert(&key(i), &[7u8; 40]).unwrap();
+    }
+    forest.checkpoint().unwrap();
+    for i in (0..20_000).step_by(2) {
+        t.remove(&key(i)).unwrap();
+    }
+    forest.commit().unwrap();
+    forest.compact().unwrap();
+    let after = forest.stats();
+    assert!(
+        after.space_amplification() <= 1.3,
+        "disk {} live {} ({:.2}x)",
+        after.disk_bytes,
+        after.live_bytes,
+        after.space_amplification()
+    );
+    let files = dir_bytes(dir.path());
+    assert!(
+        files as f64 <= 1.3 * after.live_bytes as f64 + 64.0 * 1024.0,
+        "files {files} live {}",
+        after.live_bytes
+    );
+    let expected = contents(&forest);
+    assert_clean(&forest);
+    drop((t, forest));
+    let forest = Forest::open(dir.path(), options).unwrap();
+    assert_eq!(contents(&forest), expected);
+    assert_clean(&forest);
+}
+
 #[test]
 fn the_commit_policy_bounds_space_amplification() {
     let dir = tempfile::tempdir().unwrap();

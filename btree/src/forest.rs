@@ -313,7 +313,9 @@ impl Forest {
         self.log_journal()?;
         let store = &self.shared.store;
         let copied = (|| {
-            store.wait_checkpoint()?;
+            // Every change first reaches the segments, so that they are
+            // judged by what is live after it, not before.
+            store.checkpoint(&catalog.encode(), true)?;
             let copied = store.compact(max_live_ratio, max_bytes)?;
             store.checkpoint(&catalog.encode(), true)?;
             Ok(copied)
