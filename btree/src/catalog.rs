@@ -80,11 +80,15 @@ impl Catalog {
     /// Points tree `name` at `root`, adding the tree (with a new birth) if
     /// new.
     pub fn set_root(&mut self, name: &str, root: NodeId) {
-        if self.trees.insert(name.to_string(), root).is_none() {
-            self.entry_bytes += entry_len(name);
-            self.next_birth += 1;
-            self.births.insert(name.to_string(), self.next_birth);
+        // Every write that changes a root lands here: no allocation then.
+        if let Some(r) = self.trees.get_mut(name) {
+            *r = root;
+            return;
         }
+        self.trees.insert(name.to_string(), root);
+        self.entry_bytes += entry_len(name);
+        self.next_birth += 1;
+        self.births.insert(name.to_string(), self.next_birth);
     }
 
     /// Drops tree `name` from the catalog; returns its root.
