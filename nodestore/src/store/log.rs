@@ -88,6 +88,10 @@ pub(super) struct LogStart {
     pub(super) file: LogId,
     /// The number of the next record.
     pub(super) next_lsn: u64,
+    /// Log bytes from before this session that the next checkpoint drops
+    /// (plus one per stale file): counted as logged since the checkpoint,
+    /// so a clean close checkpoints them and the size policy sees them.
+    pub(super) behind: u64,
 }
 
 impl Log {
@@ -103,7 +107,7 @@ impl Log {
                 durable: start.next_lsn - 1,
                 syncing: false,
                 unsynced: BTreeSet::new(),
-                since_checkpoint: 0,
+                since_checkpoint: start.behind,
                 checkpoint_at: Instant::now(),
             }),
             synced: Condvar::new(),

@@ -315,9 +315,14 @@ fn scan_log(
         .last()
         .and_then(|l| l.next())
         .map_or(sb.log_file, |n| n.max(sb.log_file));
+    // What a checkpoint would drop: the records found and the files of
+    // earlier sessions (even empty ones), so that a clean close prunes them.
+    let stale_files = logs.iter().filter(|&&l| l > sb.log_file).count() as u64;
+    let record_bytes: u64 = found.iter().map(|r| r.header.record_len()).sum();
     let start = LogStart {
         file,
         next_lsn: expected,
+        behind: record_bytes + stale_files,
     };
     Ok((committed_groups(found), start))
 }
