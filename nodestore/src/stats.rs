@@ -40,6 +40,9 @@ pub struct Stats {
     pub log_syncs: u64,
     /// Checkpoints completed since the store was opened.
     pub checkpoints: u64,
+    /// Bytes of commit log the next checkpoint drops: what this session
+    /// logged since the last checkpoint and what it replayed at open.
+    pub log_since_checkpoint: u64,
     /// Bytes of all segment files.
     pub disk_bytes: u64,
     /// Bytes of the records the committed state and the node table refer

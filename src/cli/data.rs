@@ -204,6 +204,10 @@ pub fn stats(a: &StoreArgs, out: &mut dyn Write) -> Result<Status> {
             format!("{:.2}x", s.space_amplification()),
         ),
         ("segments", table::count(s.segments.len() as u64)),
+        (
+            "log since last checkpoint",
+            table::bytes(s.log_since_checkpoint),
+        ),
     ] {
         counters.row(vec![name.to_string(), value]);
     }

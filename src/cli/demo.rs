@@ -426,6 +426,13 @@ pub fn demo(a: &DemoArgs, out: &mut dyn Write) -> Result<Status> {
     })?;
     print_diff(out, &found, &made)?;
 
+    // The nodes reach the segments at a checkpoint; write one now, so the
+    // figures below show the store as it lies on disk.
+    phases.time("checkpoint", || -> Result<_> {
+        forest.checkpoint()?;
+        Ok((1, ()))
+    })?;
+
     let report = phases.time("check", || -> Result<_> {
         let pb = progress::spinner("check");
         let report = forest.check()?;

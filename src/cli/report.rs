@@ -92,6 +92,10 @@ pub fn stats_table(s: &Stats) -> Table {
         ("in-flight hits", table::count(s.inflight_hits)),
         ("in-flight waits", table::count(s.inflight_waits)),
         ("time in sync", table::duration(s.sync_time)),
+        ("log records", table::count(s.log_records)),
+        ("log bytes", table::bytes(s.log_bytes)),
+        ("log syncs", table::count(s.log_syncs)),
+        ("checkpoints", table::count(s.checkpoints)),
     ] {
         t.row(vec![name.to_string(), value]);
     }

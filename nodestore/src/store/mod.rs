@@ -822,6 +822,7 @@ impl<N: Codec> NodeStore<N> {
             log_bytes: get(&c.log_bytes),
             log_syncs: get(&c.log_syncs),
             checkpoints: get(&c.checkpoints),
+            log_since_checkpoint: self.shared.log.since_checkpoint().0,
             disk_bytes,
             live_bytes,
             segments,
