@@ -55,8 +55,8 @@ impl<'s> Txn<'s> {
     /// dropped unapplied before any edit, the nodes go back to the store.
     pub fn take_for_edit(&mut self, nodes: Vec<(NodeId, Arc<Node>)>) -> Result<()> {
         self.store.writable()?;
+        self.store.release_all(nodes.iter().map(|(id, _)| *id));
         for (id, node) in nodes {
-            self.store.release(id);
             self.nodes.insert(id, node);
             self.taken.push(id);
         }
@@ -180,12 +180,8 @@ impl<'s> Txn<'s> {
             self.store.writable()?;
         }
         self.taken.clear();
-        for (id, node) in self.nodes.drain() {
-            self.store.put(id, node)?;
-        }
-        for (id, rc) in self.refcounts.drain() {
-            self.store.set_refcount(id, rc)?;
-        }
+        self.store.put_all(self.nodes.drain())?;
+        self.store.set_refcounts(self.refcounts.drain())?;
         for id in self.freed.drain() {
             self.store.free(id)?;
         }

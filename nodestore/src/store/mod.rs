@@ -682,20 +682,34 @@ impl<N: Codec> NodeStore<N> {
     /// [`NodeStore::checkpoint`]. Kept fallible for
     /// stores that report it here.
     pub fn put(&self, id: NodeId, node: Arc<N>) -> Result<(), StoreError> {
+        self.put_all([(id, node)])
+    }
+
+    /// [`NodeStore::put`] of every node of `nodes`, under one lock: how a
+    /// tree operation hands back the nodes it changed.
+    ///
+    /// # Errors
+    /// As [`NodeStore::put`].
+    pub fn put_all(
+        &self,
+        nodes: impl IntoIterator<Item = (NodeId, Arc<N>)>,
+    ) -> Result<(), StoreError> {
         let jobs = {
             let mut st = self.shared.state.lock();
-            if st.table.get(id).is_none() {
-                st.table.set(
-                    id,
-                    TableEntry {
-                        loc: None,
-                        refcount: 0,
-                        digest: 0,
-                    },
-                );
+            for (id, node) in nodes {
+                if st.table.get(id).is_none() {
+                    st.table.set(
+                        id,
+                        TableEntry {
+                            loc: None,
+                            refcount: 0,
+                            digest: 0,
+                        },
+                    );
+                }
+                self.shared.cache.remove(id);
+                st.dirty.insert(id, node);
             }
-            self.shared.cache.remove(id);
-            st.dirty.insert(id, node);
             let mut jobs = Vec::new();
             // A read-only store writes nothing: replayed changes stay in
             // memory.
@@ -735,9 +749,16 @@ impl<N: Codec> NodeStore<N> {
     /// it back with [`NodeStore::put`]. Until then a `get` of `id` reads
     /// its last written blob, so the caller must hold the writer's lock.
     pub fn release(&self, id: NodeId) {
+        self.release_all([id]);
+    }
+
+    /// [`NodeStore::release`] of every id of `ids`, under one lock.
+    pub fn release_all(&self, ids: impl IntoIterator<Item = NodeId>) {
         let mut st = self.shared.state.lock();
-        self.shared.cache.remove(id);
-        st.dirty.take(id);
+        for id in ids {
+            self.shared.cache.remove(id);
+            st.dirty.take(id);
+        }
     }
 
     /// Removes `id`; later gets fail at once (invariant S2), and a write of
@@ -775,16 +796,30 @@ impl<N: Codec> NodeStore<N> {
     /// # Errors
     /// None at present (see [`NodeStore::put`]).
     pub fn set_refcount(&self, id: NodeId, refcount: u32) -> Result<(), StoreError> {
+        self.set_refcounts([(id, refcount)])
+    }
+
+    /// [`NodeStore::set_refcount`] of every pair of `counts`, under one
+    /// lock.
+    ///
+    /// # Errors
+    /// As [`NodeStore::set_refcount`].
+    pub fn set_refcounts(
+        &self,
+        counts: impl IntoIterator<Item = (NodeId, u32)>,
+    ) -> Result<(), StoreError> {
         let mut st = self.shared.state.lock();
-        let entry = st.table.get(id);
-        st.table.set(
-            id,
-            TableEntry {
-                loc: entry.and_then(|e| e.loc),
-                refcount,
-                digest: entry.map_or(0, |e| e.digest),
-            },
-        );
+        for (id, refcount) in counts {
+            let entry = st.table.get(id);
+            st.table.set(
+                id,
+                TableEntry {
+                    loc: entry.and_then(|e| e.loc),
+                    refcount,
+                    digest: entry.map_or(0, |e| e.digest),
+                },
+            );
+        }
         Ok(())
     }
 
