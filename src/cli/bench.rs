@@ -76,16 +76,7 @@ impl Drop for Scratch {
 
 /// `larix bench`.
 pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
-    let stack = if a.no_filters {
-        Vec::new()
-    } else {
-        store::filter_stack(&a.filters, a.key_file.as_deref(), None)?
-    };
-    let names: Vec<&str> = stack.iter().map(|f| f.name()).collect();
-    let mut options = larix::Options::default().filters(stack);
-    if let Some(size) = a.filters.node_size {
-        options = options.node_size(size);
-    }
+    let (options, names) = bench_options(a)?;
     if !a.in_memory && a.db.exists() {
         return Err(CliError::BadInput(format!(
             "{} already exists; bench needs a directory it can create and remove (pass --db NEW_DIR)",
@@ -123,11 +114,64 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
         keys: Vec::new(),
     };
     let mut phases = Phases::default();
-    let n = a.n;
+    write_phases(&forest, &tree, &mut w, &mut phases, a.n)?;
+    let missing = read_phases(&forest, &tree, &mut w, &mut phases, a.n)?;
+    let report = phases.time("check", || -> Result<_> {
+        let pb = progress::spinner("check");
+        let report = forest.check()?;
+        pb.finish_and_clear();
+        Ok((report.nodes, report))
+    })?;
+
+    writeln!(out, "\n{}", phases.table())?;
+    write!(out, "{}", stats_table(&forest.stats()))?;
+    writeln!(out, "\ncheck: {report}")?;
+    if missing > 0 {
+        writeln!(
+            out,
+            "{missing} keys written by the bench were missing when read or removed"
+        )?;
+    }
+    Ok(if report.is_clean() && missing == 0 {
+        Status::Success
+    } else {
+        Status::Problems
+    })
+}
+
+/// The options of the bench store and the names of its filters.
+///
+/// # Errors
+/// As [`store::filter_stack`].
+fn bench_options(a: &BenchArgs) -> Result<(larix::Options, Vec<&'static str>)> {
+    let stack = if a.no_filters {
+        Vec::new()
+    } else {
+        store::filter_stack(&a.filters, a.key_file.as_deref(), None)?
+    };
+    let names = stack.iter().map(|f| f.name()).collect();
+    let mut options = larix::Options::default().filters(stack);
+    if let Some(size) = a.filters.node_size {
+        options = options.node_size(size);
+    }
+    Ok((options, names))
+}
+
+/// The write phases: bulk load, durable writes, batch writes.
+///
+/// # Errors
+/// The engine's error.
+fn write_phases(
+    forest: &Forest,
+    tree: &Tree,
+    w: &mut Workload,
+    phases: &mut Phases,
+    n: u64,
+) -> Result<()> {
     phases.time("bulk load", || -> Result<_> {
         let pb = progress::bar("bulk load", n);
         for _ in 0..n {
-            w.insert_new(&tree)?;
+            w.insert_new(tree)?;
             pb.inc(1);
         }
         pb.set_message("committing");
@@ -139,7 +183,7 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
     phases.time("durable writes", || -> Result<_> {
         let pb = progress::bar("durable", durable);
         for _ in 0..durable {
-            w.insert_new(&tree)?;
+            w.insert_new(tree)?;
             forest.commit()?;
             pb.inc(1);
         }
@@ -150,7 +194,7 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
     phases.time("batch writes", || -> Result<_> {
         let pb = progress::bar("batch", batched);
         for i in 1..=batched {
-            w.insert_new(&tree)?;
+            w.insert_new(tree)?;
             if i % BATCH == 0 || i == batched {
                 forest.commit()?;
             }
@@ -159,6 +203,21 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
         pb.finish_and_clear();
         Ok((batched, ()))
     })?;
+    Ok(())
+}
+
+/// The read phases and the removals; returns how many keys the bench wrote
+/// were missing when read or removed.
+///
+/// # Errors
+/// The engine's error.
+fn read_phases(
+    forest: &Forest,
+    tree: &Tree,
+    w: &mut Workload,
+    phases: &mut Phases,
+    n: u64,
+) -> Result<u64> {
     let mut missing = 0u64;
     phases.time("random reads", || -> Result<_> {
         let pb = progress::bar("reads", n);
@@ -197,25 +256,5 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
         pb.finish_and_clear();
         Ok((removals, ()))
     })?;
-    let report = phases.time("check", || -> Result<_> {
-        let pb = progress::spinner("check");
-        let report = forest.check()?;
-        pb.finish_and_clear();
-        Ok((report.nodes, report))
-    })?;
-
-    writeln!(out, "\n{}", phases.table())?;
-    write!(out, "{}", stats_table(&forest.stats()))?;
-    writeln!(out, "\ncheck: {report}")?;
-    if missing > 0 {
-        writeln!(
-            out,
-            "{missing} keys written by the bench were missing when read or removed"
-        )?;
-    }
-    Ok(if report.is_clean() && missing == 0 {
-        Status::Success
-    } else {
-        Status::Problems
-    })
+    Ok(missing)
 }

@@ -330,58 +330,11 @@ fn clear_store_dir(db: &Path) -> Result<()> {
 /// `larix demo`.
 pub fn demo(a: &DemoArgs, out: &mut dyn Write) -> Result<Status> {
     fs::symlink_metadata(&a.path).map_err(|e| CliError::io(&a.path, e))?;
-    let filters: Vec<&str> = store::filter_stack(&a.filters, a.key_file.as_deref(), None)?
-        .iter()
-        .map(|f| f.name())
-        .collect();
     let forest = fresh_store(a)?;
-    let place = if a.in_memory {
-        "an in-memory store".to_string()
-    } else {
-        format!("store {}", a.db.display())
-    };
-    writeln!(
-        out,
-        "Larix demo: {} into tree {TREE:?} of {place} (filters: {})",
-        a.path.display(),
-        if filters.is_empty() {
-            "none".to_string()
-        } else {
-            filters.join(", ")
-        }
-    )?;
-    out.flush()?;
-
+    announce(a, out)?;
     let mut phases = Phases::default();
-    let walked = phases.time("walk", || -> Result<_> {
-        let pb = progress::spinner("walk");
-        let w = walk(&a.path, a.limit, &pb);
-        pb.finish_and_clear();
-        Ok((w.entries.len() as u64, w))
-    })?;
     let tree = forest.create_tree(TREE)?;
-    let loaded = phases.time("load", || -> Result<_> {
-        let pb = progress::bar("load", walked.entries.len() as u64);
-        let mut loaded = Vec::with_capacity(walked.entries.len());
-        for (key, record) in &walked.entries {
-            if insert(&tree, key, &record.encode())? {
-                loaded.push((key.clone(), *record));
-            }
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        Ok((loaded.len() as u64, loaded))
-    })?;
-    let too_long = walked.entries.len() - loaded.len();
-    commit(&forest, &mut phases, "commit", loaded.len() as u64)?;
-    writeln!(
-        out,
-        "stored {} entries ({} unreadable and {} with too long a path skipped)",
-        table::count(loaded.len() as u64),
-        table::count(walked.unreadable),
-        table::count(too_long as u64)
-    )?;
-    drop(walked);
+    let loaded = walk_and_load(a, &forest, &tree, &mut phases, out)?;
 
     let snapshot = phases.time("snapshot", || -> Result<_> {
         let pb = progress::spinner("snapshot");
@@ -426,13 +379,26 @@ pub fn demo(a: &DemoArgs, out: &mut dyn Write) -> Result<Status> {
     })?;
     print_diff(out, &found, &made)?;
 
-    // The nodes reach the segments at a checkpoint; write one now, so the
-    // figures below show the store as it lies on disk.
+    let clean = checkpoint_and_check(&forest, phases, out)?;
+    Ok(if clean && found.counts == made {
+        Status::Success
+    } else {
+        Status::Problems
+    })
+}
+
+/// Writes a checkpoint (the nodes reach the segments only then, so the
+/// figures show the store as it lies on disk), checks the forest, and
+/// prints the check, the phases and the store's counters; returns whether
+/// the check was clean.
+///
+/// # Errors
+/// The engine's error, or a failed write to `out`.
+fn checkpoint_and_check(forest: &Forest, mut phases: Phases, out: &mut dyn Write) -> Result<bool> {
     phases.time("checkpoint", || -> Result<_> {
         forest.checkpoint()?;
         Ok((1, ()))
     })?;
-
     let report = phases.time("check", || -> Result<_> {
         let pb = progress::spinner("check");
         let report = forest.check()?;
@@ -440,15 +406,79 @@ pub fn demo(a: &DemoArgs, out: &mut dyn Write) -> Result<Status> {
         Ok((report.nodes, report))
     })?;
     writeln!(out, "check: {report}")?;
-
-    let stats = forest.stats();
     writeln!(out, "\n{}", phases.table())?;
-    write!(out, "{}", stats_table(&stats))?;
-    Ok(if report.is_clean() && found.counts == made {
-        Status::Success
+    write!(out, "{}", stats_table(&forest.stats()))?;
+    Ok(report.is_clean())
+}
+
+/// Says what the demo is about to do, with which filters.
+///
+/// # Errors
+/// As [`store::filter_stack`], or a failed write to `out`.
+fn announce(a: &DemoArgs, out: &mut dyn Write) -> Result<()> {
+    let filters: Vec<&str> = store::filter_stack(&a.filters, a.key_file.as_deref(), None)?
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    let place = if a.in_memory {
+        "an in-memory store".to_string()
     } else {
-        Status::Problems
-    })
+        format!("store {}", a.db.display())
+    };
+    writeln!(
+        out,
+        "Larix demo: {} into tree {TREE:?} of {place} (filters: {})",
+        a.path.display(),
+        if filters.is_empty() {
+            "none".to_string()
+        } else {
+            filters.join(", ")
+        }
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Walks `a.path`, stores an entry per file in `tree` and commits; returns
+/// the entries stored.
+///
+/// # Errors
+/// The engine's error, or a failed write to `out`.
+fn walk_and_load(
+    a: &DemoArgs,
+    forest: &Forest,
+    tree: &Tree,
+    phases: &mut Phases,
+    out: &mut dyn Write,
+) -> Result<Vec<(Vec<u8>, Record)>> {
+    let walked = phases.time("walk", || -> Result<_> {
+        let pb = progress::spinner("walk");
+        let w = walk(&a.path, a.limit, &pb);
+        pb.finish_and_clear();
+        Ok((w.entries.len() as u64, w))
+    })?;
+    let loaded = phases.time("load", || -> Result<_> {
+        let pb = progress::bar("load", walked.entries.len() as u64);
+        let mut loaded = Vec::with_capacity(walked.entries.len());
+        for (key, record) in &walked.entries {
+            if insert(tree, key, &record.encode())? {
+                loaded.push((key.clone(), *record));
+            }
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        Ok((loaded.len() as u64, loaded))
+    })?;
+    let too_long = walked.entries.len() - loaded.len();
+    commit(forest, phases, "commit", loaded.len() as u64)?;
+    writeln!(
+        out,
+        "stored {} entries ({} unreadable and {} with too long a path skipped)",
+        table::count(loaded.len() as u64),
+        table::count(walked.unreadable),
+        table::count(too_long as u64)
+    )?;
+    Ok(loaded)
 }
 
 /// Commits as a timed phase with a spinner; `ops` is the entries it makes
