@@ -14,7 +14,7 @@ fn no_lock_file_is_tracked() {
         .args(["ls-files"])
         .current_dir(root)
         .output();
-    let Ok(listed) = listed.filter(|o| o.status.success()) else {
+    let Some(listed) = listed.ok().filter(|o| o.status.success()) else {
         eprintln!("not a git checkout (or no git): skipped");
         return;
     };
