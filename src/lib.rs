@@ -31,7 +31,7 @@ mod forest;
 mod options;
 
 pub use forest::{Forest, Stats};
-pub use larix_btree::{CheckReport, Problem};
+pub use larix_btree::{Change, CheckReport, Diff, Problem};
 pub use larix_btree::{Error, LevelShape, Range, Result, Shape, Tree};
 pub use larix_filters::{FilterError, FilterSpec};
 pub use larix_nodestore::SegmentStats;

@@ -118,9 +118,9 @@ fn sample() -> Scratch {
     s
 }
 
-const SUBCOMMANDS: [&str; 16] = [
-    "demo", "bench", "put", "get", "del", "scan", "count", "trees", "clone", "drop", "import",
-    "export", "check", "stats", "dump", "compact",
+const SUBCOMMANDS: [&str; 17] = [
+    "demo", "bench", "put", "get", "del", "scan", "count", "trees", "clone", "diff", "drop",
+    "import", "export", "check", "stats", "dump", "compact",
 ];
 
 #[test]
@@ -956,4 +956,27 @@ fn warnings_from_the_open_are_shown() {
         );
     }
     assert_eq!(ok(&["get", "--db", &s.db, "a"]), "value of a\n");
+}
+
+/// `larix diff`: `+`, `-` and `~` lines in key order between a tree and
+/// its clone, hex on request, counts with `--count`; a missing tree is one
+/// line.
+#[test]
+fn diff_lists_the_changes_between_two_trees() {
+    let s = sample();
+    ok(&["clone", "--db", &s.db, "main", "before"]);
+    ok(&["put", "--db", &s.db, "ab", "new value"]);
+    ok(&["put", "--db", &s.db, "aa", "added"]);
+    ok(&["del", "--db", &s.db, "c"]);
+    let out = ok(&["diff", "--db", &s.db, "before", "main"]);
+    assert_eq!(
+        out,
+        "+ aa\tadded\n~ ab\tvalue of ab\tnew value\n- c\tvalue of c\n"
+    );
+    let out = ok(&["diff", "--db", &s.db, "--count", "before", "main"]);
+    assert_eq!(out, "1 added, 1 removed, 1 changed\n");
+    let out = ok(&["diff", "--db", &s.db, "--hex", "main", "before"]);
+    assert!(out.starts_with("- 6161\t"), "{out}");
+    assert_eq!(ok(&["diff", "--db", &s.db, "main", "main"]), "");
+    fails(&["diff", "--db", &s.db, "main", "nope"]);
 }

@@ -468,6 +468,24 @@ impl Tree {
         )
     }
 
+    /// The changes that turn this tree into `other`, in key order: keys
+    /// only here (`new` is `None`), only in `other` (`old` is `None`), or
+    /// with another value there. A subtree both trees share (a clone's
+    /// untouched nodes) is never read, so the cost follows the change.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`] for either tree; the iterator yields store
+    /// errors.
+    pub fn diff(&self, other: &Tree) -> Result<crate::Diff> {
+        crate::Diff::new(self, other)
+    }
+
+    /// Whether `other` is a tree of the same forest (node ids mean the same
+    /// nodes in both).
+    pub(crate) fn same_forest(&self, other: &Tree) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// The entries within `range`, in key order; double-ended.
     ///
     /// # Errors

@@ -21,6 +21,7 @@
 
 mod catalog;
 mod check;
+mod diff;
 mod error;
 mod forest;
 mod journal;
@@ -33,6 +34,7 @@ mod txn;
 
 pub use catalog::{Catalog, MAX_NAME_LEN};
 pub use check::{CheckReport, Problem};
+pub use diff::{Change, Diff};
 pub use error::{Error, Result};
 pub use forest::{Forest, Tree};
 pub use limits::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};

@@ -55,6 +55,13 @@ pub enum Command {
     /// Make tree DST an O(1) snapshot of tree SRC.
     #[command(after_help = "Example:\n  larix clone --db data main main@monday")]
     Clone(CloneArgs),
+    /// Print what turns tree OLD into tree NEW, in key order: `+ KEY TAB
+    /// VALUE` for a key only in NEW, `- KEY TAB VALUE` for one only in OLD,
+    /// `~ KEY TAB OLD_VALUE TAB NEW_VALUE` for a changed value.
+    #[command(
+        after_help = "Only what the trees do not share is read: the diff of a tree and its clone\ncosts about two node paths per changed key.\n\nExample:\n  larix diff --db data main@monday main\n  larix diff --db data --count main@monday main"
+    )]
+    Diff(DiffArgs),
     /// Remove a tree.
     #[command(after_help = "Example:\n  larix drop --db data main@monday")]
     Drop(DropArgs),
@@ -232,6 +239,22 @@ pub struct CloneArgs {
     pub src: String,
     /// The name of the new tree.
     pub dst: String,
+}
+
+/// `larix diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub encoding: Encoding,
+    /// Print only the numbers of keys added, removed and changed.
+    #[arg(long)]
+    pub count: bool,
+    /// The tree to compare from.
+    pub old: String,
+    /// The tree to compare to.
+    pub new: String,
 }
 
 /// `larix drop`.

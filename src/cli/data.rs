@@ -2,7 +2,9 @@
 //! `clone`, `drop`, `check` and `stats`. Each opens the store, does one
 //! thing, and commits before returning if it changed anything.
 
-use super::args::{CloneArgs, DropArgs, KeyArgs, PutArgs, RangeQuery, ScanArgs, StoreArgs};
+use super::args::{
+    CloneArgs, DiffArgs, DropArgs, KeyArgs, PutArgs, RangeQuery, ScanArgs, StoreArgs,
+};
 use super::error::{CliError, Result};
 use super::format::{escape, Codec};
 use super::store;
@@ -161,6 +163,42 @@ pub fn clone(a: &CloneArgs) -> Result<Status> {
     let forest = store::open(&a.store)?;
     forest.clone_tree(&a.src, &a.dst)?;
     forest.commit()?;
+    Ok(Status::Success)
+}
+
+/// `larix diff`: prints the changes from one tree to another.
+pub fn diff(a: &DiffArgs, out: &mut dyn Write) -> Result<Status> {
+    let codec = Codec {
+        hex: a.encoding.hex,
+    };
+    let forest = store::open_read_only(&a.store)?;
+    let (old, new) = (store::tree(&forest, &a.old)?, store::tree(&forest, &a.new)?);
+    let (mut added, mut removed, mut changed) = (0u64, 0u64, 0u64);
+    for change in old.diff(&new)? {
+        let larix::Change { key, old, new } = change?;
+        let line = match (old, new) {
+            (None, Some(v)) => {
+                added += 1;
+                format!("+ {}\t{}", codec.show(&key), codec.show(&v))
+            }
+            (Some(v), None) => {
+                removed += 1;
+                format!("- {}\t{}", codec.show(&key), codec.show(&v))
+            }
+            (Some(was), Some(is)) => {
+                changed += 1;
+                let (k, was, is) = (codec.show(&key), codec.show(&was), codec.show(&is));
+                format!("~ {k}\t{was}\t{is}")
+            }
+            (None, None) => continue,
+        };
+        if !a.count {
+            writeln!(out, "{line}")?;
+        }
+    }
+    if a.count {
+        writeln!(out, "{added} added, {removed} removed, {changed} changed")?;
+    }
     Ok(Status::Success)
 }
 

@@ -53,6 +53,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Status, CliError> {
         Command::Count(a) => data::count(a, out),
         Command::Trees(a) => data::trees(a, out),
         Command::Clone(a) => data::clone(a),
+        Command::Diff(a) => data::diff(a, out),
         Command::Drop(a) => data::drop_tree(a),
         Command::Import(a) => transfer::import(a, out),
         Command::Export(a) => transfer::export(a, out),
