@@ -21,7 +21,10 @@ fn node_reads(forest: &Forest) -> u64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let c: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100);
     let forest = Forest::in_memory(Options::default().cache_bytes(1 << 30))?;
     let base = forest.create_tree("base")?;
