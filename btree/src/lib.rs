@@ -32,7 +32,7 @@ mod range;
 mod read;
 mod txn;
 
-pub use catalog::{Catalog, MAX_NAME_LEN};
+pub use catalog::{Catalog, MAX_CATALOG_LEN, MAX_NAME_LEN};
 pub use check::{CheckReport, Problem};
 pub use diff::{Change, Diff};
 pub use error::{Error, Result};
