@@ -14,11 +14,6 @@ use std::time::Instant;
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-fn node_reads(forest: &Forest) -> u64 {
-    let s = forest.stats();
-    s.cache_hits + s.cache_misses + s.dirty_hits + s.inflight_hits
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args
@@ -47,15 +42,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let depth = changed.shape()?.levels.len();
 
-    let (reads, t) = (node_reads(&forest), Instant::now());
+    let (reads, t) = (forest.stats().node_reads(), Instant::now());
     let found = base.diff(&changed)?.collect::<larix::Result<Vec<_>>>()?;
     let diff_time = t.elapsed();
-    let diff_reads = node_reads(&forest) - reads;
+    let diff_reads = forest.stats().node_reads() - reads;
 
-    let (reads, t) = (node_reads(&forest), Instant::now());
+    let (reads, t) = (forest.stats().node_reads(), Instant::now());
     let scanned = changed.range(..)?.count();
     let scan_time = t.elapsed();
-    let scan_reads = node_reads(&forest) - reads;
+    let scan_reads = forest.stats().node_reads() - reads;
 
     println!(
         "{n} entries, depth {depth}, {c} changes: diff found {} changes in {:.3} ms with {diff_reads} node reads; \

@@ -50,6 +50,23 @@ fn one_line(e: &Error) -> String {
     text
 }
 
+/// Asserts that an open failed because the catalog blob would not
+/// unfilter, with a one-line error.
+fn refused_as_damaged_catalog(opened: &larix::Result<Forest>) {
+    let e = opened.as_ref().err().expect("the open is refused");
+    assert!(
+        matches!(
+            store_error(e),
+            StoreError::MetadataDamaged {
+                what: "catalog",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    one_line(e);
+}
+
 /// Item 1: a command recorded in a crafted superblock is never run;
 /// `from_store` names it and asks the caller to name it too.
 #[test]
@@ -828,18 +845,7 @@ fn a_catalog_blob_that_does_not_unfilter_is_refused() {
     let mut c = Crafted::open(dir.path(), &[]);
     c.put_catalog(&raw);
     c.commit(|_| {});
-    let e = Forest::open(dir.path(), options()).err().unwrap();
-    assert!(
-        matches!(
-            store_error(&e),
-            StoreError::MetadataDamaged {
-                what: "catalog",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    one_line(&e);
+    refused_as_damaged_catalog(&Forest::open(dir.path(), options()));
 
     let dir = tempfile::tempdir().unwrap();
     filled(dir.path(), options(), 300);
@@ -882,18 +888,7 @@ fn a_catalog_frame_past_the_decoded_limit_is_refused() {
     assert!(raw.len() > 64 << 20);
     c.put_catalog(&raw);
     c.commit(|_| {});
-    let e = Forest::open(dir.path(), options()).err().unwrap();
-    assert!(
-        matches!(
-            store_error(&e),
-            StoreError::MetadataDamaged {
-                what: "catalog",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    one_line(&e);
+    refused_as_damaged_catalog(&Forest::open(dir.path(), options()));
 }
 
 /// A crafted directory case: what it does, the change, and the typed

@@ -123,6 +123,14 @@ impl Cursor {
         (leaf.key(*i), leaf.value(*i))
     }
 
+    /// The entry the front is at, copied, and moves past it.
+    fn take_entry(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let (k, v) = self.entry();
+        let owned = (k.to_vec(), v.to_vec());
+        self.skip();
+        owned
+    }
+
     /// Moves past the front item.
     fn skip(&mut self) {
         if self.root.take().is_none() {
@@ -213,25 +221,21 @@ impl Diff {
     }
 
     fn only_old(&mut self) -> Change {
-        let (k, v) = self.old.entry();
-        let change = Change {
-            key: k.to_vec(),
-            old: Some(v.to_vec()),
+        let (key, value) = self.old.take_entry();
+        Change {
+            key,
+            old: Some(value),
             new: None,
-        };
-        self.old.skip();
-        change
+        }
     }
 
     fn only_new(&mut self) -> Change {
-        let (k, v) = self.new.entry();
-        let change = Change {
-            key: k.to_vec(),
+        let (key, value) = self.new.take_entry();
+        Change {
+            key,
             old: None,
-            new: Some(v.to_vec()),
-        };
-        self.new.skip();
-        change
+            new: Some(value),
+        }
     }
 }
 
@@ -291,11 +295,6 @@ mod tests {
         a.diff(b).unwrap().map(|c| c.unwrap()).collect()
     }
 
-    fn node_reads(f: &Forest) -> u64 {
-        let s = f.store().stats();
-        s.cache_hits + s.cache_misses + s.dirty_hits + s.inflight_hits
-    }
-
     #[test]
     fn a_clone_with_a_few_changes_reads_only_their_paths() {
         let f = forest();
@@ -310,9 +309,9 @@ mod tests {
             t.insert(format!("new{i}").as_bytes(), b"added").unwrap();
         }
         let want = model_diff(&contents(&before), &contents(&t));
-        let reads = node_reads(&f);
+        let reads = f.store().stats().node_reads();
         assert_eq!(diff(&before, &t), want);
-        let used = node_reads(&f) - reads;
+        let used = f.store().stats().node_reads() - reads;
         let depth = t.shape().unwrap().levels.len() as u64;
         // 30 changed keys, two paths each at most, plus the siblings a split
         // or merge touched; the tree has about 1,000 nodes.

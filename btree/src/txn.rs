@@ -55,7 +55,7 @@ impl<'s> Txn<'s> {
     /// dropped unapplied before any edit, the nodes go back to the store.
     pub fn take_for_edit(&mut self, nodes: Vec<(NodeId, Arc<Node>)>) -> Result<()> {
         self.store.writable()?;
-        self.store.release_all(nodes.iter().map(|(id, _)| *id));
+        self.store.release(nodes.iter().map(|(id, _)| *id));
         for (id, node) in nodes {
             self.nodes.insert(id, node);
             self.taken.push(id);
@@ -191,11 +191,12 @@ impl<'s> Txn<'s> {
 
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
-        for id in self.taken.drain(..) {
-            if let Some(node) = self.nodes.remove(&id) {
-                // Unedited (see take_for_edit): the version that was there.
-                let _ = self.store.put(id, node);
-            }
-        }
+        // Unedited (see take_for_edit): the versions that were there.
+        let nodes = &mut self.nodes;
+        let back = self
+            .taken
+            .drain(..)
+            .filter_map(|id| nodes.remove(&id).map(|node| (id, node)));
+        let _ = self.store.put_all(back);
     }
 }

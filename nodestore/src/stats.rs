@@ -55,6 +55,12 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Nodes read, wherever they were found: the cache, the dirty queue,
+    /// the in-flight map or the disk (a cache miss).
+    pub fn node_reads(&self) -> u64 {
+        self.cache_hits + self.cache_misses + self.dirty_hits + self.inflight_hits
+    }
+
     /// Bytes on disk per live byte (1.0 when nothing is dead; 0.0 for a
     /// store with nothing live).
     pub fn space_amplification(&self) -> f64 {

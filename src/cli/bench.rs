@@ -17,7 +17,7 @@
 use super::args::BenchArgs;
 use super::error::{CliError, Result};
 use super::progress;
-use super::report::{stats_table, Phases};
+use super::report::{check_phase, stats_table, store_description, Phases};
 use super::rng::Rng;
 use super::store;
 use super::table;
@@ -91,20 +91,11 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
     } else {
         Forest::open(&a.db, options)?
     };
-    let place = if a.in_memory {
-        "an in-memory store".to_string()
-    } else {
-        format!("store {}", a.db.display())
-    };
     writeln!(
         out,
-        "Larix bench: {} entries of {KEY_LEN}-byte keys and {VALUE_LEN}-byte values, {place} (filters: {})",
+        "Larix bench: {} entries of {KEY_LEN}-byte keys and {VALUE_LEN}-byte values, {}",
         table::count(a.n),
-        if names.is_empty() {
-            "none".to_string()
-        } else {
-            names.join(", ")
-        }
+        store_description(a.in_memory, &a.db, &names)
     )?;
     out.flush()?;
 
@@ -116,12 +107,7 @@ pub fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<Status> {
     let mut phases = Phases::default();
     write_phases(&forest, &tree, &mut w, &mut phases, a.n)?;
     let missing = read_phases(&forest, &tree, &mut w, &mut phases, a.n)?;
-    let report = phases.time("check", || -> Result<_> {
-        let pb = progress::spinner("check");
-        let report = forest.check()?;
-        pb.finish_and_clear();
-        Ok((report.nodes, report))
-    })?;
+    let report = check_phase(&mut phases, &forest)?;
 
     writeln!(out, "\n{}", phases.table())?;
     write!(out, "{}", stats_table(&forest.stats()))?;

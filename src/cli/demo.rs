@@ -21,7 +21,7 @@ use super::cleanup;
 use super::error::{CliError, Result};
 use super::format::escape;
 use super::progress;
-use super::report::{stats_table, Phases};
+use super::report::{check_phase, stats_table, store_description, Phases};
 use super::rng::Rng;
 use super::store;
 use super::table;
@@ -216,12 +216,6 @@ struct Diff {
     reads: u64,
 }
 
-/// Nodes read from the store so far (cache, dirty queue, in flight, disk).
-fn node_reads(forest: &Forest) -> u64 {
-    let s = forest.stats();
-    s.cache_hits + s.cache_misses + s.dirty_hits + s.inflight_hits
-}
-
 /// The changes from `old` to `new`, found by [`Tree::diff`], which skips
 /// every subtree the two share: its cost follows the change.
 fn diff(old: &Tree, new: &Tree, pb: &ProgressBar) -> Result<Diff> {
@@ -351,9 +345,9 @@ pub fn demo(a: &DemoArgs, out: &mut dyn Write) -> Result<Status> {
 
     let found = phases.time("diff", || -> Result<_> {
         let pb = progress::bar("diff", made.added + made.removed + made.changed);
-        let reads = node_reads(&forest);
+        let reads = forest.stats().node_reads();
         let mut found = diff(&snapshot, &tree, &pb)?;
-        found.reads = node_reads(&forest) - reads;
+        found.reads = forest.stats().node_reads() - reads;
         pb.finish_and_clear();
         let c = &found.counts;
         Ok((c.added + c.removed + c.changed, found))
@@ -380,12 +374,7 @@ fn checkpoint_and_check(forest: &Forest, mut phases: Phases, out: &mut dyn Write
         forest.checkpoint()?;
         Ok((1, ()))
     })?;
-    let report = phases.time("check", || -> Result<_> {
-        let pb = progress::spinner("check");
-        let report = forest.check()?;
-        pb.finish_and_clear();
-        Ok((report.nodes, report))
-    })?;
+    let report = check_phase(&mut phases, forest)?;
     writeln!(out, "check: {report}")?;
     writeln!(out, "\n{}", phases.table())?;
     write!(out, "{}", stats_table(&forest.stats()))?;
@@ -401,20 +390,11 @@ fn announce(a: &DemoArgs, out: &mut dyn Write) -> Result<()> {
         .iter()
         .map(|f| f.name())
         .collect();
-    let place = if a.in_memory {
-        "an in-memory store".to_string()
-    } else {
-        format!("store {}", a.db.display())
-    };
     writeln!(
         out,
-        "Larix demo: {} into tree {TREE:?} of {place} (filters: {})",
+        "Larix demo: {} into tree {TREE:?} of {}",
         a.path.display(),
-        if filters.is_empty() {
-            "none".to_string()
-        } else {
-            filters.join(", ")
-        }
+        store_description(a.in_memory, &a.db, &filters)
     )?;
     out.flush()?;
     Ok(())

@@ -1,8 +1,11 @@
 //! The tables `demo` and `bench` end with: time per phase, and the store's
 //! counters.
 
+use super::error::Result;
+use super::progress;
 use super::table::{self, Table};
-use larix::Stats;
+use larix::{CheckReport, Forest, Stats};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// One timed phase of a run.
@@ -63,6 +66,36 @@ impl Phases {
         ]);
         t
     }
+}
+
+/// Runs `forest.check()` as the phase "check", with a spinner.
+///
+/// # Errors
+/// The engine's error.
+pub fn check_phase(phases: &mut Phases, forest: &Forest) -> Result<CheckReport> {
+    phases.time("check", || -> Result<_> {
+        let pb = progress::spinner("check");
+        let report = forest.check()?;
+        pb.finish_and_clear();
+        Ok((report.nodes, report))
+    })
+}
+
+/// Where a run keeps its store, and with which filters, for its first line:
+/// `store DIR (filters: zstd, checksum)` or `an in-memory store (filters:
+/// none)`.
+pub fn store_description(in_memory: bool, db: &Path, filters: &[&str]) -> String {
+    let place = if in_memory {
+        "an in-memory store".to_string()
+    } else {
+        format!("store {}", db.display())
+    };
+    let filters = if filters.is_empty() {
+        "none".to_string()
+    } else {
+        filters.join(", ")
+    };
+    format!("{place} (filters: {filters})")
 }
 
 /// The store's counters as a two-column table.

@@ -55,8 +55,9 @@ fn existing_options(args: &StoreArgs) -> Result<Options> {
     }
     let command = args.command();
     // Without a key, only a store that needs none opens.
-    let keyless = Options::from_store_with_command(&args.db, None, command.as_ref());
-    if args.key_file.is_some() && keyless.is_ok() {
+    if args.key_file.is_some()
+        && Options::from_store_with_command(&args.db, None, command.as_ref()).is_ok()
+    {
         return Err(CliError::BadInput(format!(
             "{} is not encrypted; drop --key-file",
             args.db.display()

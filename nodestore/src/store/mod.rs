@@ -744,16 +744,12 @@ impl<N: Codec> NodeStore<N> {
         Ok(())
     }
 
-    /// Drops the store's own reference to the node `id` (from the cache or
-    /// the dirty queue) while a caller edits it in place; the caller puts
-    /// it back with [`NodeStore::put`]. Until then a `get` of `id` reads
-    /// its last written blob, so the caller must hold the writer's lock.
-    pub fn release(&self, id: NodeId) {
-        self.release_all([id]);
-    }
-
-    /// [`NodeStore::release`] of every id of `ids`, under one lock.
-    pub fn release_all(&self, ids: impl IntoIterator<Item = NodeId>) {
+    /// Drops the store's own reference to each node of `ids` (from the
+    /// cache or the dirty queue), under one lock, while a caller edits them
+    /// in place; the caller puts them back with [`NodeStore::put_all`].
+    /// Until then a `get` of one reads its last written blob, so the caller
+    /// must hold the writer's lock.
+    pub fn release(&self, ids: impl IntoIterator<Item = NodeId>) {
         let mut st = self.shared.state.lock();
         for id in ids {
             self.shared.cache.remove(id);
