@@ -1,6 +1,6 @@
 //! The forest: open, create and remove trees, commit, check.
 
-use crate::{CheckReport, Options, Result, Tree};
+use crate::{CheckReport, Options, Result, Snapshot, Tree};
 use larix_btree::Limits;
 use larix_filters::Pipeline;
 use larix_nodestore::{
@@ -157,6 +157,28 @@ impl Forest {
     /// The names of all trees, in order.
     pub fn tree_names(&self) -> Vec<String> {
         self.inner.tree_names()
+    }
+
+    /// Every tree as it is now, committed or not: a read snapshot, read
+    /// beside the writer without blocking it, and unchanged by anything
+    /// done later (writes, commits, rollbacks, removals, compaction). No
+    /// commit stores a trace of it; dropping the last handle (and its
+    /// [`crate::View`]s) frees what only it kept.
+    ///
+    /// # Errors
+    /// None yet; kept fallible for stores that load the catalog lazily.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        self.inner.snapshot()
+    }
+
+    /// Returns every tree to the last commit: changes, new trees, clones
+    /// and removals since are undone, and the nodes they made are freed.
+    /// Snapshots keep showing what they showed.
+    ///
+    /// # Errors
+    /// A store error (nothing is then undone); a read-only forest refuses.
+    pub fn rollback(&self) -> Result<()> {
+        self.inner.rollback()
     }
 
     /// Makes every change so far atomic and durable.

@@ -118,6 +118,15 @@ impl Catalog {
         Ok(())
     }
 
+    /// Becomes `committed` again (a rollback), keeping the births it gave
+    /// since: a tree created after `committed` and rolled back never shares
+    /// a birth with one created later.
+    pub fn restore(&mut self, committed: &Catalog) {
+        let next_birth = self.next_birth;
+        *self = committed.clone();
+        self.next_birth = next_birth;
+    }
+
     /// Names and roots, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, NodeId)> {
         self.trees.iter().map(|(n, &r)| (n.as_str(), r))

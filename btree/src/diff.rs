@@ -13,13 +13,12 @@
 //! therefore grow with the change (about two paths per changed key), not
 //! with the trees.
 //!
-//! Like [`Range`](crate::Range), a diff reads each node when it reaches it:
-//! a tree changed meanwhile may end the diff with an error (a node it was
-//! about to read is gone); read snapshots will make it exact.
+//! Both sides are pinned views (see `snapshot.rs`): the diff compares the
+//! trees as they were when it was made, whatever the writer does meanwhile.
 
-use crate::forest::Tree;
 use crate::node::Node;
 use crate::read;
+use crate::snapshot::View;
 use crate::Result;
 use larix_nodestore::NodeId;
 use std::cmp::Ordering;
@@ -68,10 +67,9 @@ enum Step {
     End,
 }
 
-/// One side of a diff: the tree, and the path to its next item.
+/// One side of a diff: the pinned tree, and the path to its next item.
 struct Cursor {
-    tree: Tree,
-    birth: u64,
+    view: View,
     /// The root, until it is opened.
     root: Option<NodeId>,
     /// Open nodes, each with the position of its next item.
@@ -79,15 +77,12 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn new(tree: &Tree) -> Result<Cursor> {
-        let birth = tree.birth()?;
-        let root = tree.read_born(birth, |_, root| Ok(root))?;
-        Ok(Cursor {
-            tree: tree.clone(),
-            birth,
-            root: Some(root),
+    fn new(view: View) -> Cursor {
+        Cursor {
+            root: Some(view.root()),
+            view,
             stack: Vec::new(),
-        })
+        }
     }
 
     /// The next item, popping exhausted nodes.
@@ -142,9 +137,7 @@ impl Cursor {
 
     /// Opens the front subtree: reads its root node (one node read).
     fn open(&mut self, id: NodeId, level: u8) -> Result<()> {
-        let node = self
-            .tree
-            .read_born(self.birth, |store, _| Ok(store.get(id)?))?;
+        let node = self.view.store().get(id)?;
         let expected = (level != u8::MAX).then_some(level);
         read::expect_level(id, &node, expected)?;
         self.skip();
@@ -154,13 +147,13 @@ impl Cursor {
 }
 
 impl Diff {
-    pub(crate) fn new(old: &Tree, new: &Tree) -> Result<Diff> {
-        Ok(Diff {
-            same_store: old.same_forest(new),
-            old: Cursor::new(old)?,
-            new: Cursor::new(new)?,
+    pub(crate) fn new(old: View, new: View) -> Diff {
+        Diff {
+            same_store: old.pinned().same_forest(new.pinned()),
+            old: Cursor::new(old),
+            new: Cursor::new(new),
             done: false,
-        })
+        }
     }
 
     /// One step of the merge.
@@ -261,7 +254,7 @@ impl Iterator for Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Forest, Limits};
+    use crate::{Forest, Limits, Tree};
     use larix_nodestore::NodeStore;
     use proptest::prelude::*;
     use std::collections::BTreeMap;

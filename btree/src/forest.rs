@@ -21,9 +21,10 @@ use crate::mutate::{Edit, Plan};
 use crate::node::Node;
 use crate::range::Range;
 use crate::read::{self, Bounds};
+use crate::snapshot::{Pinned, Snapshot, View};
 use crate::txn::Txn;
 use crate::{mutate, Error, Result};
-use larix_nodestore::{NodeId, NodeStore};
+use larix_nodestore::{NodeId, NodeStore, Pin};
 use parking_lot::{Mutex, RwLock};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -34,7 +35,17 @@ pub(crate) struct ForestCore {
     /// The operations since the last log record; locked only with the
     /// catalog locked for writing.
     journal: Mutex<Journal>,
-    limits: Limits,
+    /// The state of the last commit, which [`Forest::rollback`] returns
+    /// to; locked only with the catalog locked for writing.
+    last_commit: Mutex<LastCommit>,
+    pub(crate) limits: Limits,
+}
+
+/// The catalog of the last commit, and the pin that keeps every node it
+/// reaches as it was (P1, P2), so a rollback can bring it back.
+struct LastCommit {
+    catalog: Catalog,
+    _pin: Option<Pin<Node>>,
 }
 
 /// Journal bytes past which the operations so far are spilled to the log as
@@ -47,6 +58,18 @@ impl ForestCore {
     /// locked for writing).
     fn record(&self, op: &Op) {
         self.journal.lock().push(op);
+    }
+
+    /// Makes `catalog` (the state now, with the catalog locked for
+    /// writing) the one a rollback returns to.
+    fn committed(&self, catalog: &Catalog) {
+        // The new pin before the old one goes, so nothing the new one
+        // keeps is released in between.
+        let pin = self.store.pin();
+        *self.last_commit.lock() = LastCommit {
+            catalog: catalog.clone(),
+            _pin: Some(pin),
+        };
     }
 
     /// Spills the journal to the log if it is past [`SPILL_BYTES`]; called
@@ -101,10 +124,17 @@ impl Forest {
                 store,
                 catalog: RwLock::new(catalog),
                 journal: Mutex::new(Journal::default()),
+                last_commit: Mutex::new(LastCommit {
+                    catalog: Catalog::default(),
+                    _pin: None,
+                }),
                 limits,
             }),
         };
         forest.replay()?;
+        let catalog = forest.shared.catalog.write();
+        forest.shared.committed(&catalog);
+        drop(catalog);
         Ok(forest)
     }
 
@@ -246,6 +276,53 @@ impl Forest {
             .collect()
     }
 
+    /// Every tree as it is now (committed or not), readable beside the
+    /// writer without any forest-wide lock; nothing done later changes
+    /// what it shows.
+    ///
+    /// # Errors
+    /// None at present.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let catalog = self.shared.catalog.read();
+        let trees = catalog.iter().map(|(n, r)| (n.to_string(), r));
+        Ok(Snapshot::new(Pinned::new(&self.shared, trees)))
+    }
+
+    /// Returns every tree to the last commit: trees created, cloned,
+    /// changed or removed since come back as they were then, and the
+    /// nodes made since are freed. Snapshots taken meanwhile keep showing
+    /// what they showed.
+    ///
+    /// # Errors
+    /// A store error (the forest is then unchanged), or
+    /// [`larix_nodestore::StoreError::ReadOnly`].
+    pub fn rollback(&self) -> Result<()> {
+        let store = &self.shared.store;
+        store.writable()?;
+        let mut catalog = self.shared.catalog.write();
+        let mut journal = self.shared.journal.lock();
+        if journal.is_empty() && !store.log_group_open() {
+            return Ok(());
+        }
+        let last = self.shared.last_commit.lock();
+        let mut txn = Txn::new(store);
+        // The committed roots first, so what both states share keeps its
+        // references (B4).
+        for (_, root) in last.catalog.iter() {
+            txn.revive(root)?;
+        }
+        for (_, root) in catalog.iter() {
+            txn.decref(root)?;
+        }
+        txn.apply()?;
+        catalog.restore(&last.catalog);
+        journal.clear();
+        // Spilled records of the change rolled back are never replayed
+        // (L2): the next record starts a group of its own.
+        store.abort_log_group();
+        Ok(())
+    }
+
     /// Makes the current state of every tree the committed one.
     ///
     /// # Errors
@@ -254,7 +331,7 @@ impl Forest {
         self.shared.store.writable()?;
         let lsn = {
             let catalog = self.shared.catalog.write();
-            let lsn = self.log_journal()?;
+            let lsn = self.log_journal(&catalog)?;
             if self.shared.store.checkpoint_due() {
                 self.shared
                     .store
@@ -271,7 +348,7 @@ impl Forest {
     /// Appends the journal as a committed log record (with the catalog
     /// locked for writing), or nothing if there is nothing to commit;
     /// returns the number of the last record to make durable.
-    fn log_journal(&self) -> Result<u64> {
+    fn log_journal(&self, catalog: &Catalog) -> Result<u64> {
         let store = &self.shared.store;
         let mut journal = self.shared.journal.lock();
         if journal.is_empty() && !store.log_group_open() {
@@ -279,6 +356,8 @@ impl Forest {
         }
         let lsn = store.log(journal.bytes(), true)?;
         journal.clear();
+        drop(journal);
+        self.shared.committed(catalog);
         Ok(lsn)
     }
 
@@ -291,7 +370,7 @@ impl Forest {
     pub fn checkpoint(&self) -> Result<()> {
         self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.log_journal()?;
+        self.log_journal(&catalog)?;
         self.shared
             .store
             .checkpoint(&catalog.encode(), true)
@@ -310,7 +389,7 @@ impl Forest {
     pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
         self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.log_journal()?;
+        self.log_journal(&catalog)?;
         let store = &self.shared.store;
         let copied = (|| {
             // Every change first reaches the segments, so that they are
@@ -340,29 +419,6 @@ impl Tree {
     /// The tree's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The birth of the tree that bears the name now (see [`Catalog`]).
-    pub(crate) fn birth(&self) -> Result<u64> {
-        self.shared.catalog.read().birth(&self.name)
-    }
-
-    /// Runs one read with the catalog locked for sharing, on the tree of
-    /// birth `birth` only: if the tree was removed (and perhaps another
-    /// created under its name), [`Error::TreeNotFound`].
-    pub(crate) fn read_born<T>(
-        &self,
-        birth: u64,
-        f: impl FnOnce(&NodeStore<Node>, NodeId) -> Result<T>,
-    ) -> Result<T> {
-        let catalog = self.shared.catalog.read();
-        let root = catalog.root(&self.name)?;
-        if catalog.birth(&self.name)? != birth {
-            return Err(Error::TreeNotFound {
-                name: self.name.to_string(),
-            });
-        }
-        f(&self.shared.store, root)
     }
 
     /// Runs one read with the catalog locked for sharing.
@@ -477,13 +533,18 @@ impl Tree {
     /// [`Error::TreeNotFound`] for either tree; the iterator yields store
     /// errors.
     pub fn diff(&self, other: &Tree) -> Result<crate::Diff> {
-        crate::Diff::new(self, other)
-    }
-
-    /// Whether `other` is a tree of the same forest (node ids mean the same
-    /// nodes in both).
-    pub(crate) fn same_forest(&self, other: &Tree) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        if !Arc::ptr_eq(&self.shared, &other.shared) {
+            return Ok(crate::Diff::new(self.view()?, other.view()?));
+        }
+        // One pin for both, so they are compared as of one moment.
+        let catalog = self.shared.catalog.read();
+        let (a, b) = (catalog.root(&self.name)?, catalog.root(&other.name)?);
+        let trees = [(self.name.to_string(), a), (other.name.to_string(), b)];
+        let pinned = Pinned::new(&self.shared, trees);
+        Ok(crate::Diff::new(
+            View::new(pinned.clone(), &self.name, a),
+            View::new(pinned, &other.name, b),
+        ))
     }
 
     /// The entries within `range`, in key order; double-ended.
@@ -491,7 +552,18 @@ impl Tree {
     /// # Errors
     /// [`Error::TreeNotFound`]; the iterator yields store errors.
     pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range> {
-        Range::new(self.clone(), Bounds::from_range(&range))
+        Ok(Range::new(self.view()?, Bounds::from_range(&range)))
+    }
+
+    /// The tree as it is now, pinned: a snapshot of this tree alone.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`].
+    pub fn view(&self) -> Result<View> {
+        let catalog = self.shared.catalog.read();
+        let root = catalog.root(&self.name)?;
+        let pinned = Pinned::new(&self.shared, [(self.name.to_string(), root)]);
+        Ok(View::new(pinned, &self.name, root))
     }
 
     /// Number of entries within `range`.

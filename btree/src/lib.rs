@@ -30,6 +30,7 @@ mod mutate;
 mod node;
 mod range;
 mod read;
+mod snapshot;
 mod txn;
 
 pub use catalog::{Catalog, MAX_CATALOG_LEN, MAX_NAME_LEN};
@@ -41,3 +42,4 @@ pub use limits::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
 pub use node::Node;
 pub use range::Range;
 pub use read::{Bounds, LevelShape, Shape};
+pub use snapshot::{Snapshot, View};

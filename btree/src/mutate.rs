@@ -58,7 +58,7 @@ pub(crate) enum Edit<'a> {
 
 /// Prepares `txn` to edit the path to `key` in place when the edit provably
 /// reads nothing more once it starts: every node on the path has refcount
-/// 1 (no shadow copies, no refcount changes), the leaf stays at least
+/// 1 and is not frozen by a pin (no shadow copies, no refcount changes), the leaf stays at least
 /// minimal (B3 holds without a merge, which would read a sibling) and its
 /// smallest key is unchanged (B1 holds without index key changes, which
 /// could shrink a parent). Splits only create nodes, so they are allowed.
@@ -76,7 +76,7 @@ pub(crate) fn plan_in_place(
     let mut cur = root;
     let mut level = None;
     loop {
-        if txn.refcount(cur)? != 1 {
+        if txn.refcount(cur)? != 1 || txn.is_frozen(cur) {
             return Ok(Plan::Copying);
         }
         let node = txn.get(cur)?;

@@ -385,6 +385,9 @@ impl Node {
             (k, _) => return Err(format!("unknown node kind {k}")),
         }
         let count = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
+        if kind == KIND_INDEX && count == 0 {
+            return Err("index node with no children".into());
+        }
         let min_entry = if kind == KIND_LEAF { 2 } else { 1 + CHILD_LEN };
         if count > (bytes.len() - NODE_HEADER_LEN) / min_entry {
             return Err(format!("count {count} cannot fit in {} bytes", bytes.len()));
@@ -523,6 +526,16 @@ mod tests {
         index.remove(7);
         index[6] = 0;
         assert!(Node::decode(&index).is_ok());
+    }
+
+    #[test]
+    fn an_index_node_without_children_does_not_decode() {
+        // Every descent takes some child of an index node: one with none
+        // would make it index past the end.
+        let empty = [KIND_INDEX, 1, 0, 0, 0, 0];
+        let e = Node::decode(&empty).unwrap_err().to_string();
+        assert!(e.contains("no children"), "{e}");
+        assert!(Node::decode(&[KIND_LEAF, 0, 0, 0, 0, 0]).is_ok());
     }
 
     proptest! {

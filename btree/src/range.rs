@@ -1,119 +1,219 @@
-//! The range iterator: owned bounds, refilled one leaf at a time.
+//! The range iterator: two cursors over one pinned tree.
 //!
-//! The iterator holds no node and no lock between calls. Each refill takes
-//! the catalog's read lock, walks from the tree's current root to the next
-//! leaf with entries inside the bounds, copies a batch of them out, and
-//! moves the bound past them. So it never reads a node a writer has since freed, every key
-//! comes out once, in order, and the two ends never cross: what the front
-//! has taken lies below what the back may take, and the reverse.
+//! A range iterates a [`View`]: the tree as it was when the range was made,
+//! pinned (P1, P2 in `docs/design.md`), so a scan beside a writer is always
+//! consistent and needs no lock. Each end is a cursor that keeps the path
+//! from the root to its leaf; moving on to the next leaf reads that leaf
+//! (and the index nodes it enters), never the path from the root again.
+//! The ends never cross: an end yields an entry only if it lies before the
+//! other end's position.
 
-use crate::forest::Tree;
+use crate::node::Node;
 use crate::read::{self, Bounds};
+use crate::snapshot::View;
 use crate::Result;
-use std::collections::VecDeque;
+use larix_nodestore::NodeStore;
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// Entries of a tree within bounds, in key order, from either end.
 pub struct Range {
-    tree: Tree,
-    /// The birth of the tree the iterator started on: a refill after that
-    /// tree was removed ends with `TreeNotFound` rather than reading a tree
-    /// of the same name created since.
-    birth: u64,
+    view: View,
     bounds: Bounds,
-    front: VecDeque<(Vec<u8>, Vec<u8>)>,
-    back: VecDeque<(Vec<u8>, Vec<u8>)>,
-    batch: usize,
-    exhausted: bool,
+    /// The front end's path, once positioned: index nodes with the child
+    /// open below, then the leaf with the position of the next entry.
+    front: Option<Vec<(Arc<Node>, usize)>>,
+    /// The back end's path, the same, with the leaf position one past the
+    /// next entry.
+    back: Option<Vec<(Arc<Node>, usize)>>,
+    /// No entry is left between the ends (or an error was met).
+    done: bool,
 }
 
-/// Entries copied by the first refill; each later refill doubles it, up to
-/// a whole leaf, so a short scan copies little and a long one pays one
-/// descent per leaf.
-const FIRST_BATCH: usize = 16;
-
 impl Range {
-    pub(crate) fn new(tree: Tree, bounds: Bounds) -> Result<Range> {
-        Ok(Range {
-            birth: tree.birth()?,
-            tree,
+    pub(crate) fn new(view: View, bounds: Bounds) -> Range {
+        Range {
+            done: bounds.is_empty(),
+            view,
             bounds,
-            front: VecDeque::new(),
-            back: VecDeque::new(),
-            batch: FIRST_BATCH,
-            exhausted: false,
-        })
+            front: None,
+            back: None,
+        }
     }
 
-    /// Loads the next leaf's entries at one end and narrows the bounds.
-    fn refill(&mut self, reverse: bool) -> Result<()> {
-        let (bounds, batch) = (&self.bounds, self.batch);
-        let entries = self.tree.read_born(self.birth, |store, root| {
-            read::next_leaf(store, root, bounds, reverse, batch)
-        })?;
-        self.batch = self.batch.saturating_mul(2);
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            self.exhausted = true;
-            return Ok(());
-        };
-        if reverse {
-            self.bounds.hi = Bound::Excluded(first.0.clone());
-            self.back = entries.into();
+    /// The next entry from the front (or the back), if one lies within the
+    /// bounds and before the other end.
+    fn step(&mut self, back: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let store = self.view.store();
+        let (mine, other) = if back {
+            (&mut self.back, &self.front)
         } else {
-            self.bounds.lo = Bound::Excluded(last.0.clone());
-            self.front = entries.into();
+            (&mut self.front, &self.back)
+        };
+        let path = match mine {
+            Some(path) => path,
+            None => mine.insert(position(store, &self.view, &self.bounds, back)?),
+        };
+        if !settle(store, path, back)? {
+            return Ok(None);
         }
-        Ok(())
+        if let Some(other) = other {
+            let (front, back_path) = if back {
+                (&**other, &**path)
+            } else {
+                (&**path, &**other)
+            };
+            if !before(front, back_path) {
+                return Ok(None);
+            }
+        }
+        let (leaf, i) = path.last_mut().expect("a settled path ends in a leaf");
+        let at = if back { *i - 1 } else { *i };
+        let key = leaf.key(at);
+        let inside = if back {
+            self.bounds.above_lo(key)
+        } else {
+            self.bounds.below_hi(key)
+        };
+        if !inside {
+            return Ok(None);
+        }
+        let entry = (key.to_vec(), leaf.value(at).to_vec());
+        if back {
+            *i -= 1;
+        } else {
+            *i += 1;
+        }
+        Ok(Some(entry))
     }
 
-    fn step(&mut self, reverse: bool) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+    fn next_item(&mut self, back: bool) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+        if self.done {
+            return None;
+        }
+        // When either end finds nothing more, nothing is left between the
+        // ends: the front stops at the back's position or past the upper
+        // bound, and everything before that was its to yield (and the
+        // reverse).
+        let item = self.step(back).transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+            self.front = None;
+            self.back = None;
+        }
+        item
+    }
+}
+
+/// The path from the root of `view` to the first entry within `bounds`
+/// (the last, for the back end); it may need [`settle`] to reach one.
+fn position(
+    store: &NodeStore<Node>,
+    view: &View,
+    bounds: &Bounds,
+    back: bool,
+) -> Result<Vec<(Arc<Node>, usize)>> {
+    let mut path = Vec::new();
+    let mut id = view.root();
+    let mut level = None;
+    loop {
+        let node = store.get(id)?;
+        read::expect_level(id, &node, level)?;
+        let bound = if back { &bounds.hi } else { &bounds.lo };
+        if node.is_leaf() {
+            let i = match bound {
+                Bound::Unbounded if back => node.len(),
+                Bound::Unbounded => 0,
+                Bound::Included(k) if back => node.search(k).map_or_else(|i| i, |i| i + 1),
+                Bound::Excluded(k) if back => node.search(k).unwrap_or_else(|i| i),
+                Bound::Included(k) => node.search(k).unwrap_or_else(|i| i),
+                Bound::Excluded(k) => node.search(k).map_or_else(|i| i, |i| i + 1),
+            };
+            path.push((node, i));
+            return Ok(path);
+        }
+        let c = match bound {
+            Bound::Unbounded if back => node.len() - 1,
+            Bound::Unbounded => 0,
+            Bound::Included(k) | Bound::Excluded(k) => node.child_index(k),
+        };
+        id = node.child(c);
+        level = read::child_level(&node);
+        path.push((node, c));
+    }
+}
+
+/// Moves `path` on until its leaf has an entry at the cursor (for the back
+/// end: before it), entering the next leaf (the previous one) when this
+/// one is used up. Returns false at the end of the tree.
+fn settle(store: &NodeStore<Node>, path: &mut Vec<(Arc<Node>, usize)>, back: bool) -> Result<bool> {
+    loop {
+        let Some((leaf, i)) = path.last() else {
+            return Ok(false);
+        };
+        let used_up = if back { *i == 0 } else { *i >= leaf.len() };
+        if !used_up {
+            return Ok(true);
+        }
+        // Up to the nearest index node with a child left on this side.
+        path.pop();
         loop {
-            let own = if reverse {
-                &mut self.back
-            } else {
-                &mut self.front
+            let Some((node, c)) = path.last_mut() else {
+                return Ok(false);
             };
-            let item = if reverse {
-                own.pop_back()
+            let next = if back {
+                c.checked_sub(1)
             } else {
-                own.pop_front()
+                Some(*c + 1).filter(|&n| n < node.len())
             };
-            if let Some(item) = item {
-                return Some(Ok(item));
+            if let Some(n) = next {
+                *c = n;
+                break;
             }
-            if self.exhausted {
-                let other = if reverse {
-                    &mut self.front
-                } else {
-                    &mut self.back
-                };
-                return if reverse {
-                    other.pop_back()
-                } else {
-                    other.pop_front()
-                }
-                .map(Ok);
+            path.pop();
+        }
+        // Down the edge of the subtree entered.
+        loop {
+            let (node, c) = path.last().expect("an index node was entered");
+            if node.is_leaf() {
+                break;
             }
-            if let Err(e) = self.refill(reverse) {
-                self.exhausted = true;
-                self.front.clear();
-                self.back.clear();
-                return Some(Err(e));
-            }
+            let id = node.child(*c);
+            let child = store.get(id)?;
+            read::expect_level(id, &child, read::child_level(node))?;
+            let i = if back && !child.is_leaf() {
+                child.len() - 1
+            } else if back {
+                child.len()
+            } else {
+                0
+            };
+            path.push((child, i));
         }
     }
+}
+
+/// Whether the front's position comes before the back's (both paths
+/// through the same tree, both settled): then an entry lies between them.
+fn before(front: &[(Arc<Node>, usize)], back: &[(Arc<Node>, usize)]) -> bool {
+    for ((_, f), (_, b)) in front.iter().zip(back) {
+        if f != b {
+            return f < b;
+        }
+    }
+    false
 }
 
 impl Iterator for Range {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.step(false)
+        self.next_item(false)
     }
 }
 
 impl DoubleEndedIterator for Range {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.step(true)
+        self.next_item(true)
     }
 }

@@ -76,6 +76,7 @@ impl<'s> Txn<'s> {
 
     /// Mutable access to node `id`, which the caller has shadowed.
     pub fn node_mut(&mut self, id: NodeId) -> Result<&mut Node> {
+        debug_assert!(!self.is_frozen(id), "node {id} is frozen (P1)");
         if !self.nodes.contains_key(&id) {
             let node = self.get(id)?;
             self.nodes.insert(id, node);
@@ -142,6 +143,27 @@ impl<'s> Txn<'s> {
         Ok(())
     }
 
+    /// Adds one reference to `id` (a root reference the caller adds, B4),
+    /// bringing it back if it was freed while a pin kept it (a retired
+    /// node, P2): a node revived so takes back its pointers, so its
+    /// children gain a reference in turn, and are revived if retired too.
+    /// Rolling back to the last commit revives its roots this way.
+    pub fn revive(&mut self, id: NodeId) -> Result<()> {
+        let mut stack = vec![(id, None)];
+        while let Some((id, level)) = stack.pop() {
+            let rc = self.refcount(id)?;
+            self.set_refcount(id, rc + 1);
+            if rc > 0 {
+                continue;
+            }
+            let node = self.get(id)?;
+            read::expect_level(id, &node, level)?;
+            let below = read::child_level(&node);
+            stack.extend(node.children().map(|c| (c, below)));
+        }
+        Ok(())
+    }
+
     /// Frees `id` without touching its children, whose references the
     /// caller has moved elsewhere (a merge, or a collapsed root), so their
     /// counts stay right (B4).
@@ -153,15 +175,29 @@ impl<'s> Txn<'s> {
         }
     }
 
-    /// Makes `id` safe to edit: itself if unshared, else a private copy,
-    /// which takes over the caller's reference to `id` (B4: the copy's
-    /// children gain one each, `id` loses one).
+    /// Whether `id` is frozen by a read pin (a snapshot, a range, the last
+    /// commit): it may not be edited in place (P1 in `docs/design.md`).
+    pub fn is_frozen(&self, id: NodeId) -> bool {
+        self.store.is_frozen(id)
+    }
+
+    /// Makes `id` safe to edit: itself if unshared and not frozen, else a
+    /// private copy, which takes over the caller's reference to `id`. A
+    /// shared node's copy adds a pointer to each child (B4: the children
+    /// gain one each, `id` loses one); an unshared frozen node's copy takes
+    /// over its pointers, and the node itself is freed (retired, P2).
     pub fn shadow(&mut self, id: NodeId) -> Result<NodeId> {
         let rc = self.refcount(id)?;
-        if rc == 1 {
+        let frozen = self.is_frozen(id);
+        if rc == 1 && !frozen {
             return Ok(id);
         }
         let copy = Node::clone(&*self.get(id)?);
+        if rc == 1 {
+            let moved = self.create(copy);
+            self.discard(id);
+            return Ok(moved);
+        }
         for child in copy.children() {
             self.incref(child)?;
         }

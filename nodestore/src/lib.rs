@@ -59,7 +59,7 @@ pub use id::NodeId;
 pub use larix_filters::FilterError;
 pub use stats::Stats;
 pub use store::{
-    read_parameters, CheckpointPolicy, CompactionPolicy, Durability, NodeStore, Replay,
+    read_parameters, CheckpointPolicy, CompactionPolicy, Durability, NodeStore, Pin, Replay,
     ReplayGuard, SegmentStats, StoreConfig, MIN_COMPACTION_BYTES_PER_COMMIT,
 };
 

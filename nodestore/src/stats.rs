@@ -11,6 +11,12 @@ pub struct Stats {
     pub nodes: u64,
     /// Number of trees (filled in by the forest; 0 from a bare store).
     pub trees: u64,
+    /// Nodes no tree holds any more, kept readable for live snapshots and
+    /// for a rollback to the last commit (not counted in `nodes`).
+    pub retired_nodes: u64,
+    /// Live read pins: snapshots, range iterators, diffs, and the last
+    /// commit's.
+    pub pins: u64,
     /// Commits (log records that end a committed group) since the store
     /// was opened.
     pub commits: u64,

@@ -131,7 +131,13 @@ impl<N: Codec> NodeStore<N> {
         for &id in awaiting.keys() {
             st.table.mark_dirty_id(id);
         }
-        let table = st.table.extract_dirty();
+        let mut table = st.table.extract_dirty();
+        // No checkpoint holds a retired node (P3): it is kept for the pins
+        // of this session only.
+        for &id in st.retired.keys() {
+            table.remove(id);
+        }
+        self.shared.release_retired(&mut st);
         st.frozen = Some(Frozen {
             table,
             awaiting,

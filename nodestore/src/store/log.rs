@@ -134,6 +134,12 @@ impl Log {
     pub(super) fn group_open(&self) -> bool {
         self.state.lock().group.is_some()
     }
+
+    /// Abandons the open group: the next record starts a group of its own,
+    /// so the records of this one never count (L2).
+    pub(super) fn abort_group(&self) {
+        self.state.lock().group = None;
+    }
 }
 
 impl<N: Codec> Shared<N> {

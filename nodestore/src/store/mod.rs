@@ -31,7 +31,8 @@ use crate::{
 use crossbeam_channel::{Receiver, Sender};
 use larix_filters::{Context, Pipeline};
 use parking_lot::{Condvar, Mutex};
-use std::collections::BTreeSet;
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -41,6 +42,7 @@ mod checkpoint;
 mod compact;
 mod inflight;
 mod log;
+mod pins;
 mod queue;
 mod recovery;
 #[cfg(test)]
@@ -51,6 +53,8 @@ use checkpoint::Frozen;
 pub use compact::{CompactionPolicy, SegmentStats, MIN_COMPACTION_BYTES_PER_COMMIT};
 use inflight::{InFlight, Job};
 use log::Log;
+pub use pins::Pin;
+use pins::Pins;
 use queue::LruMap;
 use recovery::ReplayRecord;
 
@@ -222,6 +226,11 @@ struct State<N> {
     /// Segments compaction emptied: removed once a durable superblock no
     /// longer refers to them.
     obsolete: BTreeSet<SegmentId>,
+    /// Retired nodes (P2), each with the number of the first pin taken
+    /// after it was retired.
+    retired: FxHashMap<NodeId, u64>,
+    /// The same, in the order they were retired.
+    retire_queue: VecDeque<(u64, NodeId)>,
 }
 
 impl<N: Codec> State<N> {
@@ -240,6 +249,8 @@ impl<N: Codec> State<N> {
             frozen_bytes: 0,
             checkpoint_running: false,
             obsolete: BTreeSet::new(),
+            retired: FxHashMap::default(),
+            retire_queue: VecDeque::new(),
             committed,
         }
     }
@@ -326,6 +337,8 @@ struct Shared<N> {
     kicks: Mutex<Option<Sender<()>>>,
     /// The log records recovery found to replay, until taken.
     replay: Mutex<Vec<ReplayRecord>>,
+    /// The live read pins.
+    pins: Pins,
     cache: Cache<N>,
     state: Mutex<State<N>>,
     /// Signalled whenever an in-flight write lands or fails.
@@ -388,6 +401,7 @@ impl<N: Codec> Shared<N> {
             checkpoints: config.checkpoints,
             kicks: Mutex::new(None),
             replay: Mutex::new(recovered.replay),
+            pins: Pins::default(),
             state: Mutex::new(State::new(
                 recovered.table,
                 Committed {
@@ -545,6 +559,12 @@ impl<N: Codec> NodeStore<N> {
         self.shared.log.group_open()
     }
 
+    /// Abandons the open group of log records, if any: a change spilled
+    /// and then rolled back. Its records are never replayed (L2).
+    pub fn abort_log_group(&self) {
+        self.shared.log.abort_group();
+    }
+
     /// Lets the caller replay the log (see [`NodeStore::replay`]) until the
     /// guard drops: a read-only store then accepts the replayed changes,
     /// in memory only.
@@ -607,30 +627,40 @@ impl<N: Codec> NodeStore<N> {
             bump(&c.cache_hits, 1);
             return Ok(n);
         }
-        let entry = {
-            let mut st = self.shared.state.lock();
-            let Some(entry) = st.table.get(id) else {
-                return Err(StoreError::NodeMissing { id });
+        let (node, loc, st) = loop {
+            let entry = {
+                let mut st = self.shared.state.lock();
+                let Some(entry) = st.table.get(id) else {
+                    return Err(StoreError::NodeMissing { id });
+                };
+                if let Some(n) = st.dirty.get(id) {
+                    bump(&c.dirty_hits, 1);
+                    return Ok(n);
+                }
+                if let Some(n) = st.inflight.get(id) {
+                    bump(&c.inflight_hits, 1);
+                    return Ok(n);
+                }
+                entry
             };
-            if let Some(n) = st.dirty.get(id) {
-                bump(&c.dirty_hits, 1);
-                return Ok(n);
+            let Some(loc) = entry.loc else {
+                return Err(StoreError::Corrupt {
+                    id,
+                    cause: Damage::NoLocation,
+                });
+            };
+            bump(&c.cache_misses, 1);
+            let read = self.shared.read_node(id, loc, entry.digest);
+            let st = self.shared.state.lock();
+            match read {
+                Ok(node) => break (Arc::new(node), loc, st),
+                // A reader that holds no writer's lock (a snapshot) may race
+                // compaction: the node moved and its old segment went. Read
+                // it where it is now.
+                Err(_) if st.table.get(id).is_some_and(|e| e.loc != Some(loc)) => continue,
+                Err(e) => return Err(e),
             }
-            if let Some(n) = st.inflight.get(id) {
-                bump(&c.inflight_hits, 1);
-                return Ok(n);
-            }
-            entry
         };
-        let Some(loc) = entry.loc else {
-            return Err(StoreError::Corrupt {
-                id,
-                cause: Damage::NoLocation,
-            });
-        };
-        bump(&c.cache_misses, 1);
-        let node = Arc::new(self.shared.read_node(id, loc, entry.digest)?);
-        let st = self.shared.state.lock();
         let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
             && !st.dirty.contains(id)
             && !st.inflight.contains(id);
@@ -758,15 +788,21 @@ impl<N: Codec> NodeStore<N> {
     }
 
     /// Removes `id`; later gets fail at once (invariant S2), and a write of
-    /// it still in flight is ignored when it lands.
+    /// it still in flight is ignored when it lands. A node a live pin may
+    /// reach is retired instead (P2): it stays readable until the pins
+    /// taken before now are dropped, but is no longer live.
     ///
     /// # Errors
     /// [`StoreError::NodeMissing`] if `id` is not live.
     pub fn free(&self, id: NodeId) -> Result<(), StoreError> {
         let mut st = self.shared.state.lock();
-        if st.table.remove(id).is_none() {
+        let Some(entry) = st.table.get(id).filter(|_| !st.retired.contains_key(&id)) else {
             return Err(StoreError::NodeMissing { id });
+        };
+        if self.shared.retire(&mut st, id, entry) {
+            return Ok(());
         }
+        st.table.remove(id);
         self.shared.cache.remove(id);
         st.dirty.remove(id);
         st.inflight.forget(id);
@@ -787,7 +823,8 @@ impl<N: Codec> NodeStore<N> {
             .ok_or(StoreError::NodeMissing { id })
     }
 
-    /// Records `refcount` for `id`, creating its row if needed.
+    /// Records `refcount` for `id`, creating its row if needed; a retired
+    /// node given a count is live again.
     ///
     /// # Errors
     /// None at present (see [`NodeStore::put`]).
@@ -806,6 +843,10 @@ impl<N: Codec> NodeStore<N> {
     ) -> Result<(), StoreError> {
         let mut st = self.shared.state.lock();
         for (id, refcount) in counts {
+            if refcount > 0 && !st.retired.is_empty() {
+                // Revived (P2): live again, so no release frees it.
+                st.retired.remove(&id);
+            }
             let entry = st.table.get(id);
             st.table.set(
                 id,
@@ -821,7 +862,14 @@ impl<N: Codec> NodeStore<N> {
 
     /// The ids of all live nodes, in ascending order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.shared.state.lock().table.ids().collect()
+        let st = self.shared.state.lock();
+        let live = |id: &NodeId| !st.retired.contains_key(id);
+        st.table.ids().filter(live).collect()
+    }
+
+    /// The number of retired nodes (P2): kept for live pins only.
+    pub fn retired(&self) -> u64 {
+        self.shared.state.lock().retired.len() as u64
     }
 
     /// The catalog bytes of the last commit (empty for a new store).
@@ -833,7 +881,11 @@ impl<N: Codec> NodeStore<N> {
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let nodes = self.shared.state.lock().table.len();
+        let (nodes, retired_nodes) = {
+            let st = self.shared.state.lock();
+            let retired = st.retired.len() as u64;
+            (st.table.len() - retired, retired)
+        };
         let segments = self.segment_usage().unwrap_or_default();
         let disk_bytes = segments.iter().map(|u| u.total_bytes).sum();
         let live_bytes = segments.iter().map(|u| u.live_bytes).sum();
@@ -858,6 +910,8 @@ impl<N: Codec> NodeStore<N> {
             live_bytes,
             segments,
             trees: 0,
+            retired_nodes,
+            pins: self.shared.pins.live() as u64,
             warnings: self.shared.warnings.clone(),
         }
     }

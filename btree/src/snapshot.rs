@@ -1,0 +1,208 @@
+//! Read snapshots: the trees of a forest as of one moment, read beside the
+//! writer without any forest-wide lock.
+//!
+//! A [`Snapshot`] holds the roots every tree had when it was taken and a
+//! [`Pin`] on the node store: the nodes those roots reach are never edited
+//! in place nor freed while the pin lives (P1, P2 in `docs/design.md`), so
+//! reading them needs no lock but the store's own, and nothing the writer
+//! does later (writes, commits, rollbacks, removals, checkpoints,
+//! compaction) changes what the snapshot shows. The pin is in memory only:
+//! no checkpoint records it (P3).
+
+use crate::diff::Diff;
+use crate::forest::ForestCore;
+use crate::node::Node;
+use crate::range::Range;
+use crate::read::{self, Bounds};
+use crate::Result;
+use larix_nodestore::{NodeId, NodeStore, Pin};
+use std::collections::BTreeMap;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+/// Trees pinned at one moment.
+pub(crate) struct Pinned {
+    /// Dropped before `forest`: the pin's release needs the store alive.
+    _pin: Pin<Node>,
+    trees: BTreeMap<String, NodeId>,
+    forest: Arc<ForestCore>,
+}
+
+impl Pinned {
+    /// Pins `trees` (names and roots) of `forest`; the caller holds the
+    /// catalog locked, so no operation is half applied.
+    pub(crate) fn new(
+        forest: &Arc<ForestCore>,
+        trees: impl IntoIterator<Item = (String, NodeId)>,
+    ) -> Arc<Pinned> {
+        Arc::new(Pinned {
+            _pin: forest.store.pin(),
+            trees: trees.into_iter().collect(),
+            forest: forest.clone(),
+        })
+    }
+
+    pub(crate) fn store(&self) -> &NodeStore<Node> {
+        &self.forest.store
+    }
+
+    /// Whether `other` pins trees of the same forest (node ids mean the
+    /// same nodes in both).
+    pub(crate) fn same_forest(&self, other: &Pinned) -> bool {
+        Arc::ptr_eq(&self.forest, &other.forest)
+    }
+}
+
+/// Every tree of a forest as of the moment it was taken, committed or not
+/// (see [`Forest::snapshot`](crate::Forest::snapshot)). Cheap to clone;
+/// dropping the last handle (and the last [`View`] of it) lets the writer
+/// free what only the snapshot kept.
+#[derive(Clone)]
+pub struct Snapshot {
+    pinned: Arc<Pinned>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(pinned: Arc<Pinned>) -> Snapshot {
+        Snapshot { pinned }
+    }
+
+    /// The names of the trees, in order.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.pinned.trees.keys().cloned().collect()
+    }
+
+    /// The tree called `name`, as it was.
+    pub fn tree(&self, name: &str) -> Option<View> {
+        let (name, &root) = self.pinned.trees.get_key_value(name)?;
+        Some(View {
+            pinned: self.pinned.clone(),
+            name: name.as_str().into(),
+            root,
+        })
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("trees", &self.pinned.trees)
+            .finish()
+    }
+}
+
+/// One tree of a [`Snapshot`], read-only, as it was when the snapshot was
+/// taken. It has [`Tree`](crate::Tree)'s read methods, and keeps its
+/// snapshot's nodes while it lives.
+#[derive(Clone)]
+pub struct View {
+    pinned: Arc<Pinned>,
+    name: Arc<str>,
+    root: NodeId,
+}
+
+impl View {
+    /// The view of tree `name`, at `root`, of `pinned`.
+    pub(crate) fn new(pinned: Arc<Pinned>, name: &str, root: NodeId) -> View {
+        View {
+            pinned,
+            name: name.into(),
+            root,
+        }
+    }
+
+    /// The tree's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn root(&self) -> NodeId {
+        self.root
+    }
+
+    pub(crate) fn store(&self) -> &NodeStore<Node> {
+        self.pinned.store()
+    }
+
+    pub(crate) fn pinned(&self) -> &Pinned {
+        &self.pinned
+    }
+
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        read::lookup(self.store(), self.root, key)
+    }
+
+    /// The entries within `range`, in key order; double-ended.
+    ///
+    /// # Errors
+    /// None at present; the iterator yields store errors.
+    pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range> {
+        Ok(Range::new(self.clone(), Bounds::from_range(&range)))
+    }
+
+    /// Number of entries within `range`.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn count_range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<u64> {
+        read::count(self.store(), self.root, &Bounds::from_range(&range))
+    }
+
+    /// True if no entry lies within `range`.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn range_is_empty<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<bool> {
+        let bounds = Bounds::from_range(&range);
+        Ok(read::next_leaf(self.store(), self.root, &bounds, false, 1)?.is_empty())
+    }
+
+    /// The entry with the smallest key.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn first(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        read::next_leaf(self.store(), self.root, &Bounds::all(), false, 1).map(|mut v| v.pop())
+    }
+
+    /// The entry with the largest key.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        read::next_leaf(self.store(), self.root, &Bounds::all(), true, 1).map(|mut v| v.pop())
+    }
+
+    /// The changes that turn this view into `other`, in key order, never
+    /// reading a subtree both share (see [`Tree::diff`](crate::Tree::diff)).
+    ///
+    /// # Errors
+    /// None at present; the iterator yields store errors.
+    pub fn diff(&self, other: &View) -> Result<Diff> {
+        Ok(Diff::new(self.clone(), other.clone()))
+    }
+
+    /// The shape of the tree (see [`Tree::shape`](crate::Tree::shape)).
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn shape(&self) -> Result<read::Shape> {
+        Ok(read::Shape {
+            node_size: self.pinned.forest.limits.max_node(),
+            levels: read::shape(self.store(), self.root)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("name", &self.name)
+            .field("root", &self.root)
+            .finish()
+    }
+}

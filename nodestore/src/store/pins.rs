@@ -1,0 +1,213 @@
+//! Read pins: what keeps a past state of the nodes readable while the
+//! writer goes on.
+//!
+//! A pin is taken at a moment when no tree operation runs (the caller
+//! holds the writer's lock shared). It records its `mark`, the next node id
+//! at that moment: every node live then has an id below the mark, and the
+//! trees of that moment reach only such nodes. Two rules keep them as they
+//! were for as long as the pin lives (`docs/design.md`, P1-P3):
+//!
+//! - **P1** A node whose id is below the mark of a live pin is *frozen*:
+//!   the writer never edits it in place ([`NodeStore::is_frozen`]); it
+//!   copies it to a new id. Refcounts may change; contents never do.
+//! - **P2** A frozen node that loses its last reference is *retired*, not
+//!   freed: its table entry stays, with refcount 0, so it can still be read
+//!   (and is still written out, moved by compaction, evicted and reread),
+//!   until every pin taken before it was retired is dropped; then it is
+//!   freed. [`NodeStore::set_refcount`] of a retired node revives it.
+//! - **P3** A retired node is never part of a checkpoint: the frozen table
+//!   leaves it out, so no state on disk carries a trace of a pin, and a
+//!   crash with live pins reopens without a leak.
+//!
+//! Lock order: the state lock, then the pin set's.
+
+use super::{NodeStore, Shared, State};
+use crate::{Codec, NodeId, TableEntry};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The live pins.
+#[derive(Default)]
+pub(super) struct Pins {
+    set: Mutex<PinSet>,
+    /// The highest mark of a live pin (0 without one): ids below it are
+    /// frozen (P1).
+    frozen_below: AtomicU64,
+}
+
+#[derive(Default)]
+struct PinSet {
+    /// The number the next pin gets.
+    next_seq: u64,
+    /// Live pins: number → (mark, handles).
+    live: BTreeMap<u64, (u64, usize)>,
+}
+
+impl Pins {
+    /// Whether a live pin may reach node `id`.
+    pub(super) fn protects(&self, id: NodeId) -> bool {
+        id.0 < self.frozen_below.load(Ordering::Acquire)
+    }
+
+    /// The number the next pin will get: a node retired now is needed by
+    /// the live pins numbered below it.
+    fn next_seq(&self) -> u64 {
+        self.set.lock().next_seq
+    }
+
+    /// The number of the oldest live pin.
+    fn oldest(&self) -> Option<u64> {
+        self.set.lock().live.keys().next().copied()
+    }
+
+    fn add(&self, mark: u64) -> u64 {
+        let mut set = self.set.lock();
+        let seq = set.next_seq;
+        set.next_seq += 1;
+        set.live.insert(seq, (mark, 1));
+        self.frozen_below.fetch_max(mark, Ordering::AcqRel);
+        seq
+    }
+
+    fn share(&self, seq: u64) {
+        if let Some((_, handles)) = self.set.lock().live.get_mut(&seq) {
+            *handles += 1;
+        }
+    }
+
+    /// Drops one handle of pin `seq`; returns whether it was the last.
+    fn remove(&self, seq: u64) -> bool {
+        let mut set = self.set.lock();
+        let Some((_, handles)) = set.live.get_mut(&seq) else {
+            return false;
+        };
+        *handles -= 1;
+        if *handles > 0 {
+            return false;
+        }
+        set.live.remove(&seq);
+        let highest = set.live.values().map(|&(mark, _)| mark).max().unwrap_or(0);
+        self.frozen_below.store(highest, Ordering::Release);
+        true
+    }
+
+    pub(super) fn live(&self) -> usize {
+        self.set.lock().live.len()
+    }
+}
+
+/// A pin on the nodes of one moment (see the module documentation).
+/// Cloning shares the pin; dropping the last handle lets the writer free
+/// what only it kept.
+pub struct Pin<N: Codec> {
+    shared: Arc<Shared<N>>,
+    seq: u64,
+    mark: NodeId,
+}
+
+impl<N: Codec> Pin<N> {
+    /// The next node id when the pin was taken: every node it keeps has a
+    /// smaller one.
+    pub fn mark(&self) -> NodeId {
+        self.mark
+    }
+}
+
+impl<N: Codec> Clone for Pin<N> {
+    fn clone(&self) -> Self {
+        self.shared.pins.share(self.seq);
+        Pin {
+            shared: self.shared.clone(),
+            seq: self.seq,
+            mark: self.mark,
+        }
+    }
+}
+
+impl<N: Codec> Drop for Pin<N> {
+    fn drop(&mut self) {
+        if self.shared.pins.remove(self.seq) {
+            let mut st = self.shared.state.lock();
+            self.shared.release_retired(&mut st);
+        }
+    }
+}
+
+impl<N: Codec> std::fmt::Debug for Pin<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pin")
+            .field("seq", &self.seq)
+            .field("mark", &self.mark)
+            .finish()
+    }
+}
+
+impl<N: Codec> NodeStore<N> {
+    /// Pins every node live now, as it is now, until the returned pin (and
+    /// its clones) are dropped (P1, P2). The caller holds the writer's lock
+    /// shared: no operation may be half applied.
+    pub fn pin(&self) -> Pin<N> {
+        let mark = self.shared.next_id.load(Ordering::Relaxed);
+        let seq = self.shared.pins.add(mark);
+        Pin {
+            shared: self.shared.clone(),
+            seq,
+            mark: NodeId(mark),
+        }
+    }
+
+    /// Whether node `id` is frozen by a live pin: it must be copied, never
+    /// edited in place (P1).
+    pub fn is_frozen(&self, id: NodeId) -> bool {
+        self.shared.pins.protects(id)
+    }
+
+    /// The number of live pins.
+    pub fn pins(&self) -> usize {
+        self.shared.pins.live()
+    }
+}
+
+impl<N: Codec> Shared<N> {
+    /// Retires `entry`, the entry of `id`, if a live pin may reach it
+    /// (P2); returns whether it did.
+    pub(super) fn retire(&self, st: &mut State<N>, id: NodeId, entry: TableEntry) -> bool {
+        if !self.pins.protects(id) {
+            return false;
+        }
+        let seq = self.pins.next_seq();
+        st.table.set(
+            id,
+            TableEntry {
+                refcount: 0,
+                ..entry
+            },
+        );
+        st.retired.insert(id, seq);
+        st.retire_queue.push_back((seq, id));
+        true
+    }
+
+    /// Frees the retired nodes no live pin needs any more: those retired
+    /// after every live pin was taken.
+    pub(super) fn release_retired(&self, st: &mut State<N>) {
+        let oldest = self.pins.oldest();
+        while let Some(&(seq, id)) = st.retire_queue.front() {
+            if oldest.is_some_and(|o| o < seq) {
+                break;
+            }
+            st.retire_queue.pop_front();
+            // A node revived (and perhaps retired again since) is not this
+            // retirement's to free.
+            if st.retired.get(&id) == Some(&seq) {
+                st.retired.remove(&id);
+                st.table.remove(id);
+                self.cache.remove(id);
+                st.dirty.remove(id);
+                st.inflight.forget(id);
+            }
+        }
+    }
+}
