@@ -24,7 +24,7 @@ use crate::read::{self, Bounds};
 use crate::snapshot::{Pinned, Snapshot, View};
 use crate::txn::Txn;
 use crate::{mutate, Error, Result};
-use larix_nodestore::{NodeId, NodeStore, Pin};
+use larix_nodestore::{NodeId, NodeStore, Pin, Replay};
 use parking_lot::{Mutex, RwLock};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -35,15 +35,18 @@ pub(crate) struct ForestCore {
     /// The operations since the last log record; locked only with the
     /// catalog locked for writing.
     journal: Mutex<Journal>,
-    /// The state of the last commit, which [`Forest::rollback`] returns
-    /// to; locked only with the catalog locked for writing.
-    last_commit: Mutex<LastCommit>,
+    /// The state of the last checkpoint, from which [`Forest::rollback`]
+    /// replays the log to the last commit; locked only with the catalog
+    /// locked for writing.
+    base: Mutex<Base>,
     pub(crate) limits: Limits,
 }
 
-/// The catalog of the last commit, and the pin that keeps every node it
-/// reaches as it was (P1, P2), so a rollback can bring it back.
-struct LastCommit {
+/// The catalog of the last checkpoint (or of the one the forest opened
+/// from), and the pin that keeps every node it reaches as it was (P1, P2),
+/// so a rollback can bring it back. Pinned once per checkpoint, not per
+/// commit: between checkpoints the writer edits its own new nodes in place.
+struct Base {
     catalog: Catalog,
     _pin: Option<Pin<Node>>,
 }
@@ -61,15 +64,28 @@ impl ForestCore {
     }
 
     /// Makes `catalog` (the state now, with the catalog locked for
-    /// writing) the one a rollback returns to.
-    fn committed(&self, catalog: &Catalog) {
+    /// writing) the base a rollback starts from.
+    fn set_base(&self, catalog: &Catalog) {
         // The new pin before the old one goes, so nothing the new one
         // keeps is released in between.
         let pin = self.store.pin();
-        *self.last_commit.lock() = LastCommit {
+        *self.base.lock() = Base {
             catalog: catalog.clone(),
             _pin: Some(pin),
         };
+    }
+
+    /// Checkpoints the state now (a committed one), and makes it the base
+    /// of rollbacks. The base moves first: the nodes only the old base
+    /// kept are freed, so the checkpoint's compaction sees them dead. (A
+    /// failed checkpoint latches the store, which then refuses rollbacks.)
+    fn checkpoint(
+        &self,
+        catalog: &Catalog,
+        wait: bool,
+    ) -> std::result::Result<(), larix_nodestore::StoreError> {
+        self.set_base(catalog);
+        self.store.checkpoint(&catalog.encode(), wait)
     }
 
     /// Spills the journal to the log if it is past [`SPILL_BYTES`]; called
@@ -124,30 +140,35 @@ impl Forest {
                 store,
                 catalog: RwLock::new(catalog),
                 journal: Mutex::new(Journal::default()),
-                last_commit: Mutex::new(LastCommit {
+                base: Mutex::new(Base {
                     catalog: Catalog::default(),
                     _pin: None,
                 }),
                 limits,
             }),
         };
+        forest.shared.set_base(&forest.shared.catalog.read());
         forest.replay()?;
-        let catalog = forest.shared.catalog.write();
-        forest.shared.committed(&catalog);
-        drop(catalog);
         Ok(forest)
     }
 
     /// Replays the commit log records after the last checkpoint: each
     /// operation again, unjournaled (they are in the log already).
     fn replay(&self) -> Result<()> {
+        let mut catalog = self.shared.catalog.write();
+        self.replay_in(&mut catalog, self.store().replay())
+    }
+
+    /// Applies the operations of the log records `records`, unjournaled,
+    /// with the catalog the caller holds locked for writing.
+    fn replay_in(&self, catalog: &mut Catalog, records: Replay<Node>) -> Result<()> {
         self.shared.journal.lock().paused = true;
         let _replaying = self.store().begin_replay();
         let result = (|| {
-            for payload in self.store().replay() {
+            for payload in records {
                 let payload = payload?;
                 for op in journal::decode(&payload) {
-                    self.apply(op?)?;
+                    self.apply(catalog, op?)?;
                 }
             }
             Ok(())
@@ -159,15 +180,20 @@ impl Forest {
         })
     }
 
-    /// Applies one journaled operation.
-    fn apply(&self, op: Op) -> Result<()> {
+    /// Applies one journaled operation, with the catalog the caller holds
+    /// locked for writing.
+    fn apply(&self, catalog: &mut Catalog, op: Op) -> Result<()> {
+        let c = Some(catalog);
         match op {
-            Op::Insert { tree, key, value } => self.handle(tree).insert(key, value),
-            Op::Remove { tree, key } => self.handle(tree).remove(key).map(drop),
-            Op::RemoveRange { tree, lo, hi } => self.handle(tree).remove_range((lo, hi)).map(drop),
-            Op::CreateTree { name } => self.create_tree(name).map(drop),
-            Op::CloneTree { src, dst } => self.clone_tree(src, dst).map(drop),
-            Op::RemoveTree { name } => self.remove_tree(name),
+            Op::Insert { tree, key, value } => self.handle(tree).insert_in(c, key, value),
+            Op::Remove { tree, key } => self.handle(tree).remove_in(c, key).map(drop),
+            Op::RemoveRange { tree, lo, hi } => {
+                let bounds = (lo, hi);
+                self.handle(tree).remove_range_in(c, bounds).map(drop)
+            }
+            Op::CreateTree { name } => self.create_in(c, name),
+            Op::CloneTree { src, dst } => self.clone_in(c, src, dst),
+            Op::RemoveTree { name } => self.remove_tree_in(c, name),
         }
     }
 
@@ -194,8 +220,19 @@ impl Forest {
     /// [`Error::TreeExists`], [`Error::InvalidTreeName`],
     /// [`Error::CatalogFull`], or a store error.
     pub fn create_tree(&self, name: &str) -> Result<Tree> {
+        self.create_in(None, name)?;
+        Ok(self.handle(name))
+    }
+
+    /// [`Forest::create_tree`], with the catalog the caller holds locked
+    /// for writing (`held`) or locking it.
+    fn create_in(&self, held: Option<&mut Catalog>, name: &str) -> Result<()> {
         Catalog::validate_name(name)?;
-        let mut catalog = self.shared.catalog.write();
+        let mut guard = None;
+        let catalog = match held {
+            Some(c) => c,
+            None => &mut **guard.insert(self.shared.catalog.write()),
+        };
         if catalog.contains(name) {
             return Err(Error::TreeExists { name: name.into() });
         }
@@ -207,7 +244,7 @@ impl Forest {
         txn.apply()?;
         catalog.set_root(name, root);
         self.shared.record(&Op::CreateTree { name });
-        Ok(self.handle(name))
+        Ok(())
     }
 
     /// The tree called `name`, if there is one.
@@ -226,8 +263,19 @@ impl Forest {
     /// [`Error::TreeNotFound`] for `src`, [`Error::TreeExists`] for `dst`,
     /// [`Error::InvalidTreeName`], [`Error::CatalogFull`], or a store error.
     pub fn clone_tree(&self, src: &str, dst: &str) -> Result<Tree> {
+        self.clone_in(None, src, dst)?;
+        Ok(self.handle(dst))
+    }
+
+    /// [`Forest::clone_tree`], with the catalog held as for
+    /// [`Forest::create_in`].
+    fn clone_in(&self, held: Option<&mut Catalog>, src: &str, dst: &str) -> Result<()> {
         Catalog::validate_name(dst)?;
-        let mut catalog = self.shared.catalog.write();
+        let mut guard = None;
+        let catalog = match held {
+            Some(c) => c,
+            None => &mut **guard.insert(self.shared.catalog.write()),
+        };
         let root = catalog.root(src)?;
         if catalog.contains(dst) {
             return Err(Error::TreeExists { name: dst.into() });
@@ -240,7 +288,7 @@ impl Forest {
         txn.apply()?;
         catalog.set_root(dst, root);
         self.shared.record(&Op::CloneTree { src, dst });
-        Ok(self.handle(dst))
+        Ok(())
     }
 
     /// Removes tree `name`, freeing the nodes no other tree shares.
@@ -248,7 +296,17 @@ impl Forest {
     /// # Errors
     /// [`Error::TreeNotFound`], or a store error (the tree then stays).
     pub fn remove_tree(&self, name: &str) -> Result<()> {
-        let mut catalog = self.shared.catalog.write();
+        self.remove_tree_in(None, name)
+    }
+
+    /// [`Forest::remove_tree`], with the catalog held as for
+    /// [`Forest::create_in`].
+    fn remove_tree_in(&self, held: Option<&mut Catalog>, name: &str) -> Result<()> {
+        let mut guard = None;
+        let catalog = match held {
+            Some(c) => c,
+            None => &mut **guard.insert(self.shared.catalog.write()),
+        };
         let root = catalog.root(name)?;
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
@@ -293,34 +351,49 @@ impl Forest {
     /// nodes made since are freed. Snapshots taken meanwhile keep showing
     /// what they showed.
     ///
+    /// The trees go back to the last checkpoint, which is pinned (P1, P2),
+    /// and the commit log since it is replayed: the cost follows the log
+    /// since the checkpoint, not the change undone.
+    ///
     /// # Errors
-    /// A store error (the forest is then unchanged), or
-    /// [`larix_nodestore::StoreError::ReadOnly`].
+    /// A store error before anything is undone (the forest is then
+    /// unchanged), or [`larix_nodestore::StoreError::ReadOnly`]. A failure
+    /// while replaying the log is latched: the forest then refuses writes
+    /// until it is reopened, and the last commit stays on disk.
     pub fn rollback(&self) -> Result<()> {
         let store = &self.shared.store;
         store.writable()?;
         let mut catalog = self.shared.catalog.write();
-        let mut journal = self.shared.journal.lock();
-        if journal.is_empty() && !store.log_group_open() {
-            return Ok(());
+        {
+            let mut journal = self.shared.journal.lock();
+            if journal.is_empty() && !store.log_group_open() {
+                return Ok(());
+            }
+            let base = self.shared.base.lock();
+            let mut txn = Txn::new(store);
+            // The base's roots first, so what both states share keeps its
+            // references (B4).
+            for (_, root) in base.catalog.iter() {
+                txn.revive(root)?;
+            }
+            for (_, root) in catalog.iter() {
+                txn.decref(root)?;
+            }
+            txn.apply()?;
+            catalog.restore(&base.catalog);
+            journal.clear();
+            // Spilled records of the change rolled back are never replayed
+            // (L2): the next record starts a group of its own.
+            store.abort_log_group();
         }
-        let last = self.shared.last_commit.lock();
-        let mut txn = Txn::new(store);
-        // The committed roots first, so what both states share keeps its
-        // references (B4).
-        for (_, root) in last.catalog.iter() {
-            txn.revive(root)?;
-        }
-        for (_, root) in catalog.iter() {
-            txn.decref(root)?;
-        }
-        txn.apply()?;
-        catalog.restore(&last.catalog);
-        journal.clear();
-        // Spilled records of the change rolled back are never replayed
-        // (L2): the next record starts a group of its own.
-        store.abort_log_group();
-        Ok(())
+        let replayed = self.replay_in(&mut catalog, store.replay_since_checkpoint());
+        replayed.map_err(|e| {
+            let cause = larix_nodestore::StoreError::Io {
+                file: "commit log".into(),
+                source: std::io::Error::other(format!("rollback could not replay the log: {e}")),
+            };
+            Error::Store(store.fail(cause))
+        })
     }
 
     /// Makes the current state of every tree the committed one.
@@ -331,11 +404,10 @@ impl Forest {
         self.shared.store.writable()?;
         let lsn = {
             let catalog = self.shared.catalog.write();
-            let lsn = self.log_journal(&catalog)?;
+            let lsn = self.log_journal()?;
             if self.shared.store.checkpoint_due() {
                 self.shared
-                    .store
-                    .checkpoint(&catalog.encode(), false)
+                    .checkpoint(&catalog, false)
                     .map_err(after_logging)?;
             }
             lsn
@@ -348,7 +420,7 @@ impl Forest {
     /// Appends the journal as a committed log record (with the catalog
     /// locked for writing), or nothing if there is nothing to commit;
     /// returns the number of the last record to make durable.
-    fn log_journal(&self, catalog: &Catalog) -> Result<u64> {
+    fn log_journal(&self) -> Result<u64> {
         let store = &self.shared.store;
         let mut journal = self.shared.journal.lock();
         if journal.is_empty() && !store.log_group_open() {
@@ -356,8 +428,6 @@ impl Forest {
         }
         let lsn = store.log(journal.bytes(), true)?;
         journal.clear();
-        drop(journal);
-        self.shared.committed(catalog);
         Ok(lsn)
     }
 
@@ -370,10 +440,9 @@ impl Forest {
     pub fn checkpoint(&self) -> Result<()> {
         self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.log_journal(&catalog)?;
+        self.log_journal()?;
         self.shared
-            .store
-            .checkpoint(&catalog.encode(), true)
+            .checkpoint(&catalog, true)
             .map_err(after_logging)?;
         Ok(())
     }
@@ -389,14 +458,14 @@ impl Forest {
     pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
         self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.log_journal(&catalog)?;
+        self.log_journal()?;
         let store = &self.shared.store;
         let copied = (|| {
             // Every change first reaches the segments, so that they are
             // judged by what is live after it, not before.
-            store.checkpoint(&catalog.encode(), true)?;
+            self.shared.checkpoint(&catalog, true)?;
             let copied = store.compact(max_live_ratio, max_bytes)?;
-            store.checkpoint(&catalog.encode(), true)?;
+            self.shared.checkpoint(&catalog, true)?;
             Ok(copied)
         })()
         .map_err(after_logging)?;
@@ -433,14 +502,20 @@ impl Tree {
 
     /// Runs one write through a fresh [`Txn`]; applies it, moves the root
     /// and journals `op` (if `changed` says the write changed anything)
-    /// only if `f` succeeds.
+    /// only if `f` succeeds. The catalog is the one the caller holds locked
+    /// for writing (`held`), or is locked here.
     fn write<T>(
         &self,
+        held: Option<&mut Catalog>,
         op: Op,
         changed: impl FnOnce(&T) -> bool,
         f: impl FnOnce(&mut Txn, NodeId) -> Result<(NodeId, T)>,
     ) -> Result<T> {
-        let mut catalog = self.shared.catalog.write();
+        let mut guard = None;
+        let catalog = match held {
+            Some(c) => c,
+            None => &mut **guard.insert(self.shared.catalog.write()),
+        };
         let root = catalog.root(&self.name)?;
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
@@ -459,6 +534,10 @@ impl Tree {
     /// [`Error::EntryTooLarge`], [`Error::TreeNotFound`], or a store error;
     /// on error the tree is unchanged.
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.insert_in(None, key, value)
+    }
+
+    fn insert_in(&self, held: Option<&mut Catalog>, key: &[u8], value: &[u8]) -> Result<()> {
         let limits = self.shared.limits;
         if key.len() + value.len() > limits.max_entry() {
             return Err(Error::EntryTooLarge {
@@ -473,6 +552,7 @@ impl Tree {
             value,
         };
         self.write(
+            held,
             op,
             |_| true,
             |txn, root| {
@@ -500,12 +580,17 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error; on error the tree is
     /// unchanged.
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        self.remove_in(None, key)
+    }
+
+    fn remove_in(&self, held: Option<&mut Catalog>, key: &[u8]) -> Result<bool> {
         let limits = self.shared.limits;
         let op = Op::Remove {
             tree: &self.name,
             key,
         };
         self.write(
+            held,
             op,
             |&existed| existed,
             |txn, root| {
@@ -590,6 +675,14 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error; on error the tree is
     /// unchanged.
     pub fn remove_range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<u64> {
+        self.remove_range_in(None, range)
+    }
+
+    fn remove_range_in<'a, R: RangeBounds<&'a [u8]>>(
+        &self,
+        held: Option<&mut Catalog>,
+        range: R,
+    ) -> Result<u64> {
         let limits = self.shared.limits;
         let bounds = Bounds::from_range(&range);
         let op = Op::RemoveRange {
@@ -598,6 +691,7 @@ impl Tree {
             hi: borrow_bound(range.end_bound()),
         };
         self.write(
+            held,
             op,
             |&n| n > 0,
             |txn, mut root| {

@@ -20,6 +20,7 @@ use larix_nodestore::NodeId;
 /// A shadowed path from the root: `(index node, entry followed)` pairs,
 /// and the shadowed leaf at its end.
 pub(crate) struct Path {
+    root: NodeId,
     steps: Vec<(NodeId, usize)>,
     leaf: NodeId,
 }
@@ -33,7 +34,11 @@ fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
         let node = txn.get(cur)?;
         read::expect_level(cur, &node, level)?;
         if node.is_leaf() {
-            return Ok(Path { steps, leaf: cur });
+            return Ok(Path {
+                root,
+                steps,
+                leaf: cur,
+            });
         }
         level = read::child_level(&node);
         let i = node.child_index(key);
@@ -58,7 +63,8 @@ pub(crate) enum Edit<'a> {
 
 /// Prepares `txn` to edit the path to `key` in place when the edit provably
 /// reads nothing more once it starts: every node on the path has refcount
-/// 1 and is not frozen by a pin (no shadow copies, no refcount changes), the leaf stays at least
+/// 1 (no shadow copies, no refcount changes; a node frozen by a pin is
+/// moved to a copy, which reads nothing), the leaf stays at least
 /// minimal (B3 holds without a merge, which would read a sibling) and its
 /// smallest key is unchanged (B1 holds without index key changes, which
 /// could shrink a parent). Splits only create nodes, so they are allowed.
@@ -76,7 +82,7 @@ pub(crate) fn plan_in_place(
     let mut cur = root;
     let mut level = None;
     loop {
-        if txn.refcount(cur)? != 1 || txn.is_frozen(cur) {
+        if txn.refcount(cur)? != 1 {
             return Ok(Plan::Copying);
         }
         let node = txn.get(cur)?;
@@ -111,8 +117,31 @@ pub(crate) fn plan_in_place(
     if !fits {
         return Ok(Plan::Copying);
     }
-    txn.take_for_edit(path)?;
-    Ok(Plan::InPlace(Path { steps, leaf: cur }))
+    // Frozen nodes (P1) are moved to copies, which need no further read;
+    // the others are edited where they are.
+    let was: Vec<NodeId> = path.iter().map(|(id, _)| *id).collect();
+    let (frozen, unfrozen): (Vec<_>, Vec<_>) =
+        path.into_iter().partition(|(id, _)| txn.is_frozen(*id));
+    txn.take_for_edit(unfrozen)?;
+    let moved: Vec<(NodeId, NodeId)> = frozen
+        .into_iter()
+        .map(|(id, node)| (id, txn.relocate(id, &node)))
+        .collect();
+    let now: Vec<NodeId> = was
+        .iter()
+        .map(|&id| moved.iter().find(|m| m.0 == id).map_or(id, |m| m.1))
+        .collect();
+    for (d, step) in steps.iter_mut().enumerate() {
+        step.0 = now[d];
+        if now[d + 1] != was[d + 1] {
+            txn.node_mut(now[d])?.set_child(step.1, now[d + 1]);
+        }
+    }
+    Ok(Plan::InPlace(Path {
+        root: now[0],
+        steps,
+        leaf: *now.last().expect("a path has a leaf"),
+    }))
 }
 
 /// What [`plan_in_place`] decided.
@@ -135,7 +164,7 @@ fn shadowed_path(
     planned: Option<Path>,
 ) -> Result<(NodeId, Path)> {
     match planned {
-        Some(path) => Ok((root, path)),
+        Some(path) => Ok((path.root, path)),
         None => {
             let root = txn.shadow(root)?;
             Ok((root, descend(txn, root, key)?))

@@ -192,17 +192,26 @@ impl<'s> Txn<'s> {
         if rc == 1 && !frozen {
             return Ok(id);
         }
-        let copy = Node::clone(&*self.get(id)?);
         if rc == 1 {
-            let moved = self.create(copy);
-            self.discard(id);
-            return Ok(moved);
+            let node = self.get(id)?;
+            return Ok(self.relocate(id, &node));
         }
+        let copy = Node::clone(&*self.get(id)?);
         for child in copy.children() {
             self.incref(child)?;
         }
         self.set_refcount(id, rc - 1);
         Ok(self.create(copy))
+    }
+
+    /// Moves unshared node `id` (whose current version is `node`) to a
+    /// copy under a new id, which takes over its one reference and its
+    /// pointers (B4); `id` is freed (retired, if a pin keeps it: P2).
+    /// Reads nothing, so it cannot fail.
+    pub fn relocate(&mut self, id: NodeId, node: &Node) -> NodeId {
+        let moved = self.create(node.clone());
+        self.discard(id);
+        moved
     }
 
     /// Writes every change to the store, all or nothing.

@@ -21,6 +21,7 @@
 //!   before records land in them, so a sync of a record rarely also
 //!   flushes a change of the file's size.
 
+use super::recovery::ReplayRecord;
 use super::{bump, Shared};
 use crate::{
     Backend, Codec, FileId, FormatError, LogId, RecordHeader, StoreError, LOG_HEADER_LEN,
@@ -78,6 +79,9 @@ struct LogState {
     /// Bytes appended since the last checkpoint began, and when it began.
     since_checkpoint: u64,
     checkpoint_at: Instant,
+    /// Where the records since the last checkpoint began lie (those the
+    /// open replayed included): what a rollback replays.
+    since_base: Vec<ReplayRecord>,
 }
 
 /// Where a log stands after recovery: the records to replay are before
@@ -95,7 +99,7 @@ pub(super) struct LogStart {
 }
 
 impl Log {
-    pub(super) fn new(start: LogStart, salt: u64) -> Log {
+    pub(super) fn new(start: LogStart, salt: u64, replayed: Vec<ReplayRecord>) -> Log {
         Log {
             state: Mutex::new(LogState {
                 file: start.file,
@@ -109,6 +113,7 @@ impl Log {
                 unsynced: BTreeSet::new(),
                 since_checkpoint: start.behind,
                 checkpoint_at: Instant::now(),
+                since_base: replayed,
             }),
             synced: Condvar::new(),
             salt,
@@ -133,6 +138,12 @@ impl Log {
     /// Whether a group is open (spilled records not yet committed).
     pub(super) fn group_open(&self) -> bool {
         self.state.lock().group.is_some()
+    }
+
+    /// The records of committed groups since the last checkpoint began, in
+    /// order (L2).
+    pub(super) fn committed_since_base(&self) -> Vec<ReplayRecord> {
+        super::recovery::committed_groups(self.state.lock().since_base.clone())
     }
 
     /// Abandons the open group: the next record starts a group of its own,
@@ -184,6 +195,12 @@ impl<N: Codec> Shared<N> {
         self.backend
             .write_at(file, st.end, &record)
             .map_err(|e| FormatError::io(self.backend.name(file), Some(st.end), e))?;
+        let at = ReplayRecord {
+            file: st.file,
+            offset: st.end,
+            header,
+        };
+        st.since_base.push(at);
         st.end += record.len() as u64;
         st.next_lsn += 1;
         st.appended = lsn;
@@ -293,6 +310,7 @@ impl<N: Codec> Shared<N> {
         st.prefilled = 0;
         st.since_checkpoint = 0;
         st.checkpoint_at = Instant::now();
+        st.since_base.clear();
         Ok((next, st.next_lsn))
     }
 }

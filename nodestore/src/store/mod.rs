@@ -397,7 +397,7 @@ impl<N: Codec> Shared<N> {
             read_only: config.read_only,
             max_node_len: config.max_node_len,
             warnings: recovered.warnings,
-            log: Log::new(recovered.log, superblock.log_salt),
+            log: Log::new(recovered.log, superblock.log_salt, recovered.replay.clone()),
             checkpoints: config.checkpoints,
             kicks: Mutex::new(None),
             replay: Mutex::new(recovered.replay),
@@ -557,6 +557,25 @@ impl<N: Codec> NodeStore<N> {
     /// spilled to the log and not committed yet.
     pub fn log_group_open(&self) -> bool {
         self.shared.log.group_open()
+    }
+
+    /// The payloads of the committed log records since the last checkpoint
+    /// began (or, before the first, since the checkpoint the store opened
+    /// from), in order: replayed on that checkpoint's state, they give the
+    /// state of the last commit. Each is read and unfiltered as it is
+    /// reached.
+    pub fn replay_since_checkpoint(&self) -> Replay<N> {
+        Replay {
+            shared: self.shared.clone(),
+            records: self.shared.log.committed_since_base().into_iter(),
+        }
+    }
+
+    /// Latches `cause`: the store refuses writes and commits until it is
+    /// reopened (for a failure the caller cannot undo, such as a rollback
+    /// that could not replay the log).
+    pub fn fail(&self, cause: StoreError) -> StoreError {
+        self.shared.fail(cause)
     }
 
     /// Abandons the open group of log records, if any: a change spilled

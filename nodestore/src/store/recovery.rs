@@ -398,7 +398,7 @@ fn refuse_durable_after(
 }
 
 /// The records of the groups that committed, in order (L2).
-fn committed_groups(found: Vec<ReplayRecord>) -> Vec<ReplayRecord> {
+pub(super) fn committed_groups(found: Vec<ReplayRecord>) -> Vec<ReplayRecord> {
     let mut out = Vec::with_capacity(found.len());
     let mut group: Vec<ReplayRecord> = Vec::new();
     for r in found {
