@@ -43,6 +43,9 @@ enum Op {
     Clone(usize, usize),
     RemoveTree(usize),
     Commit,
+    /// Every tree back to the last commit (a snapshot taken before must
+    /// not change).
+    Rollback,
     /// Commit, then write every node to the segments and wait.
     Checkpoint,
     /// Copy the live nodes out of sparse segments, then commit.
@@ -101,6 +104,7 @@ fn tree_op() -> impl Strategy<Value = Op> {
         3 => (slot.clone(), slot.clone()).prop_map(|(a, b)| Op::Clone(a, b)),
         1 => slot.prop_map(Op::RemoveTree),
         6 => Just(Op::Commit),
+        2 => Just(Op::Rollback),
         2 => Just(Op::Checkpoint),
         2 => Just(Op::Compact),
     ]
@@ -147,6 +151,7 @@ fn apply(h: &mut Harness, op: &Op) -> Checked {
         Op::Clone(a, b) => h.clone_tree(a, b),
         Op::RemoveTree(s) => h.remove_tree(s),
         Op::Commit => h.commit(),
+        Op::Rollback => h.rollback(),
         Op::Checkpoint => h.checkpoint(),
         Op::Compact => h.compact(),
         Op::Crash(mode) => h.crash(mode),

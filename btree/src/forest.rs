@@ -24,7 +24,7 @@ use crate::read::{self, Bounds};
 use crate::snapshot::{Pinned, Snapshot, View};
 use crate::txn::Txn;
 use crate::{mutate, Error, Result};
-use larix_nodestore::{NodeId, NodeStore, Pin, Replay};
+use larix_nodestore::{NodeId, NodeStore, Pin};
 use parking_lot::{Mutex, RwLock};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -161,7 +161,11 @@ impl Forest {
 
     /// Applies the operations of the log records `records`, unjournaled,
     /// with the catalog the caller holds locked for writing.
-    fn replay_in(&self, catalog: &mut Catalog, records: Replay<Node>) -> Result<()> {
+    fn replay_in(
+        &self,
+        catalog: &mut Catalog,
+        records: impl Iterator<Item = std::result::Result<Vec<u8>, larix_nodestore::StoreError>>,
+    ) -> Result<()> {
         self.shared.journal.lock().paused = true;
         let _replaying = self.store().begin_replay();
         let result = (|| {
@@ -357,18 +361,24 @@ impl Forest {
     ///
     /// # Errors
     /// A store error before anything is undone (the forest is then
-    /// unchanged), or [`larix_nodestore::StoreError::ReadOnly`]. A failure
-    /// while replaying the log is latched: the forest then refuses writes
+    /// unchanged: reading the log is one of them), or
+    /// [`larix_nodestore::StoreError::ReadOnly`]. A failure while
+    /// replaying the log's operations (reading a node) is latched: the forest then refuses writes
     /// until it is reopened, and the last commit stays on disk.
     pub fn rollback(&self) -> Result<()> {
         let store = &self.shared.store;
         store.writable()?;
         let mut catalog = self.shared.catalog.write();
-        {
+        let records = {
             let mut journal = self.shared.journal.lock();
             if journal.is_empty() && !store.log_group_open() {
                 return Ok(());
             }
+            // Read first, so that a failing read of the log changes nothing
+            // (at most the checkpoint policy's log size in memory).
+            let records = store
+                .replay_since_checkpoint()
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let base = self.shared.base.lock();
             let mut txn = Txn::new(store);
             // The base's roots first, so what both states share keeps its
@@ -385,8 +395,9 @@ impl Forest {
             // Spilled records of the change rolled back are never replayed
             // (L2): the next record starts a group of its own.
             store.abort_log_group();
-        }
-        let replayed = self.replay_in(&mut catalog, store.replay_since_checkpoint());
+            records
+        };
+        let replayed = self.replay_in(&mut catalog, records.into_iter().map(Ok));
         replayed.map_err(|e| {
             let cause = larix_nodestore::StoreError::Io {
                 file: "commit log".into(),

@@ -266,6 +266,8 @@ pub enum Op {
     RemoveTree(u8),
     /// Commit.
     Commit,
+    /// Every tree back to the last commit.
+    Rollback,
     /// Commit, then write a checkpoint and wait for it.
     Checkpoint,
     /// Compact sparse segments, which commits.
@@ -297,7 +299,7 @@ pub enum Op {
 impl Op {
     /// The operation a record encodes. Opcodes `op % 32`: 0–1 create,
     /// 2–8 insert, 9–10 fill, 11–13 remove, 14 remove range, 15–16 range,
-    /// 17 get, 18–19 clone, 20 remove tree, 21–22 commit, 23 checkpoint,
+    /// 17 get, 18–19 clone, 20 remove tree, 21 commit, 22 rollback, 23 checkpoint,
     /// 24 compact, 25–26 crash, 27 fail after, 28 failing commit,
     /// 29 reopen, 30 too large, 31 check.
     pub fn decode([op, a, b, c]: [u8; RECORD]) -> Op {
@@ -330,7 +332,8 @@ impl Op {
                 dst: b % SLOTS as u8,
             },
             20 => Op::RemoveTree(slot),
-            21 | 22 => Op::Commit,
+            21 => Op::Commit,
+            22 => Op::Rollback,
             23 => Op::Checkpoint,
             24 => Op::Compact,
             25 | 26 => Op::Crash(if a & 1 == 0 {
@@ -386,6 +389,7 @@ impl Op {
             Op::Clone { src, dst } => [18, src, dst, 0],
             Op::RemoveTree(s) => [20, s, 0, 0],
             Op::Commit => [21, 0, 0, 0],
+            Op::Rollback => [22, 0, 0, 0],
             Op::Checkpoint => [23, 0, 0, 0],
             Op::Compact => [24, 0, 0, 0],
             Op::Crash(Crash::Drop) => [25, 0, 0, 0],
@@ -492,6 +496,7 @@ fn apply(h: &mut Harness, config: Config, op: Op) -> Checked {
         Op::Clone { src, dst } => h.clone_tree(src.into(), dst.into()),
         Op::RemoveTree(s) => h.remove_tree(s.into()),
         Op::Commit => h.commit(),
+        Op::Rollback => h.rollback(),
         Op::Checkpoint => h.checkpoint(),
         Op::Compact => h.compact(),
         Op::Crash(crash) => h.crash(crash.mode()),

@@ -281,7 +281,25 @@ pub fn model() -> Vec<Seed> {
         hi,
         reverse,
     };
-    let cases: [(&str, Config, Vec<Op>); 7] = [
+    let cases: [(&str, Config, Vec<Op>); 8] = [
+        (
+            "rollback",
+            small,
+            vec![
+                fill(0, 0, 150, 4),
+                Op::Commit,
+                Op::Checkpoint,
+                fill(0, 20, 60, 5),
+                Op::Commit,
+                Op::Clone { src: 0, dst: 1 },
+                Op::RemoveTree(0),
+                fill(1, 0, 90, 6),
+                Op::Rollback,
+                Op::Check,
+                Op::Crash(Crash::Drop),
+                Op::Check,
+            ],
+        ),
         (
             "trees-and-clones",
             small,

@@ -28,7 +28,7 @@
 //!   `check()` is clean; a healing reopen first checks the live forest
 //!   against the live model.
 
-use larix::{Durability, Error, Forest, Options, Tree};
+use larix::{Durability, Error, Forest, Options, Snapshot, Tree};
 use larix_nodestore::testing::{CrashMode, FaultyBackend};
 use larix_nodestore::StoreError;
 use std::collections::BTreeMap;
@@ -323,6 +323,74 @@ impl Harness {
         self.committed(r, false)
     }
 
+    /// Returns every tree to the last commit; a snapshot taken before it
+    /// (with no failure armed) must show the same trees after it.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn rollback(&mut self) -> Checked {
+        let before = match self.armed {
+            false => {
+                let snap = self.forest().snapshot().map_err(|e| e.to_string())?;
+                let state = Self::read_snapshot(&snap).map_err(|e| format!("snapshot: {e}"))?;
+                Some((snap, state))
+            }
+            true => None,
+        };
+        match self.forest().rollback() {
+            Ok(()) => {
+                ensure!(
+                    !self.latched,
+                    "rollback succeeded after the store reported a failure"
+                );
+                // A commit that failed after its record was logged left
+                // that state as the last commit the forest knows.
+                let mut candidates = vec![self.committed.clone()];
+                candidates.extend(self.attempted.iter().cloned());
+                match Self::read_state(self.forest()) {
+                    Ok(got) => {
+                        ensure!(
+                            candidates.contains(&got),
+                            "rollback did not return to a commit: got {}, want {}",
+                            summary(&got),
+                            summary(&self.committed)
+                        );
+                        self.live = got;
+                    }
+                    Err(e) => {
+                        ensure!(self.armed, "reading after a rollback: {e}");
+                        ensure!(
+                            self.attempted.is_empty(),
+                            "a rollback after a failed commit could not be read back: {e}"
+                        );
+                        self.live = self.committed.clone();
+                    }
+                }
+            }
+            Err(e) => {
+                ensure!(
+                    self.armed || self.latched,
+                    "rollback failed with no fault injected: {e}"
+                );
+                // A failure while replaying the log is latched and leaves
+                // the trees part way: only a reopen makes them whole. One
+                // before it (refused, or a read failing) changed nothing.
+                if matches!(e, Error::Store(StoreError::CommitFailed(_))) {
+                    self.reopen(false)?;
+                }
+            }
+        }
+        if let Some((snap, state)) = before {
+            let after = Self::read_snapshot(&snap).map_err(|e| format!("snapshot: {e}"))?;
+            ensure!(
+                after == state,
+                "a rollback changed a snapshot: {}",
+                difference(&after, &state)
+            );
+        }
+        Ok(())
+    }
+
     /// Kills the process (nothing it still does reaches the disk), drops
     /// the forest, crashes the machine with `mode` and reopens.
     ///
@@ -453,6 +521,20 @@ impl Harness {
             };
             let entries: Result<Model, Error> =
                 tree.range(..).map_err(|e| e.to_string())?.collect();
+            *slot = Some(entries.map_err(|e| format!("reading {}: {e}", name(s)))?);
+        }
+        Ok(state)
+    }
+
+    /// A snapshot's trees as a state.
+    fn read_snapshot(snap: &Snapshot) -> Checked<State> {
+        let mut state = vec![None; SLOTS];
+        for (s, slot) in state.iter_mut().enumerate() {
+            let Some(view) = snap.tree(&name(s)) else {
+                continue;
+            };
+            let entries: Result<Model, Error> =
+                view.range(..).map_err(|e| e.to_string())?.collect();
             *slot = Some(entries.map_err(|e| format!("reading {}: {e}", name(s)))?);
         }
         Ok(state)
