@@ -35,6 +35,9 @@ pub(super) struct Pins {
     /// The highest mark of a live pin (0 without one): ids below it are
     /// frozen (P1).
     frozen_below: AtomicU64,
+    /// Retired nodes waiting for pins to drop (kept with the state lock
+    /// held): a pin dropped while there are none takes no state lock.
+    retired: AtomicU64,
 }
 
 #[derive(Default)]
@@ -128,7 +131,8 @@ impl<N: Codec> Clone for Pin<N> {
 
 impl<N: Codec> Drop for Pin<N> {
     fn drop(&mut self) {
-        if self.shared.pins.remove(self.seq) {
+        let pins = &self.shared.pins;
+        if pins.remove(self.seq) && pins.retired.load(Ordering::Acquire) > 0 {
             let mut st = self.shared.state.lock();
             self.shared.release_retired(&mut st);
         }
@@ -187,6 +191,9 @@ impl<N: Codec> Shared<N> {
         );
         st.retired.insert(id, seq);
         st.retire_queue.push_back((seq, id));
+        self.pins
+            .retired
+            .store(st.retire_queue.len() as u64, Ordering::Release);
         true
     }
 
@@ -209,5 +216,8 @@ impl<N: Codec> Shared<N> {
                 st.inflight.forget(id);
             }
         }
+        self.pins
+            .retired
+            .store(st.retire_queue.len() as u64, Ordering::Release);
     }
 }
