@@ -279,6 +279,9 @@ in a fresh directory, deleted afterwards:
   transaction where the engine has them;
 - {} range reads of 10 entries, each from a random loaded key;
 - {n} random reads from 2 threads, half each;
+- the same reads again while a third thread overwrites loaded pairs
+  with their own values in batches of 1,000, each batch committed, until
+  both readers finish; the readers' time is reported;
 {mix}- removal of half the loaded keys in one transaction, committed;
 - size on disk (the sum of the sizes of the engine's files, holes of
   sparse files left out: fjall preallocates its journal files to 64 MiB

@@ -54,6 +54,7 @@ pub const ROWS: &[Row] = &[
     row("random_reads_2", Unit::Ms, true),
     row("range_reads", Unit::Ms, true),
     row("random_reads_2t", Unit::Ms, true),
+    row("random_reads_2t_writer", Unit::Ms, true),
     row("mix_updates_per_s", Unit::PerSecond, true),
     row("mix_read_us", Unit::Us, true),
     row("mix_read_p99_us", Unit::Us, true),
@@ -95,6 +96,9 @@ impl Row {
             "random_reads_2" => format!("random reads ({n}), pass 2"),
             "range_reads" => format!("range reads ({half} × 10 entries)"),
             "random_reads_2t" => format!("random reads, 2 threads ({n} total)"),
+            "random_reads_2t_writer" => {
+                format!("random reads, 2 threads ({n} total), beside a writer")
+            }
             "mix_updates_per_s" => format!("{mix}: updates"),
             "mix_read_us" => format!("{mix}: read latency, mean"),
             "mix_read_p99_us" => format!("{mix}: read latency, p99"),
@@ -122,6 +126,7 @@ impl Row {
             "random_reads_2" => "reads pass 2",
             "range_reads" => "range reads",
             "random_reads_2t" => "reads 2 threads",
+            "random_reads_2t_writer" => "reads 2 threads + writer",
             "mix_updates_per_s" => "mix updates/s",
             "mix_read_us" => "mix read mean",
             "mix_read_p99_us" => "mix read p99",

@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
@@ -130,6 +131,54 @@ fn read_two_threads(engine: &dyn Engine, pairs: &[&Pair]) -> Result<usize> {
         let tb = s.spawn(|| engine.read(b));
         Ok(join(ta)? + join(tb)?)
     })
+}
+
+/// What [`read_beside_writer`] measured.
+struct BesideWriter {
+    /// Pairs the readers found with their expected value.
+    found: usize,
+    /// Milliseconds until both readers finished.
+    ms: f64,
+    /// Batches the writer committed meanwhile.
+    batches: usize,
+}
+
+/// Reads `pairs` as [`read_two_threads`] does while a third thread writes
+/// `rewrite` in batches of [`BATCH_LEN`], each batch committed, over and
+/// over until the readers finish. Only the readers are timed.
+fn read_beside_writer(
+    engine: &dyn Engine,
+    pairs: &[&Pair],
+    rewrite: &[Pair],
+) -> Result<BesideWriter> {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| write_until(engine, rewrite, &done));
+        let t = Instant::now();
+        let found = read_two_threads(engine, pairs);
+        let elapsed = ms(t);
+        done.store(true, Ordering::Relaxed);
+        let batches = join(writer)?;
+        Ok(BesideWriter {
+            found: found?,
+            ms: elapsed,
+            batches,
+        })
+    })
+}
+
+/// Commits `pairs` in batches of [`BATCH_LEN`], cycling, until `done`;
+/// returns the batches committed.
+fn write_until(engine: &dyn Engine, pairs: &[Pair], done: &AtomicBool) -> Result<usize> {
+    let mut batches = 0;
+    for batch in pairs.chunks(BATCH_LEN).cycle() {
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
+        engine.write(batch)?;
+        batches += 1;
+    }
+    Ok(batches)
 }
 
 /// The value every update of the mix writes under `key`: random bytes
@@ -348,6 +397,13 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
     let found = read_two_threads(engine.as_ref(), &order)?;
     emit("random_reads_2t", ms(t));
     expect("random_reads_2t", found, n)?;
+
+    // The writer overwrites loaded pairs with their own values: every read
+    // still finds its value, and the later rows see the same data.
+    let beside = read_beside_writer(engine.as_ref(), &order, &load)?;
+    emit("random_reads_2t_writer", beside.ms);
+    emit("random_reads_2t_writer_batches", beside.batches as f64);
+    expect("random_reads_2t_writer", beside.found, n)?;
 
     let updated = if cfg.mix_ops > 0 {
         run_mix(engine.as_ref(), &load, cfg, emit)?
