@@ -137,11 +137,28 @@ pub(crate) fn child(store: &NodeStore<Node>, parent: &Node, j: usize) -> Result<
 
 /// The value stored under `key` in the tree at `root`.
 pub(crate) fn lookup(store: &NodeStore<Node>, root: NodeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    let mut node = store.get(root)?;
+    lookup_from(store, &store.get(root)?, key)
+}
+
+/// The value stored under `key` in the subtree of `node`.
+pub(crate) fn lookup_from(
+    store: &NodeStore<Node>,
+    node: &Arc<Node>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    if node.is_leaf() {
+        return Ok(value_in(node, key));
+    }
+    let mut node = child(store, node, node.child_index(key))?;
     while !node.is_leaf() {
         node = child(store, &node, node.child_index(key))?;
     }
-    Ok(node.search(key).ok().map(|i| node.value(i).to_vec()))
+    Ok(value_in(&node, key))
+}
+
+/// The value of `key` in leaf `leaf`.
+pub(crate) fn value_in(leaf: &Node, key: &[u8]) -> Option<Vec<u8>> {
+    leaf.search(key).ok().map(|i| leaf.value(i).to_vec())
 }
 
 /// Calls `f` on each leaf that may hold keys in `bounds`, in key order

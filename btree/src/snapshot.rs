@@ -18,7 +18,7 @@ use crate::Result;
 use larix_nodestore::{NodeId, NodeStore, Pin};
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Trees pinned at one moment.
 pub(crate) struct Pinned {
@@ -75,11 +75,7 @@ impl Snapshot {
     /// The tree called `name`, as it was.
     pub fn tree(&self, name: &str) -> Option<View> {
         let (name, &root) = self.pinned.trees.get_key_value(name)?;
-        Some(View {
-            pinned: self.pinned.clone(),
-            name: name.as_str().into(),
-            root,
-        })
+        Some(View::new(self.pinned.clone(), name, root))
     }
 }
 
@@ -99,6 +95,18 @@ pub struct View {
     pinned: Arc<Pinned>,
     name: Arc<str>,
     root: NodeId,
+    /// The root and its children once read, shared by the view's clones:
+    /// pinned nodes never change (P1), so point reads start below them
+    /// without asking the store, and readers on several threads share no
+    /// cache entry (or `Arc` count) for the nodes every read passes.
+    top: Arc<Top>,
+}
+
+/// The top two levels of a view, filled as they are first read.
+#[derive(Default)]
+struct Top {
+    root: OnceLock<Arc<Node>>,
+    children: OnceLock<Box<[OnceLock<Arc<Node>>]>>,
 }
 
 impl View {
@@ -108,6 +116,7 @@ impl View {
             pinned,
             name: name.into(),
             root,
+            top: Arc::default(),
         }
     }
 
@@ -133,7 +142,35 @@ impl View {
     /// # Errors
     /// A store error.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        read::lookup(self.store(), self.root, key)
+        let root = self.root_node()?;
+        if root.is_leaf() {
+            return Ok(read::value_in(root, key));
+        }
+        let child = self.child_node(root, root.child_index(key))?;
+        read::lookup_from(self.store(), child, key)
+    }
+
+    /// The root node, read once.
+    fn root_node(&self) -> Result<&Arc<Node>> {
+        if let Some(node) = self.top.root.get() {
+            return Ok(node);
+        }
+        let node = self.store().get(self.root)?;
+        Ok(self.top.root.get_or_init(|| node))
+    }
+
+    /// Child `j` of the root, read once and checked to sit one level below.
+    fn child_node(&self, root: &Node, j: usize) -> Result<&Arc<Node>> {
+        let children = self
+            .top
+            .children
+            .get_or_init(|| (0..root.len()).map(|_| OnceLock::new()).collect());
+        let slot = &children[j];
+        if let Some(node) = slot.get() {
+            return Ok(node);
+        }
+        let node = read::child(self.store(), root, j)?;
+        Ok(slot.get_or_init(|| node))
     }
 
     /// The entries within `range`, in key order; double-ended.

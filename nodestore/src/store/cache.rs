@@ -1,27 +1,89 @@
 //! The clean cache: decoded nodes that match their blob on disk, sharded
-//! by id so that a read that hits takes one shard's lock and not the
-//! store's.
+//! by id. A hit takes its shard's lock *shared* and reorders nothing: each
+//! entry has a reference bit that a hit sets (CLOCK, the second-chance
+//! approximation of LRU), so readers on several threads do not serialize
+//! on the cache.
 //!
-//! Invariants: the byte total is the sum of the shards' bytes; changes that
-//! must stay atomic with the dirty queue and the in-flight map (S4) are
-//! made with the store's state lock held, and the lock order is state, then
-//! shard.
+//! Invariants: the byte total is the sum of the shards' bytes, and each
+//! shard's bytes the sum of `Codec::mem_size` of its nodes; every id in a
+//! shard's map is in its ring (the ring may also hold ids since removed,
+//! which eviction skips); changes that must stay atomic with the dirty
+//! queue and the in-flight map (S4) are made with the store's state lock
+//! held, and the lock order is state, then shard.
 
-use super::queue::LruMap;
 use crate::{Codec, NodeId};
-use parking_lot::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Shards of the clean cache: a read that hits takes one shard's lock and
-/// not the store's.
+/// Shards of the clean cache.
 const CACHE_SHARDS: usize = 16;
+
+/// One cached node and its reference bit.
+struct Slot<N> {
+    node: Arc<N>,
+    referenced: AtomicBool,
+}
+
+/// One shard: the nodes, and the ring eviction sweeps.
+struct Shard<N> {
+    map: FxHashMap<NodeId, Slot<N>>,
+    ring: VecDeque<NodeId>,
+    bytes: usize,
+}
+
+impl<N: Codec> Shard<N> {
+    fn insert(&mut self, id: NodeId, node: Arc<N>) {
+        self.bytes += node.mem_size();
+        let slot = Slot {
+            node,
+            referenced: AtomicBool::new(false),
+        };
+        match self.map.insert(id, slot) {
+            Some(old) => self.bytes -= old.node.mem_size(),
+            None => self.ring.push_back(id),
+        }
+    }
+
+    fn remove(&mut self, id: NodeId) {
+        if let Some(old) = self.map.remove(&id) {
+            self.bytes -= old.node.mem_size();
+        }
+        // Ids removed stay in the ring until a sweep meets them; a ring
+        // grown well past the map is rebuilt.
+        if self.ring.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.ring.retain(|id| map.contains_key(id));
+        }
+    }
+
+    /// Evicts one node not referenced since the sweep last passed it;
+    /// returns its bytes, or `None` if the shard is empty.
+    fn evict(&mut self) -> Option<usize> {
+        while let Some(id) = self.ring.pop_front() {
+            let Some(slot) = self.map.get(&id) else {
+                continue;
+            };
+            if slot.referenced.swap(false, Ordering::Relaxed) {
+                self.ring.push_back(id);
+                continue;
+            }
+            let slot = self.map.remove(&id).expect("found above");
+            let bytes = slot.node.mem_size();
+            self.bytes -= bytes;
+            return Some(bytes);
+        }
+        None
+    }
+}
 
 /// The cache of clean decoded nodes, sharded by id. Changes that must stay
 /// atomic with the dirty queue and the in-flight map (S4) are made with
 /// the store's state lock held; the lock order is state, then shard.
 pub(super) struct Cache<N> {
-    shards: Box<[Mutex<LruMap<N>>]>,
+    shards: Box<[RwLock<Shard<N>>]>,
     bytes: AtomicUsize,
     /// The shard the next eviction starts from.
     cursor: AtomicUsize,
@@ -31,14 +93,20 @@ impl<N: Codec> Cache<N> {
     pub(super) fn new() -> Self {
         Cache {
             shards: (0..CACHE_SHARDS)
-                .map(|_| Mutex::new(LruMap::new()))
+                .map(|_| {
+                    RwLock::new(Shard {
+                        map: FxHashMap::default(),
+                        ring: VecDeque::new(),
+                        bytes: 0,
+                    })
+                })
                 .collect(),
             bytes: Default::default(),
             cursor: Default::default(),
         }
     }
 
-    pub(super) fn shard(&self, id: NodeId) -> &Mutex<LruMap<N>> {
+    fn shard(&self, id: NodeId) -> &RwLock<Shard<N>> {
         &self.shards[(id.0 as usize) % CACHE_SHARDS]
     }
 
@@ -47,13 +115,20 @@ impl<N: Codec> Cache<N> {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// The node of `id`, if cached; marks it referenced.
     pub(super) fn get(&self, id: NodeId) -> Option<Arc<N>> {
-        self.shard(id).lock().get(id)
+        let shard = self.shard(id).read();
+        let slot = shard.map.get(&id)?;
+        // Only a first hit since the last sweep writes the bit.
+        if !slot.referenced.load(Ordering::Relaxed) {
+            slot.referenced.store(true, Ordering::Relaxed);
+        }
+        Some(slot.node.clone())
     }
 
     /// Applies `f` to the shard of `id`, keeping the byte total.
-    pub(super) fn with_shard<T>(&self, id: NodeId, f: impl FnOnce(&mut LruMap<N>) -> T) -> T {
-        let mut shard = self.shard(id).lock();
+    fn with_shard<T>(&self, id: NodeId, f: impl FnOnce(&mut Shard<N>) -> T) -> T {
+        let mut shard = self.shard(id).write();
         let before = shard.bytes;
         let out = f(&mut shard);
         let after = shard.bytes;
@@ -73,16 +148,16 @@ impl<N: Codec> Cache<N> {
         self.with_shard(id, |q| q.remove(id));
     }
 
-    /// Evicts least recently used nodes, shard by shard, until the cache
+    /// Evicts nodes not referenced lately, shard by shard, until the cache
     /// holds at most `room` bytes.
     pub(super) fn trim(&self, room: usize) {
         let mut idle = 0;
         while self.bytes() > room && idle < CACHE_SHARDS {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % CACHE_SHARDS;
-            let mut shard = self.shards[i].lock();
-            match shard.pop_over(0) {
-                Some((_, node)) => {
-                    self.bytes.fetch_sub(node.mem_size(), Ordering::Relaxed);
+            let evicted = self.shards[i].write().evict();
+            match evicted {
+                Some(bytes) => {
+                    self.bytes.fetch_sub(bytes, Ordering::Relaxed);
                     idle = 0;
                 }
                 None => idle += 1,
@@ -105,6 +180,24 @@ mod tests {
         c.remove(NodeId(3));
         assert!(c.get(NodeId(3)).is_none());
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn eviction_gives_a_node_hit_since_the_last_sweep_a_second_chance() {
+        let c = Cache::new();
+        // Ids in one shard, so the sweep order is the insertion order.
+        let ids: Vec<NodeId> = (0..4).map(|i| NodeId(i * CACHE_SHARDS as u64)).collect();
+        for &id in &ids {
+            c.insert(id, node(10));
+        }
+        assert!(c.get(ids[0]).is_some());
+        c.trim(30);
+        assert!(c.get(ids[0]).is_some(), "the node hit was evicted");
+        assert!(c.get(ids[1]).is_none(), "the oldest node not hit stayed");
+        // A removed id left in the ring is passed over.
+        c.remove(ids[2]);
+        c.trim(10);
+        assert_eq!(c.bytes(), 10);
     }
 
     #[test]

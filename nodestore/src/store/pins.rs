@@ -60,9 +60,13 @@ impl Pins {
         self.set.lock().next_seq
     }
 
-    /// The number of the oldest live pin.
-    fn oldest(&self) -> Option<u64> {
-        self.set.lock().live.keys().next().copied()
+    /// The live pins: (number, mark).
+    fn live_marks(&self) -> Vec<(u64, u64)> {
+        let set = self.set.lock();
+        set.live
+            .iter()
+            .map(|(&seq, &(mark, _))| (seq, mark))
+            .collect()
     }
 
     fn add(&self, mark: u64) -> u64 {
@@ -197,12 +201,14 @@ impl<N: Codec> Shared<N> {
         true
     }
 
-    /// Frees the retired nodes no live pin needs any more: those retired
-    /// after every live pin was taken.
+    /// Frees the retired nodes no live pin needs any more, in the order
+    /// they were retired, up to the first one still needed: a node is
+    /// needed by a live pin taken before it was retired whose mark is above
+    /// its id.
     pub(super) fn release_retired(&self, st: &mut State<N>) {
-        let oldest = self.pins.oldest();
+        let live = self.pins.live_marks();
         while let Some(&(seq, id)) = st.retire_queue.front() {
-            if oldest.is_some_and(|o| o < seq) {
+            if live.iter().any(|&(s, mark)| s < seq && id.0 < mark) {
                 break;
             }
             st.retire_queue.pop_front();
