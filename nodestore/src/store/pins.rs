@@ -13,8 +13,9 @@
 //! - **P2** A frozen node that loses its last reference is *retired*, not
 //!   freed: its table entry stays, with refcount 0, so it can still be read
 //!   (and is still written out, moved by compaction, evicted and reread),
-//!   until every pin taken before it was retired is dropped; then it is
-//!   freed. [`NodeStore::set_refcount`] of a retired node revives it.
+//!   until no live pin taken before it was retired has a mark above its
+//!   id; then it is freed. [`NodeStore::set_refcount`] of a retired node
+//!   revives it.
 //! - **P3** A retired node is never part of a checkpoint: the frozen table
 //!   leaves it out, so no state on disk carries a trace of a pin, and a
 //!   crash with live pins reopens without a leak.
