@@ -194,6 +194,10 @@ impl<N: Codec> Shared<N> {
                 ..entry
             },
         );
+        // A clean copy is on disk: a pin that needs it rereads it, and the
+        // cache keeps room for live nodes. A dirty one stays queued, to be
+        // written like any other.
+        self.cache.remove(id);
         st.retired.insert(id, seq);
         st.retire_queue.push_back((seq, id));
         self.pins
