@@ -204,8 +204,9 @@ fn node(bytes: &[u8]) -> bool {
     let right = left.split_off(left.balanced_split());
     left.append(&right);
     assert_eq!(left, node, "split then append changed the node");
-    // An edited node is still a valid encoding.
-    if !node.is_empty() {
+    // An edited node is still a valid encoding (an index node keeps at
+    // least one child: one without children does not decode).
+    if node.len() > usize::from(!node.is_leaf()) {
         let mut shorter = node.clone();
         shorter.remove(0);
         let reread = Node::decode(shorter.as_bytes()).expect("a node minus an entry decodes");
