@@ -120,7 +120,7 @@ impl<N: Codec> NodeStore<N> {
         let (log_file, log_start) = self.shared.roll_log()?;
         let mut st = self.shared.state.lock();
         st.failed()?;
-        let dirty = st.dirty.drain();
+        let dirty = self.shared.dirty.write().drain();
         let jobs: Vec<_> = dirty
             .into_iter()
             .map(|(id, node)| st.inflight.launch(id, node))
@@ -166,7 +166,8 @@ impl<N: Codec> NodeStore<N> {
             .load(Ordering::Relaxed);
         let (dirty, since) = {
             let st = self.shared.state.lock();
-            (st.dirty.bytes as u64, written - st.written_at_checkpoint)
+            let dirty = self.shared.dirty.read().bytes as u64;
+            (dirty, written - st.written_at_checkpoint)
         };
         let budget = (dirty + since).clamp(compact::POLICY_MIN_BYTES, policy.bytes_per_commit);
         let step = self.compact_step(

@@ -30,7 +30,7 @@ use crate::{
 };
 use crossbeam_channel::{Receiver, Sender};
 use larix_filters::{Context, Pipeline};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -205,7 +205,6 @@ struct Committed {
 /// Everything behind the store's one lock.
 struct State<N> {
     table: NodeTable,
-    dirty: LruMap<N>,
     inflight: InFlight<N>,
     failure: Option<Arc<StoreError>>,
     committed: Committed,
@@ -239,7 +238,6 @@ impl<N: Codec> State<N> {
     fn new(table: NodeTable, committed: Committed) -> Self {
         State {
             table,
-            dirty: LruMap::new(),
             inflight: InFlight::new(),
             failure: None,
             key_check: committed.superblock.key_check,
@@ -340,6 +338,10 @@ struct Shared<N> {
     /// The live read pins.
     pins: Pins,
     cache: Cache<N>,
+    /// The dirty queue: changed only with the state lock held (lock order:
+    /// state, then dirty), read under its own lock, shared, so that readers
+    /// of nodes not yet written do not take the state lock.
+    dirty: RwLock<LruMap<N>>,
     state: Mutex<State<N>>,
     /// Signalled whenever an in-flight write lands or fails.
     settled: Condvar,
@@ -393,6 +395,7 @@ impl<N: Codec> Shared<N> {
             budgets: Budgets::new(config.cache_bytes),
             policy: config.compaction,
             cache: Cache::new(),
+            dirty: RwLock::new(LruMap::new()),
             next_id: AtomicU64::new(superblock.next_node.0),
             read_only: config.read_only,
             max_node_len: config.max_node_len,
@@ -646,13 +649,18 @@ impl<N: Codec> NodeStore<N> {
             bump(&c.cache_hits, 1);
             return Ok(n);
         }
+        // Nor does the dirty queue (the newest version, if there).
+        if let Some(n) = self.shared.dirty.read().peek(id) {
+            bump(&c.dirty_hits, 1);
+            return Ok(n);
+        }
         let (node, loc, st) = loop {
             let entry = {
-                let mut st = self.shared.state.lock();
+                let st = self.shared.state.lock();
                 let Some(entry) = st.table.get(id) else {
                     return Err(StoreError::NodeMissing { id });
                 };
-                if let Some(n) = st.dirty.get(id) {
+                if let Some(n) = self.shared.dirty.read().peek(id) {
                     bump(&c.dirty_hits, 1);
                     return Ok(n);
                 }
@@ -680,12 +688,15 @@ impl<N: Codec> NodeStore<N> {
                 Err(e) => return Err(e),
             }
         };
+        let dirty = self.shared.dirty.read();
         let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
-            && !st.dirty.contains(id)
+            && !dirty.contains(id)
             && !st.inflight.contains(id);
+        let dirty_bytes = dirty.bytes;
+        drop(dirty);
         if current {
             self.shared.cache.insert(id, node.clone());
-            let room = self.shared.budgets.cache_room(st.dirty.bytes);
+            let room = self.shared.budgets.cache_room(dirty_bytes);
             drop(st);
             self.shared.cache.trim(room);
         }
@@ -700,11 +711,11 @@ impl<N: Codec> NodeStore<N> {
     /// As [`NodeStore::get`].
     pub fn get_uncached(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
         let loc = {
-            let mut st = self.shared.state.lock();
+            let st = self.shared.state.lock();
             let Some(entry) = st.table.get(id) else {
                 return Err(StoreError::NodeMissing { id });
             };
-            if let Some(n) = st.dirty.get(id) {
+            if let Some(n) = self.shared.dirty.read().peek(id) {
                 return Ok(n);
             }
             if let Some(n) = st.inflight.get(id) {
@@ -745,6 +756,7 @@ impl<N: Codec> NodeStore<N> {
     ) -> Result<(), StoreError> {
         let jobs = {
             let mut st = self.shared.state.lock();
+            let mut dirty = self.shared.dirty.write();
             for (id, node) in nodes {
                 if st.table.get(id).is_none() {
                     st.table.set(
@@ -757,7 +769,7 @@ impl<N: Codec> NodeStore<N> {
                     );
                 }
                 self.shared.cache.remove(id);
-                st.dirty.insert(id, node);
+                dirty.insert(id, node);
             }
             let mut jobs = Vec::new();
             // A read-only store writes nothing: replayed changes stay in
@@ -767,10 +779,11 @@ impl<N: Codec> NodeStore<N> {
             } else {
                 self.shared.budgets.dirty
             };
-            while let Some((id, node)) = st.dirty.pop_over(budget) {
+            while let Some((id, node)) = dirty.pop_over(budget) {
                 jobs.push(st.inflight.launch(id, node));
             }
-            let room = self.shared.budgets.cache_room(st.dirty.bytes);
+            let room = self.shared.budgets.cache_room(dirty.bytes);
+            drop(dirty);
             drop(st);
             self.shared.cache.trim(room);
             jobs
@@ -799,10 +812,11 @@ impl<N: Codec> NodeStore<N> {
     /// Until then a `get` of one reads its last written blob, so the caller
     /// must hold the writer's lock.
     pub fn release(&self, ids: impl IntoIterator<Item = NodeId>) {
-        let mut st = self.shared.state.lock();
+        let _st = self.shared.state.lock();
+        let mut dirty = self.shared.dirty.write();
         for id in ids {
             self.shared.cache.remove(id);
-            st.dirty.take(id);
+            dirty.take(id);
         }
     }
 
@@ -823,7 +837,7 @@ impl<N: Codec> NodeStore<N> {
         }
         st.table.remove(id);
         self.shared.cache.remove(id);
-        st.dirty.remove(id);
+        self.shared.dirty.write().remove(id);
         st.inflight.forget(id);
         Ok(())
     }

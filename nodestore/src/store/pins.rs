@@ -223,7 +223,7 @@ impl<N: Codec> Shared<N> {
                 st.retired.remove(&id);
                 st.table.remove(id);
                 self.cache.remove(id);
-                st.dirty.remove(id);
+                self.dirty.write().remove(id);
                 st.inflight.forget(id);
             }
         }

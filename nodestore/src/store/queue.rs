@@ -1,6 +1,6 @@
-//! [`LruMap`]: decoded nodes by id in least-recently-used order, knowing
-//! the bytes they hold. The dirty queue is one, and so is each shard of the
-//! clean cache.
+//! [`LruMap`]: decoded nodes by id in least-recently-put order, knowing
+//! the bytes they hold: the dirty queue. Reads peek without reordering, so
+//! they can share its lock.
 //!
 //! Invariant: `bytes` is the sum of `Codec::mem_size` of the nodes held
 //! (taken entries hold none).
@@ -27,8 +27,9 @@ impl<N: Codec> LruMap<N> {
         }
     }
 
-    pub(super) fn get(&mut self, id: NodeId) -> Option<Arc<N>> {
-        self.map.get(&id).and_then(Clone::clone)
+    /// The node of `id`, without making it the most recently used.
+    pub(super) fn peek(&self, id: NodeId) -> Option<Arc<N>> {
+        self.map.peek(&id).and_then(Clone::clone)
     }
 
     pub(super) fn contains(&self, id: NodeId) -> bool {
@@ -111,10 +112,10 @@ mod tests {
         assert_eq!(m.take(NodeId(1)).unwrap().0, 10);
         assert_eq!(m.bytes, 0);
         assert!(!m.contains(NodeId(1)));
-        assert!(m.get(NodeId(1)).is_none());
+        assert!(m.peek(NodeId(1)).is_none());
         assert!(m.take(NodeId(1)).is_none());
         m.insert(NodeId(1), node(7));
-        assert_eq!(m.get(NodeId(1)).unwrap().0, 7);
+        assert_eq!(m.peek(NodeId(1)).unwrap().0, 7);
         assert_eq!(m.bytes, 7);
     }
 
@@ -124,7 +125,9 @@ mod tests {
         for i in 1..=4 {
             m.insert(NodeId(i), node(10));
         }
-        m.get(NodeId(1));
+        // A re-put makes an entry the most recent; a peek does not.
+        m.insert(NodeId(1), node(10));
+        assert!(m.peek(NodeId(3)).is_some());
         m.take(NodeId(2));
         assert_eq!(m.pop_over(25).map(|(id, _)| id), Some(NodeId(3)));
         assert_eq!(m.pop_over(25), None);

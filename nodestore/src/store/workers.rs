@@ -79,9 +79,12 @@ impl<N: Codec> Shared<N> {
                             st.table.set(job.id, entry);
                         }
                     }
-                    if !st.dirty.contains(job.id) {
+                    let dirty = self.dirty.read();
+                    let (queued, dirty_bytes) = (dirty.contains(job.id), dirty.bytes);
+                    drop(dirty);
+                    if !queued {
                         self.cache.insert(job.id, job.node);
-                        let room = self.budgets.cache_room(st.dirty.bytes);
+                        let room = self.budgets.cache_room(dirty_bytes);
                         self.cache.trim(room);
                     }
                 }
