@@ -357,13 +357,25 @@ impl Harness {
                         );
                         self.live = got;
                     }
-                    Err(e) => {
+                    Err(e) if self.attempted.is_empty() => {
                         ensure!(self.armed, "reading after a rollback: {e}");
-                        ensure!(
-                            self.attempted.is_empty(),
-                            "a rollback after a failed commit could not be read back: {e}"
-                        );
                         self.live = self.committed.clone();
+                    }
+                    Err(e) => {
+                        // Which commit it returned to can only be read:
+                        // stop the failures (the store may have latched
+                        // meanwhile, so they still count as armed).
+                        ensure!(self.armed, "reading after a rollback: {e}");
+                        self.disk.heal();
+                        let got = Self::read_state(self.forest())
+                            .map_err(|e| format!("reading after a rollback, healed: {e}"))?;
+                        ensure!(
+                            candidates.contains(&got),
+                            "rollback did not return to a commit: got {}, want {}",
+                            summary(&got),
+                            summary(&self.committed)
+                        );
+                        self.live = got;
                     }
                 }
             }
