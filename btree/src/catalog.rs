@@ -26,27 +26,12 @@ pub const MAX_CATALOG_LEN: usize = 32 << 20;
 const VERSION: u8 = 1;
 
 /// Tree names and their roots.
-///
-/// Each tree also has a *birth*, a number given when its name enters the
-/// catalog (created, cloned into, or loaded) and kept while it changes, so a
-/// reader can tell the tree it started on from a later tree of the same
-/// name. Births are not stored and take no part in equality.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Catalog {
     trees: BTreeMap<String, NodeId>,
-    births: BTreeMap<String, u64>,
-    next_birth: u64,
     /// Bytes of the encoded entries (the header not counted).
     entry_bytes: usize,
 }
-
-impl PartialEq for Catalog {
-    fn eq(&self, other: &Catalog) -> bool {
-        self.trees == other.trees
-    }
-}
-
-impl Eq for Catalog {}
 
 impl Catalog {
     /// The root of tree `name`.
@@ -64,21 +49,7 @@ impl Catalog {
         self.trees.contains_key(name)
     }
 
-    /// The birth of tree `name` (see [`Catalog`]).
-    ///
-    /// # Errors
-    /// [`Error::TreeNotFound`] if there is no such tree.
-    pub fn birth(&self, name: &str) -> Result<u64> {
-        self.births
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::TreeNotFound {
-                name: name.to_string(),
-            })
-    }
-
-    /// Points tree `name` at `root`, adding the tree (with a new birth) if
-    /// new.
+    /// Points tree `name` at `root`, adding the tree if new.
     pub fn set_root(&mut self, name: &str, root: NodeId) {
         // Every write that changes a root lands here: no allocation then.
         if let Some(r) = self.trees.get_mut(name) {
@@ -87,13 +58,10 @@ impl Catalog {
         }
         self.trees.insert(name.to_string(), root);
         self.entry_bytes += entry_len(name);
-        self.next_birth += 1;
-        self.births.insert(name.to_string(), self.next_birth);
     }
 
     /// Drops tree `name` from the catalog; returns its root.
     pub fn remove(&mut self, name: &str) -> Result<NodeId> {
-        self.births.remove(name);
         let root = self.trees.remove(name).ok_or_else(|| Error::TreeNotFound {
             name: name.to_string(),
         })?;
@@ -116,15 +84,6 @@ impl Catalog {
             });
         }
         Ok(())
-    }
-
-    /// Becomes `committed` again (a rollback), keeping the births it gave
-    /// since: a tree created after `committed` and rolled back never shares
-    /// a birth with one created later.
-    pub fn restore(&mut self, committed: &Catalog) {
-        let next_birth = self.next_birth;
-        *self = committed.clone();
-        self.next_birth = next_birth;
     }
 
     /// Names and roots, in name order.
@@ -244,21 +203,6 @@ fn entry_len(name: &str) -> usize {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// Issue 12 item 12: a tree removed and created again under its name is
-    /// another tree, with another birth.
-    #[test]
-    fn a_name_reused_is_a_new_birth() {
-        let mut c = Catalog::default();
-        c.set_root("a", NodeId(1));
-        let first = c.birth("a").unwrap();
-        c.set_root("a", NodeId(2));
-        assert_eq!(c.birth("a").unwrap(), first);
-        c.remove("a").unwrap();
-        assert!(c.birth("a").is_err());
-        c.set_root("a", NodeId(3));
-        assert_ne!(c.birth("a").unwrap(), first);
-    }
 
     #[test]
     fn round_trips() {

@@ -187,13 +187,12 @@ impl Forest {
     /// Applies one journaled operation, with the catalog the caller holds
     /// locked for writing.
     fn apply(&self, catalog: &mut Catalog, op: Op) -> Result<()> {
-        let c = Some(catalog);
+        let c = catalog;
         match op {
             Op::Insert { tree, key, value } => self.handle(tree).insert_in(c, key, value),
             Op::Remove { tree, key } => self.handle(tree).remove_in(c, key).map(drop),
             Op::RemoveRange { tree, lo, hi } => {
-                let bounds = (lo, hi);
-                self.handle(tree).remove_range_in(c, bounds).map(drop)
+                self.handle(tree).remove_range_in(c, (lo, hi)).map(drop)
             }
             Op::CreateTree { name } => self.create_in(c, name),
             Op::CloneTree { src, dst } => self.clone_in(c, src, dst),
@@ -224,19 +223,14 @@ impl Forest {
     /// [`Error::TreeExists`], [`Error::InvalidTreeName`],
     /// [`Error::CatalogFull`], or a store error.
     pub fn create_tree(&self, name: &str) -> Result<Tree> {
-        self.create_in(None, name)?;
+        self.create_in(&mut self.shared.catalog.write(), name)?;
         Ok(self.handle(name))
     }
 
     /// [`Forest::create_tree`], with the catalog the caller holds locked
-    /// for writing (`held`) or locking it.
-    fn create_in(&self, held: Option<&mut Catalog>, name: &str) -> Result<()> {
+    /// for writing.
+    fn create_in(&self, catalog: &mut Catalog, name: &str) -> Result<()> {
         Catalog::validate_name(name)?;
-        let mut guard = None;
-        let catalog = match held {
-            Some(c) => c,
-            None => &mut **guard.insert(self.shared.catalog.write()),
-        };
         if catalog.contains(name) {
             return Err(Error::TreeExists { name: name.into() });
         }
@@ -267,19 +261,14 @@ impl Forest {
     /// [`Error::TreeNotFound`] for `src`, [`Error::TreeExists`] for `dst`,
     /// [`Error::InvalidTreeName`], [`Error::CatalogFull`], or a store error.
     pub fn clone_tree(&self, src: &str, dst: &str) -> Result<Tree> {
-        self.clone_in(None, src, dst)?;
+        self.clone_in(&mut self.shared.catalog.write(), src, dst)?;
         Ok(self.handle(dst))
     }
 
     /// [`Forest::clone_tree`], with the catalog held as for
     /// [`Forest::create_in`].
-    fn clone_in(&self, held: Option<&mut Catalog>, src: &str, dst: &str) -> Result<()> {
+    fn clone_in(&self, catalog: &mut Catalog, src: &str, dst: &str) -> Result<()> {
         Catalog::validate_name(dst)?;
-        let mut guard = None;
-        let catalog = match held {
-            Some(c) => c,
-            None => &mut **guard.insert(self.shared.catalog.write()),
-        };
         let root = catalog.root(src)?;
         if catalog.contains(dst) {
             return Err(Error::TreeExists { name: dst.into() });
@@ -300,17 +289,12 @@ impl Forest {
     /// # Errors
     /// [`Error::TreeNotFound`], or a store error (the tree then stays).
     pub fn remove_tree(&self, name: &str) -> Result<()> {
-        self.remove_tree_in(None, name)
+        self.remove_tree_in(&mut self.shared.catalog.write(), name)
     }
 
     /// [`Forest::remove_tree`], with the catalog held as for
     /// [`Forest::create_in`].
-    fn remove_tree_in(&self, held: Option<&mut Catalog>, name: &str) -> Result<()> {
-        let mut guard = None;
-        let catalog = match held {
-            Some(c) => c,
-            None => &mut **guard.insert(self.shared.catalog.write()),
-        };
+    fn remove_tree_in(&self, catalog: &mut Catalog, name: &str) -> Result<()> {
         let root = catalog.root(name)?;
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
@@ -390,7 +374,7 @@ impl Forest {
                 txn.decref(root)?;
             }
             txn.apply()?;
-            catalog.restore(&base.catalog);
+            *catalog = base.catalog.clone();
             journal.clear();
             // Spilled records of the change rolled back are never replayed
             // (L2): the next record starts a group of its own.
@@ -513,20 +497,15 @@ impl Tree {
 
     /// Runs one write through a fresh [`Txn`]; applies it, moves the root
     /// and journals `op` (if `changed` says the write changed anything)
-    /// only if `f` succeeds. The catalog is the one the caller holds locked
-    /// for writing (`held`), or is locked here.
+    /// only if `f` succeeds, with the catalog the caller holds locked for
+    /// writing.
     fn write<T>(
         &self,
-        held: Option<&mut Catalog>,
+        catalog: &mut Catalog,
         op: Op,
         changed: impl FnOnce(&T) -> bool,
         f: impl FnOnce(&mut Txn, NodeId) -> Result<(NodeId, T)>,
     ) -> Result<T> {
-        let mut guard = None;
-        let catalog = match held {
-            Some(c) => c,
-            None => &mut **guard.insert(self.shared.catalog.write()),
-        };
         let root = catalog.root(&self.name)?;
         self.shared.spill_if_full()?;
         let mut txn = Txn::new(&self.shared.store);
@@ -545,10 +524,10 @@ impl Tree {
     /// [`Error::EntryTooLarge`], [`Error::TreeNotFound`], or a store error;
     /// on error the tree is unchanged.
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.insert_in(None, key, value)
+        self.insert_in(&mut self.shared.catalog.write(), key, value)
     }
 
-    fn insert_in(&self, held: Option<&mut Catalog>, key: &[u8], value: &[u8]) -> Result<()> {
+    fn insert_in(&self, catalog: &mut Catalog, key: &[u8], value: &[u8]) -> Result<()> {
         let limits = self.shared.limits;
         if key.len() + value.len() > limits.max_entry() {
             return Err(Error::EntryTooLarge {
@@ -563,7 +542,7 @@ impl Tree {
             value,
         };
         self.write(
-            held,
+            catalog,
             op,
             |_| true,
             |txn, root| {
@@ -591,17 +570,17 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error; on error the tree is
     /// unchanged.
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
-        self.remove_in(None, key)
+        self.remove_in(&mut self.shared.catalog.write(), key)
     }
 
-    fn remove_in(&self, held: Option<&mut Catalog>, key: &[u8]) -> Result<bool> {
+    fn remove_in(&self, catalog: &mut Catalog, key: &[u8]) -> Result<bool> {
         let limits = self.shared.limits;
         let op = Op::Remove {
             tree: &self.name,
             key,
         };
         self.write(
-            held,
+            catalog,
             op,
             |&existed| existed,
             |txn, root| {
@@ -686,12 +665,12 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error; on error the tree is
     /// unchanged.
     pub fn remove_range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<u64> {
-        self.remove_range_in(None, range)
+        self.remove_range_in(&mut self.shared.catalog.write(), range)
     }
 
     fn remove_range_in<'a, R: RangeBounds<&'a [u8]>>(
         &self,
-        held: Option<&mut Catalog>,
+        catalog: &mut Catalog,
         range: R,
     ) -> Result<u64> {
         let limits = self.shared.limits;
@@ -702,7 +681,7 @@ impl Tree {
             hi: borrow_bound(range.end_bound()),
         };
         self.write(
-            held,
+            catalog,
             op,
             |&n| n > 0,
             |txn, mut root| {
