@@ -153,7 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss_data
     );
     println!(
-        "stats: {} nodes, {} commits, cache hits {} misses {}, dirty hits {}, in-flight hits {} waits {}, {} blobs, {:.1} MiB before / {:.1} MiB after filtering, sync {:.2} s",
+        "stats: {} nodes, {} commits, cache hits {} misses {}, dirty hits {}, in-flight hits {} waits {}, {} blobs, {:.1} MiB before / {:.1} MiB after filtering, sync {:.2} s, log {:.1} MiB in {} records",
         s.nodes,
         s.commits,
         s.cache_hits,
@@ -164,7 +164,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.blobs_written,
         s.bytes_unfiltered as f64 / (1 << 20) as f64,
         s.bytes_filtered as f64 / (1 << 20) as f64,
-        s.sync_time.as_secs_f64()
+        s.sync_time.as_secs_f64(),
+        s.log_bytes as f64 / (1 << 20) as f64,
+        s.log_records
     );
     Ok(())
 }

@@ -362,3 +362,159 @@ fn readers_run_beside_a_writer() {
     assert_eq!(t.count_range(..).unwrap(), 1500);
     assert_clean(&f);
 }
+
+/// Fill of each level of `t`: encoded bytes over node capacity.
+fn fill(t: &Tree) -> Vec<f64> {
+    let shape = t.shape().unwrap();
+    shape
+        .levels
+        .iter()
+        .map(|l| l.bytes as f64 / (l.nodes as usize * shape.node_size) as f64)
+        .collect()
+}
+
+#[test]
+fn sorted_inserts_fill_nodes_to_the_top() {
+    // Appends on the right edge split so that the node left behind is as
+    // full as B3 allows (the new right node takes only the minimum, a
+    // quarter of a node); split in halves they stayed half full. Random
+    // inserts split in halves as before.
+    let f = forest(1024);
+    let sorted = f.create_tree("sorted").unwrap();
+    for i in 0..20_000u32 {
+        sorted
+            .insert(format!("{i:08}").as_bytes(), &[1; 40])
+            .unwrap();
+    }
+    let random = f.create_tree("random").unwrap();
+    for i in 0..20_000u32 {
+        let scrambled = i.wrapping_mul(2_654_435_761);
+        random
+            .insert(format!("{scrambled:010}").as_bytes(), &[1; 40])
+            .unwrap();
+    }
+    let (sorted_fill, random_fill) = (fill(&sorted), fill(&random));
+    assert!(sorted_fill[0] > 0.72, "leaves {sorted_fill:?}");
+    assert!(sorted_fill[1] > 0.7, "index nodes {sorted_fill:?}");
+    assert!(random_fill[0] < sorted_fill[0], "{random_fill:?}");
+    assert_clean(&f);
+    // Later inserts in the middle of the full nodes split them in halves
+    // and keep every bound (B3): the checker says so.
+    for i in (0..20_000u32).step_by(7) {
+        sorted
+            .insert(format!("{i:08}-mid").as_bytes(), &[2; 40])
+            .unwrap();
+    }
+    assert_eq!(sorted.count_range(..).unwrap(), 20_000 + 2_858);
+    assert_clean(&f);
+}
+
+#[test]
+fn get_with_borrows_the_value_a_get_returns() {
+    let f = forest(1024);
+    let t = filled(&f, "t", 2_000);
+    let view = t.view().unwrap();
+    t.insert(&k(7), b"changed").unwrap();
+    for i in [0, 7, 999, 1_999] {
+        let len = t.get_with(&k(i), <[u8]>::len).unwrap();
+        assert_eq!(len, t.get(&k(i)).unwrap().map(|v| v.len()));
+        let seen = view.get_with(&k(i), <[u8]>::to_vec).unwrap();
+        assert_eq!(seen, view.get(&k(i)).unwrap());
+    }
+    assert_eq!(t.get_with(&k(7), |v| v == b"changed").unwrap(), Some(true));
+    assert_eq!(
+        view.get_with(&k(7), |v| v == 7u32.to_le_bytes()).unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        t.get_with(b"absent", |_| unreachable!()).unwrap(),
+        None::<()>
+    );
+}
+
+#[test]
+fn scan_visits_what_range_yields_and_stops_when_told() {
+    use std::ops::ControlFlow;
+    let f = forest(512);
+    let t = filled(&f, "t", 3_000);
+    type Bounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+    let bounds: [Bounds; 4] = [
+        (Bound::Unbounded, Bound::Unbounded),
+        (Bound::Included(b"key000100"), Bound::Excluded(b"key002500")),
+        (Bound::Excluded(b"key000100"), Bound::Included(b"key000100")),
+        (Bound::Excluded(b"key002999"), Bound::Unbounded),
+    ];
+    for b in bounds {
+        let want: Vec<_> = t.range(b).unwrap().map(|e| e.unwrap()).collect();
+        let mut got = Vec::new();
+        let n = t
+            .scan(b, |k, v| {
+                got.push((k.to_vec(), v.to_vec()));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(n, want.len() as u64);
+    }
+    let mut seen = 0;
+    let n = t
+        .scan(.., |_, _| {
+            seen += 1;
+            if seen == 10 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!((n, seen), (10, 10));
+    // A scan is a snapshot: changes made while it runs are not seen.
+    let mut count = 0;
+    t.scan(.., |_, _| {
+        if count == 0 {
+            t.remove(&k(2_999)).unwrap();
+        }
+        count += 1;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(count, 3_000);
+    assert_eq!(t.count_range(..).unwrap(), 2_999);
+}
+
+#[test]
+fn insert_batch_matches_inserts_one_by_one() {
+    let f = forest(512);
+    let batch = f.create_tree("batch").unwrap();
+    let single = f.create_tree("single").unwrap();
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..5_000u32)
+        .map(|i| {
+            let key = k(i.wrapping_mul(2_654_435_761) % 3_000);
+            (key, i.to_le_bytes().to_vec())
+        })
+        .collect();
+    for (key, value) in &pairs {
+        single.insert(key, value).unwrap();
+    }
+    batch
+        .insert_batch(pairs.iter().map(|(k, v)| (k, v)))
+        .unwrap();
+    // Repeated keys: the later pair won, as one insert after another.
+    assert_eq!(all(&batch), all(&single));
+    assert_clean(&f);
+    // A pair over the limit refuses the whole batch before any insert.
+    let too_large = vec![0u8; 200];
+    let e = batch
+        .insert_batch([(b"new".as_slice(), b"1".as_slice()), (b"big", &too_large)])
+        .unwrap_err();
+    assert!(matches!(e, Error::EntryTooLarge { .. }), "{e:?}");
+    assert_eq!(batch.get(b"new").unwrap(), None);
+    batch
+        .insert_batch(Vec::<(Vec<u8>, Vec<u8>)>::new())
+        .unwrap();
+    // Committed and rolled back like single inserts.
+    f.commit().unwrap();
+    batch.insert_batch([(b"a", b"1"), (b"b", b"2")]).unwrap();
+    f.rollback().unwrap();
+    assert_eq!(all(&batch), all(&single));
+}

@@ -1,8 +1,9 @@
 //! The commit log: a commit is one record and one sync; replay after a
 //! crash brings back exactly the committed state; a torn tail is dropped,
 //! damage before it refused; a large uncommitted change spills to the log
-//! and is never replayed unless committed; an encrypted store's log holds
-//! no plaintext (issue 14).
+//! and is never replayed unless committed, and a bulk change skips the log
+//! and commits by checkpoint (L6); an encrypted store's log holds no
+//! plaintext (issue 14).
 
 use larix::{Durability, FilterSpec, Forest, Options};
 use larix_nodestore::testing::{CrashMode, FaultyBackend};
@@ -144,43 +145,162 @@ fn damage_before_the_tail_is_refused() {
     assert!(!e.to_string().contains('\n'));
 }
 
+/// Options for a tree whose updates each dirty a node far larger than
+/// the update's operation.
+fn spread_options() -> Options {
+    options().node_size(4096).cache_bytes(64 << 20)
+}
+
+/// A tree of `n` committed and checkpointed entries, over enough nodes
+/// that a change of updates spread over it dirties more than four times
+/// the bytes its operations take: it spills to the log rather than
+/// overflowing it (L6).
+fn spread_tree(disk: &FaultyBackend, n: u32) -> Forest {
+    let forest = open(disk, spread_options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    for i in 0..n {
+        t.insert(&key(i), &[0; 200]).unwrap();
+    }
+    forest.checkpoint().unwrap();
+    forest
+}
+
 #[test]
 fn an_uncommitted_spilled_change_is_never_replayed() {
     let disk = FaultyBackend::new();
-    let forest = open(&disk, options()).unwrap();
-    let t = forest.create_tree("t").unwrap();
-    t.insert(b"kept", b"1").unwrap();
-    forest.commit().unwrap();
-    // Over a MiB of operations: spilled to the log, never committed.
-    for i in 0..12_000 {
-        t.insert(&key(i), &[3; 100]).unwrap();
+    let (n, changed) = (30_000, 8_000);
+    let forest = spread_tree(&disk, n);
+    let t = forest.tree("t").unwrap().unwrap();
+    let records = forest.stats().log_records;
+    // Over a MiB of updates spread over the tree: spilled to the log,
+    // never committed.
+    for i in 0..changed {
+        t.insert(&key(i), &[1; 200]).unwrap();
     }
     let stats = forest.stats();
-    assert!(stats.log_records >= 2, "nothing spilled: {stats:?}");
+    assert!(stats.log_records > records, "nothing spilled: {stats:?}");
     drop(t);
     crash(&disk, forest, CrashMode::DropUnsynced);
-    let forest = open(&disk, options()).unwrap();
+    let forest = open(&disk, spread_options()).unwrap();
     let t = forest.tree("t").unwrap().unwrap();
-    assert_eq!(t.count_range(..).unwrap(), 1);
+    let ones = |t: &larix::Tree| {
+        t.range(..)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().1 == [1; 200])
+            .count()
+    };
+    assert_eq!(ones(&t), 0);
     // The next session's commits replay, the abandoned group still not.
     t.insert(b"later", b"2").unwrap();
     forest.commit().unwrap();
     drop(t);
     crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, spread_options()).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    assert_eq!(t.count_range(..).unwrap(), u64::from(n) + 1);
+    assert_eq!(ones(&t), 0);
+    // A spilled change that commits replays whole.
+    let records = forest.stats().log_records;
+    for i in 0..changed {
+        t.insert(&key(i), &[1; 200]).unwrap();
+    }
+    forest.commit().unwrap();
+    assert!(forest.stats().log_records >= records + 2);
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, spread_options()).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    assert_eq!(ones(&t), changed as usize);
+    assert!(forest.check().unwrap().is_clean());
+}
+
+/// Inserts `n` new keys with 100-byte values in order: each operation is
+/// about as large as its share of the nodes it fills, so past a MiB the
+/// change overflows the log (L6).
+fn bulk_insert(t: &larix::Tree, n: u32, fill: u8) {
+    for i in 0..n {
+        t.insert(format!("bulk-{i:08}").as_bytes(), &[fill; 100])
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_bulk_change_commits_by_checkpoint_without_the_log() {
+    let disk = FaultyBackend::new();
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    forest.commit().unwrap();
+    let before = forest.stats();
+    bulk_insert(&t, 20_000, 7);
+    forest.commit().unwrap();
+    let after = forest.stats();
+    // 2.4 MB of operations; at most the first spill's MiB may be logged.
+    assert!(
+        after.log_bytes - before.log_bytes < 64 << 10,
+        "the bulk change went through the log: {after:?}"
+    );
+    assert_eq!(after.commits, before.commits + 1);
+    assert!(after.checkpoints > before.checkpoints);
+    // Durable when commit returned: nothing unsynced is needed.
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
     let forest = open(&disk, options()).unwrap();
     let t = forest.tree("t").unwrap().unwrap();
-    assert_eq!(t.count_range(..).unwrap(), 2);
-    // A spilled change that commits replays whole.
-    for i in 0..12_000 {
-        t.insert(&key(i), &[4; 100]).unwrap();
-    }
+    assert_eq!(t.count_range(..).unwrap(), 20_000);
+    assert_eq!(t.get(b"bulk-00012345").unwrap(), Some(vec![7; 100]));
+    assert!(forest.check().unwrap().is_clean());
+    // Later small commits go through the log again and replay.
+    t.insert(b"small", b"1").unwrap();
     forest.commit().unwrap();
     drop(t);
     crash(&disk, forest, CrashMode::DropUnsynced);
     let forest = open(&disk, options()).unwrap();
     let t = forest.tree("t").unwrap().unwrap();
-    assert_eq!(t.count_range(..).unwrap(), 12_002);
+    assert_eq!(t.count_range(..).unwrap(), 20_001);
+}
+
+#[test]
+fn an_overflowed_change_is_lost_unless_committed() {
+    for mode in ["crash", "close"] {
+        let disk = FaultyBackend::new();
+        let forest = open(&disk, options()).unwrap();
+        let t = forest.create_tree("t").unwrap();
+        t.insert(b"kept", b"1").unwrap();
+        forest.commit().unwrap();
+        bulk_insert(&t, 20_000, 1);
+        drop(t);
+        match mode {
+            "crash" => crash(&disk, forest, CrashMode::DropUnsynced),
+            // A clean close checkpoints only a committed state.
+            _ => drop(forest),
+        }
+        let forest = open(&disk, options()).unwrap();
+        let t = forest.tree("t").unwrap().unwrap();
+        assert_eq!(t.count_range(..).unwrap(), 1, "{mode}");
+        assert!(forest.check().unwrap().is_clean(), "{mode}");
+    }
+}
+
+#[test]
+fn an_overflowed_change_rolls_back() {
+    let disk = FaultyBackend::new();
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    t.insert(b"kept", b"1").unwrap();
+    forest.commit().unwrap();
+    bulk_insert(&t, 20_000, 1);
+    forest.rollback().unwrap();
+    assert_eq!(t.count_range(..).unwrap(), 1);
     assert!(forest.check().unwrap().is_clean());
+    // The next change starts afresh: a small one is logged and replays.
+    t.insert(b"next", b"2").unwrap();
+    forest.commit().unwrap();
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    let keys: Vec<_> = t.range(..).unwrap().map(|e| e.unwrap().0).collect();
+    assert_eq!(keys, [b"kept".to_vec(), b"next".to_vec()]);
 }
 
 #[test]
@@ -279,4 +399,49 @@ fn a_clean_close_after_replay_drops_the_replayed_log() {
     let t = forest.tree("t").unwrap().unwrap();
     assert_eq!(t.count_range(..).unwrap(), 5);
     assert!(forest.check().unwrap().is_clean());
+}
+
+/// A commit by checkpoint that fails or crashes at any point leaves either
+/// the state before the change or the whole change, never a part of it.
+#[test]
+fn a_commit_by_checkpoint_cut_anywhere_lands_whole_or_not_at_all() {
+    let setup = |disk: &FaultyBackend| {
+        let forest = open(disk, options()).unwrap();
+        let t = forest.create_tree("t").unwrap();
+        t.insert(b"kept", b"1").unwrap();
+        forest.commit().unwrap();
+        bulk_insert(&t, 12_000, 5);
+        forest
+    };
+    // How many backend calls the commit makes, uncut.
+    let disk = FaultyBackend::new();
+    let forest = setup(&disk);
+    let start = disk.operations();
+    forest.commit().unwrap();
+    let calls = disk.operations() - start;
+    drop(forest);
+    assert!(calls > 3, "{calls}");
+    let mut outcomes = [0; 2];
+    // Background writes make the count vary from run to run: cut past it
+    // too, so that some commits finish.
+    for cut in (0..calls * 5 / 4).step_by((calls as usize / 20).max(1)) {
+        for mode in [
+            CrashMode::DropUnsynced,
+            CrashMode::TearLastWrite { keep: 100 },
+        ] {
+            let disk = FaultyBackend::new();
+            let forest = setup(&disk);
+            disk.fail_after(cut);
+            let committed = forest.commit().is_ok();
+            crash(&disk, forest, mode);
+            let forest = open(&disk, options()).unwrap();
+            let t = forest.tree("t").unwrap().unwrap();
+            let n = t.count_range(..).unwrap();
+            assert!(n == 1 || n == 12_001, "cut {cut} {mode:?}: {n} entries");
+            assert!(!committed || n == 12_001, "cut {cut}: a commit was lost");
+            outcomes[usize::from(n > 1)] += 1;
+            assert!(forest.check().unwrap().is_clean(), "cut {cut} {mode:?}");
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }

@@ -744,17 +744,32 @@ fn rollback_returns_to_the_last_commit_on_disk() {
 #[test]
 fn a_rolled_back_change_spilled_to_the_log_is_gone_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let options = || Options::default().filters(vec![]).workers(2);
+    let options = || {
+        Options::default()
+            .filters(vec![])
+            .workers(2)
+            .cache_bytes(64 << 20)
+    };
     let forest = Forest::open(dir.path(), options()).unwrap();
     let mut committed = Models::new();
-    create(&forest, &mut committed, "t", 0..100, 0);
+    // A tree large enough that a change spread over it dirties more than
+    // four times the bytes of its operations: it spills to the log rather
+    // than overflowing it (L6).
+    let n = 20_000u32;
+    let large = |i: u32, tag: u8| vec![tag.wrapping_add(i as u8); 300];
+    create(&forest, &mut committed, "t", std::iter::empty(), 0);
+    let t = forest.tree("t").unwrap().unwrap();
+    for i in 0..n {
+        t.insert(&key(i), &large(i, 0)).unwrap();
+        committed.get_mut("t").unwrap().insert(key(i), large(i, 0));
+    }
     forest.commit().unwrap();
     let records = forest.stats().log_records;
 
     forest.create_tree("spilled").unwrap();
-    let t = forest.tree("t").unwrap().unwrap();
-    for i in 0..20_000u32 {
-        t.insert(&key(100 + i), &[i as u8; 100]).unwrap();
+    for i in 0..5_000u32 {
+        let i = i.wrapping_mul(7_919) % n;
+        t.insert(&key(i), &large(i, 1)).unwrap();
     }
     drop(t);
     forest.remove_tree("spilled").unwrap();

@@ -22,11 +22,11 @@ use crate::node::Node;
 use crate::range::Range;
 use crate::read::{self, Bounds};
 use crate::snapshot::{Pinned, Snapshot, View};
-use crate::txn::Txn;
+use crate::txn::{Scratch, Txn};
 use crate::{mutate, Error, Result};
 use larix_nodestore::{NodeId, NodeStore, Pin};
 use parking_lot::{Mutex, RwLock};
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, ControlFlow, RangeBounds};
 use std::sync::Arc;
 
 pub(crate) struct ForestCore {
@@ -39,6 +39,9 @@ pub(crate) struct ForestCore {
     /// replays the log to the last commit; locked only with the catalog
     /// locked for writing.
     base: Mutex<Base>,
+    /// The collections of the last write set applied, for the next one;
+    /// locked only with the catalog locked for writing.
+    scratch: Mutex<Option<Scratch>>,
     pub(crate) limits: Limits,
 }
 
@@ -55,6 +58,10 @@ struct Base {
 /// a record of a group not yet committed, so an uncommitted change of any
 /// size takes bounded memory.
 const SPILL_BYTES: usize = 1 << 20;
+
+/// A change whose operations take at least one byte per this many bytes of
+/// dirty nodes commits by checkpoint rather than by the log.
+const OVERFLOW_SHARE: u64 = 4;
 
 impl ForestCore {
     /// Journals `op`, which was just applied (the caller holds the catalog
@@ -90,13 +97,48 @@ impl ForestCore {
 
     /// Spills the journal to the log if it is past [`SPILL_BYTES`]; called
     /// before an operation is applied, so a failed spill changes nothing.
+    ///
+    /// A change whose operations reach a [`OVERFLOW_SHARE`]th of the dirty
+    /// nodes' bytes stops journaling instead (L6 in `docs/design.md`): its
+    /// commit checkpoints, which writes those nodes once, where logging it
+    /// would write the change twice (a bulk load: each insert's record is
+    /// about as large as its share of the nodes).
     fn spill_if_full(&self) -> Result<()> {
         let mut journal = self.journal.lock();
         if journal.bytes().len() >= SPILL_BYTES {
-            self.store.log(journal.bytes(), false)?;
-            journal.clear();
+            if journal.change_bytes() * OVERFLOW_SHARE >= self.store.dirty_bytes() {
+                journal.overflow();
+            } else {
+                self.store.log(journal.bytes(), false)?;
+                journal.spilled();
+            }
         }
         Ok(())
+    }
+
+    /// Commits the current state (the caller holds the catalog locked for
+    /// writing): appends the journal as a committed log record and returns
+    /// its number to make durable, or, for a change that overflowed the
+    /// journal, checkpoints and returns `None`.
+    fn commit_locked(&self, catalog: &Catalog) -> Result<Option<u64>> {
+        let store = &self.store;
+        let mut journal = self.journal.lock();
+        if journal.overflowed() {
+            self.set_base(catalog);
+            // On failure the store is latched, and the change stays
+            // overflowed: a close does not checkpoint it.
+            store
+                .commit_by_checkpoint(&catalog.encode())
+                .map_err(after_logging)?;
+            journal.reset();
+            return Ok(None);
+        }
+        if journal.is_empty() && !store.log_group_open() {
+            return Ok(Some(store.last_lsn()));
+        }
+        let lsn = store.log(journal.bytes(), true)?;
+        journal.reset();
+        Ok(Some(lsn))
     }
 }
 
@@ -140,6 +182,7 @@ impl Forest {
                 store,
                 catalog: RwLock::new(catalog),
                 journal: Mutex::new(Journal::default()),
+                scratch: Mutex::new(None),
                 base: Mutex::new(Base {
                     catalog: Catalog::default(),
                     _pin: None,
@@ -375,7 +418,7 @@ impl Forest {
             }
             txn.apply()?;
             *catalog = base.catalog.clone();
-            journal.clear();
+            journal.reset();
             // Spilled records of the change rolled back are never replayed
             // (L2): the next record starts a group of its own.
             store.abort_log_group();
@@ -399,7 +442,9 @@ impl Forest {
         self.shared.store.writable()?;
         let lsn = {
             let catalog = self.shared.catalog.write();
-            let lsn = self.log_journal()?;
+            let Some(lsn) = self.shared.commit_locked(&catalog)? else {
+                return Ok(());
+            };
             if self.shared.store.checkpoint_due() {
                 self.shared
                     .checkpoint(&catalog, false)
@@ -412,20 +457,6 @@ impl Forest {
         Ok(())
     }
 
-    /// Appends the journal as a committed log record (with the catalog
-    /// locked for writing), or nothing if there is nothing to commit;
-    /// returns the number of the last record to make durable.
-    fn log_journal(&self) -> Result<u64> {
-        let store = &self.shared.store;
-        let mut journal = self.shared.journal.lock();
-        if journal.is_empty() && !store.log_group_open() {
-            return Ok(store.last_lsn());
-        }
-        let lsn = store.log(journal.bytes(), true)?;
-        journal.clear();
-        Ok(lsn)
-    }
-
     /// Commits, then makes the current state of every tree a checkpoint
     /// and waits for it: the log before it is dropped.
     ///
@@ -435,10 +466,11 @@ impl Forest {
     pub fn checkpoint(&self) -> Result<()> {
         self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.log_journal()?;
-        self.shared
-            .checkpoint(&catalog, true)
-            .map_err(after_logging)?;
+        if self.shared.commit_locked(&catalog)?.is_some() {
+            self.shared
+                .checkpoint(&catalog, true)
+                .map_err(after_logging)?;
+        }
         Ok(())
     }
 
@@ -453,7 +485,7 @@ impl Forest {
     pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
         self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.log_journal()?;
+        self.shared.commit_locked(&catalog)?;
         let store = &self.shared.store;
         let copied = (|| {
             // Every change first reaches the segments, so that they are
@@ -508,9 +540,10 @@ impl Tree {
     ) -> Result<T> {
         let root = catalog.root(&self.name)?;
         self.shared.spill_if_full()?;
-        let mut txn = Txn::new(&self.shared.store);
+        let scratch = self.shared.scratch.lock().take().unwrap_or_default();
+        let mut txn = Txn::recycled(&self.shared.store, scratch);
         let (new_root, out) = f(&mut txn, root)?;
-        txn.apply()?;
+        *self.shared.scratch.lock() = txn.apply()?;
         catalog.set_root(&self.name, new_root);
         if changed(&out) {
             self.shared.record(&op);
@@ -562,6 +595,66 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.read(|store, root| read::lookup(store, root, key))
+    }
+
+    /// `f` of the value of `key`, borrowed where the tree holds it: no
+    /// copy of the value is made.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        self.read(|store, root| read::lookup_with(store, &store.get(root)?, key, f))
+    }
+
+    /// Calls `f` on each entry within `range` of the tree as it is now (a
+    /// snapshot of it, as for [`Tree::range`]), in key order, its key and
+    /// value borrowed: no allocation per entry. Stops when `f` returns
+    /// [`ControlFlow::Break`]; returns the number of entries `f` was called
+    /// on.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn scan<'a, R: RangeBounds<&'a [u8]>>(
+        &self,
+        range: R,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<u64> {
+        self.view()?.scan(range, f)
+    }
+
+    /// Inserts or replaces every pair of `pairs`, with the forest's lock
+    /// taken once, in key order (for a pair whose key comes twice, the
+    /// later one wins, as with one insert after the other). Like
+    /// [`Tree::insert`], uncommitted until [`Forest::commit`].
+    ///
+    /// # Errors
+    /// [`Error::EntryTooLarge`] for the first pair over the limit, before
+    /// anything is inserted; [`Error::TreeNotFound`], or a store error,
+    /// which leaves the pairs before the failing one inserted (a
+    /// [`Forest::rollback`] undoes them all).
+    pub fn insert_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<()> {
+        let mut pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let limit = self.shared.limits.max_entry();
+        if let Some((k, v)) = pairs
+            .iter()
+            .find(|(k, v)| k.as_ref().len() + v.as_ref().len() > limit)
+        {
+            return Err(Error::EntryTooLarge {
+                key_len: k.as_ref().len(),
+                value_len: v.as_ref().len(),
+                limit,
+            });
+        }
+        // Stable: equal keys keep their order, so the later pair wins.
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let mut catalog = self.shared.catalog.write();
+        for (k, v) in &pairs {
+            self.insert_in(&mut catalog, k.as_ref(), v.as_ref())?;
+        }
+        Ok(())
     }
 
     /// Removes `key`; returns whether it was there.

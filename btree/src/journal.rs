@@ -57,14 +57,19 @@ pub(crate) enum Op<'a> {
 #[derive(Default)]
 pub(crate) struct Journal {
     bytes: Vec<u8>,
+    /// Bytes of this change already spilled to the log (an open group).
+    spilled: u64,
+    /// Set when this change outgrew the log: it commits by checkpoint,
+    /// and nothing more of it is journaled.
+    overflowed: bool,
     /// While set (during replay), nothing is journaled.
     pub(crate) paused: bool,
 }
 
 impl Journal {
-    /// Appends `op`, unless paused.
+    /// Appends `op`, unless paused or overflowed.
     pub(crate) fn push(&mut self, op: &Op) {
-        if self.paused {
+        if self.paused || self.overflowed {
             return;
         }
         let out = &mut self.bytes;
@@ -107,19 +112,45 @@ impl Journal {
         &self.bytes
     }
 
-    /// Whether nothing is journaled.
+    /// Whether nothing is journaled (an overflowed change is something).
     pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.bytes.is_empty() && !self.overflowed
     }
 
-    /// Forgets what is journaled (it is in the log now).
-    pub(crate) fn clear(&mut self) {
+    /// Bytes of operations of this change: spilled and still held.
+    pub(crate) fn change_bytes(&self) -> u64 {
+        self.spilled + self.bytes.len() as u64
+    }
+
+    /// Forgets what is journaled, which was just spilled to the log.
+    pub(crate) fn spilled(&mut self) {
+        self.spilled += self.bytes.len() as u64;
         self.bytes.clear();
+    }
+
+    /// Stops journaling this change: it commits by checkpoint.
+    pub(crate) fn overflow(&mut self) {
+        self.overflowed = true;
+        self.bytes = Vec::new();
+    }
+
+    /// Whether this change outgrew the log.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Forgets the change: it was committed or rolled back.
+    pub(crate) fn reset(&mut self) {
+        self.bytes.clear();
+        self.spilled = 0;
+        self.overflowed = false;
     }
 }
 
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&bytes.len().encode_var_vec());
+    let mut len = [0u8; 10];
+    let n = bytes.len().encode_var(&mut len);
+    out.extend_from_slice(&len[..n]);
     out.extend_from_slice(bytes);
 }
 
@@ -270,7 +301,7 @@ mod tests {
         }
         let back: Vec<Op> = decode(j.bytes()).map(|o| o.unwrap()).collect();
         assert_eq!(back, samples());
-        j.clear();
+        j.reset();
         assert!(j.is_empty());
     }
 

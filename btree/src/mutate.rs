@@ -184,14 +184,47 @@ pub(crate) fn insert(
     planned: Option<Path>,
 ) -> Result<NodeId> {
     let (root, path) = shadowed_path(txn, root, key, planned)?;
+    let rightmost = path.steps.iter().try_fold(true, |all, &(parent, i)| {
+        Ok::<_, crate::Error>(all && i + 1 == txn.get(parent)?.len())
+    })?;
     let leaf = txn.node_mut(path.leaf)?;
     // At the place `search` finds, so keys stay strictly increasing (B1).
-    match leaf.search(key) {
-        Ok(i) => leaf.set_value(i, value),
-        Err(i) => leaf.insert_leaf(i, key, value),
+    let split = match leaf.search(key) {
+        Ok(i) => {
+            leaf.set_value(i, value);
+            Split::Balanced
+        }
+        Err(i) => {
+            let append = rightmost && i == leaf.len();
+            leaf.insert_leaf(i, key, value);
+            if append {
+                Split::Append
+            } else {
+                Split::Balanced
+            }
+        }
+    };
+    fix_path(txn, limits, &path, split)?;
+    fix_root(txn, limits, root, split)
+}
+
+/// Where an overflowing node splits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Into halves of about equal bytes.
+    Balanced,
+    /// After an append on the tree's right edge: the right part as small
+    /// as B3 allows ([`Node::append_split`]), as a sorted load wants.
+    Append,
+}
+
+impl Split {
+    fn at(self, node: &Node, limits: &Limits) -> usize {
+        match self {
+            Split::Balanced => node.balanced_split(),
+            Split::Append => node.append_split(limits.min_node()),
+        }
     }
-    fix_path(txn, limits, &path)?;
-    fix_root(txn, limits, root)
 }
 
 /// Removes `key`, which the caller has seen in the tree; returns the new
@@ -209,15 +242,15 @@ pub(crate) fn remove(
     if let Ok(i) = leaf.search(key) {
         leaf.remove(i);
     }
-    fix_path(txn, limits, &path)?;
-    fix_root(txn, limits, root)
+    fix_path(txn, limits, &path, Split::Balanced)?;
+    fix_root(txn, limits, root, Split::Balanced)
 }
 
 /// Restores the size bounds (B3) and index keys (B1) along `path`, bottom
 /// up.
-fn fix_path(txn: &mut Txn, limits: &Limits, path: &Path) -> Result<()> {
+fn fix_path(txn: &mut Txn, limits: &Limits, path: &Path, split: Split) -> Result<()> {
     for &(parent, i) in path.steps.iter().rev() {
-        fix_child(txn, limits, parent, i)?;
+        fix_child(txn, limits, parent, i, split)?;
     }
     Ok(())
 }
@@ -229,7 +262,7 @@ fn underfull(node: &Node, limits: &Limits) -> bool {
 }
 
 /// Brings child `i` of `parent` back within bounds and its key up to date.
-fn fix_child(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> Result<()> {
+fn fix_child(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize, split: Split) -> Result<()> {
     let child = txn.get(txn.get(parent)?.child(i))?;
     if underfull(&child, limits) {
         drop(child);
@@ -237,7 +270,7 @@ fn fix_child(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> Result
     }
     drop(child);
     refresh_key(txn, parent, i)?;
-    split_oversized(txn, limits, parent, i)
+    split_oversized(txn, limits, parent, i, split)
 }
 
 /// Sets `parent`'s key for entry `i` to its child's smallest key (B1).
@@ -253,7 +286,13 @@ fn refresh_key(txn: &mut Txn, parent: NodeId, i: usize) -> Result<()> {
 
 /// Splits child `i` of `parent` until it and its new siblings fit (B3's
 /// upper bound), each sibling entered under its smallest key (B1).
-fn split_oversized(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> Result<()> {
+fn split_oversized(
+    txn: &mut Txn,
+    limits: &Limits,
+    parent: NodeId,
+    i: usize,
+    split: Split,
+) -> Result<()> {
     let (mut idx, mut last) = (i, i);
     while idx <= last {
         let child_id = txn.get(parent)?.child(idx);
@@ -266,7 +305,7 @@ fn split_oversized(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize) -> 
             continue;
         }
         let child = txn.node_mut(child_id)?;
-        let right = child.split_off(child.balanced_split());
+        let right = child.split_off(split.at(child, limits));
         let right_key = right.key(0).to_vec();
         // Refcount 1: the pointer `parent` gains below (B4).
         let right_id = txn.create(right);
@@ -322,7 +361,7 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
 /// Grows the tree by a level when the root overflows, and shrinks it while
 /// the root is an index node with a single child (B3 bounds the root only
 /// from above). Returns the new root.
-fn fix_root(txn: &mut Txn, limits: &Limits, mut root: NodeId) -> Result<NodeId> {
+fn fix_root(txn: &mut Txn, limits: &Limits, mut root: NodeId, split: Split) -> Result<NodeId> {
     loop {
         let node = txn.get(root)?;
         if node.size() > limits.max_node() && node.len() >= 2 {
@@ -333,7 +372,7 @@ fn fix_root(txn: &mut Txn, limits: &Limits, mut root: NodeId) -> Result<NodeId> 
             let mut top = Node::new_index(level + 1);
             top.insert_child(0, &first_key, root);
             root = txn.create(top);
-            split_oversized(txn, limits, root, 0)?;
+            split_oversized(txn, limits, root, 0, split)?;
         } else if !node.is_leaf() && node.len() == 1 {
             let child = node.child(0);
             drop(node);

@@ -368,6 +368,19 @@ impl Node {
         best.1
     }
 
+    /// The split position for a node that overflowed by an append (a key
+    /// past all others, on the tree's right edge): the right part as small
+    /// as `min` bytes (B3's lower bound) allows, so that sorted inserts
+    /// leave full nodes behind them instead of half-full ones. At least
+    /// 1, when the node has two entries.
+    pub fn append_split(&self, min: usize) -> usize {
+        let end = self.bytes.len();
+        (1..self.len())
+            .rev()
+            .find(|&i| end - self.offsets[i] as usize + NODE_HEADER_LEN >= min)
+            .unwrap_or(1)
+    }
+
     /// Validating decoder shared by [`Codec::decode`].
     fn parse(bytes: &[u8]) -> Result<Node, String> {
         if bytes.len() < NODE_HEADER_LEN {

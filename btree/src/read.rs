@@ -146,19 +146,58 @@ pub(crate) fn lookup_from(
     node: &Arc<Node>,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>> {
+    lookup_with(store, node, key, <[u8]>::to_vec)
+}
+
+/// `f` of the value stored under `key` in the subtree of `node`, the value
+/// borrowed from its leaf.
+pub(crate) fn lookup_with<T>(
+    store: &NodeStore<Node>,
+    node: &Arc<Node>,
+    key: &[u8],
+    f: impl FnOnce(&[u8]) -> T,
+) -> Result<Option<T>> {
     if node.is_leaf() {
-        return Ok(value_in(node, key));
+        return Ok(value_with(node, key, f));
     }
     let mut node = child(store, node, node.child_index(key))?;
     while !node.is_leaf() {
         node = child(store, &node, node.child_index(key))?;
     }
-    Ok(value_in(&node, key))
+    Ok(value_with(&node, key, f))
 }
 
 /// The value of `key` in leaf `leaf`.
 pub(crate) fn value_in(leaf: &Node, key: &[u8]) -> Option<Vec<u8>> {
-    leaf.search(key).ok().map(|i| leaf.value(i).to_vec())
+    value_with(leaf, key, <[u8]>::to_vec)
+}
+
+/// `f` of the value of `key` in leaf `leaf`.
+pub(crate) fn value_with<T>(leaf: &Node, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    leaf.search(key).ok().map(|i| f(leaf.value(i)))
+}
+
+/// What [`scan`] calls on each entry: its key and value, borrowed.
+pub(crate) type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'f;
+
+/// Calls `f` on each entry within `bounds` of the tree at `root`, in key
+/// order, its key and value borrowed from the leaf, until `f` breaks;
+/// returns the number of entries `f` was called on.
+pub(crate) fn scan(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    bounds: &Bounds,
+    f: &mut Visit,
+) -> Result<u64> {
+    let mut seen = 0;
+    walk(store, root, bounds, false, &mut |leaf, positions| {
+        for i in positions {
+            seen += 1;
+            f(leaf.key(i), leaf.value(i))?;
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(seen)
 }
 
 /// Calls `f` on each leaf that may hold keys in `bounds`, in key order

@@ -17,7 +17,7 @@ use crate::read::{self, Bounds};
 use crate::Result;
 use larix_nodestore::{NodeId, NodeStore, Pin};
 use std::collections::BTreeMap;
-use std::ops::RangeBounds;
+use std::ops::{ControlFlow, RangeBounds};
 use std::sync::{Arc, OnceLock};
 
 /// Trees pinned at one moment.
@@ -157,6 +157,35 @@ impl View {
         }
         let node = self.store().get(self.root)?;
         Ok(self.top.root.get_or_init(|| node))
+    }
+
+    /// `f` of the value of `key`, borrowed where the view holds it: no
+    /// copy of the value is made.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        let root = self.root_node()?;
+        if root.is_leaf() {
+            return Ok(read::value_with(root, key, f));
+        }
+        let child = self.child_node(root, root.child_index(key))?;
+        read::lookup_with(self.store(), child, key, f)
+    }
+
+    /// Calls `f` on each entry within `range`, in key order, its key and
+    /// value borrowed (no allocation per entry, unlike [`View::range`]),
+    /// until `f` returns [`ControlFlow::Break`]; returns the number of
+    /// entries `f` was called on.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn scan<'a, R: RangeBounds<&'a [u8]>>(
+        &self,
+        range: R,
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<u64> {
+        read::scan(self.store(), self.root, &Bounds::from_range(&range), &mut f)
     }
 
     /// Child `j` of the root, read once and checked to sit one level below.

@@ -32,16 +32,40 @@ pub(crate) struct Txn<'s> {
     taken: Vec<NodeId>,
 }
 
+/// The empty collections of an applied write set, kept by the forest for
+/// the next operation so that one operation allocates none of them.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    nodes: HashMap<NodeId, Arc<Node>>,
+    refcounts: HashMap<NodeId, u32>,
+    created: HashSet<NodeId>,
+    freed: HashSet<NodeId>,
+    taken: Vec<NodeId>,
+}
+
+/// Entries past which a write set's collections are dropped rather than
+/// kept (a tree removal's), so that a scratch holds little memory.
+const SCRATCH_KEEP: usize = 256;
+
 impl<'s> Txn<'s> {
     /// An empty write set over `store`.
     pub fn new(store: &'s NodeStore<Node>) -> Self {
+        Txn::recycled(store, Scratch::default())
+    }
+
+    /// An empty write set over `store` in the collections of an applied
+    /// one.
+    pub fn recycled(store: &'s NodeStore<Node>, scratch: Scratch) -> Self {
+        debug_assert!(scratch.nodes.is_empty() && scratch.refcounts.is_empty());
+        debug_assert!(scratch.created.is_empty() && scratch.freed.is_empty());
+        debug_assert!(scratch.taken.is_empty());
         Txn {
             store,
-            nodes: HashMap::default(),
-            refcounts: HashMap::default(),
-            created: HashSet::default(),
-            freed: HashSet::default(),
-            taken: Vec::new(),
+            nodes: scratch.nodes,
+            refcounts: scratch.refcounts,
+            created: scratch.created,
+            freed: scratch.freed,
+            taken: scratch.taken,
         }
     }
 
@@ -220,17 +244,29 @@ impl<'s> Txn<'s> {
     /// [`StoreError::Failed`] if the store refuses writes after a background
     /// failure; nothing is applied then. The store's `put`, `set_refcount`
     /// and `free` do not fail for a live id once that check has passed.
-    pub fn apply(mut self) -> Result<()> {
+    ///
+    /// Returns the emptied collections for [`Txn::recycled`], unless they
+    /// grew large.
+    pub fn apply(mut self) -> Result<Option<Scratch>> {
         if self.taken.is_empty() {
             self.store.writable()?;
         }
         self.taken.clear();
+        let large = self.nodes.capacity().max(self.refcounts.capacity()) > SCRATCH_KEEP
+            || self.created.capacity().max(self.freed.capacity()) > SCRATCH_KEEP;
         self.store.put_all(self.nodes.drain())?;
         self.store.set_refcounts(self.refcounts.drain())?;
         for id in self.freed.drain() {
             self.store.free(id)?;
         }
-        Ok(())
+        self.created.clear();
+        Ok((!large).then(|| Scratch {
+            nodes: std::mem::take(&mut self.nodes),
+            refcounts: std::mem::take(&mut self.refcounts),
+            created: std::mem::take(&mut self.created),
+            freed: std::mem::take(&mut self.freed),
+            taken: std::mem::take(&mut self.taken),
+        }))
     }
 }
 

@@ -556,6 +556,30 @@ impl<N: Codec> NodeStore<N> {
         self.shared.log.next_lsn() - 1
     }
 
+    /// Commits the current state by a checkpoint instead of a log record
+    /// (a change too large for the log to be worth writing twice, L6):
+    /// abandons the open group of records that spilled part of it (L2),
+    /// then checkpoints and waits. The caller holds the writer's lock, as
+    /// for [`NodeStore::checkpoint`].
+    ///
+    /// # Errors
+    /// As for [`NodeStore::checkpoint`]; the previous commit then stays in
+    /// force.
+    pub fn commit_by_checkpoint(&self, catalog: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
+        self.shared.log.abort_group();
+        self.checkpoint(catalog, true)?;
+        bump(&self.shared.counters.commits, 1);
+        Ok(())
+    }
+
+    /// Bytes of the dirty nodes in memory: what a checkpoint now would
+    /// hand to the workers (nodes evicted since the last one are written
+    /// already).
+    pub fn dirty_bytes(&self) -> u64 {
+        self.shared.dirty.read().bytes as u64
+    }
+
     /// Whether a group of log records is open: part of a change was
     /// spilled to the log and not committed yet.
     pub fn log_group_open(&self) -> bool {
