@@ -117,6 +117,11 @@ pub(crate) fn plan_in_place(
     if !fits {
         return Ok(Plan::Copying);
     }
+    let leaf = *path.last().map(|(id, _)| id).expect("a path has a leaf");
+    if !path.iter().any(|(id, _)| txn.is_frozen(*id)) {
+        txn.take_for_edit(path)?;
+        return Ok(Plan::InPlace(Path { root, steps, leaf }));
+    }
     // Frozen nodes (P1) are moved to copies, which need no further read;
     // the others are edited where they are.
     let was: Vec<NodeId> = path.iter().map(|(id, _)| *id).collect();
@@ -183,26 +188,32 @@ pub(crate) fn insert(
     value: &[u8],
     planned: Option<Path>,
 ) -> Result<NodeId> {
+    let in_place = planned.is_some();
     let (root, path) = shadowed_path(txn, root, key, planned)?;
+    let leaf = txn.node_mut(path.leaf)?;
+    // At the place `search` finds, so keys stay strictly increasing (B1).
+    let at_end = match leaf.search(key) {
+        Ok(i) => {
+            leaf.set_value(i, value);
+            false
+        }
+        Err(i) => {
+            leaf.insert_leaf(i, key, value);
+            i + 1 == leaf.len()
+        }
+    };
+    // A planned edit kept the leaf's smallest key and its lower bound: if
+    // it also fits, no node above it changes (B1, B3 hold as they were).
+    if in_place && leaf.size() <= limits.max_node() {
+        return Ok(root);
+    }
     let rightmost = path.steps.iter().try_fold(true, |all, &(parent, i)| {
         Ok::<_, crate::Error>(all && i + 1 == txn.get(parent)?.len())
     })?;
-    let leaf = txn.node_mut(path.leaf)?;
-    // At the place `search` finds, so keys stay strictly increasing (B1).
-    let split = match leaf.search(key) {
-        Ok(i) => {
-            leaf.set_value(i, value);
-            Split::Balanced
-        }
-        Err(i) => {
-            let append = rightmost && i == leaf.len();
-            leaf.insert_leaf(i, key, value);
-            if append {
-                Split::Append
-            } else {
-                Split::Balanced
-            }
-        }
+    let split = if at_end && rightmost {
+        Split::Append
+    } else {
+        Split::Balanced
     };
     fix_path(txn, limits, &path, split)?;
     fix_root(txn, limits, root, split)
@@ -237,10 +248,16 @@ pub(crate) fn remove(
     key: &[u8],
     planned: Option<Path>,
 ) -> Result<NodeId> {
+    let in_place = planned.is_some();
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
     if let Ok(i) = leaf.search(key) {
         leaf.remove(i);
+    }
+    // A planned removal kept the leaf's smallest key and its lower bound
+    // (B1, B3): nothing above it changes.
+    if in_place {
+        return Ok(root);
     }
     fix_path(txn, limits, &path, Split::Balanced)?;
     fix_root(txn, limits, root, Split::Balanced)

@@ -85,6 +85,36 @@ fn parse_varint(bytes: &[u8], pos: &mut usize, limit: usize, i: usize) -> Result
     Ok(v)
 }
 
+/// The first eight bytes of `key` as a big-endian integer, zero-padded:
+/// keys whose prefixes differ compare as their prefixes do (a shorter key
+/// padded with zeros is below every longer key it starts, or equal to its
+/// prefix, which the full comparison then decides).
+#[inline]
+fn prefix(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(head) => u64::from_be_bytes(*head),
+        None => {
+            let mut head = [0u8; 8];
+            head[..key.len()].copy_from_slice(key);
+            u64::from_be_bytes(head)
+        }
+    }
+}
+
+/// Length of the entry that starts at byte `pos` of a well-formed node's
+/// `bytes`.
+fn entry_len_at(bytes: &[u8], pos: usize, leaf: bool) -> usize {
+    let mut p = pos;
+    let limit = bytes.len();
+    let klen = get_varint(bytes, &mut p, limit).unwrap_or(0);
+    let rest = if leaf {
+        get_varint(bytes, &mut p, limit).unwrap_or(0)
+    } else {
+        CHILD_LEN
+    };
+    p + klen + rest - pos
+}
+
 /// Encoded size of one leaf entry.
 pub fn leaf_entry_len(key: &[u8], value: &[u8]) -> usize {
     key.len().required_space() + value.len().required_space() + key.len() + value.len()
@@ -155,6 +185,30 @@ impl Node {
         self.offsets[i] as usize..end
     }
 
+    /// Byte range of the key of entry `i`: the hot part of a search, so
+    /// the common one-byte key length is read without a varint decoder and
+    /// a leaf's value length is skipped, not decoded.
+    #[inline]
+    fn key_range(&self, i: usize) -> Range<usize> {
+        let bytes = &self.bytes[..];
+        let mut pos = self.offsets[i] as usize;
+        let klen = match bytes.get(pos) {
+            Some(&b) if b < 0x80 => {
+                pos += 1;
+                usize::from(b)
+            }
+            _ => get_varint(bytes, &mut pos, bytes.len()).unwrap_or(0),
+        };
+        if self.is_leaf() {
+            // The value length: every byte but the last has its top bit.
+            while bytes.get(pos).is_some_and(|&b| b >= 0x80) {
+                pos += 1;
+            }
+            pos += 1;
+        }
+        pos..pos + klen
+    }
+
     /// Key range and the position just after the key of entry `i`;
     /// for leaves the value follows.
     fn key_span(&self, i: usize) -> (Range<usize>, usize) {
@@ -171,8 +225,7 @@ impl Node {
 
     /// The key of entry `i`.
     pub fn key(&self, i: usize) -> &[u8] {
-        let (k, _) = self.key_span(i);
-        &self.bytes[k]
+        &self.bytes[self.key_range(i)]
     }
 
     /// The value of leaf entry `i`.
@@ -200,10 +253,18 @@ impl Node {
     /// Binary search for `key`: `Ok(i)` if entry `i` has it, else the
     /// position where it would be inserted.
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        // Most probes are decided by the first eight bytes, compared as one
+        // integer; only equal prefixes compare the whole keys.
+        let want = prefix(key);
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.key(mid).cmp(key) {
+            let probe = self.key(mid);
+            let order = match prefix(probe).cmp(&want) {
+                Ordering::Equal => probe.cmp(key),
+                decided => decided,
+            };
+            match order {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return Ok(mid),
@@ -247,13 +308,14 @@ impl Node {
         self.bytes[start..start + new.len()].copy_from_slice(new);
         self.bytes.truncate(new_len);
         let delta = new.len() as i64 - (end - start) as i64;
-        let mut fresh = Vec::with_capacity(new_entries);
+        let (bytes, leaf) = (&self.bytes, self.is_leaf());
         let mut pos = start;
-        for _ in 0..new_entries {
-            fresh.push(pos as u32);
-            pos += self.entry_len_at(pos);
-        }
-        let tail_from = range.start + fresh.len();
+        let fresh = (0..new_entries).map(|_| {
+            let at = pos;
+            pos += entry_len_at(bytes, at, leaf);
+            at as u32
+        });
+        let tail_from = range.start + new_entries;
         self.offsets.splice(range, fresh);
         for o in &mut self.offsets[tail_from..] {
             *o = (*o as i64 + delta) as u32;
@@ -261,17 +323,28 @@ impl Node {
         self.set_count();
     }
 
-    /// Length of the entry that starts at byte `pos` (a well-formed node).
-    fn entry_len_at(&self, pos: usize) -> usize {
-        let mut p = pos;
-        let limit = self.bytes.len();
-        let klen = get_varint(&self.bytes, &mut p, limit).unwrap_or(0);
-        let rest = if self.is_leaf() {
-            get_varint(&self.bytes, &mut p, limit).unwrap_or(0)
-        } else {
-            CHILD_LEN
-        };
-        p + klen + rest - pos
+    /// Inserts the leaf entry `key`/`value` at position `i`, encoded
+    /// straight into the node's bytes.
+    fn put_leaf_entry(&mut self, i: usize, key: &[u8], value: &[u8]) {
+        let len = leaf_entry_len(key, value);
+        let at = self
+            .offsets
+            .get(i)
+            .map_or(self.bytes.len(), |&o| o as usize);
+        let old_len = self.bytes.len();
+        self.bytes.resize(old_len + len, 0);
+        self.bytes.copy_within(at..old_len, at + len);
+        let mut p = at;
+        p += key.len().encode_var(&mut self.bytes[p..]);
+        p += value.len().encode_var(&mut self.bytes[p..]);
+        self.bytes[p..p + key.len()].copy_from_slice(key);
+        p += key.len();
+        self.bytes[p..p + value.len()].copy_from_slice(value);
+        self.offsets.insert(i, at as u32);
+        for o in &mut self.offsets[i + 1..] {
+            *o += len as u32;
+        }
+        self.set_count();
     }
 
     fn encode_leaf_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -293,7 +366,7 @@ impl Node {
 
     /// Inserts a leaf entry at position `i`.
     pub fn insert_leaf(&mut self, i: usize, key: &[u8], value: &[u8]) {
-        self.splice(i..i, &Self::encode_leaf_entry(key, value), 1);
+        self.put_leaf_entry(i, key, value);
     }
 
     /// Replaces the value of leaf entry `i`.
@@ -552,6 +625,26 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn search_matches_a_linear_scan(
+            keys in proptest::collection::btree_set(proptest::collection::vec(0u8..4, 0..12), 0..40),
+            probe in proptest::collection::vec(0u8..4, 0..12),
+        ) {
+            // Small alphabets and lengths around eight, so that prefixes tie
+            // and keys are prefixes of one another.
+            let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+            let mut n = Node::new_leaf();
+            for (i, k) in keys.iter().enumerate() {
+                n.insert_leaf(i, k, b"");
+            }
+            let want = match keys.iter().position(|k| *k >= probe) {
+                Some(i) if keys[i] == probe => Ok(i),
+                Some(i) => Err(i),
+                None => Err(keys.len()),
+            };
+            prop_assert_eq!(n.search(&probe), want);
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             if let Ok(n) = Node::decode(&bytes) {

@@ -839,8 +839,10 @@ impl<N: Codec> NodeStore<N> {
         let _st = self.shared.state.lock();
         let mut dirty = self.shared.dirty.write();
         for id in ids {
-            self.shared.cache.remove(id);
-            dirty.take(id);
+            // The cache never holds a dirty id (S4).
+            if dirty.take(id).is_none() {
+                self.shared.cache.remove(id);
+            }
         }
     }
 
