@@ -5,13 +5,17 @@
 //! Each engine runs in a child process of its own (this program, with
 //! `--child ENGINE`), so one engine's memory, caches and threads never
 //! touch the next one's numbers, its peak memory can be measured, and a
-//! crash fails one column instead of the run. A child prints each result
-//! as a line `@result ROW VALUE` on its stdout; the parent prints the table
-//! after each engine and finally writes `docs/benchmarks.md` and
+//! crash fails one run of one column instead of the whole run. Each
+//! engine runs `--runs` times (default 3), the engines taking turns, each
+//! time in a fresh process and directory; the tables show each row's
+//! median with its range. A child prints each result as a line
+//! `@result ROW VALUE` on its stdout; the parent prints the table after
+//! each engine and finally writes `docs/benchmarks.md` and
 //! `docs/benchmarks.svg`.
 
 mod chart;
 mod engines;
+mod files;
 mod machine;
 mod report;
 mod rows;
@@ -36,6 +40,10 @@ struct Args {
     /// [default: the system temp dir].
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Runs of each engine (each in a fresh process and directory); the
+    /// tables show each row's median with the smallest and largest value.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// Engines to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = ENGINES.iter().map(|e| e.to_string()))]
     engines: Vec<String>,
@@ -101,9 +109,9 @@ fn child(args: &Args, engine: &str) -> Result<()> {
     };
     workload::run_random(engine, &cfg, &mut emit)?;
     if let Some(root) = cfg.files_root {
-        let pairs = workload::file_pairs(root, cfg.files_max);
+        let pairs = files::file_pairs(root, cfg.files_max);
         emit("files_count", pairs.len() as f64);
-        workload::run_files(engine, &cfg, &pairs, &mut emit)?;
+        files::run_files(engine, &cfg, &pairs, &mut emit)?;
     }
     if let Some(rss) = workload::peak_rss() {
         emit("peak_rss", rss as f64);
@@ -139,7 +147,7 @@ fn run_engine(args: &Args, engine: &str, results: &mut Results) -> Result<()> {
             Ok(line) => {
                 let mut f = line.split_whitespace();
                 if let (Some("@result"), Some(row), Some(value)) = (f.next(), f.next(), f.next()) {
-                    results.set(engine, row, value.parse()?);
+                    results.record(engine, row, value.parse()?);
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -157,6 +165,20 @@ fn run_engine(args: &Args, engine: &str, results: &mut Results) -> Result<()> {
     } else {
         Err(format!("engine process exited with {status}").into())
     }
+}
+
+/// Run `run` of `engine`: its child process, with its failure recorded.
+fn run_once(args: &Args, engine: &str, run: usize, results: &mut Results) {
+    eprintln!("{engine} (run {run} of {}):", args.runs);
+    if !results.engines.iter().any(|e| e == engine) {
+        results.engines.push(engine.to_string());
+    }
+    let t = Instant::now();
+    if let Err(e) = run_engine(args, engine, results) {
+        eprintln!("  [{engine}] FAILED: {e}");
+        results.fail(engine, run, e.to_string());
+    }
+    eprintln!("  [{engine}] done in {:.1} s", t.elapsed().as_secs_f64());
 }
 
 /// The command line that reproduces this run.
@@ -186,21 +208,20 @@ fn main() -> Result<()> {
             return Err(format!("unknown engine {e:?}; known: {}", ENGINES.join(", ")).into());
         }
     }
+    if args.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
     let start = Instant::now();
     let mut results = Results::default();
     let mut loads: Vec<f64> = machine::load_average().into_iter().collect();
-    for engine in &args.engines {
-        eprintln!("{engine}:");
-        results.engines.push(engine.clone());
-        let t = Instant::now();
-        if let Err(e) = run_engine(&args, engine, &mut results) {
-            eprintln!("  [{engine}] FAILED: {e}");
-            results.failures.insert(engine.clone(), e.to_string());
+    for run in 1..=args.runs {
+        results.runs = run;
+        for engine in &args.engines {
+            run_once(&args, engine, run, &mut results);
+            loads.extend(machine::load_average());
+            let sizes = sizes(&args, &results);
+            println!("\n{}", report::text_table(&results, sizes));
         }
-        eprintln!("  [{engine}] done in {:.1} s", t.elapsed().as_secs_f64());
-        loads.extend(machine::load_average());
-        let sizes = sizes(&args, &results);
-        println!("\n{}", report::text_table(&results, sizes));
     }
     let seconds = start.elapsed().as_secs_f64();
     eprintln!("all engines done in {seconds:.0} s");
@@ -223,6 +244,7 @@ fn main() -> Result<()> {
         machine: &machine,
         command: &command,
         sizes: sizes(&args, &results),
+        runs: args.runs,
         files_root: files_root.as_deref(),
         seconds,
         chart,
@@ -235,16 +257,17 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The sizes of the run, with the file count any engine reported.
+/// The sizes of the run, with the counts of the file workload any engine
+/// reported (the same for every engine).
 fn sizes(args: &Args, results: &Results) -> Sizes {
-    let files = results
-        .engines
-        .iter()
-        .find_map(|e| results.get(e, "files_count"))
-        .unwrap_or(0.0);
+    let count = |row| {
+        let found = results.engines.iter().find_map(|e| results.get(e, row));
+        found.unwrap_or(0.0) as usize
+    };
     Sizes {
         n: args.n,
-        files: files as usize,
+        files: count("files_count"),
+        scanned: count("files_scanned"),
         mix_ops: args.mix_ops,
     }
 }

@@ -1,7 +1,10 @@
 //! The results as a text table (printed as the run goes) and as the
-//! Markdown report `docs/benchmarks.md`.
+//! Markdown report `docs/benchmarks.md`. Each cell shows the median of an
+//! engine's runs with their range; every comparison (ratios, the worst
+//! rows, the chart) uses the medians.
 
 use crate::engines::is_larix;
+use crate::files::{CHANGED_PERCENT, GROWTH, LATER, PREFIX_SCANS, REMOVED_PERCENT};
 use crate::machine::Machine;
 use crate::rows::{Results, Row, Sizes, ROWS};
 use std::fmt::Write;
@@ -16,16 +19,36 @@ fn larix_engines(results: &Results) -> Vec<&str> {
         .collect()
 }
 
-/// Cells of one row: label with unit, then one value per engine.
+/// The cell of `engine` on `row`: the median of its runs, then in
+/// parentheses the smallest and largest value where they differ as shown,
+/// and how many runs measured it where some did not.
+fn value_cell(results: &Results, row: &Row, engine: &str) -> String {
+    let values = results.values(engine, row.key);
+    let Some(median) = results.get(engine, row.key) else {
+        let failed = results.failures.contains_key(engine);
+        return if failed { "failed" } else { "n/a" }.into();
+    };
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = (row.show(min), row.show(max));
+    let mut notes = Vec::new();
+    if lo != hi {
+        notes.push(format!("{lo}–{hi}"));
+    }
+    if values.len() < results.runs {
+        notes.push(format!("{} of {} runs", values.len(), results.runs));
+    }
+    if notes.is_empty() {
+        row.show(median)
+    } else {
+        format!("{} ({})", row.show(median), notes.join("; "))
+    }
+}
+
+/// Cells of one row: label with unit, then one cell per engine.
 fn cells(results: &Results, row: &Row, sizes: Sizes) -> Vec<String> {
     let mut out = vec![format!("{} ({})", row.label(sizes), row.unit_name())];
-    for e in &results.engines {
-        out.push(match results.get(e, row.key) {
-            Some(v) => row.show(v),
-            None if results.failures.contains_key(e) => "failed".into(),
-            None => "n/a".into(),
-        });
-    }
+    out.extend(results.engines.iter().map(|e| value_cell(results, row, e)));
     out
 }
 
@@ -178,7 +201,7 @@ fn load_note(loads: &[f64]) -> String {
         ""
     };
     format!(
-        "{} at the start and after each engine{busy}",
+        "{} at the start and after each run of each engine{busy}",
         all.join(", ")
     )
 }
@@ -204,6 +227,27 @@ fn mix_item(ops: usize) -> String {
     )
 }
 
+/// The sentence on what a cell shows, for a run of `runs` runs per engine.
+fn runs_note(runs: usize) -> String {
+    if runs == 1 {
+        return "Each engine ran once; each cell is the value of that run.".into();
+    }
+    format!(
+        "Each engine ran {runs} times, each time in a fresh process and a fresh
+directory (the engines took turns: each run went through all of them
+before the next began). Each cell is the median of the runs, with the
+smallest and the largest value in parentheses (left out where they are
+the same as shown); a value that only some runs measured says how many.
+The ratios below and the chart compare medians."
+    )
+}
+
+/// "3 runs of each engine", or "1 run of each engine".
+fn runs_phrase(runs: usize) -> String {
+    let s = if runs == 1 { "" } else { "s" };
+    format!("{runs} run{s} of each engine")
+}
+
 /// Everything the Markdown report needs besides the results.
 pub struct Context<'a> {
     /// The machine the run used.
@@ -212,6 +256,8 @@ pub struct Context<'a> {
     pub command: &'a str,
     /// Sizes of the workloads.
     pub sizes: Sizes,
+    /// Runs of each engine.
+    pub runs: usize,
     /// Root of the file-tree workload, if it ran.
     pub files_root: Option<&'a str>,
     /// Wall-clock time of the whole run, in seconds.
@@ -251,7 +297,7 @@ expect them to change.
 | kernel | {} |
 | compiler | {} |
 | peers | {} |
-| run time | {:.0} s for the whole run |
+| run time | {:.0} s for the whole run ({}) |
 | load average (1 min) | {} |
 
 ## Command
@@ -265,7 +311,7 @@ cd benches/compare
 
 The workload redb publishes, on random 24-byte keys and 150-byte values
 (incompressible) from a fixed seed; every engine runs in its own process,
-in a fresh directory, deleted afterwards:
+in a fresh directory, deleted afterwards ({}):
 
 - bulk load of {n} pairs in one transaction, committed;
 - 1,000 individual writes of new keys, each committed; during them the
@@ -291,8 +337,23 @@ in a fresh directory, deleted afterwards:
 A second workload uses real, compressible data: the paths and metadata
 (size u64, mode u32, mtime i64: a 20-byte value) of {} entries under `{}`,
 walked in sorted order, keys = paths (paths over 511 bytes, LMDB's key
-limit, are left out): bulk load in one transaction in walk order, size on
-disk, then every path read once in a random order.
+limit, are left out):
+
+- bulk load in one transaction in walk order, committed, then size on
+  disk;
+- every path read once in a random order;
+- {} directory prefix scans, all in one read transaction, each reading
+  every entry whose key starts with a directory's path and a `/` (all
+  that lies under the directory, at any depth); each directory is the
+  parent of a random loaded path, so one holding many entries comes up
+  more often, and may come up more than once; {} entries are read in
+  all. Each scan must count exactly the keys under its prefix in the
+  sorted list of loaded keys;
+- one transaction, committed, that overwrites a random {}% of the paths
+  with a changed value (size {} bytes larger, mtime {} s later) and
+  removes another {}%. Afterwards every other path must be read with its
+  loaded value, every overwritten one with its new value, and a scan of
+  all entries must count exactly these.
 
 Every value read is compared with the value written; an engine returning
 anything else fails instead of producing a number.
@@ -312,6 +373,11 @@ returns. Comparable caches: 1 GiB where the engine has one.
 | sled | `flush()` after each batch | `cache_capacity` 1 GiB | none | none offered: n/a |
 | fjall | `persist(PersistMode::SyncAll)` after each batch | `cache_size` 1 GiB | its default: none in levels 0 and 1, lz4 below | memtable flush, then `major_compact()` |
 
+A prefix scan uses the engine's own prefix iterator where it has one
+(heed's `prefix_iter`, sled's `scan_prefix`, fjall's `prefix`); Larix and
+redb read a range from the prefix up to the first key after all keys that
+start with it. Every scan reads each entry's key and value.
+
 {}Peak memory is the whole process's: it includes the generated pairs
 (about {} MiB of keys and values, plus allocation overhead), the same for
 every engine.
@@ -322,6 +388,8 @@ Milliseconds for times, microseconds for the latency of one read, MiB
 (2^20 bytes) for sizes and KiB for the bytes written per commit: lower is
 better. Operations per second (the mix's updates): higher is better.
 
+{}
+
 ",
         m.cpu,
         m.cores,
@@ -331,22 +399,34 @@ better. Operations per second (the mix's updates): higher is better.
         m.rustc,
         env!("PEER_VERSIONS"),
         cx.seconds,
+        runs_phrase(cx.runs),
         load_note(cx.loads),
         cx.command,
+        runs_phrase(cx.runs),
         crate::rows::thousands(cx.sizes.n as u64 / 2),
         crate::rows::thousands(cx.sizes.files as u64),
         cx.files_root.unwrap_or("(not run)"),
+        crate::rows::thousands(PREFIX_SCANS as u64),
+        crate::rows::thousands(cx.sizes.scanned as u64),
+        CHANGED_PERCENT,
+        crate::rows::thousands(GROWTH),
+        crate::rows::thousands(LATER.unsigned_abs()),
+        REMOVED_PERCENT,
         larix_compaction_note(results),
         ((cx.sizes.n + 101_000) * 174) >> 20,
+        runs_note(cx.runs),
     );
     out.push_str(&markdown_table(results, cx.sizes));
-    for (e, why) in &results.failures {
-        let _ = writeln!(out, "\n{e} failed: `{}`", why.replace('`', "'"));
+    for (e, errors) in &results.failures {
+        for (run, why) in errors {
+            let why = why.replace('`', "'");
+            let _ = writeln!(out, "\n{e} failed in run {run}: `{why}`");
+        }
     }
     out.push_str(
-        "\n## Larix relative to the best peer\n\nEach Larix value divided by the best \
-         (smallest) value among redb, LMDB, sled and fjall on the same row, or, on a \
-         row of operations per second, the best (largest) peer value divided by \
+        "\n## Larix relative to the best peer\n\nEach Larix median divided by the best \
+         (smallest) median among redb, LMDB, sled and fjall on the same row, or, on a \
+         row of operations per second, the best (largest) peer median divided by \
          Larix's: below 1× Larix is ahead, above it behind.\n\n",
     );
     out.push_str(&ratio_table(results, cx.sizes));
@@ -364,11 +444,48 @@ better. Operations per second (the mix's updates): higher is better.
     if let Some(chart) = cx.chart {
         let _ = write!(
             out,
-            "\n## Chart\n\nEach bar is the engine's value divided by the best peer's on \
+            "\n## Chart\n\nEach bar is the engine's median divided by the best peer's on \
              that row (the other way round on a row of operations per second), log \
              scale; the line is 1×, lower is better.\n\n![Larix and its peers, \
              relative to the best peer]({chart})\n"
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk_load() -> &'static Row {
+        ROWS.iter().find(|r| r.key == "bulk_load").unwrap()
+    }
+
+    #[test]
+    fn a_cell_shows_the_median_and_the_range() {
+        let mut results = Results::default();
+        results.runs = 3;
+        for v in [2_260.0, 2_150.0, 2_190.0] {
+            results.record("lmdb", "bulk_load", v);
+        }
+        assert_eq!(
+            value_cell(&results, bulk_load(), "lmdb"),
+            "2,190 (2,150–2,260)"
+        );
+    }
+
+    #[test]
+    fn a_cell_says_how_many_runs_measured_it_if_not_all() {
+        let mut results = Results::default();
+        results.runs = 3;
+        results.record("lmdb", "bulk_load", 2_190.0);
+        results.fail("lmdb", 2, "killed".into());
+        assert_eq!(
+            value_cell(&results, bulk_load(), "lmdb"),
+            "2,190 (1 of 3 runs)"
+        );
+        assert_eq!(value_cell(&results, bulk_load(), "redb"), "n/a");
+        let removals = ROWS.iter().find(|r| r.key == "removals").unwrap();
+        assert_eq!(value_cell(&results, removals, "lmdb"), "failed");
+    }
 }

@@ -1,6 +1,8 @@
 //! The rows of the results table: what each measurement is called, its
-//! unit, and the results of a run (engine × row → value).
+//! unit, and the results of a run (engine × row → one value per run,
+//! shown as their median).
 
+use crate::files::{CHANGED_PERCENT, PREFIX_SCANS, REMOVED_PERCENT};
 use std::collections::BTreeMap;
 
 /// How a row's values are measured and shown.
@@ -65,6 +67,8 @@ pub const ROWS: &[Row] = &[
     row("size_compacted", Unit::Bytes, true),
     row("files_load", Unit::Ms, true),
     row("files_reads", Unit::Ms, true),
+    row("files_scans", Unit::Ms, true),
+    row("files_change", Unit::Ms, true),
     row("files_size", Unit::Bytes, true),
     row("peak_rss", Unit::Bytes, true),
 ];
@@ -76,6 +80,8 @@ pub struct Sizes {
     pub n: usize,
     /// Entries in the file-tree workload (0 if it did not run).
     pub files: usize,
+    /// Entries the directory scans of the file-tree workload read in all.
+    pub scanned: usize,
     /// Operations per thread of the YCSB A mix.
     pub mix_ops: usize,
 }
@@ -109,6 +115,14 @@ impl Row {
             "size_compacted" => "size after compaction".into(),
             "files_load" => format!("files: bulk load ({files} paths)"),
             "files_reads" => format!("files: random reads ({files})"),
+            "files_scans" => format!(
+                "files: {} directory prefix scans ({} entries)",
+                thousands(PREFIX_SCANS as u64),
+                thousands(s.scanned as u64)
+            ),
+            "files_change" => {
+                format!("files: change {CHANGED_PERCENT}%, remove {REMOVED_PERCENT}%, 1 commit")
+            }
             "files_size" => "files: size after load".into(),
             "peak_rss" => "peak memory (RSS, whole process)".into(),
             other => other.into(),
@@ -137,6 +151,8 @@ impl Row {
             "size_compacted" => "size compacted",
             "files_load" => "files load",
             "files_reads" => "files reads",
+            "files_scans" => "files prefix scans",
+            "files_change" => "files change",
             "files_size" => "files size",
             "peak_rss" => "peak RSS",
             other => other,
@@ -193,29 +209,62 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// The results of a run: value per (engine, row key), and the engines
-/// that failed, with their error.
+/// The median of `values`, which is not empty: the middle value, or the
+/// mean of the two middle ones.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+/// The results of a run of the harness: per (engine, row key) the value
+/// of each run of the engine that measured it, and the engines that
+/// failed, with their errors.
 #[derive(Default)]
 pub struct Results {
     /// Engines in the order they ran.
     pub engines: Vec<String>,
-    values: BTreeMap<(String, String), f64>,
-    /// Engine → error message, for engines that did not finish.
-    pub failures: BTreeMap<String, String>,
+    /// Runs of each engine begun so far: a value measured by fewer runs
+    /// is marked as such.
+    pub runs: usize,
+    values: BTreeMap<(String, String), Vec<f64>>,
+    /// Engine → the runs (numbered from 1) that did not finish, each with
+    /// its error.
+    pub failures: BTreeMap<String, Vec<(usize, String)>>,
 }
 
 impl Results {
-    /// Records one measurement.
-    pub fn set(&mut self, engine: &str, row: &str, value: f64) {
-        self.values.insert((engine.into(), row.into()), value);
+    /// Records one measurement of one run.
+    pub fn record(&mut self, engine: &str, row: &str, value: f64) {
+        let values = self.values.entry((engine.into(), row.into()));
+        values.or_default().push(value);
     }
 
-    /// The value of `row` for `engine`, if it was measured.
+    /// Records that run `run` (from 1) of `engine` failed with `error`.
+    pub fn fail(&mut self, engine: &str, run: usize, error: String) {
+        let errors = self.failures.entry(engine.into()).or_default();
+        errors.push((run, error));
+    }
+
+    /// The values of `row` for `engine`, one per run that measured it.
+    pub fn values(&self, engine: &str, row: &str) -> &[f64] {
+        self.values
+            .get(&(engine.into(), row.into()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The median of `row` for `engine` over its runs, if it was measured.
     pub fn get(&self, engine: &str, row: &str) -> Option<f64> {
-        self.values.get(&(engine.into(), row.into())).copied()
+        let values = self.values(engine, row);
+        (!values.is_empty()).then(|| median(values))
     }
 
-    /// The best value of `row` among the engines `pick` accepts (the
+    /// The best median of `row` among the engines `pick` accepts (the
     /// smallest, or the largest where higher is better), with the engine
     /// holding it.
     pub fn best(&self, row: &Row, pick: impl Fn(&str) -> bool) -> Option<(&str, f64)> {
@@ -229,5 +278,28 @@ impl Results {
         } else {
             values.min_by(|a, b| a.1.total_cmp(&b.1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_is_the_middle_value_or_the_mean_of_the_two() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[7.0]), 7.0);
+    }
+
+    #[test]
+    fn results_keep_every_run_and_report_the_median() {
+        let mut results = Results::default();
+        for v in [30.0, 10.0, 20.0] {
+            results.record("lmdb", "bulk_load", v);
+        }
+        assert_eq!(results.values("lmdb", "bulk_load"), &[30.0, 10.0, 20.0]);
+        assert_eq!(results.get("lmdb", "bulk_load"), Some(20.0));
+        assert_eq!(results.get("lmdb", "removals"), None);
     }
 }

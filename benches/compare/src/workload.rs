@@ -1,7 +1,8 @@
-//! The workloads, run against one engine in the engine's own process:
-//! redb's published benchmark on random pairs, with a YCSB A mix of reads
-//! and updates added, then a bulk load and random reads of the paths and
-//! metadata of a directory tree.
+//! The random workload, run against one engine in the engine's own
+//! process: redb's published benchmark on random pairs, with a YCSB A mix
+//! of reads and updates added; and what every workload shares (the
+//! configuration, the timer, the checks, the sizes). The file-tree
+//! workload is in [`crate::files`].
 //!
 //! Every measurement is handed to `emit` as soon as it is taken. The data
 //! is generated before any timer starts, from a fixed seed, so every engine
@@ -30,8 +31,6 @@ pub const RANGE_LEN: usize = 10;
 pub const KEY_LEN: usize = 24;
 /// See [`KEY_LEN`].
 pub const VALUE_LEN: usize = 150;
-/// LMDB's default key limit; longer paths are left out for every engine.
-pub const MAX_PATH_KEY: usize = 511;
 /// Threads of the YCSB A mix.
 pub const MIX_THREADS: usize = 2;
 /// The zipfian constant of the mix's key choice (YCSB's).
@@ -57,7 +56,7 @@ pub struct Config<'a> {
 pub type Emit<'a> = &'a mut dyn FnMut(&str, f64);
 
 /// Milliseconds since `start`.
-fn ms(start: Instant) -> f64 {
+pub fn ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
@@ -76,7 +75,7 @@ fn random_pairs(rng: &mut StdRng, count: usize) -> Vec<Pair> {
 
 /// Fails unless `got` equals `want`: an engine returning wrong data must
 /// not produce a number.
-fn expect(what: &str, got: usize, want: usize) -> Result<()> {
+pub fn expect(what: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
     } else {
@@ -431,57 +430,6 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
         Compacted::Unsupported => {}
     }
     check_removals(engine.as_ref(), &load, &order[..1000.min(n)], &updated)?;
-    drop(engine);
-    root.close()?;
-    Ok(())
-}
-
-/// Paths and metadata of the entries under `root` (files, directories,
-/// links; not following links), in sorted walk order: key = path bytes,
-/// value = size u64 | mode u32 | mtime i64, little-endian (20 bytes).
-pub fn file_pairs(root: &Path, max: usize) -> Vec<Pair> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
-    walkdir::WalkDir::new(root)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().as_os_str().len() <= MAX_PATH_KEY)
-        .filter_map(|e| {
-            let m = e.metadata().ok()?;
-            let mut value = Vec::with_capacity(20);
-            value.extend_from_slice(&m.size().to_le_bytes());
-            value.extend_from_slice(&m.mode().to_le_bytes());
-            value.extend_from_slice(&m.mtime().to_le_bytes());
-            Some((e.path().as_os_str().as_bytes().to_vec(), value))
-        })
-        .take(max)
-        .collect()
-}
-
-/// The file-tree workload: bulk load of `pairs` in walk order, one commit,
-/// size on disk, then every path read once in a random order.
-///
-/// # Errors
-/// An engine error, or an engine returning wrong results.
-pub fn run_files(name: &str, cfg: &Config, pairs: &[Pair], emit: Emit) -> Result<()> {
-    let mut order: Vec<&Pair> = pairs.iter().collect();
-    order.shuffle(&mut StdRng::seed_from_u64(cfg.seed));
-    let root = tempfile::Builder::new()
-        .prefix(&format!("compare-files-{name}-"))
-        .tempdir_in(cfg.dir)?;
-    let db_dir = root.path().join("db");
-    let engine = engines::open(name, &db_dir)?;
-
-    let t = Instant::now();
-    engine.write(pairs)?;
-    emit("files_load", ms(t));
-    emit("files_size", disk_size(&db_dir) as f64);
-
-    let t = Instant::now();
-    let found = engine.read(&order)?;
-    emit("files_reads", ms(t));
-    expect("files_reads", found, pairs.len())?;
     drop(engine);
     root.close()?;
     Ok(())

@@ -34,17 +34,12 @@ impl Fjall {
 }
 
 impl Engine for Fjall {
-    fn write(&self, pairs: &[Pair]) -> Result<()> {
+    fn apply(&self, writes: &[Pair], removes: &[Pair]) -> Result<()> {
         let mut batch = self.db.batch();
-        for (k, v) in pairs {
+        for (k, v) in writes {
             batch.insert(&self.keyspace, k.as_slice(), v.as_slice());
         }
-        self.commit(batch)
-    }
-
-    fn remove(&self, pairs: &[Pair]) -> Result<()> {
-        let mut batch = self.db.batch();
-        for (k, _) in pairs {
+        for (k, _) in removes {
             batch.remove(&self.keyspace, k.as_slice());
         }
         self.commit(batch)
@@ -67,6 +62,19 @@ impl Engine for Fjall {
             }
         }
         Ok(read)
+    }
+
+    fn scan_prefixes(&self, prefixes: &[&[u8]]) -> Result<Vec<usize>> {
+        let mut counts = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let mut read = 0;
+            for item in self.keyspace.prefix(prefix) {
+                std::hint::black_box(item.into_inner()?);
+                read += 1;
+            }
+            counts.push(read);
+        }
+        Ok(counts)
     }
 
     fn compact(&mut self, _scratch: &Path) -> Result<Compacted> {

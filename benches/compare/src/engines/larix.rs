@@ -1,10 +1,14 @@
 //! Larix: one forest, one tree, 1 GiB of node cache, durable commits.
 //! Each read call reads one snapshot of the tree ([`Tree::view`]), as the
 //! peers read one read transaction: no catalog lock per key, and the
-//! writer never waits for it.
+//! writer never waits for it. Writes go through `Tree::insert_batch` (one
+//! lock, pairs in key order); values are compared where they lie
+//! (`View::get_with`) and scans borrow their entries (`View::scan`), as
+//! the peers' reads borrow from their pages.
 
-use super::{Compacted, Engine, Pair, Result, CACHE_BYTES};
+use super::{prefix_bounds, prefix_end, Compacted, Engine, Pair, Result, CACHE_BYTES};
 use larix::{Durability, FilterSpec, Forest, Options, Tree};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// A forest with the tree the benchmark writes to.
@@ -31,15 +35,9 @@ impl Larix {
 }
 
 impl Engine for Larix {
-    fn write(&self, pairs: &[Pair]) -> Result<()> {
-        for (k, v) in pairs {
-            self.tree.insert(k, v)?;
-        }
-        Ok(self.forest.commit()?)
-    }
-
-    fn remove(&self, pairs: &[Pair]) -> Result<()> {
-        for (k, _) in pairs {
+    fn apply(&self, writes: &[Pair], removes: &[Pair]) -> Result<()> {
+        self.tree.insert_batch(writes.iter().map(|(k, v)| (k, v)))?;
+        for (k, _) in removes {
             self.tree.remove(k)?;
         }
         Ok(self.forest.commit()?)
@@ -49,7 +47,7 @@ impl Engine for Larix {
         let view = self.tree.view()?;
         let mut found = 0;
         for (k, v) in pairs {
-            found += usize::from(view.get(k)?.as_deref() == Some(v.as_slice()));
+            found += usize::from(view.get_with(k, |value| value == v.as_slice())? == Some(true));
         }
         Ok(found)
     }
@@ -57,13 +55,33 @@ impl Engine for Larix {
     fn scan(&self, starts: &[&Pair], len: usize) -> Result<usize> {
         let view = self.tree.view()?;
         let mut read = 0;
-        for (k, _) in starts {
-            for item in view.range(k.as_slice()..)?.take(len) {
-                std::hint::black_box(item?);
-                read += 1;
-            }
+        for (k, _) in starts.iter().filter(|_| len > 0) {
+            let mut left = len;
+            read += view.scan(k.as_slice().., |key, value| {
+                std::hint::black_box((key, value));
+                left -= 1;
+                if left == 0 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })? as usize;
         }
         Ok(read)
+    }
+
+    fn scan_prefixes(&self, prefixes: &[&[u8]]) -> Result<Vec<usize>> {
+        let view = self.tree.view()?;
+        let mut counts = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let end = prefix_end(prefix);
+            let read = view.scan(prefix_bounds(prefix, end.as_deref()), |key, value| {
+                std::hint::black_box((key, value));
+                ControlFlow::Continue(())
+            })?;
+            counts.push(read as usize);
+        }
+        Ok(counts)
     }
 
     fn compact(&mut self, _scratch: &Path) -> Result<Compacted> {

@@ -36,18 +36,23 @@ impl Lmdb {
     }
 }
 
+/// Reads every entry of `items`; returns how many there were.
+fn read_all<T>(items: impl Iterator<Item = heed::Result<T>>) -> Result<usize> {
+    let mut read = 0;
+    for item in items {
+        std::hint::black_box(item?);
+        read += 1;
+    }
+    Ok(read)
+}
+
 impl Engine for Lmdb {
-    fn write(&self, pairs: &[Pair]) -> Result<()> {
+    fn apply(&self, writes: &[Pair], removes: &[Pair]) -> Result<()> {
         let mut txn = self.env.write_txn()?;
-        for (k, v) in pairs {
+        for (k, v) in writes {
             self.db.put(&mut txn, k, v)?;
         }
-        Ok(txn.commit()?)
-    }
-
-    fn remove(&self, pairs: &[Pair]) -> Result<()> {
-        let mut txn = self.env.write_txn()?;
-        for (k, _) in pairs {
+        for (k, _) in removes {
             self.db.delete(&mut txn, k)?;
         }
         Ok(txn.commit()?)
@@ -73,6 +78,21 @@ impl Engine for Lmdb {
             }
         }
         Ok(read)
+    }
+
+    fn scan_prefixes(&self, prefixes: &[&[u8]]) -> Result<Vec<usize>> {
+        let txn = self.env.read_txn()?;
+        let mut counts = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            // LMDB refuses an empty key, even as a bound to position a
+            // cursor: the empty prefix is every entry.
+            counts.push(if prefix.is_empty() {
+                read_all(self.db.iter(&txn)?)?
+            } else {
+                read_all(self.db.prefix_iter(&txn, prefix)?)?
+            });
+        }
+        Ok(counts)
     }
 
     fn compact(&mut self, scratch: &Path) -> Result<Compacted> {

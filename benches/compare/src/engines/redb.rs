@@ -1,7 +1,7 @@
 //! redb: one table, 1 GiB cache (its default), `Durability::Immediate`
 //! (its default).
 
-use super::{Compacted, Engine, Pair, Result, CACHE_BYTES};
+use super::{prefix_bounds, prefix_end, Compacted, Engine, Pair, Result, CACHE_BYTES};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use std::path::Path;
 
@@ -38,18 +38,12 @@ impl Redb {
 }
 
 impl Engine for Redb {
-    fn write(&self, pairs: &[Pair]) -> Result<()> {
+    fn apply(&self, writes: &[Pair], removes: &[Pair]) -> Result<()> {
         self.in_write(|t| {
-            for (k, v) in pairs {
+            for (k, v) in writes {
                 t.insert(k.as_slice(), v.as_slice())?;
             }
-            Ok(())
-        })
-    }
-
-    fn remove(&self, pairs: &[Pair]) -> Result<()> {
-        self.in_write(|t| {
-            for (k, _) in pairs {
+            for (k, _) in removes {
                 t.remove(k.as_slice())?;
             }
             Ok(())
@@ -80,6 +74,23 @@ impl Engine for Redb {
             }
         }
         Ok(read)
+    }
+
+    fn scan_prefixes(&self, prefixes: &[&[u8]]) -> Result<Vec<usize>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TABLE)?;
+        let mut counts = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let end = prefix_end(prefix);
+            let mut read = 0;
+            for item in table.range::<&[u8]>(prefix_bounds(prefix, end.as_deref()))? {
+                let (key, value) = item?;
+                std::hint::black_box((key.value(), value.value()));
+                read += 1;
+            }
+            counts.push(read);
+        }
+        Ok(counts)
     }
 
     fn compact(&mut self, _scratch: &Path) -> Result<Compacted> {

@@ -32,17 +32,12 @@ impl Sled {
 }
 
 impl Engine for Sled {
-    fn write(&self, pairs: &[Pair]) -> Result<()> {
+    fn apply(&self, writes: &[Pair], removes: &[Pair]) -> Result<()> {
         let mut batch = Batch::default();
-        for (k, v) in pairs {
+        for (k, v) in writes {
             batch.insert(k.as_slice(), v.as_slice());
         }
-        self.commit(batch)
-    }
-
-    fn remove(&self, pairs: &[Pair]) -> Result<()> {
-        let mut batch = Batch::default();
-        for (k, _) in pairs {
+        for (k, _) in removes {
             batch.remove(k.as_slice());
         }
         self.commit(batch)
@@ -65,6 +60,19 @@ impl Engine for Sled {
             }
         }
         Ok(read)
+    }
+
+    fn scan_prefixes(&self, prefixes: &[&[u8]]) -> Result<Vec<usize>> {
+        let mut counts = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let mut read = 0;
+            for item in self.db.scan_prefix(prefix) {
+                std::hint::black_box(item?);
+                read += 1;
+            }
+            counts.push(read);
+        }
+        Ok(counts)
     }
 
     fn compact(&mut self, _scratch: &Path) -> Result<Compacted> {
