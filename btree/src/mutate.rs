@@ -23,6 +23,8 @@ pub(crate) struct Path {
     root: NodeId,
     steps: Vec<(NodeId, usize)>,
     leaf: NodeId,
+    /// Where the key is or would go in the leaf, if the walk searched it.
+    at: Option<Result<usize, usize>>,
 }
 
 /// Shadows every node from `root` down to the leaf where `key` belongs.
@@ -38,6 +40,7 @@ fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
                 root,
                 steps,
                 leaf: cur,
+                at: None,
             });
         }
         level = read::child_level(&node);
@@ -82,10 +85,10 @@ pub(crate) fn plan_in_place(
     let mut cur = root;
     let mut level = None;
     loop {
-        if txn.refcount(cur)? != 1 {
+        let (node, refcount) = txn.get_counted(cur)?;
+        if refcount != 1 {
             return Ok(Plan::Copying);
         }
-        let node = txn.get(cur)?;
         read::expect_level(cur, &node, level)?;
         level = read::child_level(&node);
         let next = (!node.is_leaf()).then(|| {
@@ -101,7 +104,8 @@ pub(crate) fn plan_in_place(
     }
     let leaf = &path.last().expect("a path has a leaf").1;
     let is_root = path.len() == 1;
-    let fits = match (edit, leaf.search(key)) {
+    let at = leaf.search(key);
+    let fits = match (edit, at) {
         (Edit::Put(..), Err(i)) => i > 0 || is_root,
         (Edit::Put(k, v), Ok(i)) => {
             let size = leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v);
@@ -120,7 +124,12 @@ pub(crate) fn plan_in_place(
     let leaf = *path.last().map(|(id, _)| id).expect("a path has a leaf");
     if !path.iter().any(|(id, _)| txn.is_frozen(*id)) {
         txn.take_for_edit(path)?;
-        return Ok(Plan::InPlace(Path { root, steps, leaf }));
+        return Ok(Plan::InPlace(Path {
+            root,
+            steps,
+            leaf,
+            at: Some(at),
+        }));
     }
     // Frozen nodes (P1) are moved to copies, which need no further read;
     // the others are edited where they are.
@@ -146,6 +155,7 @@ pub(crate) fn plan_in_place(
         root: now[0],
         steps,
         leaf: *now.last().expect("a path has a leaf"),
+        at: Some(at),
     }))
 }
 
@@ -192,7 +202,7 @@ pub(crate) fn insert(
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
     // At the place `search` finds, so keys stay strictly increasing (B1).
-    let at_end = match leaf.search(key) {
+    let at_end = match path.at.unwrap_or_else(|| leaf.search(key)) {
         Ok(i) => {
             leaf.set_value(i, value);
             false
@@ -251,7 +261,7 @@ pub(crate) fn remove(
     let in_place = planned.is_some();
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
-    if let Ok(i) = leaf.search(key) {
+    if let Ok(i) = path.at.unwrap_or_else(|| leaf.search(key)) {
         leaf.remove(i);
     }
     // A planned removal kept the leaf's smallest key and its lower bound

@@ -147,6 +147,7 @@ impl Node {
     }
 
     /// True for a leaf.
+    #[inline]
     pub fn is_leaf(&self) -> bool {
         self.bytes[0] == KIND_LEAF
     }
@@ -224,6 +225,7 @@ impl Node {
     }
 
     /// The key of entry `i`.
+    #[inline]
     pub fn key(&self, i: usize) -> &[u8] {
         &self.bytes[self.key_range(i)]
     }

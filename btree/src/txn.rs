@@ -98,6 +98,28 @@ impl<'s> Txn<'s> {
         }
     }
 
+    /// The current version of node `id` and its reference count, as this
+    /// operation sees them.
+    pub fn get_counted(&self, id: NodeId) -> Result<(Arc<Node>, u32)> {
+        if self.freed.contains(&id) {
+            return Err(StoreError::NodeMissing { id }.into());
+        }
+        match (self.nodes.get(&id), self.refcounts.get(&id)) {
+            (None, None) => Ok(self.store.get_counted(id)?),
+            (node, rc) => {
+                let node = match node {
+                    Some(n) => n.clone(),
+                    None => self.store.get(id)?,
+                };
+                let rc = match rc {
+                    Some(&rc) => rc,
+                    None => self.store.refcount(id)?,
+                };
+                Ok((node, rc))
+            }
+        }
+    }
+
     /// Mutable access to node `id`, which the caller has shadowed.
     pub fn node_mut(&mut self, id: NodeId) -> Result<&mut Node> {
         debug_assert!(!self.is_frozen(id), "node {id} is frozen (P1)");

@@ -792,8 +792,11 @@ impl<N: Codec> NodeStore<N> {
                         },
                     );
                 }
-                self.shared.cache.remove(id);
-                dirty.insert(id, node);
+                // An id the dirty queue had (lent out for an edit, or
+                // dirty already) is not in the clean cache (S4).
+                if !dirty.insert(id, node) {
+                    self.shared.cache.remove(id);
+                }
             }
             let mut jobs = Vec::new();
             // A read-only store writes nothing: replayed changes stay in
@@ -866,6 +869,28 @@ impl<N: Codec> NodeStore<N> {
         self.shared.dirty.write().remove(id);
         st.inflight.forget(id);
         Ok(())
+    }
+
+    /// The node stored under `id` and its reference count, read under one
+    /// lock where [`NodeStore::get`] and [`NodeStore::refcount`] take
+    /// two or three.
+    ///
+    /// # Errors
+    /// As [`NodeStore::get`].
+    pub fn get_counted(&self, id: NodeId) -> Result<(Arc<N>, u32), StoreError> {
+        let refcount = {
+            let st = self.shared.state.lock();
+            let Some(entry) = st.table.get(id) else {
+                return Err(StoreError::NodeMissing { id });
+            };
+            // A writer's nodes are mostly dirty: found under this lock.
+            if let Some(n) = self.shared.dirty.read().peek(id) {
+                bump(&self.shared.counters.dirty_hits, 1);
+                return Ok((n, entry.refcount));
+            }
+            entry.refcount
+        };
+        Ok((self.get(id)?, refcount))
     }
 
     /// The reference count recorded for `id`.
