@@ -13,6 +13,7 @@ enum Op {
     Create(usize),
     Insert(usize, u16, u8),
     Fill(usize, u16, u16, u8),
+    Batch(usize, Vec<(u16, u8)>),
     Remove(usize, u16),
     Range(usize, Bound<u16>, Bound<u16>, bool),
     RemoveRange(usize, Bound<u16>, Bound<u16>),
@@ -45,6 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => slot.clone().prop_map(Op::Create),
         20 => (slot.clone(), 0u16..1200, any::<u8>()).prop_map(|(s, k, t)| Op::Insert(s, k, t)),
         3 => (slot.clone(), 0u16..1200, 1u16..300, any::<u8>()).prop_map(|(s, k, n, t)| Op::Fill(s, k, n, t)),
+        3 => (slot.clone(), proptest::collection::vec((0u16..1200, any::<u8>()), 0..60)).prop_map(|(s, pairs)| Op::Batch(s, pairs)),
         12 => (slot.clone(), 0u16..1200).prop_map(|(s, k)| Op::Remove(s, k)),
         4 => (slot.clone(), bound(), bound(), any::<bool>()).prop_map(|(s, a, b, r)| Op::Range(s, a, b, r)),
         3 => (slot.clone(), bound(), bound()).prop_map(|(s, a, b)| Op::RemoveRange(s, a, b)),
@@ -111,6 +113,17 @@ fn run(node_size: usize, ops: &[Op]) -> Result<(), TestCaseError> {
                 {
                     tree.insert(&key(k), &value(k, t)).unwrap();
                     m.insert(key(k), value(k, t));
+                    let len = tree.get_with(&key(k), <[u8]>::len).unwrap();
+                    prop_assert_eq!(len, Some(value(k, t).len()));
+                }
+            }
+            Op::Batch(s, pairs) => {
+                if let (Some(m), Some(tree)) = (models[s].as_mut(), forest.tree(&name(s)).unwrap())
+                {
+                    // Keys may repeat: the later pair wins.
+                    let batch: Vec<_> = pairs.iter().map(|&(k, t)| (key(k), value(k, t))).collect();
+                    tree.insert_batch(batch.iter().map(|(k, v)| (k, v))).unwrap();
+                    m.extend(batch);
                 }
             }
             Op::Fill(s, k, n, t) => {
@@ -141,6 +154,16 @@ fn run(node_size: usize, ops: &[Op]) -> Result<(), TestCaseError> {
                         iter.collect::<Result<_, _>>().unwrap()
                     };
                     prop_assert_eq!(&got, &want);
+                    let mut scanned = Vec::new();
+                    tree.scan((as_slices(&lo), as_slices(&hi)), |k, v| {
+                        scanned.push((k.to_vec(), v.to_vec()));
+                        std::ops::ControlFlow::Continue(())
+                    })
+                    .unwrap();
+                    if reverse {
+                        scanned.reverse();
+                    }
+                    prop_assert_eq!(&scanned, &want);
                     let count = tree.count_range((as_slices(&lo), as_slices(&hi))).unwrap();
                     prop_assert_eq!(count, want.len() as u64);
                     let empty = tree
