@@ -16,12 +16,18 @@ use crate::read;
 use crate::txn::Txn;
 use crate::Result;
 use larix_nodestore::NodeId;
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// The `(index node, entry followed)` pairs of a path: as many as the
+/// tree has levels above its leaves, rarely more than a few.
+type Steps = SmallVec<[(NodeId, usize); 8]>;
 
 /// A shadowed path from the root: `(index node, entry followed)` pairs,
 /// and the shadowed leaf at its end.
 pub(crate) struct Path {
     root: NodeId,
-    steps: Vec<(NodeId, usize)>,
+    steps: Steps,
     leaf: NodeId,
     /// Where the key is or would go in the leaf, if the walk searched it.
     at: Option<Result<usize, usize>>,
@@ -29,7 +35,7 @@ pub(crate) struct Path {
 
 /// Shadows every node from `root` down to the leaf where `key` belongs.
 fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
-    let mut steps = Vec::new();
+    let mut steps = Steps::new();
     let mut cur = root;
     let mut level = None;
     loop {
@@ -44,7 +50,7 @@ fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
             });
         }
         level = read::child_level(&node);
-        let i = node.child_index(key);
+        let i = node.child_index_for_write(key);
         let child = node.child(i);
         drop(node);
         let shadowed = txn.shadow(child)?;
@@ -80,8 +86,8 @@ pub(crate) fn plan_in_place(
     let key = match edit {
         Edit::Put(k, _) | Edit::Remove(k) => *k,
     };
-    let mut path = Vec::new();
-    let mut steps = Vec::new();
+    let mut path: SmallVec<[(NodeId, Arc<Node>); 8]> = SmallVec::new();
+    let mut steps = Steps::new();
     let mut cur = root;
     let mut level = None;
     loop {
@@ -92,7 +98,7 @@ pub(crate) fn plan_in_place(
         read::expect_level(cur, &node, level)?;
         level = read::child_level(&node);
         let next = (!node.is_leaf()).then(|| {
-            let i = node.child_index(key);
+            let i = node.child_index_for_write(key);
             steps.push((cur, i));
             node.child(i)
         });
@@ -104,7 +110,7 @@ pub(crate) fn plan_in_place(
     }
     let leaf = &path.last().expect("a path has a leaf").1;
     let is_root = path.len() == 1;
-    let at = leaf.search(key);
+    let at = leaf.search_for_write(key);
     let fits = match (edit, at) {
         (Edit::Put(..), Err(i)) => i > 0 || is_root,
         (Edit::Put(k, v), Ok(i)) => {
@@ -202,7 +208,7 @@ pub(crate) fn insert(
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
     // At the place `search` finds, so keys stay strictly increasing (B1).
-    let at_end = match path.at.unwrap_or_else(|| leaf.search(key)) {
+    let at_end = match path.at.unwrap_or_else(|| leaf.search_for_write(key)) {
         Ok(i) => {
             leaf.set_value(i, value);
             false
@@ -261,7 +267,7 @@ pub(crate) fn remove(
     let in_place = planned.is_some();
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
-    if let Ok(i) = path.at.unwrap_or_else(|| leaf.search(key)) {
+    if let Ok(i) = path.at.unwrap_or_else(|| leaf.search_for_write(key)) {
         leaf.remove(i);
     }
     // A planned removal kept the leaf's smallest key and its lower bound

@@ -77,13 +77,17 @@ impl<'s> Txn<'s> {
     /// The caller must have done every fallible read the operation needs:
     /// after the first edit the write set cannot be rolled back. If it is
     /// dropped unapplied before any edit, the nodes go back to the store.
-    pub fn take_for_edit(&mut self, nodes: Vec<(NodeId, Arc<Node>)>) -> Result<()> {
+    pub fn take_for_edit(
+        &mut self,
+        nodes: impl IntoIterator<Item = (NodeId, Arc<Node>)>,
+    ) -> Result<()> {
         self.store.writable()?;
-        self.store.release(nodes.iter().map(|(id, _)| *id));
+        let first = self.taken.len();
         for (id, node) in nodes {
             self.nodes.insert(id, node);
             self.taken.push(id);
         }
+        self.store.release(self.taken[first..].iter().copied());
         Ok(())
     }
 
