@@ -122,7 +122,8 @@ fn run(node_size: usize, ops: &[Op]) -> Result<(), TestCaseError> {
                 {
                     // Keys may repeat: the later pair wins.
                     let batch: Vec<_> = pairs.iter().map(|&(k, t)| (key(k), value(k, t))).collect();
-                    tree.insert_batch(batch.iter().map(|(k, v)| (k, v))).unwrap();
+                    tree.insert_batch(batch.iter().map(|(k, v)| (k, v)))
+                        .unwrap();
                     m.extend(batch);
                 }
             }

@@ -32,6 +32,10 @@ const CHILD_LEN: usize = 8;
 pub struct Node {
     bytes: Vec<u8>,
     offsets: Vec<u32>,
+    /// The first eight bytes of each entry's key as an integer
+    /// ([`prefix`]): a search compares these, contiguous in memory, and
+    /// reads a key's bytes only when two of them tie.
+    heads: Vec<u64>,
 }
 
 /// Spare capacity given to a copy, so the edit that follows a shadowing
@@ -44,7 +48,13 @@ impl Clone for Node {
         bytes.extend_from_slice(&self.bytes);
         let mut offsets = Vec::with_capacity(self.offsets.len() + 4);
         offsets.extend_from_slice(&self.offsets);
-        Node { bytes, offsets }
+        let mut heads = Vec::with_capacity(self.heads.len() + 4);
+        heads.extend_from_slice(&self.heads);
+        Node {
+            bytes,
+            offsets,
+            heads,
+        }
     }
 }
 
@@ -132,6 +142,7 @@ impl Node {
         Node {
             bytes,
             offsets: Vec::new(),
+            heads: Vec::new(),
         }
     }
 
@@ -258,12 +269,13 @@ impl Node {
         // Most probes are decided by the first eight bytes, compared as one
         // integer; only equal prefixes compare the whole keys.
         let want = prefix(key);
+        debug_assert_eq!(self.heads.len(), self.len());
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let probe = self.key(mid);
-            let order = match prefix(probe).cmp(&want) {
-                Ordering::Equal => probe.cmp(key),
+            debug_assert_eq!(self.heads[mid], prefix(self.key(mid)), "stale head");
+            let order = match self.heads[mid].cmp(&want) {
+                Ordering::Equal => self.key(mid).cmp(key),
                 decided => decided,
             };
             match order {
@@ -336,9 +348,14 @@ impl Node {
             at as u32
         });
         let tail_from = range.start + new_entries;
-        self.offsets.splice(range, fresh);
+        self.offsets.splice(range.clone(), fresh);
         for o in &mut self.offsets[tail_from..] {
             *o = (*o as i64 + delta) as u32;
+        }
+        self.heads
+            .splice(range.clone(), std::iter::repeat_n(0, new_entries));
+        for i in range.start..tail_from {
+            self.heads[i] = prefix(self.key(i));
         }
         self.set_count();
     }
@@ -364,6 +381,7 @@ impl Node {
         for o in &mut self.offsets[i + 1..] {
             *o += len as u32;
         }
+        self.heads.insert(i, prefix(key));
         self.set_count();
     }
 
@@ -428,6 +446,7 @@ impl Node {
                     .iter()
                     .map(|&o| o - start as u32 + NODE_HEADER_LEN as u32),
             );
+            right.heads = self.heads.split_off(at);
             self.bytes.truncate(start);
             self.offsets.truncate(at);
             self.set_count();
@@ -499,6 +518,7 @@ impl Node {
             return Err(format!("count {count} cannot fit in {} bytes", bytes.len()));
         }
         let mut offsets = Vec::with_capacity(count);
+        let mut heads = Vec::with_capacity(count);
         let mut pos = NODE_HEADER_LEN;
         let end = bytes.len();
         for i in 0..count {
@@ -510,6 +530,11 @@ impl Node {
             } else {
                 CHILD_LEN
             };
+            let key = pos..pos
+                .checked_add(klen)
+                .filter(|&p| p <= end)
+                .ok_or_else(bad)?;
+            heads.push(prefix(&bytes[key]));
             pos = pos
                 .checked_add(klen + rest)
                 .filter(|&p| p <= end)
@@ -521,6 +546,7 @@ impl Node {
         Ok(Node {
             bytes: bytes.to_vec(),
             offsets,
+            heads,
         })
     }
 }
@@ -535,7 +561,10 @@ impl Codec for Node {
     }
 
     fn mem_size(&self) -> usize {
-        self.bytes.capacity() + 4 * self.offsets.capacity() + std::mem::size_of::<Node>()
+        self.bytes.capacity()
+            + 4 * self.offsets.capacity()
+            + 8 * self.heads.capacity()
+            + std::mem::size_of::<Node>()
     }
 }
 

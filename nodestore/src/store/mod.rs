@@ -792,11 +792,11 @@ impl<N: Codec> NodeStore<N> {
                         },
                     );
                 }
-                // An id the dirty queue had (lent out for an edit, or
-                // dirty already) is not in the clean cache (S4).
-                if !dirty.insert(id, node) {
-                    self.shared.cache.remove(id);
-                }
+                // Always: while a node is lent out for an edit, a read of
+                // it from disk may have put its old version in the clean
+                // cache (its dirty entry is empty then).
+                dirty.insert(id, node);
+                self.shared.cache.remove(id);
             }
             let mut jobs = Vec::new();
             // A read-only store writes nothing: replayed changes stay in
@@ -842,10 +842,8 @@ impl<N: Codec> NodeStore<N> {
         let _st = self.shared.state.lock();
         let mut dirty = self.shared.dirty.write();
         for id in ids {
-            // The cache never holds a dirty id (S4).
-            if dirty.take(id).is_none() {
-                self.shared.cache.remove(id);
-            }
+            self.shared.cache.remove(id);
+            dirty.take(id);
         }
     }
 

@@ -36,18 +36,15 @@ impl<N: Codec> LruMap<N> {
         self.map.peek(&id).is_some_and(Option::is_some)
     }
 
-    /// Puts `node` under `id`, the most recent entry; returns whether `id`
-    /// had an entry (a node, or an empty one lent out by [`LruMap::take`]).
-    pub(super) fn insert(&mut self, id: NodeId, node: Arc<N>) -> bool {
+    pub(super) fn insert(&mut self, id: NodeId, node: Arc<N>) {
         self.bytes += node.mem_size();
-        let (had, old) = match self.map.get_mut(&id) {
-            Some(slot) => (true, slot.replace(node)),
-            None => (false, self.map.put(id, Some(node)).flatten()),
+        let old = match self.map.get_mut(&id) {
+            Some(slot) => slot.replace(node),
+            None => self.map.put(id, Some(node)).flatten(),
         };
         if let Some(old) = old {
             self.bytes -= old.mem_size();
         }
-        had
     }
 
     pub(super) fn remove(&mut self, id: NodeId) -> Option<Arc<N>> {
