@@ -714,7 +714,7 @@ impl<N: Codec> NodeStore<N> {
         };
         let dirty = self.shared.dirty.read();
         let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
-            && !dirty.contains(id)
+            && !dirty.has_entry(id)
             && !st.inflight.contains(id);
         let dirty_bytes = dirty.bytes;
         drop(dirty);

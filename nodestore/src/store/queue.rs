@@ -32,8 +32,11 @@ impl<N: Codec> LruMap<N> {
         self.map.peek(&id).and_then(Clone::clone)
     }
 
-    pub(super) fn contains(&self, id: NodeId) -> bool {
-        self.map.peek(&id).is_some_and(Option::is_some)
+    /// Whether `id` has an entry, holding its node or lent out for an edit
+    /// ([`LruMap::take`]): either way a version newer than any on disk or
+    /// in flight exists, so none of those may enter the clean cache (S4).
+    pub(super) fn has_entry(&self, id: NodeId) -> bool {
+        self.map.peek(&id).is_some()
     }
 
     pub(super) fn insert(&mut self, id: NodeId, node: Arc<N>) {
@@ -111,8 +114,11 @@ mod tests {
         m.insert(NodeId(1), node(10));
         assert_eq!(m.take(NodeId(1)).unwrap().0, 10);
         assert_eq!(m.bytes, 0);
-        assert!(!m.contains(NodeId(1)));
+        // Lent out: no node to read, but an entry, so that no older
+        // version of it enters the clean cache meanwhile (S4).
         assert!(m.peek(NodeId(1)).is_none());
+        assert!(m.has_entry(NodeId(1)));
+        assert!(!m.has_entry(NodeId(2)));
         assert!(m.take(NodeId(1)).is_none());
         m.insert(NodeId(1), node(7));
         assert_eq!(m.peek(NodeId(1)).unwrap().0, 7);

@@ -80,7 +80,7 @@ impl<N: Codec> Shared<N> {
                         }
                     }
                     let dirty = self.dirty.read();
-                    let (queued, dirty_bytes) = (dirty.contains(job.id), dirty.bytes);
+                    let (queued, dirty_bytes) = (dirty.has_entry(job.id), dirty.bytes);
                     drop(dirty);
                     if !queued {
                         self.cache.insert(job.id, job.node);
