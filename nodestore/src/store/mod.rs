@@ -792,11 +792,13 @@ impl<N: Codec> NodeStore<N> {
                         },
                     );
                 }
-                // Always: while a node is lent out for an edit, a read of
-                // it from disk may have put its old version in the clean
-                // cache (its dirty entry is empty then).
+                // An id the dirty queue has an entry for (lent out for an
+                // edit, or dirty) is not in the clean cache (S4).
+                let queued = dirty.has_entry(id);
                 dirty.insert(id, node);
-                self.shared.cache.remove(id);
+                if !queued {
+                    self.shared.cache.remove(id);
+                }
             }
             let mut jobs = Vec::new();
             // A read-only store writes nothing: replayed changes stay in
@@ -842,8 +844,10 @@ impl<N: Codec> NodeStore<N> {
         let _st = self.shared.state.lock();
         let mut dirty = self.shared.dirty.write();
         for id in ids {
-            self.shared.cache.remove(id);
-            dirty.take(id);
+            // The cache never holds an id the dirty queue has (S4).
+            if dirty.take(id).is_none() {
+                self.shared.cache.remove(id);
+            }
         }
     }
 
