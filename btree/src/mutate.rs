@@ -127,9 +127,24 @@ pub(crate) fn plan_in_place(
     if !fits {
         return Ok(Plan::Copying);
     }
+    // Whether the edit leaves the leaf within `N`: then nothing above it
+    // changes (see `insert` and `remove`), and only the leaf is taken.
+    let leaf_only = match (edit, at) {
+        (Edit::Put(k, v), Err(_)) => leaf.size() + leaf_entry_len(k, v) <= limits.max_node(),
+        (Edit::Put(k, v), Ok(i)) => {
+            leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v)
+                <= limits.max_node()
+        }
+        (Edit::Remove(_), _) => true,
+    };
     let leaf = *path.last().map(|(id, _)| id).expect("a path has a leaf");
     if !path.iter().any(|(id, _)| txn.is_frozen(*id)) {
-        txn.take_for_edit(path)?;
+        if leaf_only {
+            let last = path.len() - 1;
+            txn.take_for_edit(path.drain(last..))?;
+        } else {
+            txn.take_for_edit(path)?;
+        }
         return Ok(Plan::InPlace(Path {
             root,
             steps,
