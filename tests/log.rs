@@ -224,6 +224,18 @@ fn bulk_insert(t: &larix::Tree, n: u32, fill: u8) {
     }
 }
 
+/// A forest on `disk` with tree "t" holding one committed key, then `n`
+/// bulk inserts not committed (an overflowed change); returns the forest
+/// and the tree.
+fn committed_then_bulk(disk: &FaultyBackend, n: u32) -> (Forest, larix::Tree) {
+    let forest = open(disk, options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    t.insert(b"kept", b"1").unwrap();
+    forest.commit().unwrap();
+    bulk_insert(&t, n, 1);
+    (forest, t)
+}
+
 #[test]
 fn a_bulk_change_commits_by_checkpoint_without_the_log() {
     let disk = FaultyBackend::new();
@@ -234,7 +246,7 @@ fn a_bulk_change_commits_by_checkpoint_without_the_log() {
     bulk_insert(&t, 20_000, 7);
     forest.commit().unwrap();
     let after = forest.stats();
-    // 2.4 MB of operations; at most the first spill's MiB may be logged.
+    // 2.4 MB of operations, none logged: the first spill overflows.
     assert!(
         after.log_bytes - before.log_bytes < 64 << 10,
         "the bulk change went through the log: {after:?}"
@@ -263,11 +275,7 @@ fn a_bulk_change_commits_by_checkpoint_without_the_log() {
 fn an_overflowed_change_is_lost_unless_committed() {
     for mode in ["crash", "close"] {
         let disk = FaultyBackend::new();
-        let forest = open(&disk, options()).unwrap();
-        let t = forest.create_tree("t").unwrap();
-        t.insert(b"kept", b"1").unwrap();
-        forest.commit().unwrap();
-        bulk_insert(&t, 20_000, 1);
+        let (forest, t) = committed_then_bulk(&disk, 20_000);
         drop(t);
         match mode {
             "crash" => crash(&disk, forest, CrashMode::DropUnsynced),
@@ -284,11 +292,7 @@ fn an_overflowed_change_is_lost_unless_committed() {
 #[test]
 fn an_overflowed_change_rolls_back() {
     let disk = FaultyBackend::new();
-    let forest = open(&disk, options()).unwrap();
-    let t = forest.create_tree("t").unwrap();
-    t.insert(b"kept", b"1").unwrap();
-    forest.commit().unwrap();
-    bulk_insert(&t, 20_000, 1);
+    let (forest, t) = committed_then_bulk(&disk, 20_000);
     forest.rollback().unwrap();
     assert_eq!(t.count_range(..).unwrap(), 1);
     assert!(forest.check().unwrap().is_clean());
@@ -405,14 +409,7 @@ fn a_clean_close_after_replay_drops_the_replayed_log() {
 /// the state before the change or the whole change, never a part of it.
 #[test]
 fn a_commit_by_checkpoint_cut_anywhere_lands_whole_or_not_at_all() {
-    let setup = |disk: &FaultyBackend| {
-        let forest = open(disk, options()).unwrap();
-        let t = forest.create_tree("t").unwrap();
-        t.insert(b"kept", b"1").unwrap();
-        forest.commit().unwrap();
-        bulk_insert(&t, 12_000, 5);
-        forest
-    };
+    let setup = |disk: &FaultyBackend| committed_then_bulk(disk, 12_000).0;
     // How many backend calls the commit makes, uncut.
     let disk = FaultyBackend::new();
     let forest = setup(&disk);
