@@ -374,7 +374,7 @@ fn fill(t: &Tree) -> Vec<f64> {
 }
 
 #[test]
-fn sorted_inserts_fill_nodes_to_the_top() {
+fn sorted_inserts_leave_nodes_as_full_as_b3_allows() {
     // Appends on the right edge split so that the node left behind is as
     // full as B3 allows (the new right node takes only the minimum, a
     // quarter of a node); split in halves they stayed half full. Random

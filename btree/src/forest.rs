@@ -485,12 +485,15 @@ impl Forest {
     pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
         self.shared.store.writable()?;
         let catalog = self.shared.catalog.write();
-        self.shared.commit_locked(&catalog)?;
+        // A change committed by checkpoint has reached the segments already.
+        let logged = self.shared.commit_locked(&catalog)?.is_some();
         let store = &self.shared.store;
         let copied = (|| {
             // Every change first reaches the segments, so that they are
             // judged by what is live after it, not before.
-            self.shared.checkpoint(&catalog, true)?;
+            if logged {
+                self.shared.checkpoint(&catalog, true)?;
+            }
             let copied = store.compact(max_live_ratio, max_bytes)?;
             self.shared.checkpoint(&catalog, true)?;
             Ok(copied)
@@ -560,15 +563,22 @@ impl Tree {
         self.insert_in(&mut self.shared.catalog.write(), key, value)
     }
 
-    fn insert_in(&self, catalog: &mut Catalog, key: &[u8], value: &[u8]) -> Result<()> {
-        let limits = self.shared.limits;
-        if key.len() + value.len() > limits.max_entry() {
+    /// Refuses a key and value that together exceed the entry limit.
+    fn check_entry(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let limit = self.shared.limits.max_entry();
+        if key.len() + value.len() > limit {
             return Err(Error::EntryTooLarge {
                 key_len: key.len(),
                 value_len: value.len(),
-                limit: limits.max_entry(),
+                limit,
             });
         }
+        Ok(())
+    }
+
+    fn insert_in(&self, catalog: &mut Catalog, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_entry(key, value)?;
+        let limits = self.shared.limits;
         let op = Op::Insert {
             tree: &self.name,
             key,
@@ -594,7 +604,7 @@ impl Tree {
     /// # Errors
     /// [`Error::TreeNotFound`], or a store error.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read(|store, root| read::lookup(store, root, key))
+        self.get_with(key, <[u8]>::to_vec)
     }
 
     /// `f` of the value of `key`, borrowed where the tree holds it: no
@@ -603,7 +613,7 @@ impl Tree {
     /// # Errors
     /// [`Error::TreeNotFound`], or a store error.
     pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
-        self.read(|store, root| read::lookup_with(store, &store.get(root)?, key, f))
+        self.read(|store, root| read::lookup(store, root, key, f))
     }
 
     /// Calls `f` on each entry within `range` of the tree as it is now (a
@@ -637,16 +647,8 @@ impl Tree {
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<()> {
         let mut pairs: Vec<(K, V)> = pairs.into_iter().collect();
-        let limit = self.shared.limits.max_entry();
-        if let Some((k, v)) = pairs
-            .iter()
-            .find(|(k, v)| k.as_ref().len() + v.as_ref().len() > limit)
-        {
-            return Err(Error::EntryTooLarge {
-                key_len: k.as_ref().len(),
-                value_len: v.as_ref().len(),
-                limit,
-            });
+        for (k, v) in &pairs {
+            self.check_entry(k.as_ref(), v.as_ref())?;
         }
         // Stable: equal keys keep their order, so the later pair wins.
         pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
@@ -681,7 +683,7 @@ impl Tree {
                     Plan::Absent => return Ok((root, false)),
                     Plan::InPlace(path) => Some(path),
                     Plan::Copying => {
-                        if read::lookup(&self.shared.store, root, key)?.is_none() {
+                        if read::lookup(&self.shared.store, root, key, |_| ())?.is_none() {
                             return Ok((root, false));
                         }
                         None

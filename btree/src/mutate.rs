@@ -31,6 +31,9 @@ pub(crate) struct Path {
     leaf: NodeId,
     /// Where the key is or would go in the leaf, if the walk searched it.
     at: Option<Result<usize, usize>>,
+    /// Whether the planned edit changes nothing above the leaf: it keeps
+    /// the leaf's smallest key and its size within B3's bounds.
+    contained: bool,
 }
 
 /// Shadows every node from `root` down to the leaf where `key` belongs.
@@ -47,6 +50,7 @@ fn descend(txn: &mut Txn, root: NodeId, key: &[u8]) -> Result<Path> {
                 steps,
                 leaf: cur,
                 at: None,
+                contained: false,
             });
         }
         level = read::child_level(&node);
@@ -111,35 +115,27 @@ pub(crate) fn plan_in_place(
     let leaf = &path.last().expect("a path has a leaf").1;
     let is_root = path.len() == 1;
     let at = leaf.search_for_write(key);
-    let fits = match (edit, at) {
-        (Edit::Put(..), Err(i)) => i > 0 || is_root,
-        (Edit::Put(k, v), Ok(i)) => {
-            let size = leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v);
-            is_root || size >= limits.min_node()
-        }
+    // The leaf's encoded size after the edit, and whether its smallest key
+    // stays (an insert or a removal at position 0 changes it).
+    let (size, keeps_first) = match (edit, at) {
         (Edit::Remove(_), Err(_)) => return Ok(Plan::Absent),
-        (Edit::Remove(_), Ok(0)) if !is_root => false,
-        (Edit::Remove(k), Ok(i)) => {
-            let size = leaf.size() - leaf_entry_len(k, leaf.value(i));
-            is_root || size >= limits.min_node()
-        }
+        (Edit::Put(k, v), Err(i)) => (leaf.size() + leaf_entry_len(k, v), i > 0),
+        (Edit::Put(k, v), Ok(i)) => (
+            leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v),
+            true,
+        ),
+        (Edit::Remove(k), Ok(i)) => (leaf.size() - leaf_entry_len(k, leaf.value(i)), i > 0),
     };
-    if !fits {
+    let in_bounds = is_root || (keeps_first && size >= limits.min_node());
+    if !in_bounds {
         return Ok(Plan::Copying);
     }
-    // Whether the edit leaves the leaf within `N`: then nothing above it
-    // changes (see `insert` and `remove`), and only the leaf is taken.
-    let leaf_only = match (edit, at) {
-        (Edit::Put(k, v), Err(_)) => leaf.size() + leaf_entry_len(k, v) <= limits.max_node(),
-        (Edit::Put(k, v), Ok(i)) => {
-            leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v)
-                <= limits.max_node()
-        }
-        (Edit::Remove(_), _) => true,
-    };
+    // Within `N` as well, nothing above the leaf changes (see `insert`
+    // and `remove`): only the leaf is taken.
+    let contained = size <= limits.max_node();
     let leaf = *path.last().map(|(id, _)| id).expect("a path has a leaf");
     if !path.iter().any(|(id, _)| txn.is_frozen(*id)) {
-        if leaf_only {
+        if contained {
             let last = path.len() - 1;
             txn.take_for_edit(path.drain(last..))?;
         } else {
@@ -150,6 +146,7 @@ pub(crate) fn plan_in_place(
             steps,
             leaf,
             at: Some(at),
+            contained,
         }));
     }
     // Frozen nodes (P1) are moved to copies, which need no further read;
@@ -177,6 +174,7 @@ pub(crate) fn plan_in_place(
         steps,
         leaf: *now.last().expect("a path has a leaf"),
         at: Some(at),
+        contained,
     }))
 }
 
@@ -219,7 +217,6 @@ pub(crate) fn insert(
     value: &[u8],
     planned: Option<Path>,
 ) -> Result<NodeId> {
-    let in_place = planned.is_some();
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
     // At the place `search` finds, so keys stay strictly increasing (B1).
@@ -233,9 +230,8 @@ pub(crate) fn insert(
             i + 1 == leaf.len()
         }
     };
-    // A planned edit kept the leaf's smallest key and its lower bound: if
-    // it also fits, no node above it changes (B1, B3 hold as they were).
-    if in_place && leaf.size() <= limits.max_node() {
+    // B1 and B3 hold as they were: no node above the leaf changes.
+    if path.contained {
         return Ok(root);
     }
     let rightmost = path.steps.iter().try_fold(true, |all, &(parent, i)| {
@@ -279,15 +275,12 @@ pub(crate) fn remove(
     key: &[u8],
     planned: Option<Path>,
 ) -> Result<NodeId> {
-    let in_place = planned.is_some();
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
     if let Ok(i) = path.at.unwrap_or_else(|| leaf.search_for_write(key)) {
         leaf.remove(i);
     }
-    // A planned removal kept the leaf's smallest key and its lower bound
-    // (B1, B3): nothing above it changes.
-    if in_place {
+    if path.contained {
         return Ok(root);
     }
     fix_path(txn, limits, &path, Split::Balanced)?;

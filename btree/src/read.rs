@@ -135,45 +135,36 @@ pub(crate) fn child(store: &NodeStore<Node>, parent: &Node, j: usize) -> Result<
     Ok(node)
 }
 
-/// The value stored under `key` in the tree at `root`.
-pub(crate) fn lookup(store: &NodeStore<Node>, root: NodeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    lookup_from(store, &store.get(root)?, key)
-}
-
-/// The value stored under `key` in the subtree of `node`.
-pub(crate) fn lookup_from(
-    store: &NodeStore<Node>,
-    node: &Arc<Node>,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>> {
-    lookup_with(store, node, key, <[u8]>::to_vec)
-}
-
-/// `f` of the value stored under `key` in the subtree of `node`, the value
+/// `f` of the value stored under `key` in the tree at `root`, the value
 /// borrowed from its leaf.
-pub(crate) fn lookup_with<T>(
+pub(crate) fn lookup<T>(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    key: &[u8],
+    f: impl FnOnce(&[u8]) -> T,
+) -> Result<Option<T>> {
+    lookup_from(store, &store.get(root)?, key, f)
+}
+
+/// `f` of the value stored under `key` in the subtree of `node`.
+pub(crate) fn lookup_from<T>(
     store: &NodeStore<Node>,
     node: &Arc<Node>,
     key: &[u8],
     f: impl FnOnce(&[u8]) -> T,
 ) -> Result<Option<T>> {
     if node.is_leaf() {
-        return Ok(value_with(node, key, f));
+        return Ok(value_in(node, key, f));
     }
     let mut node = child(store, node, node.child_index(key))?;
     while !node.is_leaf() {
         node = child(store, &node, node.child_index(key))?;
     }
-    Ok(value_with(&node, key, f))
-}
-
-/// The value of `key` in leaf `leaf`.
-pub(crate) fn value_in(leaf: &Node, key: &[u8]) -> Option<Vec<u8>> {
-    value_with(leaf, key, <[u8]>::to_vec)
+    Ok(value_in(&node, key, f))
 }
 
 /// `f` of the value of `key` in leaf `leaf`.
-pub(crate) fn value_with<T>(leaf: &Node, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+pub(crate) fn value_in<T>(leaf: &Node, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Option<T> {
     leaf.search(key).ok().map(|i| f(leaf.value(i)))
 }
 

@@ -142,12 +142,7 @@ impl View {
     /// # Errors
     /// A store error.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let root = self.root_node()?;
-        if root.is_leaf() {
-            return Ok(read::value_in(root, key));
-        }
-        let child = self.child_node(root, root.child_index(key))?;
-        read::lookup_from(self.store(), child, key)
+        self.get_with(key, <[u8]>::to_vec)
     }
 
     /// The root node, read once.
@@ -167,10 +162,10 @@ impl View {
     pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
         let root = self.root_node()?;
         if root.is_leaf() {
-            return Ok(read::value_with(root, key, f));
+            return Ok(read::value_in(root, key, f));
         }
         let child = self.child_node(root, root.child_index(key))?;
-        read::lookup_with(self.store(), child, key, f)
+        read::lookup_from(self.store(), child, key, f)
     }
 
     /// Calls `f` on each entry within `range`, in key order, its key and

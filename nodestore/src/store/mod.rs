@@ -794,9 +794,7 @@ impl<N: Codec> NodeStore<N> {
                 }
                 // An id the dirty queue has an entry for (lent out for an
                 // edit, or dirty) is not in the clean cache (S4).
-                let queued = dirty.has_entry(id);
-                dirty.insert(id, node);
-                if !queued {
+                if !dirty.insert(id, node) {
                     self.shared.cache.remove(id);
                 }
             }

@@ -39,15 +39,18 @@ impl<N: Codec> LruMap<N> {
         self.map.peek(&id).is_some()
     }
 
-    pub(super) fn insert(&mut self, id: NodeId, node: Arc<N>) {
+    /// Puts `node` under `id` as the most recent entry; returns whether
+    /// `id` had an entry (see [`LruMap::has_entry`]).
+    pub(super) fn insert(&mut self, id: NodeId, node: Arc<N>) -> bool {
         self.bytes += node.mem_size();
-        let old = match self.map.get_mut(&id) {
-            Some(slot) => slot.replace(node),
-            None => self.map.put(id, Some(node)).flatten(),
+        let (had, old) = match self.map.get_mut(&id) {
+            Some(slot) => (true, slot.replace(node)),
+            None => (false, self.map.put(id, Some(node)).flatten()),
         };
         if let Some(old) = old {
             self.bytes -= old.mem_size();
         }
+        had
     }
 
     pub(super) fn remove(&mut self, id: NodeId) -> Option<Arc<N>> {
@@ -111,7 +114,7 @@ mod tests {
     #[test]
     fn a_taken_entry_holds_nothing_until_refilled() {
         let mut m = LruMap::new();
-        m.insert(NodeId(1), node(10));
+        assert!(!m.insert(NodeId(1), node(10)), "a new entry");
         assert_eq!(m.take(NodeId(1)).unwrap().0, 10);
         assert_eq!(m.bytes, 0);
         // Lent out: no node to read, but an entry, so that no older
@@ -120,7 +123,7 @@ mod tests {
         assert!(m.has_entry(NodeId(1)));
         assert!(!m.has_entry(NodeId(2)));
         assert!(m.take(NodeId(1)).is_none());
-        m.insert(NodeId(1), node(7));
+        assert!(m.insert(NodeId(1), node(7)), "the lent entry, refilled");
         assert_eq!(m.peek(NodeId(1)).unwrap().0, 7);
         assert_eq!(m.bytes, 7);
     }
