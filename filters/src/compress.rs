@@ -15,6 +15,11 @@
 //!   call's [`Context::max_len`], is refused before anything is allocated;
 //!   otherwise the output buffer is at most the declared size, so a hostile
 //!   frame cannot cause a huge allocation.
+//! - A frame longer than `compress_bound` of its declared size (which no
+//!   zstd encoder writes, e.g. one padded with empty blocks) is refused, so
+//!   a blob decodes under a bound at its output's length exactly when it
+//!   decodes under none (the pipeline bounds this filter's input by that
+//!   same `compress_bound`).
 //! - zstd contexts are cached per thread (one compression and one
 //!   decompression context per worker thread, about 15% faster on 16 KiB
 //!   nodes than fresh contexts). A context that saw an error is dropped, not
@@ -138,6 +143,15 @@ impl Filter for ZstdFilter {
             node_id: ctx.node_id,
             reason,
         };
+        // No zstd encoder writes a frame longer than its content's bound;
+        // a padded one would pass an unbounded decode but fail the
+        // pipeline's bound on this filter's input, so it is refused here.
+        if self.max_encoded_len(len).is_none_or(|bound| input.len() > bound) {
+            return Err(corrupt(format!(
+                "the {}-byte frame is longer than zstd's bound for {len} bytes",
+                input.len()
+            )));
+        }
         let frame_len = zstd_safe::find_frame_compressed_size(input)
             .map_err(|code| corrupt(zstd_safe::get_error_name(code).to_string()))?;
         if frame_len != input.len() {

@@ -540,6 +540,34 @@ mod tests {
 
     /// Issue 12 item 13: the bound holds for custom filters that ignore it
     /// and for the empty pipeline.
+    /// A hand-made zstd frame padded with empty blocks past what any zstd
+    /// encoder writes for its content: the fuzz target found that a bound at
+    /// the content's length refused it while no bound admitted it. A blob
+    /// must get the same answer under a bound at its output's length as
+    /// under none.
+    #[test]
+    fn padded_frame_gets_one_answer_bounded_or_not() {
+        let content = [0xFFu8; 120];
+        let mut frame = ::zstd::zstd_safe::MAGICNUMBER.to_le_bytes().to_vec();
+        frame.extend_from_slice(&[0b0010_0000, 120]); // single segment, 1-byte size
+        for _ in 0..30 {
+            frame.extend_from_slice(&[0, 0, 0]); // an empty raw block
+        }
+        let last = 1 | (120 << 3); // last raw block of 120 bytes
+        frame.extend_from_slice(&u32::to_le_bytes(last)[..3]);
+        frame.extend_from_slice(&content);
+        let zstd = Pipeline::new(&[FilterSpec::zstd(3)]).unwrap();
+        let bound = zstd.filters()[0].max_encoded_len(content.len()).unwrap();
+        assert!(frame.len() > bound, "{} <= {bound}", frame.len());
+        let p = Pipeline::new(&[FilterSpec::zstd(3), FilterSpec::checksum()]).unwrap();
+        let checksum = Pipeline::new(&[FilterSpec::checksum()]).unwrap();
+        let blob = checksum.encode(&CTX, &frame).unwrap();
+        let free = p.decode(&CTX, &blob).map_err(|e| e.to_string());
+        let tight = p.decode(&CTX.with_max_len(120), &blob);
+        assert_eq!(free.is_ok(), tight.is_ok(), "{free:?} vs {tight:?}");
+        assert!(free.is_err(), "a frame no encoder writes was admitted");
+    }
+
     #[test]
     fn context_bound_holds_for_custom_and_empty_pipelines() {
         let p = Pipeline::custom(vec![Arc::new(Doubler)]);
