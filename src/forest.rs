@@ -98,7 +98,7 @@ impl Forest {
                 log_bytes: options.checkpoint_log_bytes,
                 interval: options.checkpoint_interval,
             },
-            max_node_len: Some(limits.max_node()),
+            max_node_len: Some(limits.max_node().max(larix_btree::MAX_VALUE_NODE)),
         };
         let store = NodeStore::open(backend, pipeline, config)?;
         let inner = larix_btree::Forest::new(store, limits)?;

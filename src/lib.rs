@@ -32,7 +32,7 @@ mod options;
 
 pub use forest::{Forest, Stats};
 pub use larix_btree::{Change, CheckReport, Diff, Problem};
-pub use larix_btree::{Error, LevelShape, Range, Result, Shape, Snapshot, Tree, View};
+pub use larix_btree::{Error, LevelShape, Range, Result, Shape, Snapshot, Tree, ValueReader, View};
 pub use larix_filters::{FilterError, FilterSpec};
 pub use larix_nodestore::SegmentStats;
 pub use options::{Durability, Options};

@@ -232,24 +232,37 @@ fn removing_a_missing_key_from_a_clone_leaks_nothing() {
 }
 
 #[test]
-fn entries_over_the_limit_are_refused_and_change_nothing() {
+fn keys_and_values_over_the_limits_are_refused_and_change_nothing() {
     let f = forest(1024);
     let t = filled(&f, "t", 50);
-    let limit = 1024 / 4;
-    t.insert(&[1u8; 100], &vec![2u8; limit - 100]).unwrap();
-    t.insert(&vec![3u8; limit], b"").unwrap();
+    // A key may take a quarter of the node less a value reference (16).
+    let key_limit = 1024 / 4 - 16;
+    t.insert(&[1u8; 100], &[2u8; 1024 / 4 - 100]).unwrap();
+    t.insert(&vec![3u8; key_limit], b"").unwrap();
+    t.insert(&vec![6u8; key_limit], &vec![7u8; 5000]).unwrap();
     let nodes = f.stats().nodes;
-    let err = t.insert(&[4u8; 100], &vec![5u8; limit - 99]).unwrap_err();
+    let err = t.insert(&vec![4u8; key_limit + 1], b"").unwrap_err();
     assert!(
-        matches!(err, Error::EntryTooLarge { key_len: 100, value_len, limit: l } if value_len == limit - 99 && l == limit)
+        matches!(err, Error::KeyTooLarge { key_len, limit } if key_len == key_limit + 1 && limit == key_limit),
+        "{err:?}"
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("100") && msg.contains(&limit.to_string()),
+        msg.contains(&(key_limit + 1).to_string()) && msg.contains(&key_limit.to_string()),
         "{msg}"
     );
-    assert_eq!(t.get(&[4u8; 100]).unwrap(), None);
-    assert_eq!(t.count_range(..).unwrap(), 52);
+    // A value over 1 GiB is refused before a byte of it is read.
+    let err = t
+        .insert_reader(b"huge", std::io::empty(), (1 << 30) + 1)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ValueTooLarge { value_len, limit: 1_073_741_824 } if value_len == (1 << 30) + 1),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("1073741825"), "{err}");
+    assert_eq!(t.get(&vec![4u8; key_limit + 1]).unwrap(), None);
+    assert_eq!(t.get(b"huge").unwrap(), None);
+    assert_eq!(t.count_range(..).unwrap(), 53);
     assert_eq!(f.stats().nodes, nodes);
     assert_clean(&f);
 }
@@ -505,9 +518,9 @@ fn insert_batch_matches_inserts_one_by_one() {
     // A pair over the limit refuses the whole batch before any insert.
     let too_large = vec![0u8; 200];
     let e = batch
-        .insert_batch([(b"new".as_slice(), b"1".as_slice()), (b"big", &too_large)])
+        .insert_batch([(b"new".as_slice(), b"1".as_slice()), (&too_large, b"big")])
         .unwrap_err();
-    assert!(matches!(e, Error::EntryTooLarge { .. }), "{e:?}");
+    assert!(matches!(e, Error::KeyTooLarge { .. }), "{e:?}");
     assert_eq!(batch.get(b"new").unwrap(), None);
     batch
         .insert_batch(Vec::<(Vec<u8>, Vec<u8>)>::new())
@@ -517,4 +530,18 @@ fn insert_batch_matches_inserts_one_by_one() {
     batch.insert_batch([(b"a", b"1"), (b"b", b"2")]).unwrap();
     f.rollback().unwrap();
     assert_eq!(all(&batch), all(&single));
+}
+
+/// A value longer than half its leaf (one entry in a fresh tree): the
+/// leaf's value field (twice the length, with the out-of-line flag) is
+/// larger than the node, and was once read back as an empty value.
+#[test]
+fn a_value_longer_than_half_its_leaf_reads_back() {
+    let f = forest(1024);
+    let t = f.create_tree("t").unwrap();
+    let value = vec![9u8; 200];
+    t.insert(b"", &value).unwrap();
+    assert_eq!(t.get(b"").unwrap().unwrap(), value);
+    assert_eq!(all(&t), vec![(Vec::new(), value)]);
+    assert_clean(&f);
 }

@@ -326,7 +326,7 @@ fn a_failed_import_removes_the_store_it_created() {
     let err = fails(&["import", "--db", &s.db, &bad]);
     assert!(err.contains("line 2"), "{err}");
     assert!(!db.exists(), "a failed import left {:?}", fs::read_dir(db));
-    fails(&["put", "--db", &s.db, "k", &"x".repeat(10_000)]);
+    fails(&["put", "--db", &s.db, &"x".repeat(10_000), "v"]);
     assert!(!db.exists(), "a failed put left {:?}", fs::read_dir(db));
     // A directory that was there stays, with what it held.
     fs::create_dir(db).expect("a directory");
@@ -650,7 +650,7 @@ fn bad_arguments_are_usage_errors() {
     let err = fails(&["put", "--db", &s.db, "--zstd", "9", "k", "v"]);
     assert!(err.contains("already holds a store"), "{err}");
     let big = "x".repeat(10_000);
-    let err = fails(&["put", "--db", &s.db, "k", &big]);
+    let err = fails(&["put", "--db", &s.db, &big, "v"]);
     assert!(err.contains("too large"), "{err}");
     let new_db = s.path("tiny").to_string_lossy().into_owned();
     let err = fails(&["put", "--db", &new_db, "--node-size", "10", "k", "v"]);
@@ -979,4 +979,45 @@ fn diff_lists_the_changes_between_two_trees() {
     assert!(out.starts_with("- 6161\t"), "{out}");
     assert_eq!(ok(&["diff", "--db", &s.db, "main", "main"]), "");
     fails(&["diff", "--db", &s.db, "main", "nope"]);
+}
+
+/// Issue 17: `put --file` stores a file's bytes as the value (out of line
+/// when large) and `get --output` writes them back, byte for byte.
+#[test]
+fn put_file_and_get_output_round_trip_a_large_value() {
+    let s = Scratch::new();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let bytes: Vec<u8> = (0..(3 << 20) + 1234)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let input = s.file("big.bin", &bytes);
+    ok(&[
+        "put", "--db", &s.db, "--tree", "files", "big", "--file", &input,
+    ]);
+    let output = s.path("copy.bin");
+    let out = output.to_string_lossy().into_owned();
+    ok(&[
+        "get", "--db", &s.db, "--tree", "files", "big", "--output", &out,
+    ]);
+    assert!(fs::read(&output).unwrap() == bytes, "the copy differs");
+    // A small value goes to a file as it is, without a newline.
+    ok(&["put", "--db", &s.db, "--tree", "files", "small", "tiny"]);
+    ok(&[
+        "get", "--db", &s.db, "--tree", "files", "small", "--output", &out,
+    ]);
+    assert_eq!(fs::read(&output).unwrap(), b"tiny");
+    let missing = s.path("no such file").to_string_lossy().into_owned();
+    let err = fails(&["put", "--db", &s.db, "k", "--file", &missing]);
+    assert!(err.contains("no such file"), "{err}");
+    let err = fails(&[
+        "get", "--db", &s.db, "--tree", "files", "nope", "--output", &out,
+    ]);
+    assert!(err.contains("not found"), "{err}");
+    fails_with(2, &["put", "--db", &s.db, "k", "v", "--file", &input]);
+    s.assert_clean();
 }

@@ -70,8 +70,14 @@ fn key(k: u16) -> Vec<u8> {
     v
 }
 
+/// A short value, or for a few tags one too large for a leaf (stored out
+/// of line: from a few hundred bytes to past one chunk).
 fn value(k: u16, tag: u8) -> Vec<u8> {
-    vec![tag; usize::from(k % 23) + usize::from(tag % 5)]
+    match tag {
+        255 if k.is_multiple_of(16) => vec![tag; larix_btree::CHUNK_BYTES + usize::from(k)],
+        250.. => vec![tag; 300 + 97 * usize::from(k % 40)],
+        _ => vec![tag; usize::from(k % 23) + usize::from(tag % 5)],
+    }
 }
 
 fn bound() -> impl Strategy<Value = Bound<u16>> {

@@ -808,7 +808,7 @@ fn a_crafted_catalog_is_refused_at_open() {
         ("twice", catalog_bytes(&[("t", root), ("t", root)])),
         ("empty name", catalog_bytes(&[("", root), ("t", root)])),
         ("1025 bytes", catalog_bytes(&[(&long, root), ("t", root)])),
-        ("version", [&[2], &good[1..]].concat()),
+        ("version", [&[3], &good[1..]].concat()),
         ("runs past the end", good[..good.len() - 1].to_vec()),
         ("stray bytes", [&good[..], b"x"].concat()),
         ("tree count", [&good[..1], &[0xff; 10]].concat()),

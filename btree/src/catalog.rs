@@ -3,8 +3,12 @@
 //! Layout (see `docs/design.md`, "Catalog"):
 //!
 //! ```text
-//! version u8 (= 1) | count varint | count × (name_len varint | name UTF-8 | root u64 LE)
+//! version u8 (1 or 2) | count varint | count × (name_len varint | name UTF-8 | root u64 LE)
 //! ```
+//!
+//! Version 2 says that leaves may hold out-of-line values (a value was
+//! stored out of line since the forest was made): freeing a leaf then
+//! reads it, for the values it references. The flag is sticky.
 //!
 //! Names are unique, non-empty and at most [`MAX_NAME_LEN`] bytes; entries
 //! are written in strictly increasing name order (bytewise) and varints are
@@ -24,6 +28,8 @@ pub const MAX_NAME_LEN: usize = 1024;
 /// written can always be read back.
 pub const MAX_CATALOG_LEN: usize = 32 << 20;
 const VERSION: u8 = 1;
+/// The version of a catalog whose leaves may hold out-of-line values.
+const VERSION_VALUES: u8 = 2;
 
 /// Tree names and their roots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +37,8 @@ pub struct Catalog {
     trees: BTreeMap<String, NodeId>,
     /// Bytes of the encoded entries (the header not counted).
     entry_bytes: usize,
+    /// Whether leaves may hold out-of-line values.
+    values: bool,
 }
 
 impl Catalog {
@@ -58,6 +66,16 @@ impl Catalog {
         }
         self.trees.insert(name.to_string(), root);
         self.entry_bytes += entry_len(name);
+    }
+
+    /// Whether leaves may hold out-of-line values.
+    pub fn has_values(&self) -> bool {
+        self.values
+    }
+
+    /// Records that leaves may now hold out-of-line values.
+    pub fn mark_values(&mut self) {
+        self.values = true;
     }
 
     /// Drops tree `name` from the catalog; returns its root.
@@ -118,7 +136,7 @@ impl Catalog {
 
     /// The catalog's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
+        let mut out = vec![if self.values { VERSION_VALUES } else { VERSION }];
         out.extend_from_slice(&self.trees.len().encode_var_vec());
         for (name, root) in &self.trees {
             out.extend_from_slice(&name.len().encode_var_vec());
@@ -140,11 +158,14 @@ impl Catalog {
         let Some((&version, mut rest)) = bytes.split_first() else {
             return Ok(Catalog::default());
         };
-        if version != VERSION {
+        if version != VERSION && version != VERSION_VALUES {
             return Err(bad(&format!("unknown catalog version {version}")));
         }
         let count = take_varint(&mut rest).map_err(|e| bad(&format!("tree count: {e}")))?;
-        let mut catalog = Catalog::default();
+        let mut catalog = Catalog {
+            values: version == VERSION_VALUES,
+            ..Catalog::default()
+        };
         let mut last: Option<&str> = None;
         for i in 0..count {
             let len = take_varint(&mut rest).map_err(|e| bad(&format!("tree {i}: {e}")))?;

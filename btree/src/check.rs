@@ -6,11 +6,12 @@
 //! them, keys outside their parent's range, levels that do not step down by
 //! one (so leaves at different depths), nodes outside the size bounds,
 //! refcounts that differ from the number of parent pointers (+1 per root),
+//! out-of-line values whose nodes do not hold what their reference says,
 //! and stored nodes that no tree reaches.
 
 use crate::catalog::Catalog;
 use crate::limits::Limits;
-use crate::node::Node;
+use crate::node::{Expect, Node, ValueRef, CHUNK_BYTES};
 use larix_nodestore::{NodeId, NodeStore};
 use std::collections::HashMap;
 use std::fmt;
@@ -91,6 +92,23 @@ pub enum Problem {
         /// The node.
         id: NodeId,
     },
+    /// A pointer leads to a node of the wrong kind (a value chunk where a
+    /// tree node belongs, a leaf where a value belongs).
+    Kind {
+        /// The node.
+        id: NodeId,
+        /// What the pointer requires.
+        expected: &'static str,
+        /// What the node is.
+        found: &'static str,
+    },
+    /// An out-of-line value's nodes do not hold what its reference says.
+    Value {
+        /// The value's node (its chunk, or its value node).
+        id: NodeId,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Problem {
@@ -101,7 +119,8 @@ impl Problem {
             Problem::Unsorted { .. } | Problem::IndexKey { .. } | Problem::OutOfRange { .. } => {
                 "B1"
             }
-            Problem::Level { .. } => "B2",
+            Problem::Level { .. } | Problem::Kind { .. } => "B2",
+            Problem::Value { .. } => "V1",
             Problem::Oversized { .. } | Problem::Underfull { .. } => "B3",
             Problem::Refcount { .. } | Problem::Unreachable { .. } => "B4",
         }
@@ -143,6 +162,12 @@ impl fmt::Display for Problem {
                 "{id} has refcount {stored} but {found} references point to it"
             ),
             Problem::Unreachable { id } => write!(f, "{id} is stored but no tree reaches it"),
+            Problem::Kind {
+                id,
+                expected,
+                found,
+            } => write!(f, "{id} is a {found} where a {expected} belongs"),
+            Problem::Value { id, reason } => write!(f, "value {id}: {reason}"),
         }?;
         write!(f, " ({})", self.invariant())
     }
@@ -232,6 +257,14 @@ impl Checker<'_> {
             return s.clone();
         }
         let summary = match self.store.get_uncached(id) {
+            Ok(node) if !node.is_tree_node() => {
+                self.problems.push(Problem::Kind {
+                    id,
+                    expected: "tree node",
+                    found: "value node or chunk",
+                });
+                None
+            }
             Ok(node) if level.is_some_and(|l| l != node.level()) => Some(Summary {
                 min: None,
                 max: None,
@@ -275,6 +308,10 @@ impl Checker<'_> {
         };
         if node.is_leaf() {
             summary.max = node.len().checked_sub(1).map(|i| node.key(i).to_vec());
+            for r in (0..node.len()).filter_map(|i| node.value_ref(i)) {
+                *self.found.entry(r.id).or_default() += 1;
+                self.visit_value(r);
+            }
             return summary;
         }
         for j in 0..node.len() {
@@ -289,6 +326,72 @@ impl Checker<'_> {
             }
         }
         summary
+    }
+
+    /// Checks the nodes of out-of-line value `r` once: a chunk as long as
+    /// the value, or a value node of its length whose chunks hold it.
+    fn visit_value(&mut self, r: ValueRef) {
+        if self.seen.insert(r.id, None).is_some() {
+            return;
+        }
+        let Some(node) = self.read_part(r.id, r.expect()) else {
+            return;
+        };
+        if r.expect() == Expect::Chunk {
+            self.check_chunk(r.id, &node, r.len as usize);
+            return;
+        }
+        if node.value_len() != r.len {
+            self.problems.push(Problem::Value {
+                id: r.id,
+                reason: format!("lists {} bytes, its leaf says {}", node.value_len(), r.len),
+            });
+            return;
+        }
+        for (index, chunk) in node.chunk_ids().enumerate() {
+            *self.found.entry(chunk).or_default() += 1;
+            if self.seen.insert(chunk, None).is_some() {
+                continue;
+            }
+            let want = (r.len - index as u64 * CHUNK_BYTES as u64).min(CHUNK_BYTES as u64);
+            if let Some(data) = self.read_part(chunk, Expect::Chunk) {
+                self.check_chunk(chunk, &data, want as usize);
+            }
+        }
+    }
+
+    /// Reads (and so verifies) a node of a value, which must be `want`.
+    fn read_part(&mut self, id: NodeId, want: Expect) -> Option<std::sync::Arc<Node>> {
+        match self.store.get_uncached(id) {
+            Ok(node) if node.kind() == want => Some(node),
+            Ok(_) => {
+                self.problems.push(Problem::Kind {
+                    id,
+                    expected: match want {
+                        Expect::Chunk => "value chunk",
+                        _ => "value node",
+                    },
+                    found: "node of another kind",
+                });
+                None
+            }
+            Err(e) => {
+                self.problems.push(Problem::Unreadable {
+                    id,
+                    error: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    fn check_chunk(&mut self, id: NodeId, node: &Node, want: usize) {
+        if node.chunk_data().len() != want {
+            self.problems.push(Problem::Value {
+                id,
+                reason: format!("holds {} bytes, not {want}", node.chunk_data().len()),
+            });
+        }
     }
 
     fn check_edge(&mut self, parent: NodeId, node: &Node, j: usize, child: NodeId, s: &Summary) {

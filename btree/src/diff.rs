@@ -16,7 +16,7 @@
 //! Both sides are pinned views (see `snapshot.rs`): the diff compares the
 //! trees as they were when it was made, whatever the writer does meanwhile.
 
-use crate::node::Node;
+use crate::node::{Node, Stored};
 use crate::read;
 use crate::snapshot::View;
 use crate::Result;
@@ -112,18 +112,24 @@ impl Cursor {
         }
     }
 
-    /// The entry the front is at (front must be [`Front::Entry`]).
-    fn entry(&self) -> (&[u8], &[u8]) {
+    /// The entry the front is at (front must be [`Front::Entry`]), its
+    /// value as the leaf stores it.
+    fn entry(&self) -> (&[u8], Stored<'_>) {
         let (leaf, i) = self.stack.last().expect("an entry is in a leaf");
-        (leaf.key(*i), leaf.value(*i))
+        (leaf.key(*i), leaf.stored(*i))
+    }
+
+    /// The value of the entry the front is at, read whole.
+    fn value(&self) -> Result<Vec<u8>> {
+        let (leaf, i) = self.stack.last().expect("an entry is in a leaf");
+        read::value_at(self.view.store(), leaf, *i)
     }
 
     /// The entry the front is at, copied, and moves past it.
-    fn take_entry(&mut self) -> (Vec<u8>, Vec<u8>) {
-        let (k, v) = self.entry();
-        let owned = (k.to_vec(), v.to_vec());
+    fn take_entry(&mut self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let owned = (self.entry().0.to_vec(), self.value()?);
         self.skip();
-        owned
+        Ok(owned)
     }
 
     /// Moves past the front item.
@@ -174,20 +180,20 @@ impl Diff {
             }
             (Front::Sub(x, lx), other) => {
                 if other == Front::Entry && self.new.entry().0 < self.old.sub_min() {
-                    return Ok(Step::Change(self.only_new()));
+                    return Ok(Step::Change(self.only_new()?));
                 }
                 self.old.open(x, lx)?;
             }
             (other, Front::Sub(y, ly)) => {
                 if other == Front::Entry && self.old.entry().0 < self.new.sub_min() {
-                    return Ok(Step::Change(self.only_old()));
+                    return Ok(Step::Change(self.only_old()?));
                 }
                 self.new.open(y, ly)?;
             }
-            (Front::Entry, Front::End) => return Ok(Step::Change(self.only_old())),
-            (Front::End, Front::Entry) => return Ok(Step::Change(self.only_new())),
+            (Front::Entry, Front::End) => return Ok(Step::Change(self.only_old()?)),
+            (Front::End, Front::Entry) => return Ok(Step::Change(self.only_new()?)),
             (Front::Entry, Front::Entry) => {
-                return Ok(self.compare_entries().map_or(Step::Moved, Step::Change))
+                return Ok(self.compare_entries()?.map_or(Step::Moved, Step::Change))
             }
         }
         Ok(Step::Moved)
@@ -195,40 +201,53 @@ impl Diff {
 
     /// Both fronts are entries: the smaller key is on one side only, or an
     /// equal key may have changed its value.
-    fn compare_entries(&mut self) -> Option<Change> {
+    /// Out-of-line values are compared by reference where the reference
+    /// decides (the same value node of one store is the same value), else
+    /// read and compared by content.
+    fn compare_entries(&mut self) -> Result<Option<Change>> {
         let ((ka, va), (kb, vb)) = (self.old.entry(), self.new.entry());
-        match ka.cmp(kb) {
-            Ordering::Less => Some(self.only_old()),
-            Ordering::Greater => Some(self.only_new()),
-            Ordering::Equal => {
-                let change = (va != vb).then(|| Change {
+        let change = match ka.cmp(kb) {
+            Ordering::Less => return self.only_old().map(Some),
+            Ordering::Greater => return self.only_new().map(Some),
+            Ordering::Equal => match (va, vb) {
+                (Stored::Inline(a), Stored::Inline(b)) => (a != b).then(|| Change {
                     key: ka.to_vec(),
-                    old: Some(va.to_vec()),
-                    new: Some(vb.to_vec()),
-                });
-                self.old.skip();
-                self.new.skip();
-                change
-            }
-        }
+                    old: Some(a.to_vec()),
+                    new: Some(b.to_vec()),
+                }),
+                (Stored::Out(a), Stored::Out(b)) if a == b && self.same_store => None,
+                _ => {
+                    let key = ka.to_vec();
+                    let (a, b) = (self.old.value()?, self.new.value()?);
+                    (a != b).then_some(Change {
+                        key,
+                        old: Some(a),
+                        new: Some(b),
+                    })
+                }
+            },
+        };
+        self.old.skip();
+        self.new.skip();
+        Ok(change)
     }
 
-    fn only_old(&mut self) -> Change {
-        let (key, value) = self.old.take_entry();
-        Change {
+    fn only_old(&mut self) -> Result<Change> {
+        let (key, value) = self.old.take_entry()?;
+        Ok(Change {
             key,
             old: Some(value),
             new: None,
-        }
+        })
     }
 
-    fn only_new(&mut self) -> Change {
-        let (key, value) = self.new.take_entry();
-        Change {
+    fn only_new(&mut self) -> Result<Change> {
+        let (key, value) = self.new.take_entry()?;
+        Ok(Change {
             key,
             old: None,
             new: Some(value),
-        }
+        })
     }
 }
 

@@ -60,6 +60,46 @@ pub enum Error {
         /// The level it has.
         found: u8,
     },
+    /// A pointer leads to a node of the wrong kind (an index entry to a
+    /// value chunk, a leaf's value reference to a leaf): the store is
+    /// damaged.
+    #[error("damaged tree: {id} is a {found} where a {expected} belongs")]
+    NodeKind {
+        /// The node pointed at.
+        id: larix_nodestore::NodeId,
+        /// What the pointer requires.
+        expected: &'static str,
+        /// What the node is.
+        found: &'static str,
+    },
+    /// A key longer than a leaf can hold.
+    #[error("key too large: {key_len} bytes exceeds the limit of {limit} bytes (a quarter of the node size, less a value reference)")]
+    KeyTooLarge {
+        /// Length of the key.
+        key_len: usize,
+        /// The longest key accepted.
+        limit: usize,
+    },
+    /// A value longer than 1 GiB.
+    #[error("value too large: {value_len} bytes exceeds the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// Length of the value.
+        value_len: u64,
+        /// The longest value accepted.
+        limit: u64,
+    },
+    /// An out-of-line value's nodes do not hold what its reference says.
+    #[error("damaged value {id}: {reason}")]
+    DamagedValue {
+        /// The value's node.
+        id: larix_nodestore::NodeId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading the value to insert from the caller's reader failed, or it
+    /// ended before the length given.
+    #[error("reading the value to insert: {0}")]
+    ValueSource(#[source] std::io::Error),
     /// The commit log holds an operation that cannot be decoded or
     /// replayed.
     #[error("the commit log is damaged: {0}")]

@@ -18,14 +18,15 @@ use crate::check::{self, CheckReport};
 use crate::journal::{self, Journal, Op};
 use crate::limits::Limits;
 use crate::mutate::{Edit, Plan};
-use crate::node::Node;
+use crate::node::{Node, Stored, ValueRef, MAX_VALUE_LEN, REF_LEN};
 use crate::range::Range;
 use crate::read::{self, Bounds};
 use crate::snapshot::{Pinned, Snapshot, View};
 use crate::txn::{Scratch, Txn};
-use crate::{mutate, Error, Result};
+use crate::{mutate, value, Error, Result};
 use larix_nodestore::{NodeId, NodeStore, Pin};
 use parking_lot::{Mutex, RwLock};
+use std::io::Read;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 use std::sync::Arc;
 
@@ -340,7 +341,7 @@ impl Forest {
     fn remove_tree_in(&self, catalog: &mut Catalog, name: &str) -> Result<()> {
         let root = catalog.root(name)?;
         self.shared.spill_if_full()?;
-        let mut txn = Txn::new(&self.shared.store);
+        let mut txn = Txn::new(&self.shared.store).values(catalog.has_values());
         // Drops the tree's root reference (B4), freeing what no other tree
         // shares.
         txn.decref(root)?;
@@ -407,7 +408,7 @@ impl Forest {
                 .replay_since_checkpoint()
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let base = self.shared.base.lock();
-            let mut txn = Txn::new(store);
+            let mut txn = Txn::new(store).values(catalog.has_values());
             // The base's roots first, so what both states share keeps its
             // references (B4).
             for (_, root) in base.catalog.iter() {
@@ -544,7 +545,7 @@ impl Tree {
         let root = catalog.root(&self.name)?;
         self.shared.spill_if_full()?;
         let scratch = self.shared.scratch.lock().take().unwrap_or_default();
-        let mut txn = Txn::recycled(&self.shared.store, scratch);
+        let mut txn = Txn::recycled(&self.shared.store, scratch).values(catalog.has_values());
         let (new_root, out) = f(&mut txn, root)?;
         *self.shared.scratch.lock() = txn.apply()?;
         catalog.set_root(&self.name, new_root);
@@ -554,31 +555,68 @@ impl Tree {
         Ok(out)
     }
 
-    /// Inserts `key` with `value`, replacing any value it had.
+    /// Inserts `key` with `value`, replacing any value it had. A value too
+    /// large for a leaf entry is stored out of line, in chunks (see
+    /// [`Tree::insert_reader`]).
     ///
     /// # Errors
-    /// [`Error::EntryTooLarge`], [`Error::TreeNotFound`], or a store error;
-    /// on error the tree is unchanged.
+    /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`],
+    /// [`Error::TreeNotFound`], or a store error; on error the tree is
+    /// unchanged.
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.insert_in(&mut self.shared.catalog.write(), key, value)
+        let mut catalog = self.shared.catalog.write();
+        if self.check_entry(key, value.len() as u64)? {
+            return self.insert_in(&mut catalog, key, value);
+        }
+        self.insert_out(&mut catalog, key, &mut &value[..], value.len() as u64)
     }
 
-    /// Refuses a key and value that together exceed the entry limit.
-    fn check_entry(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let limit = self.shared.limits.max_entry();
-        if key.len() + value.len() > limit {
-            return Err(Error::EntryTooLarge {
+    /// Inserts `key` with the `len` bytes `source` yields as its value,
+    /// replacing any value it had, without holding the value in memory
+    /// whole: a value too large for a leaf entry is written chunk by chunk
+    /// as it is read. Like every change, uncommitted until
+    /// [`Forest::commit`]; a change that stores a value out of line commits
+    /// by checkpoint (its chunks are written once, to the segments, never
+    /// to the log).
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`],
+    /// [`Error::ValueSource`] if `source` fails or ends before `len` bytes,
+    /// [`Error::TreeNotFound`], or a store error; on error the tree and
+    /// the store are unchanged.
+    pub fn insert_reader(&self, key: &[u8], source: impl Read, len: u64) -> Result<()> {
+        let mut source = source;
+        let mut catalog = self.shared.catalog.write();
+        if self.check_entry(key, len)? {
+            let mut value = vec![0u8; len as usize];
+            source.read_exact(&mut value).map_err(Error::ValueSource)?;
+            return self.insert_in(&mut catalog, key, &value);
+        }
+        self.insert_out(&mut catalog, key, &mut source, len)
+    }
+
+    /// Checks `key` and a value of `len` bytes against the limits: the key
+    /// at most [`Limits::max_key`], the value at most [`MAX_VALUE_LEN`].
+    /// Returns whether the pair fits a leaf entry (else the value goes out
+    /// of line).
+    fn check_entry(&self, key: &[u8], len: u64) -> Result<bool> {
+        let limits = self.shared.limits;
+        if key.len() > limits.max_key() {
+            return Err(Error::KeyTooLarge {
                 key_len: key.len(),
-                value_len: value.len(),
-                limit,
+                limit: limits.max_key(),
             });
         }
-        Ok(())
+        if len > MAX_VALUE_LEN {
+            return Err(Error::ValueTooLarge {
+                value_len: len,
+                limit: MAX_VALUE_LEN,
+            });
+        }
+        Ok(key.len() as u64 + len <= limits.max_entry() as u64)
     }
 
     fn insert_in(&self, catalog: &mut Catalog, key: &[u8], value: &[u8]) -> Result<()> {
-        self.check_entry(key, value)?;
-        let limits = self.shared.limits;
         let op = Op::Insert {
             tree: &self.name,
             key,
@@ -588,15 +626,87 @@ impl Tree {
             catalog,
             op,
             |_| true,
-            |txn, root| {
-                let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Put(key, value))?
-                {
-                    Plan::InPlace(path) => Some(path),
-                    Plan::Copying | Plan::Absent => None,
-                };
-                Ok((mutate::insert(txn, &limits, root, key, value, path)?, ()))
-            },
+            |txn, root| self.put(txn, root, key, Stored::Inline(value)),
         )
+    }
+
+    /// Writes the value `source` yields out of line and points `key` at
+    /// it. The change is no longer journaled: it commits by checkpoint
+    /// (L7 in `docs/design.md`).
+    fn insert_out(
+        &self,
+        catalog: &mut Catalog,
+        key: &[u8],
+        source: &mut dyn Read,
+        len: u64,
+    ) -> Result<()> {
+        catalog.root(&self.name)?;
+        self.shared.spill_if_full()?;
+        let store = &self.shared.store;
+        let (r, nodes) = value::write(store, source, len)?;
+        self.shared.journal.lock().overflow();
+        catalog.mark_values();
+        let op = Op::Insert {
+            tree: &self.name,
+            key,
+            value: &[],
+        };
+        let stored = Stored::Out(r);
+        let done = self.write(
+            catalog,
+            op,
+            |_| true,
+            |txn, root| self.put(txn, root, key, stored),
+        );
+        if done.is_err() {
+            // The value's nodes are the writer's own, referenced by nothing
+            // (freed even by a store that refuses writes after a failure).
+            for id in nodes {
+                let _ = store.free(id);
+            }
+        }
+        done
+    }
+
+    /// Points `key` at `stored` in the tree at `root`, dropping the
+    /// reference of the value it replaces, if that was out of line.
+    fn put(&self, txn: &mut Txn, root: NodeId, key: &[u8], stored: Stored) -> Result<(NodeId, ())> {
+        let limits = self.shared.limits;
+        let old = self.old_value(txn, root, key)?;
+        let raw = match stored {
+            Stored::Inline(v) => v,
+            Stored::Out(_) => &[0u8; REF_LEN][..],
+        };
+        let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Put(key, raw))? {
+            Plan::InPlace(path) => Some(path),
+            Plan::Copying | Plan::Absent => None,
+        };
+        if let (Some(r), Some(_)) = (old, &path) {
+            txn.prefetch_value(r)?;
+        }
+        let root = mutate::insert(txn, &limits, root, key, stored, path)?;
+        if let Some(r) = old {
+            txn.decref_value(r)?;
+        }
+        Ok((root, ()))
+    }
+
+    /// The out-of-line value `key`'s entry references, if it does; `None`
+    /// without reading anything while the forest holds no out-of-line
+    /// value. Its reference is dropped after the edit that overwrites or
+    /// removes the entry: a shared leaf is copied first, and the copy
+    /// holds a reference of its own (B4). The edit in place reads nothing
+    /// after its first change, so [`Txn::prefetch_value`] reads before it
+    /// what the drop needs.
+    fn old_value(&self, txn: &Txn, root: NodeId, key: &[u8]) -> Result<Option<ValueRef>> {
+        if !txn.has_values() {
+            return Ok(None);
+        }
+        let old = read::lookup_stored(&self.shared.store, root, key, |s| match s {
+            Stored::Out(r) => Some(r),
+            Stored::Inline(_) => None,
+        })?;
+        Ok(old.flatten())
     }
 
     /// The value of `key`.
@@ -614,6 +724,17 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error.
     pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
         self.read(|store, root| read::lookup(store, root, key, f))
+    }
+
+    /// A reader over the value of `key` as it is now ([`Read`] and
+    /// [`std::io::Seek`]), for a value that should not sit in memory
+    /// whole: an out-of-line value is read chunk by chunk. The reader keeps
+    /// the value as it was (a snapshot of the tree) while it lives.
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error.
+    pub fn get_reader(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        self.view()?.get_reader(key)
     }
 
     /// Calls `f` on each entry within `range` of the tree as it is now (a
@@ -638,7 +759,8 @@ impl Tree {
     /// [`Tree::insert`], uncommitted until [`Forest::commit`].
     ///
     /// # Errors
-    /// [`Error::EntryTooLarge`] for the first pair over the limit, before
+    /// [`Error::KeyTooLarge`] or [`Error::ValueTooLarge`] for the first pair
+    /// over a limit, before
     /// anything is inserted; [`Error::TreeNotFound`], or a store error,
     /// which leaves the pairs before the failing one inserted (a
     /// [`Forest::rollback`] undoes them all).
@@ -648,13 +770,18 @@ impl Tree {
     ) -> Result<()> {
         let mut pairs: Vec<(K, V)> = pairs.into_iter().collect();
         for (k, v) in &pairs {
-            self.check_entry(k.as_ref(), v.as_ref())?;
+            self.check_entry(k.as_ref(), v.as_ref().len() as u64)?;
         }
         // Stable: equal keys keep their order, so the later pair wins.
         pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         let mut catalog = self.shared.catalog.write();
         for (k, v) in &pairs {
-            self.insert_in(&mut catalog, k.as_ref(), v.as_ref())?;
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if self.check_entry(k, v.len() as u64)? {
+                self.insert_in(&mut catalog, k, v)?;
+            } else {
+                self.insert_out(&mut catalog, k, &mut &v[..], v.len() as u64)?;
+            }
         }
         Ok(())
     }
@@ -679,17 +806,25 @@ impl Tree {
             op,
             |&existed| existed,
             |txn, root| {
+                let old = self.old_value(txn, root, key)?;
                 let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Remove(key))? {
                     Plan::Absent => return Ok((root, false)),
                     Plan::InPlace(path) => Some(path),
                     Plan::Copying => {
-                        if read::lookup(&self.shared.store, root, key, |_| ())?.is_none() {
+                        if read::lookup_stored(&self.shared.store, root, key, |_| ())?.is_none() {
                             return Ok((root, false));
                         }
                         None
                     }
                 };
-                Ok((mutate::remove(txn, &limits, root, key, path)?, true))
+                if let (Some(r), Some(_)) = (old, &path) {
+                    txn.prefetch_value(r)?;
+                }
+                let root = mutate::remove(txn, &limits, root, key, path)?;
+                if let Some(r) = old {
+                    txn.decref_value(r)?;
+                }
+                Ok((root, true))
             },
         )
     }
@@ -751,7 +886,7 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error.
     pub fn range_is_empty<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<bool> {
         let bounds = Bounds::from_range(&range);
-        self.read(|store, root| Ok(read::next_leaf(store, root, &bounds, false, 1)?.is_empty()))
+        self.read(|store, root| read::is_empty(store, root, &bounds))
     }
 
     /// Removes every entry within `range`; returns how many there were.
@@ -781,8 +916,17 @@ impl Tree {
             |&n| n > 0,
             |txn, mut root| {
                 let keys = read::keys(&self.shared.store, root, &bounds)?;
+                let values = match txn.has_values() {
+                    true => read::out_values(&self.shared.store, root, &bounds)?,
+                    false => Vec::new(),
+                };
                 for key in &keys {
                     root = mutate::remove(txn, &limits, root, key, None)?;
+                }
+                // After the removals, which copy shared leaves (and so add
+                // references to their values) and edit nothing in place.
+                for r in values {
+                    txn.decref_value(r)?;
                 }
                 Ok((root, keys.len() as u64))
             },

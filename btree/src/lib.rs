@@ -15,6 +15,8 @@
 //!   at least a quarter of it, and a non-root index node has two children.
 //! - B4: the refcount of a node equals its parent pointers plus the trees
 //!   whose root it is; a node is stored if and only if that is non-zero.
+//! - B4 counts a leaf's references to its out-of-line values and a value
+//!   node's to its chunks as pointers too.
 //! - B5: an operation that fails changes nothing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,6 +34,7 @@ mod range;
 mod read;
 mod snapshot;
 mod txn;
+mod value;
 
 pub use catalog::{Catalog, MAX_CATALOG_LEN, MAX_NAME_LEN};
 pub use check::{CheckReport, Problem};
@@ -39,7 +42,8 @@ pub use diff::{Change, Diff};
 pub use error::{Error, Result};
 pub use forest::{Forest, Tree};
 pub use limits::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
-pub use node::Node;
+pub use node::{Expect, Node, Stored, ValueRef, CHUNK_BYTES, MAX_VALUE_LEN, MAX_VALUE_NODE};
 pub use range::Range;
 pub use read::{Bounds, LevelShape, Shape};
 pub use snapshot::{Snapshot, View};
+pub use value::ValueReader;

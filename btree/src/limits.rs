@@ -37,9 +37,17 @@ impl Limits {
         self.node_size / 4
     }
 
-    /// Largest key length plus value length.
+    /// Largest key length plus value length of a value held in a leaf;
+    /// a longer value is stored out of line.
     pub fn max_entry(&self) -> usize {
         self.node_size / 4
+    }
+
+    /// Longest key: one whose entry still fits with a reference to an
+    /// out-of-line value ([`Limits::max_entry`] less 16 bytes), so that a
+    /// key accepted with one value is accepted with any.
+    pub fn max_key(&self) -> usize {
+        self.max_entry() - crate::node::REF_LEN
     }
 }
 

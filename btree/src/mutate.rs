@@ -11,7 +11,7 @@
 //! references a split, merge or collapse moves (the rest is [`Txn`]'s).
 
 use crate::limits::Limits;
-use crate::node::{leaf_entry_len, Node, NODE_HEADER_LEN};
+use crate::node::{leaf_entry_len, Node, Stored, NODE_HEADER_LEN};
 use crate::read;
 use crate::txn::Txn;
 use crate::Result;
@@ -214,7 +214,7 @@ pub(crate) fn insert(
     limits: &Limits,
     root: NodeId,
     key: &[u8],
-    value: &[u8],
+    value: Stored,
     planned: Option<Path>,
 ) -> Result<NodeId> {
     let (root, path) = shadowed_path(txn, root, key, planned)?;
@@ -222,11 +222,11 @@ pub(crate) fn insert(
     // At the place `search` finds, so keys stay strictly increasing (B1).
     let at_end = match path.at.unwrap_or_else(|| leaf.search_for_write(key)) {
         Ok(i) => {
-            leaf.set_value(i, value);
+            leaf.set_stored(i, value);
             false
         }
         Err(i) => {
-            leaf.insert_leaf(i, key, value);
+            leaf.insert_stored(i, key, value);
             i + 1 == leaf.len()
         }
     };

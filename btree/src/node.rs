@@ -6,15 +6,27 @@
 //! always exact. Byte layout (see `docs/design.md`, "Node layout"):
 //!
 //! ```text
-//! header   kind u8 (1 = leaf, 2 = index) | level u8 | count u32 LE
-//! leaf     entry = varint key_len | varint value_len | key | value
-//! index    entry = varint key_len | key | child id u64 LE
+//! header   kind u8 | level u8 | count u32 LE
+//! leaf     (kind 1) entry = varint key_len | varint (value_len << 1 | out) | key | value
+//! index    (kind 2) entry = varint key_len | key | child id u64 LE
+//! chunk    (kind 3, count 0) the bytes of one piece of an out-of-line value
+//! value    (kind 4, count = chunks) value length u64 LE | chunk id u64 LE × count
 //! ```
+//!
+//! A leaf value with `out` set is a [`ValueRef`] (16 bytes: the id of the
+//! value's node and its length): a value too large to sit in a leaf is
+//! stored out of line, in one chunk node if it fits [`CHUNK_BYTES`], else
+//! in chunks listed by a value node. Value nodes and chunks are never
+//! edited: a value is written once and shared by reference count like any
+//! node (its leaf's copy adds a reference, its leaf's removal drops one).
 //!
 //! Invariants a decoded node always satisfies (the structural ones, such as
 //! sorted keys, are the checker's job): leaves have level 0 and index nodes
 //! level ≥ 1; every entry lies inside the buffer; the entries end exactly at
-//! the end of the buffer; `count` equals the number of entries.
+//! the end of the buffer; `count` equals the number of entries; an
+//! out-of-line value is 16 bytes and longer than a chunk only if its id is
+//! a value node's; a chunk holds 1 to [`CHUNK_BYTES`] bytes; a value node
+//! lists 2 to 1,024 chunks, exactly as many as its length needs.
 
 use integer_encoding::VarInt;
 use larix_nodestore::{Codec, CodecError, NodeId};
@@ -25,7 +37,80 @@ use std::ops::Range;
 pub const NODE_HEADER_LEN: usize = 6;
 const KIND_LEAF: u8 = 1;
 const KIND_INDEX: u8 = 2;
+const KIND_CHUNK: u8 = 3;
+const KIND_VALUE: u8 = 4;
 const CHILD_LEN: usize = 8;
+
+/// Bytes of one chunk of an out-of-line value (the last may hold fewer).
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// The longest value accepted: 1 GiB.
+pub const MAX_VALUE_LEN: u64 = 1 << 30;
+/// Bytes of a leaf's reference to an out-of-line value.
+pub const REF_LEN: usize = 16;
+/// The largest node of a value (a full chunk), header included.
+pub const MAX_VALUE_NODE: usize = NODE_HEADER_LEN + CHUNK_BYTES;
+
+/// A leaf's reference to a value stored out of line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ValueRef {
+    /// The chunk holding the value (one that fits a chunk), or the value
+    /// node listing its chunks.
+    pub id: NodeId,
+    /// The value's length in bytes.
+    pub len: u64,
+}
+
+impl ValueRef {
+    /// The 16 bytes a leaf stores.
+    pub fn to_bytes(self) -> [u8; REF_LEN] {
+        let mut out = [0u8; REF_LEN];
+        out[..8].copy_from_slice(&self.id.0.to_le_bytes());
+        out[8..].copy_from_slice(&self.len.to_le_bytes());
+        out
+    }
+
+    /// Reads the 16 bytes of a leaf's reference.
+    fn from_bytes(bytes: &[u8]) -> ValueRef {
+        let mut id = [0u8; 8];
+        let mut len = [0u8; 8];
+        id.copy_from_slice(&bytes[..8]);
+        len.copy_from_slice(&bytes[8..REF_LEN]);
+        ValueRef {
+            id: NodeId(u64::from_le_bytes(id)),
+            len: u64::from_le_bytes(len),
+        }
+    }
+
+    /// What the node the reference points at must be.
+    pub fn expect(self) -> Expect {
+        if self.len <= CHUNK_BYTES as u64 {
+            Expect::Chunk
+        } else {
+            Expect::Value
+        }
+    }
+}
+
+/// What a pointer requires of the node it points at: a tree node at a
+/// level (B2), a value node, or a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A leaf (0) or index node at this level.
+    Level(u8),
+    /// A value node (the chunk list of a value).
+    Value,
+    /// A chunk of a value.
+    Chunk,
+}
+
+/// A leaf's value as stored: in the leaf, or a reference to its nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored<'a> {
+    /// The value itself.
+    Inline(&'a [u8]),
+    /// A value stored out of line.
+    Out(ValueRef),
+}
 
 /// A leaf or index node in its encoded form.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,16 +203,18 @@ fn entry_len_at(bytes: &[u8], pos: usize, leaf: bool) -> usize {
     let limit = bytes.len();
     let klen = get_varint(bytes, &mut p, limit).unwrap_or(0);
     let rest = if leaf {
-        get_varint(bytes, &mut p, limit).unwrap_or(0)
+        // The value field holds twice the length (and the out-of-line flag).
+        get_varint(bytes, &mut p, usize::MAX).unwrap_or(0) >> 1
     } else {
         CHILD_LEN
     };
     p + klen + rest - pos
 }
 
-/// Encoded size of one leaf entry.
+/// Encoded size of one leaf entry whose stored value is `value` (the
+/// value itself, or the bytes of a [`ValueRef`]).
 pub fn leaf_entry_len(key: &[u8], value: &[u8]) -> usize {
-    key.len().required_space() + value.len().required_space() + key.len() + value.len()
+    key.len().required_space() + (value.len() << 1).required_space() + key.len() + value.len()
 }
 
 /// Encoded size of one index entry.
@@ -161,6 +248,82 @@ impl Node {
     #[inline]
     pub fn is_leaf(&self) -> bool {
         self.bytes[0] == KIND_LEAF
+    }
+
+    /// True for a leaf or an index node; false for a value node or chunk.
+    pub fn is_tree_node(&self) -> bool {
+        matches!(self.bytes[0], KIND_LEAF | KIND_INDEX)
+    }
+
+    /// A chunk of an out-of-line value holding `data` (1 to
+    /// [`CHUNK_BYTES`] bytes).
+    pub fn chunk(data: &[u8]) -> Node {
+        debug_assert!(!data.is_empty() && data.len() <= CHUNK_BYTES);
+        let mut bytes = Vec::with_capacity(NODE_HEADER_LEN + data.len());
+        bytes.extend_from_slice(&[KIND_CHUNK, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(data);
+        Node {
+            bytes,
+            offsets: Vec::new(),
+            heads: Vec::new(),
+        }
+    }
+
+    /// The value node of a value of `len` bytes held by `chunks` (2 to
+    /// 1,024, as many as `len` needs).
+    pub fn value_list(len: u64, chunks: &[NodeId]) -> Node {
+        debug_assert_eq!(chunks_for(len), Some(chunks.len()));
+        let mut bytes = Vec::with_capacity(NODE_HEADER_LEN + 8 + CHILD_LEN * chunks.len());
+        bytes.extend_from_slice(&[KIND_VALUE, 0]);
+        bytes.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&len.to_le_bytes());
+        for id in chunks {
+            bytes.extend_from_slice(&id.0.to_le_bytes());
+        }
+        Node {
+            bytes,
+            offsets: Vec::new(),
+            heads: Vec::new(),
+        }
+    }
+
+    /// What this node is, as a pointer's [`Expect`] names it.
+    pub fn kind(&self) -> Expect {
+        match self.bytes[0] {
+            KIND_CHUNK => Expect::Chunk,
+            KIND_VALUE => Expect::Value,
+            _ => Expect::Level(self.level()),
+        }
+    }
+
+    /// The bytes of a chunk (empty for other nodes).
+    pub fn chunk_data(&self) -> &[u8] {
+        match self.bytes[0] {
+            KIND_CHUNK => &self.bytes[NODE_HEADER_LEN..],
+            _ => &[],
+        }
+    }
+
+    /// The length of the value a value node lists (0 for other nodes).
+    pub fn value_len(&self) -> u64 {
+        match self.bytes[0] {
+            KIND_VALUE => u64::from_le_bytes(
+                self.bytes[NODE_HEADER_LEN..NODE_HEADER_LEN + 8]
+                    .try_into()
+                    .expect("8 bytes"),
+            ),
+            _ => 0,
+        }
+    }
+
+    /// The chunks a value node lists, in order (none for other nodes).
+    pub fn chunk_ids(&self) -> impl ExactSizeIterator<Item = NodeId> + '_ {
+        let ids = match self.bytes[0] {
+            KIND_VALUE => &self.bytes[NODE_HEADER_LEN + 8..],
+            _ => &[],
+        };
+        ids.chunks_exact(CHILD_LEN)
+            .map(|c| NodeId(u64::from_le_bytes(c.try_into().expect("8 bytes"))))
     }
 
     /// Height above the leaves: 0 for a leaf.
@@ -228,7 +391,7 @@ impl Node {
         let limit = self.bytes.len();
         let klen = get_varint(&self.bytes, &mut pos, limit).unwrap_or(0);
         let vlen = if self.is_leaf() {
-            get_varint(&self.bytes, &mut pos, limit).unwrap_or(0)
+            get_varint(&self.bytes, &mut pos, usize::MAX).unwrap_or(0) >> 1
         } else {
             CHILD_LEN
         };
@@ -241,11 +404,40 @@ impl Node {
         &self.bytes[self.key_range(i)]
     }
 
-    /// The value of leaf entry `i`.
+    /// The stored value of leaf entry `i`: the value itself, or the bytes
+    /// of its [`ValueRef`] if it is out of line ([`Node::stored`] tells).
     pub fn value(&self, i: usize) -> &[u8] {
         debug_assert!(self.is_leaf());
         let (k, vlen) = self.key_span(i);
         &self.bytes[k.end..k.end + vlen]
+    }
+
+    /// Whether the value of leaf entry `i` is stored out of line.
+    fn is_out(&self, i: usize) -> bool {
+        matches!(self.stored(i), Stored::Out(_))
+    }
+
+    /// The value of leaf entry `i` as stored.
+    pub fn stored(&self, i: usize) -> Stored<'_> {
+        debug_assert!(self.is_leaf());
+        let bytes = &self.bytes[..];
+        let mut pos = self.offsets[i] as usize;
+        let klen = get_varint(bytes, &mut pos, bytes.len()).unwrap_or(0);
+        let field = get_varint(bytes, &mut pos, usize::MAX).unwrap_or(0);
+        let value = &bytes[pos + klen..pos + klen + (field >> 1)];
+        if field & 1 == 1 {
+            Stored::Out(ValueRef::from_bytes(value))
+        } else {
+            Stored::Inline(value)
+        }
+    }
+
+    /// The reference of leaf entry `i`, if its value is out of line.
+    pub fn value_ref(&self, i: usize) -> Option<ValueRef> {
+        match self.stored(i) {
+            Stored::Out(r) => Some(r),
+            Stored::Inline(_) => None,
+        }
     }
 
     /// The child id of index entry `i`.
@@ -257,10 +449,31 @@ impl Node {
         NodeId(u64::from_le_bytes(raw))
     }
 
-    /// All child ids of an index node (none for a leaf).
+    /// Every node this one points at: an index node's children, a leaf's
+    /// out-of-line values, a value node's chunks (none for a chunk).
     pub fn children(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let n = if self.is_leaf() { 0 } else { self.len() };
-        (0..n).map(|i| self.child(i))
+        self.pointers().map(|(id, _)| id)
+    }
+
+    /// [`Node::children`], each with what it must be.
+    pub fn pointers(&self) -> impl Iterator<Item = (NodeId, Expect)> + '_ {
+        let (entries, chunks) = match self.bytes[0] {
+            KIND_VALUE => (0, self.chunk_ids().len()),
+            KIND_CHUNK => (0, 0),
+            _ => (self.len(), 0),
+        };
+        let below = self.level().checked_sub(1);
+        let entries = (0..entries).filter_map(move |i| match below {
+            Some(level) => Some((self.child(i), Expect::Level(level))),
+            None => self.value_ref(i).map(|r| (r.id, r.expect())),
+        });
+        let chunks = self.chunk_ids().take(chunks).map(|id| (id, Expect::Chunk));
+        entries.chain(chunks)
+    }
+
+    /// Whether a leaf holds a value out of line.
+    pub fn has_out_values(&self) -> bool {
+        self.is_leaf() && (0..self.len()).any(|i| self.is_out(i))
     }
 
     /// Binary search for `key`: `Ok(i)` if entry `i` has it, else the
@@ -362,7 +575,7 @@ impl Node {
 
     /// Inserts the leaf entry `key`/`value` at position `i`, encoded
     /// straight into the node's bytes.
-    fn put_leaf_entry(&mut self, i: usize, key: &[u8], value: &[u8]) {
+    fn put_leaf_entry(&mut self, i: usize, key: &[u8], value: &[u8], out: bool) {
         let len = leaf_entry_len(key, value);
         let at = self
             .offsets
@@ -373,7 +586,7 @@ impl Node {
         self.bytes.copy_within(at..old_len, at + len);
         let mut p = at;
         p += key.len().encode_var(&mut self.bytes[p..]);
-        p += value.len().encode_var(&mut self.bytes[p..]);
+        p += (value.len() << 1 | usize::from(out)).encode_var(&mut self.bytes[p..]);
         self.bytes[p..p + key.len()].copy_from_slice(key);
         p += key.len();
         self.bytes[p..p + value.len()].copy_from_slice(value);
@@ -385,10 +598,10 @@ impl Node {
         self.set_count();
     }
 
-    fn encode_leaf_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
+    fn encode_leaf_entry(key: &[u8], value: &[u8], out: bool) -> Vec<u8> {
         let mut e = Vec::with_capacity(leaf_entry_len(key, value));
         put_varint(&mut e, key.len());
-        put_varint(&mut e, value.len());
+        put_varint(&mut e, value.len() << 1 | usize::from(out));
         e.extend_from_slice(key);
         e.extend_from_slice(value);
         e
@@ -404,12 +617,28 @@ impl Node {
 
     /// Inserts a leaf entry at position `i`.
     pub fn insert_leaf(&mut self, i: usize, key: &[u8], value: &[u8]) {
-        self.put_leaf_entry(i, key, value);
+        self.put_leaf_entry(i, key, value, false);
+    }
+
+    /// Inserts a leaf entry with `stored` as its value at position `i`.
+    pub fn insert_stored(&mut self, i: usize, key: &[u8], stored: Stored) {
+        match stored {
+            Stored::Inline(v) => self.put_leaf_entry(i, key, v, false),
+            Stored::Out(r) => self.put_leaf_entry(i, key, &r.to_bytes(), true),
+        }
     }
 
     /// Replaces the value of leaf entry `i`.
     pub fn set_value(&mut self, i: usize, value: &[u8]) {
-        let e = Self::encode_leaf_entry(self.key(i), value);
+        self.set_stored(i, Stored::Inline(value));
+    }
+
+    /// Replaces the value of leaf entry `i` with `stored`.
+    pub fn set_stored(&mut self, i: usize, stored: Stored) {
+        let e = match stored {
+            Stored::Inline(v) => Self::encode_leaf_entry(self.key(i), v, false),
+            Stored::Out(r) => Self::encode_leaf_entry(self.key(i), &r.to_bytes(), true),
+        };
         self.splice(i..i + 1, &e, 1);
     }
 
@@ -502,14 +731,19 @@ impl Node {
             ));
         }
         let (kind, level) = (bytes[0], bytes[1]);
+        let count = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
         match (kind, level) {
             (KIND_LEAF, 0) => {}
             (KIND_LEAF, l) => return Err(format!("leaf with level {l}")),
             (KIND_INDEX, 0) => return Err("index node with level 0".into()),
             (KIND_INDEX, _) => {}
+            (KIND_CHUNK | KIND_VALUE, l) if l != 0 => {
+                return Err(format!("value node of kind {kind} with level {l}"))
+            }
+            (KIND_CHUNK, _) => return Node::parse_chunk(bytes, count),
+            (KIND_VALUE, _) => return Node::parse_value_list(bytes, count),
             (k, _) => return Err(format!("unknown node kind {k}")),
         }
-        let count = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
         if kind == KIND_INDEX && count == 0 {
             return Err("index node with no children".into());
         }
@@ -526,7 +760,12 @@ impl Node {
             let bad = || format!("entry {i} runs past the end of the node");
             let klen = parse_varint(bytes, &mut pos, end, i)?;
             let rest = if kind == KIND_LEAF {
-                parse_varint(bytes, &mut pos, end, i)?
+                let field = parse_varint(bytes, &mut pos, end.saturating_mul(2) + 1, i)?;
+                let len = field >> 1;
+                if field & 1 == 1 && len != REF_LEN {
+                    return Err(format!("entry {i} is a value reference of {len} bytes"));
+                }
+                len
             } else {
                 CHILD_LEN
             };
@@ -543,12 +782,64 @@ impl Node {
         if pos != end {
             return Err(format!("{} stray bytes after {count} entries", end - pos));
         }
-        Ok(Node {
+        let node = Node {
             bytes: bytes.to_vec(),
             offsets,
             heads,
-        })
+        };
+        let refs = (0..count).filter(|_| kind == KIND_LEAF);
+        if let Some(bad) = refs.filter_map(|i| node.value_ref(i)).find(|r| !ref_ok(*r)) {
+            return Err(format!(
+                "a value reference of {} bytes (1 GiB at most, more than fits a leaf)",
+                bad.len
+            ));
+        }
+        Ok(node)
     }
+
+    /// Decodes a chunk: a header with count 0, then 1 to [`CHUNK_BYTES`]
+    /// bytes.
+    fn parse_chunk(bytes: &[u8], count: usize) -> Result<Node, String> {
+        let data = bytes.len() - NODE_HEADER_LEN;
+        if count != 0 || data == 0 || data > CHUNK_BYTES {
+            return Err(format!("chunk of {data} bytes with count {count}"));
+        }
+        Ok(Node::chunk(&bytes[NODE_HEADER_LEN..]))
+    }
+
+    /// Decodes a value node: its length, then exactly as many chunk ids as
+    /// that length needs (2 to 1,024).
+    fn parse_value_list(bytes: &[u8], count: usize) -> Result<Node, String> {
+        let Some(len) = bytes.get(NODE_HEADER_LEN..NODE_HEADER_LEN + 8) else {
+            return Err("value node without a length".into());
+        };
+        let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+        let ids = bytes.len() - NODE_HEADER_LEN - 8;
+        if chunks_for(len) != Some(count) || count < 2 || ids != count * CHILD_LEN {
+            return Err(format!(
+                "value node of {len} bytes listing {count} chunks in {ids} bytes"
+            ));
+        }
+        let node = Node {
+            bytes: bytes.to_vec(),
+            offsets: Vec::new(),
+            heads: Vec::new(),
+        };
+        Ok(node)
+    }
+}
+
+/// Chunks a value of `len` bytes takes, if it may be stored out of line
+/// at all (1 GiB at most).
+pub fn chunks_for(len: u64) -> Option<usize> {
+    (len <= MAX_VALUE_LEN).then(|| len.div_ceil(CHUNK_BYTES as u64) as usize)
+}
+
+/// Whether a reference read from a leaf is one a writer makes: a value
+/// longer than a leaf holds and at most 1 GiB. (Longer than the smallest
+/// node's entry limit is all a node knows.)
+fn ref_ok(r: ValueRef) -> bool {
+    r.len > (crate::limits::MIN_NODE_SIZE / 4) as u64 && r.len <= MAX_VALUE_LEN
 }
 
 impl Codec for Node {
@@ -646,14 +937,19 @@ mod tests {
 
     #[test]
     fn decode_rejects_non_minimal_varints() {
-        let minimal = [KIND_LEAF, 0, 1, 0, 0, 0, 1, 1, b'k', b'v'];
+        // The value field is twice the value's length (2 for 1 byte).
+        let minimal = [KIND_LEAF, 0, 1, 0, 0, 0, 1, 2, b'k', b'v'];
         assert!(Node::decode(&minimal).is_ok());
-        // The key length 1 in two bytes, then the value length in three.
-        let long_key = [KIND_LEAF, 0, 1, 0, 0, 0, 0x81, 0x00, 1, b'k', b'v'];
+        // The key length 1 in two bytes, then the value field in three.
+        let long_key = [KIND_LEAF, 0, 1, 0, 0, 0, 0x81, 0x00, 2, b'k', b'v'];
         let e = Node::decode(&long_key).unwrap_err().to_string();
         assert!(e.contains("not the minimal 1"), "{e}");
-        let long_value = [KIND_LEAF, 0, 1, 0, 0, 0, 1, 0x81, 0x80, 0x00, b'k', b'v'];
+        let long_value = [KIND_LEAF, 0, 1, 0, 0, 0, 1, 0x82, 0x80, 0x00, b'k', b'v'];
         assert!(Node::decode(&long_value).is_err());
+        // The out-of-line flag on a value that is no 16-byte reference.
+        let short_ref = [KIND_LEAF, 0, 1, 0, 0, 0, 1, 3, b'k', b'v'];
+        let e = Node::decode(&short_ref).unwrap_err().to_string();
+        assert!(e.contains("value reference of 1 bytes"), "{e}");
         // A zero length in two bytes, in an index entry.
         let mut index = vec![KIND_INDEX, 1, 1, 0, 0, 0, 0x80, 0x00];
         index.extend_from_slice(&7u64.to_le_bytes());

@@ -78,7 +78,7 @@ impl Range {
         if !inside {
             return Ok(None);
         }
-        let entry = (key.to_vec(), leaf.value(at).to_vec());
+        let entry = (key.to_vec(), read::value_at(store, leaf, at)?);
         if back {
             *i -= 1;
         } else {

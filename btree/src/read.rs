@@ -4,7 +4,8 @@
 //! visits, in key order (or reverse), every leaf that may hold keys inside
 //! a [`Bounds`], handing the callback the matching entry positions.
 
-use crate::node::Node;
+use crate::node::{Expect, Node, Stored};
+use crate::value;
 use crate::{Error, Result};
 use larix_nodestore::{NodeId, NodeStore};
 use std::ops::{Bound, ControlFlow, Range};
@@ -109,13 +110,45 @@ impl Bounds {
 /// # Errors
 /// [`Error::LevelMismatch`].
 pub(crate) fn expect_level(id: NodeId, node: &Node, level: Option<u8>) -> Result<()> {
-    match level {
-        Some(l) if node.level() != l => Err(Error::LevelMismatch {
+    expect(id, node, level.map(Expect::Level))
+}
+
+/// Checks that node `id` is what its parent's pointer requires: a tree
+/// node at a level (B2; any tree node for `None`, a root), a value node or
+/// a chunk.
+///
+/// # Errors
+/// [`Error::LevelMismatch`] or [`Error::NodeKind`].
+pub(crate) fn expect(id: NodeId, node: &Node, want: Option<Expect>) -> Result<()> {
+    let found = node.kind();
+    match (want, found) {
+        (None | Some(Expect::Level(_)), Expect::Level(_)) => {}
+        (Some(Expect::Value), Expect::Value) | (Some(Expect::Chunk), Expect::Chunk) => {}
+        (want, found) => {
+            return Err(Error::NodeKind {
+                id,
+                expected: want.map_or("tree node", kind_name),
+                found: kind_name(found),
+            })
+        }
+    }
+    match (want, found) {
+        (Some(Expect::Level(l)), Expect::Level(f)) if l != f => Err(Error::LevelMismatch {
             id,
             expected: l,
-            found: node.level(),
+            found: f,
         }),
         _ => Ok(()),
+    }
+}
+
+/// What a node of kind `kind` is called in errors.
+fn kind_name(kind: Expect) -> &'static str {
+    match kind {
+        Expect::Level(0) => "leaf",
+        Expect::Level(_) => "index node",
+        Expect::Value => "value node",
+        Expect::Chunk => "value chunk",
     }
 }
 
@@ -153,19 +186,74 @@ pub(crate) fn lookup_from<T>(
     key: &[u8],
     f: impl FnOnce(&[u8]) -> T,
 ) -> Result<Option<T>> {
-    if node.is_leaf() {
-        return Ok(value_in(node, key, f));
-    }
-    let mut node = child(store, node, node.child_index(key))?;
+    let leaf = leaf_for(store, node, key)?;
+    value_in(store, &leaf, key, f)
+}
+
+/// `f` of the value stored under `key` in the tree at `root` as its leaf
+/// stores it (no out-of-line value is read).
+pub(crate) fn lookup_stored<T>(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    key: &[u8],
+    f: impl FnOnce(Stored) -> T,
+) -> Result<Option<T>> {
+    let leaf = leaf_for(store, &store.get(root)?, key)?;
+    Ok(leaf.search(key).ok().map(|i| f(leaf.stored(i))))
+}
+
+/// The leaf of the subtree of `node` that may hold `key`.
+fn leaf_for(store: &NodeStore<Node>, node: &Arc<Node>, key: &[u8]) -> Result<Arc<Node>> {
+    let mut node = node.clone();
     while !node.is_leaf() {
         node = child(store, &node, node.child_index(key))?;
     }
-    Ok(value_in(&node, key, f))
+    Ok(node)
 }
 
-/// `f` of the value of `key` in leaf `leaf`.
-pub(crate) fn value_in<T>(leaf: &Node, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Option<T> {
-    leaf.search(key).ok().map(|i| f(leaf.value(i)))
+/// `f` of the value of `key` in leaf `leaf`: borrowed from the leaf, or
+/// read whole from its chunks if it is stored out of line.
+///
+/// # Errors
+/// A store error reading an out-of-line value.
+pub(crate) fn value_in<T>(
+    store: &NodeStore<Node>,
+    leaf: &Node,
+    key: &[u8],
+    f: impl FnOnce(&[u8]) -> T,
+) -> Result<Option<T>> {
+    let Ok(i) = leaf.search(key) else {
+        return Ok(None);
+    };
+    with_value(store, leaf, i, f).map(Some)
+}
+
+/// `f` of the value of leaf entry `i`, read from its chunks if it is
+/// stored out of line.
+///
+/// # Errors
+/// A store error reading an out-of-line value.
+pub(crate) fn with_value<T>(
+    store: &NodeStore<Node>,
+    leaf: &Node,
+    i: usize,
+    f: impl FnOnce(&[u8]) -> T,
+) -> Result<T> {
+    match leaf.stored(i) {
+        Stored::Inline(v) => Ok(f(v)),
+        Stored::Out(r) => Ok(f(&value::load(store, r)?)),
+    }
+}
+
+/// The value of leaf entry `i`, owned.
+///
+/// # Errors
+/// As [`with_value`].
+pub(crate) fn value_at(store: &NodeStore<Node>, leaf: &Node, i: usize) -> Result<Vec<u8>> {
+    match leaf.stored(i) {
+        Stored::Inline(v) => Ok(v.to_vec()),
+        Stored::Out(r) => value::load(store, r),
+    }
 }
 
 /// What [`scan`] calls on each entry: its key and value, borrowed.
@@ -181,14 +269,24 @@ pub(crate) fn scan(
     f: &mut Visit,
 ) -> Result<u64> {
     let mut seen = 0;
+    let mut failed = None;
     walk(store, root, bounds, false, &mut |leaf, positions| {
         for i in positions {
             seen += 1;
-            f(leaf.key(i), leaf.value(i))?;
+            match with_value(store, leaf, i, |v| f(leaf.key(i), v)) {
+                Ok(flow) => flow?,
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
         }
         ControlFlow::Continue(())
     })?;
-    Ok(seen)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(seen),
+    }
 }
 
 /// Calls `f` on each leaf that may hold keys in `bounds`, in key order
@@ -251,14 +349,23 @@ pub(crate) fn next_leaf(
     max: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::with_capacity(max.min(64));
-    let entry = |leaf: &Node, i: usize| (leaf.key(i).to_vec(), leaf.value(i).to_vec());
+    let mut failed = None;
+    let entry = |leaf: &Node, i: usize| Ok((leaf.key(i).to_vec(), value_at(store, leaf, i)?));
     walk(store, root, bounds, reverse, &mut |leaf, hits| {
         let room = max.saturating_sub(out.len());
-        if reverse {
-            // Gathered from the end, reversed below.
-            out.extend(hits.rev().take(room).map(|i| entry(leaf, i)));
-        } else {
-            out.extend(hits.take(room).map(|i| entry(leaf, i)));
+        // Gathered from the end if reverse, reversed below.
+        let hits: Box<dyn Iterator<Item = usize>> = match reverse {
+            true => Box::new(hits.rev().take(room)),
+            false => Box::new(hits.take(room)),
+        };
+        for i in hits {
+            match entry(leaf, i) {
+                Ok(e) => out.push(e),
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
         }
         if out.len() >= max {
             ControlFlow::Break(())
@@ -266,9 +373,40 @@ pub(crate) fn next_leaf(
             ControlFlow::Continue(())
         }
     })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if reverse {
         out.reverse();
     }
+    Ok(out)
+}
+
+/// Whether `bounds` holds no entry of the tree at `root` (no value read).
+pub(crate) fn is_empty(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> Result<bool> {
+    let mut empty = true;
+    walk(store, root, bounds, false, &mut |_, hits| {
+        empty = hits.is_empty();
+        if empty {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    })?;
+    Ok(empty)
+}
+
+/// The out-of-line values of the entries in `bounds`.
+pub(crate) fn out_values(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    bounds: &Bounds,
+) -> Result<Vec<crate::node::ValueRef>> {
+    let mut out = Vec::new();
+    walk(store, root, bounds, false, &mut |leaf, hits| {
+        out.extend(hits.filter_map(|i| leaf.value_ref(i)));
+        ControlFlow::Continue(())
+    })?;
     Ok(out)
 }
 

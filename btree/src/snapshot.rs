@@ -11,9 +11,10 @@
 
 use crate::diff::Diff;
 use crate::forest::ForestCore;
-use crate::node::Node;
+use crate::node::{Node, Stored};
 use crate::range::Range;
 use crate::read::{self, Bounds};
+use crate::value::ValueReader;
 use crate::Result;
 use larix_nodestore::{NodeId, NodeStore, Pin};
 use std::collections::BTreeMap;
@@ -162,10 +163,28 @@ impl View {
     pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
         let root = self.root_node()?;
         if root.is_leaf() {
-            return Ok(read::value_in(root, key, f));
+            return read::value_in(self.store(), root, key, f);
         }
         let child = self.child_node(root, root.child_index(key))?;
         read::lookup_from(self.store(), child, key, f)
+    }
+
+    /// A reader over the value of `key`, for a value that should not sit
+    /// in memory whole: it reads an out-of-line value chunk by chunk, and
+    /// keeps this view's nodes (and so the value) while it lives.
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn get_reader(&self, key: &[u8]) -> Result<Option<ValueReader>> {
+        let found = read::lookup_stored(self.store(), self.root, key, |s| match s {
+            Stored::Inline(v) => Err(v.to_vec()),
+            Stored::Out(r) => Ok(r),
+        })?;
+        match found {
+            None => Ok(None),
+            Some(Err(inline)) => Ok(Some(ValueReader::inline(inline))),
+            Some(Ok(r)) => ValueReader::out_of_line(self.pinned.clone(), r).map(Some),
+        }
     }
 
     /// Calls `f` on each entry within `range`, in key order, its key and
@@ -219,7 +238,7 @@ impl View {
     /// A store error.
     pub fn range_is_empty<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<bool> {
         let bounds = Bounds::from_range(&range);
-        Ok(read::next_leaf(self.store(), self.root, &bounds, false, 1)?.is_empty())
+        read::is_empty(self.store(), self.root, &bounds)
     }
 
     /// The entry with the smallest key.

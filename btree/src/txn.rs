@@ -14,7 +14,7 @@
 //! stored only while that is non-zero): each method below that changes a
 //! count says which pointer it stands for.
 
-use crate::node::Node;
+use crate::node::{Expect, Node, ValueRef};
 use crate::{read, Result};
 use larix_nodestore::{NodeId, NodeStore, StoreError};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -30,6 +30,9 @@ pub(crate) struct Txn<'s> {
     /// Nodes taken out of the store's cache and dirty queue for editing in
     /// place; put back if the write set is dropped unapplied.
     taken: Vec<NodeId>,
+    /// Whether leaves may hold out-of-line values, so that a leaf freed
+    /// must be read for the references it drops.
+    values: bool,
 }
 
 /// The empty collections of an applied write set, kept by the forest for
@@ -66,7 +69,20 @@ impl<'s> Txn<'s> {
             created: scratch.created,
             freed: scratch.freed,
             taken: scratch.taken,
+            values: true,
         }
+    }
+
+    /// Whether leaves of the forest may hold out-of-line values (the
+    /// catalog knows): without any, leaves are freed without being read.
+    pub fn values(mut self, values: bool) -> Self {
+        self.values = values;
+        self
+    }
+
+    /// Whether leaves may hold out-of-line values, as [`Txn::values`] set.
+    pub fn has_values(&self) -> bool {
+        self.values
     }
 
     /// Takes `nodes` (id and current version, read by the caller, each
@@ -169,24 +185,57 @@ impl<'s> Txn<'s> {
     }
 
     /// Drops one reference to `id`; a node left with none is freed, and its
-    /// children lose a reference in turn (B4: no node is stored without a
-    /// reference). Leaves are freed without being read: a child of a
-    /// level-1 node is known to be a leaf.
+    /// children (and a leaf's out-of-line values, a value's chunks) lose a
+    /// reference in turn (B4: no node is stored without a reference).
+    /// Chunks are freed without being read, and so are leaves while the
+    /// forest holds no out-of-line value.
     pub fn decref(&mut self, id: NodeId) -> Result<()> {
-        // Each entry carries the level its parent requires (B2), so a
+        self.decref_as(id, None)
+    }
+
+    /// Drops the reference of a leaf entry to its out-of-line value `r`
+    /// (an entry overwritten or removed), freeing the value's nodes with
+    /// the last reference (B4).
+    pub fn decref_value(&mut self, r: ValueRef) -> Result<()> {
+        self.decref_as(r.id, Some(r.expect()))
+    }
+
+    /// Reads now what [`Txn::decref_value`] of `r` will read (its
+    /// refcount, and its value node if this is the last reference), so
+    /// that dropping the reference after an in-place edit cannot fail.
+    /// Call it only where nothing shadows the leaf in between (an in-place
+    /// edit), so the count it reads is the one the drop sees.
+    pub fn prefetch_value(&mut self, r: ValueRef) -> Result<()> {
+        let rc = self.refcount(r.id)?;
+        self.set_refcount(r.id, rc);
+        if rc == 1 && r.expect() == Expect::Value {
+            let node = self.get(r.id)?;
+            self.nodes.insert(r.id, node);
+        }
+        Ok(())
+    }
+
+    /// [`Txn::decref`] of a node that must be what `expect` says (`None`:
+    /// a root).
+    fn decref_as(&mut self, id: NodeId, expect: Option<Expect>) -> Result<()> {
+        // Each entry carries what its parent requires of it (B2), so a
         // damaged tree cannot make the walk loop.
-        let mut stack = vec![(id, None)];
-        while let Some((id, level)) = stack.pop() {
+        let mut stack = vec![(id, expect)];
+        while let Some((id, expect)) = stack.pop() {
             let rc = self.refcount(id)?;
             if rc > 1 {
                 self.set_refcount(id, rc - 1);
                 continue;
             }
-            if level != Some(0) {
+            let barren = match expect {
+                Some(Expect::Chunk) => true,
+                Some(Expect::Level(0)) => !self.values,
+                _ => false,
+            };
+            if !barren {
                 let node = self.get(id)?;
-                read::expect_level(id, &node, level)?;
-                let below = read::child_level(&node);
-                stack.extend(node.children().map(|c| (c, below)));
+                read::expect(id, &node, expect)?;
+                stack.extend(node.pointers().map(|(c, e)| (c, Some(e))));
             }
             self.discard(id);
         }
@@ -200,16 +249,15 @@ impl<'s> Txn<'s> {
     /// Rolling back to the last commit revives its roots this way.
     pub fn revive(&mut self, id: NodeId) -> Result<()> {
         let mut stack = vec![(id, None)];
-        while let Some((id, level)) = stack.pop() {
+        while let Some((id, expect)) = stack.pop() {
             let rc = self.refcount(id)?;
             self.set_refcount(id, rc + 1);
-            if rc > 0 {
+            if rc > 0 || expect == Some(Expect::Chunk) {
                 continue;
             }
             let node = self.get(id)?;
-            read::expect_level(id, &node, level)?;
-            let below = read::child_level(&node);
-            stack.extend(node.children().map(|c| (c, below)));
+            read::expect(id, &node, expect)?;
+            stack.extend(node.pointers().map(|(c, e)| (c, Some(e))));
         }
         Ok(())
     }

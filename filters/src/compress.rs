@@ -146,7 +146,10 @@ impl Filter for ZstdFilter {
         // No zstd encoder writes a frame longer than its content's bound;
         // a padded one would pass an unbounded decode but fail the
         // pipeline's bound on this filter's input, so it is refused here.
-        if self.max_encoded_len(len).is_none_or(|bound| input.len() > bound) {
+        if self
+            .max_encoded_len(len)
+            .is_none_or(|bound| input.len() > bound)
+        {
             return Err(corrupt(format!(
                 "the {}-byte frame is longer than zstd's bound for {len} bytes",
                 input.len()

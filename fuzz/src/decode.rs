@@ -9,8 +9,8 @@
 //! checks behind the checksum instead of stopping at it. Unsealed inputs
 //! test the checksums themselves.
 //!
-//! The layouts are those of format version 2 (`docs/design.md`, "On-disk
-//! format, version 2"): 24-byte table slots carrying a node digest,
+//! The layouts are those of format version 3 (`docs/design.md`, "On-disk
+//! format, version 3"): 24-byte table slots carrying a node digest,
 //! 40-byte directory records carrying a chunk digest, and superblock slots
 //! carrying two metadata digests, the commit log's position and a MAC.
 //!
@@ -23,7 +23,7 @@
 //! varints are minimal). Every slot is decoded both without a key and
 //! under [`fuzz_seal`]: the two agree but for the MAC check.
 
-use larix_btree::{Catalog, Node, MAX_NAME_LEN};
+use larix_btree::{Catalog, Expect, Node, MAX_NAME_LEN};
 use larix_nodestore::testing::{
     no_seal, read_blob, read_newest_with_fault, read_slots, scan_segment, BlobHeader, Directory,
     Location, NodeTable, Superblock, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, DIGEST_LEN,
@@ -159,6 +159,20 @@ fn node(bytes: &[u8]) -> bool {
     let mut out = Vec::new();
     node.encode(&mut out);
     assert_eq!(out, bytes, "a decoded node re-encodes to other bytes");
+    if !node.is_tree_node() {
+        // A chunk or a value node: rebuilt from what it holds.
+        let rebuilt = match node.kind() {
+            Expect::Chunk => Node::chunk(node.chunk_data()),
+            _ => Node::value_list(node.value_len(), &node.chunk_ids().collect::<Vec<_>>()),
+        };
+        assert_eq!(
+            rebuilt.as_bytes(),
+            bytes,
+            "a value node rebuilt has other bytes"
+        );
+        assert_eq!(node.children().count(), node.chunk_ids().len());
+        return true;
+    }
     let mut rebuilt = if node.is_leaf() {
         Node::new_leaf()
     } else {
@@ -166,7 +180,7 @@ fn node(bytes: &[u8]) -> bool {
     };
     for i in 0..node.len() {
         if node.is_leaf() {
-            rebuilt.insert_leaf(i, node.key(i), node.value(i));
+            rebuilt.insert_stored(i, node.key(i), node.stored(i));
         } else {
             rebuilt.insert_child(i, node.key(i), node.child(i));
         }
@@ -193,10 +207,13 @@ fn node(bytes: &[u8]) -> bool {
         let _ = node.child_index(key);
     }
     assert!(payload <= bytes.len(), "entries larger than the node");
-    assert_eq!(
-        node.children().count(),
-        node.len() * usize::from(!node.is_leaf())
-    );
+    let refs = match node.is_leaf() {
+        true => (0..node.len())
+            .filter(|&i| node.value_ref(i).is_some())
+            .count(),
+        false => node.len(),
+    };
+    assert_eq!(node.children().count(), refs);
     let _ = node.mem_size();
 
     // Split at the balanced point and append back: the same node.

@@ -4,7 +4,7 @@
 //! `cargo run --bin make-seeds` writes them to `seeds/<target>/`; the
 //! `seeds` test checks that the committed files still decode.
 
-use larix_btree::{Catalog, Node};
+use larix_btree::{Catalog, Node, Stored, ValueRef};
 use larix_filters::{Context, FilterSpec, Pipeline};
 use larix_nodestore::testing::{
     no_seal, node_digest, write_slot, BlobHeader, Digest, Directory, Generation, Location,
@@ -49,6 +49,17 @@ pub fn sample_leaf() -> Node {
     for (i, (k, v)) in entries.iter().enumerate() {
         n.insert_leaf(i, k, v);
     }
+    n
+}
+
+/// A leaf with one value stored out of line beside inline ones.
+fn leaf_with_a_large_value() -> Node {
+    let mut n = sample_leaf();
+    let big = ValueRef {
+        id: NodeId(77),
+        len: 2_000_000,
+    };
+    n.insert_stored(2, b"/usr/lib/big.so", Stored::Out(big));
     n
 }
 
@@ -111,6 +122,12 @@ pub fn decode() -> Vec<Seed> {
         ("node-leaf", sample_leaf()),
         ("node-index", sample_index()),
         ("node-empty-leaf", Node::new_leaf()),
+        ("node-leaf-out-of-line", leaf_with_a_large_value()),
+        ("node-value-chunk", Node::chunk(b"a piece of a large value")),
+        (
+            "node-value-list",
+            Node::value_list(3 << 20, &[NodeId(40), NodeId(41), NodeId(42)]),
+        ),
     ] {
         let mut bytes = Vec::new();
         node.encode(&mut bytes);

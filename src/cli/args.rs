@@ -33,11 +33,15 @@ pub enum Command {
     #[command(after_help = "Example:\n  larix bench --n 200000 --zstd 1")]
     Bench(BenchArgs),
     /// Insert or replace one entry (creates the store and the tree if missing).
-    #[command(after_help = "Example:\n  larix put --db data --tree users alice 'Alice Liddell'")]
+    #[command(
+        after_help = "Examples:\n  larix put --db data --tree users alice 'Alice Liddell'\n  larix put --db data --tree files disk.img --file disk.img"
+    )]
     Put(PutArgs),
-    /// Print the value of one key.
-    #[command(after_help = "Example:\n  larix get --db data --tree users alice")]
-    Get(KeyArgs),
+    /// Print the value of one key (or write it to a file).
+    #[command(
+        after_help = "Examples:\n  larix get --db data --tree users alice\n  larix get --db data --tree files disk.img --output copy.img"
+    )]
+    Get(GetArgs),
     /// Remove one key.
     #[command(after_help = "Example:\n  larix del --db data --tree users alice")]
     Del(KeyArgs),
@@ -185,7 +189,23 @@ pub struct PutArgs {
     /// The key.
     pub key: OsString,
     /// The value.
-    pub value: OsString,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub value: Option<OsString>,
+    /// Read the value from this file instead (up to 1 GiB, streamed: a
+    /// large value is never held in memory whole).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+/// `larix get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Write the value, as it is, to this file (created or replaced)
+    /// instead of printing it; streamed chunk by chunk.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 /// `larix get` and `larix del`.

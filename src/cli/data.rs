@@ -3,14 +3,15 @@
 //! thing, and commits before returning if it changed anything.
 
 use super::args::{
-    CloneArgs, DiffArgs, DropArgs, KeyArgs, PutArgs, RangeQuery, ScanArgs, StoreArgs,
+    CloneArgs, DiffArgs, DropArgs, GetArgs, KeyArgs, PutArgs, RangeQuery, ScanArgs, StoreArgs,
 };
 use super::error::{CliError, Result};
 use super::format::{escape, Codec};
 use super::store;
 use super::table::{self, Table};
 use super::Status;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
 use std::ops::Bound;
 
 /// `larix put`: inserts or replaces one entry.
@@ -19,28 +20,78 @@ pub fn put(a: &PutArgs) -> Result<Status> {
         hex: a.encoding.hex,
     };
     let key = codec.parse(&a.key, "key")?;
-    let value = codec.parse(&a.value, "value")?;
+    let value = match (&a.value, &a.file) {
+        (Some(v), _) => Some(codec.parse(v, "value")?),
+        (None, _) => None,
+    };
+    // Opened before the store, so a missing file creates no store.
+    let file = match &a.file {
+        Some(path) => {
+            let file = File::open(path).map_err(|e| CliError::io(path, e))?;
+            let len = file.metadata().map_err(|e| CliError::io(path, e))?.len();
+            Some((path, file, len))
+        }
+        None => None,
+    };
     store::change(&a.target.store, &a.filters, |forest| {
-        store::tree_or_create(forest, &a.target.tree)?.insert(&key, &value)?;
+        let tree = store::tree_or_create(forest, &a.target.tree)?;
+        match (&value, file) {
+            (Some(value), _) => tree.insert(&key, value)?,
+            (None, Some((path, file, len))) => tree
+                .insert_reader(&key, BufReader::new(file), len)
+                .map_err(|e| match e {
+                    larix::Error::ValueSource(source) => CliError::io(path, source),
+                    other => other.into(),
+                })?,
+            (None, None) => unreachable!("clap requires a value or --file"),
+        }
         Ok(forest.commit()?)
     })?;
     Ok(Status::Success)
 }
 
-/// `larix get`: prints the value of one key.
-pub fn get(a: &KeyArgs, out: &mut dyn Write) -> Result<Status> {
+/// `larix get`: prints the value of one key, or writes it to a file.
+pub fn get(a: &GetArgs, out: &mut dyn Write) -> Result<Status> {
+    let k = &a.key;
     let codec = Codec {
-        hex: a.encoding.hex,
+        hex: k.encoding.hex,
     };
-    let key = codec.parse(&a.key, "key")?;
-    let forest = store::open_read_only(&a.target.store)?;
-    let tree = store::tree(&forest, &a.target.tree)?;
-    let value = tree.get(&key)?.ok_or_else(|| CliError::NoKey {
+    let key = codec.parse(&k.key, "key")?;
+    let forest = store::open_read_only(&k.target.store)?;
+    let tree = store::tree(&forest, &k.target.tree)?;
+    let missing = || CliError::NoKey {
         key: codec.quote(&key),
-        tree: a.target.tree.clone(),
-    })?;
+        tree: k.target.tree.clone(),
+    };
+    if let Some(path) = &a.output {
+        let mut reader = tree.get_reader(&key)?.ok_or_else(missing)?;
+        let mut file = File::create(path).map_err(|e| CliError::io(path, e))?;
+        // A failed read is the store's, a failed write the file's.
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).map_err(store_read)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])
+                .map_err(|e| CliError::io(path, e))?;
+        }
+        file.sync_all().map_err(|e| CliError::io(path, e))?;
+        return Ok(Status::Success);
+    }
+    let value = tree.get(&key)?.ok_or_else(missing)?;
     writeln!(out, "{}", codec.show(&value))?;
     Ok(Status::Success)
+}
+
+/// The error of a [`larix::ValueReader`] read: the store's, which the
+/// reader carries inside an I/O error.
+fn store_read(e: std::io::Error) -> CliError {
+    match e.into_inner().map(|inner| inner.downcast::<larix::Error>()) {
+        Some(Ok(store)) => (*store).into(),
+        Some(Err(other)) => CliError::BadInput(format!("reading the value: {other}")),
+        None => CliError::BadInput("reading the value failed".into()),
+    }
 }
 
 /// `larix del`: removes one key; a missing key is an error.

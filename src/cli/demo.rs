@@ -162,7 +162,7 @@ fn walk(root: &Path, limit: u64, pb: &ProgressBar) -> Walk {
 fn insert(tree: &Tree, key: &[u8], value: &[u8]) -> Result<bool> {
     match tree.insert(key, value) {
         Ok(()) => Ok(true),
-        Err(larix::Error::EntryTooLarge { .. }) => Ok(false),
+        Err(larix::Error::KeyTooLarge { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

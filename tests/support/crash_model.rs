@@ -683,8 +683,9 @@ impl Harness {
         Ok(())
     }
 
-    /// Inserts `key` with a value one byte over `limit`, the largest key
-    /// plus value length: refused with `EntryTooLarge`, nothing changes.
+    /// Inserts a key one byte over the key limit (`limit`, the entry
+    /// limit, less the 16 bytes of a value reference), made from `key`:
+    /// refused with `KeyTooLarge`, nothing changes.
     ///
     /// # Errors
     /// If the entry is accepted or refused otherwise.
@@ -692,15 +693,17 @@ impl Harness {
         if self.live[slot].is_none() {
             return self.assert_absent(slot);
         }
-        let big = vec![0xEE; limit + 1 - key.len()];
-        match self.tree(slot)?.insert(key, &big) {
-            Err(Error::EntryTooLarge { limit: l, .. }) => {
-                ensure!(l == limit, "entry limit {l}, want {limit}");
+        let key_limit = limit - 16;
+        let mut big = key.to_vec();
+        big.resize(key_limit + 1, 0xEE);
+        match self.tree(slot)?.insert(&big, b"v") {
+            Err(Error::KeyTooLarge { limit: l, .. }) => {
+                ensure!(l == key_limit, "key limit {l}, want {key_limit}");
             }
-            Err(e) => ensure!(self.armed, "too large an entry: {e}"),
+            Err(e) => ensure!(self.armed, "too large a key: {e}"),
             Ok(()) => {
                 return Err(format!(
-                    "an entry over the limit of {limit} bytes was inserted"
+                    "a key over the limit of {key_limit} bytes was inserted"
                 ))
             }
         }

@@ -1,6 +1,7 @@
 //! The comparison harness: Larix (three filter configurations) against
 //! redb, LMDB (heed), sled and fjall on the workload redb publishes, plus
-//! a file-tree workload of real, compressible data.
+//! a file-tree workload of real, compressible data and redb's
+//! large-values workload.
 //!
 //! Each engine runs in a child process of its own (this program, with
 //! `--child ENGINE`), so one engine's memory, caches and threads never
@@ -9,13 +10,14 @@
 //! engine runs `--runs` times (default 3), the engines taking turns, each
 //! time in a fresh process and directory; the tables show each row's
 //! median with its range. A child prints each result as a line
-//! `@result ROW VALUE` on its stdout; the parent prints the table after
-//! each engine and finally writes `docs/benchmarks.md` and
-//! `docs/benchmarks.svg`.
+//! `@result ROW VALUE` on its stdout, and the error it fails with as a
+//! line `@error MESSAGE`; the parent prints the table after each engine
+//! and finally writes `docs/benchmarks.md` and `docs/benchmarks.svg`.
 
 mod chart;
 mod engines;
 mod files;
+mod large;
 mod machine;
 mod report;
 mod rows;
@@ -23,6 +25,7 @@ mod workload;
 
 use clap::Parser;
 use engines::{Result, ENGINES};
+use large::Large;
 use rows::{Results, Sizes, ROWS};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -59,6 +62,19 @@ struct Args {
     /// Operations per thread of the YCSB A mix (2 threads; 0: no mix).
     #[arg(long, default_value_t = 10_000)]
     mix_ops: usize,
+    /// Large values written by the large-values workload (redb's).
+    #[arg(long, default_value_t = 4_000)]
+    large_values: usize,
+    /// Bytes of each large value.
+    #[arg(long, default_value_t = 2_000_000)]
+    large_value_bytes: usize,
+    /// Small pairs (24-byte keys, 150-byte values) the large-values
+    /// workload writes after the large values, in the same commit.
+    #[arg(long, default_value_t = 1_000_000)]
+    large_small_pairs: usize,
+    /// Skip the large-values workload.
+    #[arg(long)]
+    no_large_values: bool,
     /// Seed of the random data.
     #[arg(long, default_value_t = 0x1a41)]
     seed: u64,
@@ -85,6 +101,14 @@ impl Args {
     fn files_root(&self) -> Option<&Path> {
         (!self.no_files).then_some(self.files_root.as_path())
     }
+
+    fn large(&self) -> Option<Large> {
+        (!self.no_large_values).then_some(Large {
+            values: self.large_values,
+            value_bytes: self.large_value_bytes,
+            small_pairs: self.large_small_pairs,
+        })
+    }
 }
 
 /// The child's side: run the workloads against `engine`, printing results.
@@ -97,6 +121,7 @@ fn child(args: &Args, engine: &str) -> Result<()> {
         files_root: args.files_root(),
         files_max: args.files_max,
         mix_ops: args.mix_ops,
+        large: args.large(),
     };
     let mut emit = |row: &str, value: f64| {
         let shown = match ROWS.iter().find(|r| r.key == row) {
@@ -113,8 +138,14 @@ fn child(args: &Args, engine: &str) -> Result<()> {
         emit("files_count", pairs.len() as f64);
         files::run_files(engine, &cfg, &pairs, &mut emit)?;
     }
+    // Before the large values: the row stays the memory of the other
+    // workloads (the high-water mark only ever grows).
     if let Some(rss) = workload::peak_rss() {
         emit("peak_rss", rss as f64);
+    }
+    if let Some(large) = &cfg.large {
+        large::run_large(engine, &cfg, large, &mut emit)
+            .map_err(|e| format!("large values: {e}"))?;
     }
     Ok(())
 }
@@ -131,6 +162,12 @@ fn run_engine(args: &Args, engine: &str, results: &mut Results) -> Result<()> {
     if args.no_files {
         cmd.arg("--no-files");
     }
+    cmd.args(["--large-values", &args.large_values.to_string()])
+        .args(["--large-value-bytes", &args.large_value_bytes.to_string()])
+        .args(["--large-small-pairs", &args.large_small_pairs.to_string()]);
+    if args.no_large_values {
+        cmd.arg("--no-large-values");
+    }
     let mut process = cmd.stdout(Stdio::piped()).spawn()?;
     let stdout = process.stdout.take().ok_or("no stdout from child")?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -142,9 +179,14 @@ fn run_engine(args: &Args, engine: &str, results: &mut Results) -> Result<()> {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let mut error = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
+                if let Some(message) = line.strip_prefix("@error ") {
+                    error = Some(message.to_string());
+                    continue;
+                }
                 let mut f = line.split_whitespace();
                 if let (Some("@result"), Some(row), Some(value)) = (f.next(), f.next(), f.next()) {
                     results.record(engine, row, value.parse()?);
@@ -160,10 +202,10 @@ fn run_engine(args: &Args, engine: &str, results: &mut Results) -> Result<()> {
         }
     }
     let status = process.wait()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("engine process exited with {status}").into())
+    match (status.success(), error) {
+        (true, _) => Ok(()),
+        (false, Some(e)) => Err(format!("{e} (engine process exited with {status})").into()),
+        (false, None) => Err(format!("engine process exited with {status}").into()),
     }
 }
 
@@ -199,6 +241,9 @@ fn main() -> Result<()> {
     if let Some(engine) = &args.child {
         if let Err(e) = child(&args, engine) {
             eprintln!("  [{engine}] error: {e}");
+            // One line, for the parent to report with the failure.
+            println!("@error {}", e.to_string().replace('\n', " "));
+            let _ = std::io::stdout().flush();
             std::process::exit(1);
         }
         return Ok(());
@@ -269,5 +314,6 @@ fn sizes(args: &Args, results: &Results) -> Sizes {
         files: count("files_count"),
         scanned: count("files_scanned"),
         mix_ops: args.mix_ops,
+        large: args.large(),
     }
 }

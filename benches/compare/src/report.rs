@@ -5,6 +5,7 @@
 
 use crate::engines::is_larix;
 use crate::files::{CHANGED_PERCENT, GROWTH, LATER, PREFIX_SCANS, REMOVED_PERCENT};
+use crate::large::{Large, POOL};
 use crate::machine::Machine;
 use crate::rows::{Results, Row, Sizes, ROWS};
 use std::fmt::Write;
@@ -227,6 +228,33 @@ fn mix_item(ops: usize) -> String {
     )
 }
 
+/// The workload's paragraph on the large values (with the blank line
+/// after it), or nothing if they did not run.
+fn large_item(large: Option<Large>) -> String {
+    let Some(large) = large else {
+        return String::new();
+    };
+    let t = |n: usize| crate::rows::thousands(n as u64);
+    format!(
+        "A third workload is redb's large values (its `large_values_benchmark`),
+in a fresh directory of its own: {} values of {} random bytes each, each
+under a random 24-byte key of its own (the values are taken in turn from
+a pool of {} random values, as redb does: all of them at once would take
+{} MiB of memory), then {} random pairs of the sizes above, all in one
+transaction, committed; then every pair read back in one read
+transaction, each value read whole and compared with the value written;
+then the size on disk. The peak memory row is measured before this
+workload.
+
+",
+        t(large.values),
+        t(large.value_bytes),
+        t(POOL.min(large.values)),
+        t(large.values.saturating_mul(large.value_bytes) >> 20),
+        t(large.small_pairs),
+    )
+}
+
 /// The sentence on what a cell shows, for a run of `runs` runs per engine.
 fn runs_note(runs: usize) -> String {
     if runs == 1 {
@@ -273,6 +301,7 @@ pub fn markdown(results: &Results, cx: &Context) -> String {
     let m = cx.machine;
     let n = crate::rows::thousands(cx.sizes.n as u64);
     let mix = mix_item(cx.sizes.mix_ops);
+    let large = large_item(cx.sizes.large);
     let mut out = String::new();
     let _ = write!(
         out,
@@ -355,7 +384,7 @@ limit, are left out):
   loaded value, every overwritten one with its new value, and a scan of
   all entries must count exactly these.
 
-Every value read is compared with the value written; an engine returning
+{large}Every value read is compared with the value written; an engine returning
 anything else fails instead of producing a number.
 
 ## Configuration
@@ -487,5 +516,23 @@ mod tests {
         assert_eq!(value_cell(&results, bulk_load(), "redb"), "n/a");
         let removals = ROWS.iter().find(|r| r.key == "removals").unwrap();
         assert_eq!(value_cell(&results, removals, "lmdb"), "failed");
+    }
+
+    #[test]
+    fn the_large_values_paragraph_names_the_pool_actually_used() {
+        assert_eq!(large_item(None), "");
+        let large = Large {
+            values: 20,
+            value_bytes: 2_000_000,
+            small_pairs: 2_000,
+        };
+        let text = large_item(Some(large));
+        assert!(text.contains("20 values of 2,000,000 random bytes"));
+        assert!(text.contains("a pool of 20 random values"));
+        let large = Large {
+            values: 4_000,
+            ..large
+        };
+        assert!(large_item(Some(large)).contains("a pool of 100 random values"));
     }
 }

@@ -3,6 +3,7 @@
 //! shown as their median).
 
 use crate::files::{CHANGED_PERCENT, PREFIX_SCANS, REMOVED_PERCENT};
+use crate::large::Large;
 use std::collections::BTreeMap;
 
 /// How a row's values are measured and shown.
@@ -70,6 +71,9 @@ pub const ROWS: &[Row] = &[
     row("files_scans", Unit::Ms, true),
     row("files_change", Unit::Ms, true),
     row("files_size", Unit::Bytes, true),
+    row("large_write", Unit::Ms, true),
+    row("large_read", Unit::Ms, true),
+    row("large_size", Unit::Bytes, true),
     row("peak_rss", Unit::Bytes, true),
 ];
 
@@ -84,6 +88,8 @@ pub struct Sizes {
     pub scanned: usize,
     /// Operations per thread of the YCSB A mix.
     pub mix_ops: usize,
+    /// The sizes of the large-values workload, if it runs.
+    pub large: Option<Large>,
 }
 
 impl Row {
@@ -93,6 +99,11 @@ impl Row {
         let half = thousands(s.n as u64 / 2);
         let files = thousands(s.files as u64);
         let mix = format!("YCSB A, 2 threads × {} ops", thousands(s.mix_ops as u64));
+        let large = s.large.unwrap_or_default();
+        let (values, small) = (
+            thousands(large.values as u64),
+            thousands(large.small_pairs as u64),
+        );
         match self.key {
             "bulk_load" => format!("bulk load ({n} pairs, 1 commit)"),
             "individual_writes" => "individual writes (1,000 commits)".into(),
@@ -124,6 +135,15 @@ impl Row {
                 format!("files: change {CHANGED_PERCENT}%, remove {REMOVED_PERCENT}%, 1 commit")
             }
             "files_size" => "files: size after load".into(),
+            "large_write" => format!(
+                "large values: write + commit ({values} × {} bytes, then {small} pairs, 1 commit)",
+                thousands(large.value_bytes as u64)
+            ),
+            "large_read" => format!("large values: read back ({values} large, {small} small)"),
+            "large_size" => "large values: size after the workload".into(),
+            "peak_rss" if s.large.is_some() => {
+                "peak memory (RSS, whole process, before the large values)".into()
+            }
             "peak_rss" => "peak memory (RSS, whole process)".into(),
             other => other.into(),
         }
@@ -154,6 +174,9 @@ impl Row {
             "files_scans" => "files prefix scans",
             "files_change" => "files change",
             "files_size" => "files size",
+            "large_write" => "large values write",
+            "large_read" => "large values read",
+            "large_size" => "large values size",
             "peak_rss" => "peak RSS",
             other => other,
         }

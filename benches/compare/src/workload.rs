@@ -2,13 +2,15 @@
 //! process: redb's published benchmark on random pairs, with a YCSB A mix
 //! of reads and updates added; and what every workload shares (the
 //! configuration, the timer, the checks, the sizes). The file-tree
-//! workload is in [`crate::files`].
+//! workload is in [`crate::files`], the large-values one in
+//! [`crate::large`].
 //!
 //! Every measurement is handed to `emit` as soon as it is taken. The data
 //! is generated before any timer starts, from a fixed seed, so every engine
 //! sees the same keys in the same order.
 
 use crate::engines::{self, Compacted, Engine, Pair, Result};
+use crate::large::Large;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -50,6 +52,8 @@ pub struct Config<'a> {
     pub files_max: usize,
     /// Operations per thread of the YCSB A mix (0: no mix).
     pub mix_ops: usize,
+    /// The sizes of the large-values workload, if it runs.
+    pub large: Option<Large>,
 }
 
 /// Receives each measurement: row key and value (ms or bytes).
@@ -61,7 +65,7 @@ pub fn ms(start: Instant) -> f64 {
 }
 
 /// `count` random pairs of redb's sizes.
-fn random_pairs(rng: &mut StdRng, count: usize) -> Vec<Pair> {
+pub fn random_pairs(rng: &mut StdRng, count: usize) -> Vec<Pair> {
     (0..count)
         .map(|_| {
             let mut k = vec![0u8; KEY_LEN];

@@ -31,8 +31,9 @@ pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"LARIXSB\0";
 
 /// The format version this build reads and writes. Version 2 pins every
 /// blob the slot refers to by digest and carries a MAC under the
-/// encryption key.
-pub const FORMAT_VERSION: u32 = 2;
+/// encryption key; version 3 changed the leaf entry (a flag for values
+/// stored out of line) and added value nodes and chunks.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Bytes of a slot's MAC.
 pub const MAC_LEN: usize = 32;
@@ -548,7 +549,7 @@ mod tests {
     #[test]
     fn layout_offsets_are_as_documented() {
         let b = sample(0x0102).encode();
-        assert_eq!(u32_at(&b, 8), 2);
+        assert_eq!(u32_at(&b, 8), 3);
         assert_eq!(u64_at(&b, 12), 0x0102);
         assert_eq!(u64_at(&b, 20), 1234);
         assert_eq!(u32_at(&b, 28), 9);

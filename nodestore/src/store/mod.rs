@@ -666,6 +666,22 @@ impl<N: Codec> NodeStore<N> {
     /// [`StoreError::NodeMissing`] if `id` is not live; a store error if its
     /// blob cannot be read or does not decode.
     pub fn get(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
+        self.get_in(id, true)
+    }
+
+    /// [`NodeStore::get`] of a node read once and not kept: one read from
+    /// disk does not enter the cache (the chunks of a large value, which
+    /// would push out the nodes every operation needs).
+    ///
+    /// # Errors
+    /// As [`NodeStore::get`].
+    pub fn get_transient(&self, id: NodeId) -> Result<Arc<N>, StoreError> {
+        self.get_in(id, false)
+    }
+
+    /// [`NodeStore::get`], keeping a node read from disk in the cache if
+    /// `keep`.
+    fn get_in(&self, id: NodeId, keep: bool) -> Result<Arc<N>, StoreError> {
         let c = &self.shared.counters;
         // The cache never holds a freed, dirty or in-flight id (S4), so a
         // hit needs neither the table nor the state lock.
@@ -712,6 +728,9 @@ impl<N: Codec> NodeStore<N> {
                 Err(e) => return Err(e),
             }
         };
+        if !keep {
+            return Ok(node);
+        }
         let dirty = self.shared.dirty.read();
         let current = st.table.get(id).and_then(|e| e.loc) == Some(loc)
             && !dirty.has_entry(id)

@@ -2,7 +2,7 @@
 //! compression (none in levels 0 and 1, lz4 below); each batch is
 //! committed, then the journal is persisted with `PersistMode::SyncAll`.
 
-use super::{Compacted, Engine, Pair, Result, CACHE_BYTES};
+use super::{Compacted, Engine, Pair, PairRef, Result, CACHE_BYTES};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 use std::path::Path;
 
@@ -49,6 +49,22 @@ impl Engine for Fjall {
         let mut found = 0;
         for (k, v) in pairs {
             found += usize::from(self.keyspace.get(k)?.as_deref() == Some(v.as_slice()));
+        }
+        Ok(found)
+    }
+
+    fn write_refs(&self, pairs: &[PairRef]) -> Result<()> {
+        let mut batch = self.db.batch();
+        for (k, v) in pairs {
+            batch.insert(&self.keyspace, *k, *v);
+        }
+        self.commit(batch)
+    }
+
+    fn read_refs(&self, pairs: &[PairRef]) -> Result<usize> {
+        let mut found = 0;
+        for (k, v) in pairs {
+            found += usize::from(self.keyspace.get(k)?.as_deref() == Some(*v));
         }
         Ok(found)
     }

@@ -6,7 +6,7 @@
 //! (`View::get_with`) and scans borrow their entries (`View::scan`), as
 //! the peers' reads borrow from their pages.
 
-use super::{prefix_bounds, prefix_end, Compacted, Engine, Pair, Result, CACHE_BYTES};
+use super::{prefix_bounds, prefix_end, Compacted, Engine, Pair, PairRef, Result, CACHE_BYTES};
 use larix::{Durability, FilterSpec, Forest, Options, Tree};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -48,6 +48,20 @@ impl Engine for Larix {
         let mut found = 0;
         for (k, v) in pairs {
             found += usize::from(view.get_with(k, |value| value == v.as_slice())? == Some(true));
+        }
+        Ok(found)
+    }
+
+    fn write_refs(&self, pairs: &[PairRef]) -> Result<()> {
+        self.tree.insert_batch(pairs.iter().copied())?;
+        Ok(self.forest.commit()?)
+    }
+
+    fn read_refs(&self, pairs: &[PairRef]) -> Result<usize> {
+        let view = self.tree.view()?;
+        let mut found = 0;
+        for (k, v) in pairs {
+            found += usize::from(view.get_with(k, |value| value == *v)? == Some(true));
         }
         Ok(found)
     }

@@ -1,7 +1,7 @@
 //! LMDB through heed: the unnamed database, default (durable) environment
 //! flags, a 16 GiB map; its cache is the kernel's page cache.
 
-use super::{Compacted, Engine, Pair, Result};
+use super::{Compacted, Engine, Pair, PairRef, Result};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, CompactionOption, Database, Env, EnvOpenOptions};
 use std::ops::Bound;
@@ -63,6 +63,23 @@ impl Engine for Lmdb {
         let mut found = 0;
         for (k, v) in pairs {
             found += usize::from(self.db.get(&txn, k)? == Some(v.as_slice()));
+        }
+        Ok(found)
+    }
+
+    fn write_refs(&self, pairs: &[PairRef]) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        for (k, v) in pairs {
+            self.db.put(&mut txn, k, v)?;
+        }
+        Ok(txn.commit()?)
+    }
+
+    fn read_refs(&self, pairs: &[PairRef]) -> Result<usize> {
+        let txn = self.env.read_txn()?;
+        let mut found = 0;
+        for (k, v) in pairs {
+            found += usize::from(self.db.get(&txn, k)? == Some(*v));
         }
         Ok(found)
     }

@@ -22,6 +22,9 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, Error>;
 /// A key and its value.
 pub type Pair = (Vec<u8>, Vec<u8>);
+/// A key and its value, borrowed: many keys may share one value's bytes
+/// (the large-values workload writes gigabytes from a small pool).
+pub type PairRef<'a> = (&'a [u8], &'a [u8]);
 
 /// The cache every engine is given, where it has one: redb's default.
 pub const CACHE_BYTES: usize = 1 << 30;
@@ -69,6 +72,22 @@ pub trait Engine: Sync {
     /// # Errors
     /// Any engine error.
     fn read(&self, pairs: &[&Pair]) -> Result<usize>;
+
+    /// Inserts (or overwrites) the borrowed `pairs` in one transaction and
+    /// commits it durably: [`Engine::write`] without owned pairs.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn write_refs(&self, pairs: &[PairRef]) -> Result<()>;
+
+    /// Looks up the key of every borrowed pair (all in one read
+    /// transaction), reading each value whole, and returns how many were
+    /// found with the expected value: [`Engine::read`] without owned
+    /// pairs.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn read_refs(&self, pairs: &[PairRef]) -> Result<usize>;
 
     /// For every start key, reads the first `len` entries at or after it
     /// (all in one read transaction) and returns the number of entries

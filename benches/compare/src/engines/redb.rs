@@ -1,7 +1,7 @@
 //! redb: one table, 1 GiB cache (its default), `Durability::Immediate`
 //! (its default).
 
-use super::{prefix_bounds, prefix_end, Compacted, Engine, Pair, Result, CACHE_BYTES};
+use super::{prefix_bounds, prefix_end, Compacted, Engine, Pair, PairRef, Result, CACHE_BYTES};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use std::path::Path;
 
@@ -57,6 +57,27 @@ impl Engine for Redb {
         for (k, v) in pairs {
             if let Some(got) = table.get(k.as_slice())? {
                 found += usize::from(got.value() == v.as_slice());
+            }
+        }
+        Ok(found)
+    }
+
+    fn write_refs(&self, pairs: &[PairRef]) -> Result<()> {
+        self.in_write(|t| {
+            for (k, v) in pairs {
+                t.insert(*k, *v)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn read_refs(&self, pairs: &[PairRef]) -> Result<usize> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TABLE)?;
+        let mut found = 0;
+        for (k, v) in pairs {
+            if let Some(got) = table.get(*k)? {
+                found += usize::from(got.value() == *v);
             }
         }
         Ok(found)

@@ -1,7 +1,7 @@
 //! sled: the default tree, 1 GiB cache; each batch is applied atomically
 //! and then flushed (synced) to disk.
 
-use super::{Compacted, Engine, Pair, Result, CACHE_BYTES};
+use super::{Compacted, Engine, Pair, PairRef, Result, CACHE_BYTES};
 use sled::{Batch, Db};
 use std::path::Path;
 
@@ -47,6 +47,22 @@ impl Engine for Sled {
         let mut found = 0;
         for (k, v) in pairs {
             found += usize::from(self.db.get(k)?.as_deref() == Some(v.as_slice()));
+        }
+        Ok(found)
+    }
+
+    fn write_refs(&self, pairs: &[PairRef]) -> Result<()> {
+        let mut batch = Batch::default();
+        for (k, v) in pairs {
+            batch.insert(*k, *v);
+        }
+        self.commit(batch)
+    }
+
+    fn read_refs(&self, pairs: &[PairRef]) -> Result<usize> {
+        let mut found = 0;
+        for (k, v) in pairs {
+            found += usize::from(self.db.get(k)?.as_deref() == Some(*v));
         }
         Ok(found)
     }

@@ -1,0 +1,269 @@
+//! Out-of-line values: writing a value too large for a leaf into chunks,
+//! and reading it back whole or piece by piece.
+//!
+//! A value of `len` bytes (more than a leaf entry holds, at most
+//! [`MAX_VALUE_LEN`]) is cut into chunks of [`CHUNK_BYTES`] (the last may
+//! be shorter). One chunk is referenced from the leaf directly; more are
+//! listed by a value node, which the leaf references. Chunks and value
+//! nodes are ordinary nodes of the store: they pass the filter pipeline on
+//! the workers (each bound to its own id), are counted in the node table,
+//! moved by compaction, and freed with the last reference to them (B4).
+//! They are never edited, so a clone shares them as it shares any node.
+
+use crate::node::{chunks_for, Expect, Node, ValueRef, CHUNK_BYTES, MAX_VALUE_LEN};
+use crate::read;
+use crate::{Error, Result};
+use larix_nodestore::{NodeId, NodeStore};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+/// Writes the `len` bytes `source` yields as an out-of-line value: chunk
+/// by chunk, each handed to the store as it is read (so memory holds one
+/// chunk, whatever the value's size). The caller holds the writer's lock
+/// and stores the reference it gets; the new nodes have refcount 1, and
+/// their ids come back too, for the caller to free if it cannot store the
+/// reference.
+///
+/// # Errors
+/// [`Error::ValueTooLarge`] past [`MAX_VALUE_LEN`]; [`Error::ValueSource`]
+/// if `source` fails or ends early; a store error. Every node written is
+/// freed again then: a failed write leaves the store as it was.
+pub(crate) fn write(
+    store: &NodeStore<Node>,
+    source: &mut dyn Read,
+    len: u64,
+) -> Result<(ValueRef, Vec<NodeId>)> {
+    let Some(chunks) = chunks_for(len) else {
+        return Err(Error::ValueTooLarge {
+            value_len: len,
+            limit: MAX_VALUE_LEN,
+        });
+    };
+    let mut written = Vec::with_capacity(chunks + 1);
+    let result = (|| {
+        store.writable()?;
+        let mut buf = vec![0u8; CHUNK_BYTES.min(len as usize)];
+        let mut left = len;
+        while left > 0 {
+            let n = CHUNK_BYTES.min(left as usize);
+            source
+                .read_exact(&mut buf[..n])
+                .map_err(Error::ValueSource)?;
+            written.push(put_new(store, Node::chunk(&buf[..n]))?);
+            left -= n as u64;
+        }
+        if chunks == 1 {
+            return Ok(written[0]);
+        }
+        let list = Node::value_list(len, &written);
+        let id = put_new(store, list)?;
+        written.push(id);
+        Ok(id)
+    })();
+    match result {
+        Ok(id) => Ok((ValueRef { id, len }, written)),
+        Err(e) => {
+            for id in written {
+                // A fresh id of the writer's own: freeing it cannot fail
+                // but for a latched store, which refuses everything anyway.
+                let _ = store.free(id);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Stores `node` under a fresh id with refcount 1.
+fn put_new(store: &NodeStore<Node>, node: Node) -> Result<NodeId> {
+    let id = store.allocate();
+    store.put(id, Arc::new(node))?;
+    store.set_refcount(id, 1)?;
+    Ok(id)
+}
+
+/// The chunks of the value `r` refers to, in order, checked to add up to
+/// its length.
+///
+/// # Errors
+/// A store error, [`Error::NodeKind`], or [`Error::DamagedValue`].
+pub(crate) fn chunk_ids(store: &NodeStore<Node>, r: ValueRef) -> Result<Vec<NodeId>> {
+    match r.expect() {
+        Expect::Chunk => Ok(vec![r.id]),
+        _ => {
+            let list = store.get_transient(r.id)?;
+            read::expect(r.id, &list, Some(Expect::Value))?;
+            if list.value_len() != r.len {
+                return Err(damaged(
+                    r.id,
+                    format!("lists {} bytes, its leaf says {}", list.value_len(), r.len),
+                ));
+            }
+            Ok(list.chunk_ids().collect())
+        }
+    }
+}
+
+/// Reads chunk `index` of the value `r`, checked to be as long as that
+/// chunk must be.
+fn chunk(store: &NodeStore<Node>, r: ValueRef, id: NodeId, index: usize) -> Result<Arc<Node>> {
+    let node = store.get_transient(id)?;
+    read::expect(id, &node, Some(Expect::Chunk))?;
+    let want = chunk_len(r.len, index);
+    if node.chunk_data().len() != want {
+        return Err(damaged(
+            r.id,
+            format!(
+                "chunk {index} ({id}) holds {} bytes, not {want}",
+                node.chunk_data().len()
+            ),
+        ));
+    }
+    Ok(node)
+}
+
+/// Bytes of chunk `index` of a value of `len` bytes.
+fn chunk_len(len: u64, index: usize) -> usize {
+    let start = index as u64 * CHUNK_BYTES as u64;
+    (len - start).min(CHUNK_BYTES as u64) as usize
+}
+
+fn damaged(id: NodeId, reason: String) -> Error {
+    Error::DamagedValue { id, reason }
+}
+
+/// The whole value `r` refers to.
+///
+/// # Errors
+/// As [`chunk_ids`], and for a chunk that cannot be read or is damaged.
+pub(crate) fn load(store: &NodeStore<Node>, r: ValueRef) -> Result<Vec<u8>> {
+    let ids = chunk_ids(store, r)?;
+    let mut out = Vec::with_capacity(r.len as usize);
+    for (index, &id) in ids.iter().enumerate() {
+        out.extend_from_slice(chunk(store, r, id, index)?.chunk_data());
+    }
+    Ok(out)
+}
+
+/// Who keeps a value's nodes readable for a [`ValueReader`]: a pinned
+/// snapshot, or (for an inline value) nothing.
+pub(crate) type Keeper = Arc<crate::snapshot::Pinned>;
+
+/// A value read piece by piece: [`Read`] and [`Seek`] over the value of a
+/// key as it was when the reader was made (it keeps the value's nodes, as
+/// a snapshot keeps its trees). Memory holds one chunk at a time.
+pub struct ValueReader {
+    source: Source,
+    len: u64,
+    pos: u64,
+}
+
+enum Source {
+    Inline(Vec<u8>),
+    Chunks {
+        keeper: Keeper,
+        value: ValueRef,
+        ids: Vec<NodeId>,
+        /// The chunk last read, by index.
+        current: Option<(usize, Arc<Node>)>,
+    },
+}
+
+impl ValueReader {
+    /// A reader over a value held in a leaf.
+    pub(crate) fn inline(value: Vec<u8>) -> ValueReader {
+        ValueReader {
+            len: value.len() as u64,
+            source: Source::Inline(value),
+            pos: 0,
+        }
+    }
+
+    /// A reader over the out-of-line value `value`, whose nodes `keeper`
+    /// keeps.
+    pub(crate) fn out_of_line(keeper: Keeper, value: ValueRef) -> Result<ValueReader> {
+        let ids = chunk_ids(keeper.store(), value)?;
+        Ok(ValueReader {
+            source: Source::Chunks {
+                keeper,
+                value,
+                ids,
+                current: None,
+            },
+            len: value.len,
+            pos: 0,
+        })
+    }
+
+    /// The value's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for ValueReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValueReader")
+            .field("len", &self.len)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+impl Read for ValueReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match &mut self.source {
+            Source::Inline(v) => {
+                let from = &v[self.pos as usize..];
+                let n = from.len().min(buf.len());
+                buf[..n].copy_from_slice(&from[..n]);
+                n
+            }
+            Source::Chunks {
+                keeper,
+                value,
+                ids,
+                current,
+            } => {
+                let index = (self.pos / CHUNK_BYTES as u64) as usize;
+                if current.as_ref().is_none_or(|(i, _)| *i != index) {
+                    let node = chunk(keeper.store(), *value, ids[index], index)
+                        .map_err(io::Error::other)?;
+                    *current = Some((index, node));
+                }
+                let data = current.as_ref().expect("read above").1.chunk_data();
+                let from = &data[(self.pos % CHUNK_BYTES as u64) as usize..];
+                let n = from.len().min(buf.len());
+                buf[..n].copy_from_slice(&from[..n]);
+                n
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for ValueReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let Some(target) = target else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek to a negative position",
+            ));
+        };
+        self.pos = target;
+        Ok(target)
+    }
+}
