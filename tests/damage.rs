@@ -44,6 +44,15 @@ fn build() -> (Vec<(FileId, Vec<u8>)>, Contents, Contents) {
         t.insert(format!("key-{i:04}").as_bytes(), &i.to_le_bytes().repeat(5))
             .unwrap();
     }
+    // Values too large for a leaf, stored out of line: flips in their
+    // chunks must be caught too.
+    for i in 0..3u32 {
+        t.insert(
+            format!("large-{i}").as_bytes(),
+            &i.to_le_bytes().repeat(700),
+        )
+        .unwrap();
+    }
     forest.checkpoint().unwrap();
     let first = contents(&forest).unwrap();
     forest.clone_tree("t", "snap").unwrap();

@@ -31,7 +31,13 @@ fn state(c: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .map(|k| {
             let key = format!("key-{k:05}").into_bytes();
             let mut value = c.to_le_bytes().to_vec();
-            value.extend(std::iter::repeat_n(b'v', (k % 40) as usize));
+            // Every 50th value is too large for a leaf: stored out of line.
+            let len = if k.is_multiple_of(50) {
+                300 + k
+            } else {
+                k % 40
+            };
+            value.extend(std::iter::repeat_n(b'v', len as usize));
             (key, value)
         })
         .collect()
