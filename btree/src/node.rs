@@ -30,6 +30,7 @@
 
 use integer_encoding::VarInt;
 use larix_nodestore::{Codec, CodecError, NodeId};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::ops::Range;
 
@@ -253,6 +254,28 @@ impl Node {
     /// True for a leaf or an index node; false for a value node or chunk.
     pub fn is_tree_node(&self) -> bool {
         matches!(self.bytes[0], KIND_LEAF | KIND_INDEX)
+    }
+
+    /// A chunk of `len` zero bytes (1 to [`CHUNK_BYTES`]), to be filled
+    /// through [`Node::chunk_data_mut`] (so a value read from a source is
+    /// copied once, into its node).
+    pub fn empty_chunk(len: usize) -> Node {
+        debug_assert!(len > 0 && len <= CHUNK_BYTES);
+        let mut bytes = vec![0u8; NODE_HEADER_LEN + len];
+        bytes[0] = KIND_CHUNK;
+        Node {
+            bytes,
+            offsets: Vec::new(),
+            heads: Vec::new(),
+        }
+    }
+
+    /// The bytes of a chunk, to fill (empty for other nodes).
+    pub fn chunk_data_mut(&mut self) -> &mut [u8] {
+        match self.bytes[0] {
+            KIND_CHUNK => &mut self.bytes[NODE_HEADER_LEN..],
+            _ => &mut [],
+        }
     }
 
     /// A chunk of an out-of-line value holding `data` (1 to
@@ -723,7 +746,8 @@ impl Node {
     }
 
     /// Validating decoder shared by [`Codec::decode`].
-    fn parse(bytes: &[u8]) -> Result<Node, String> {
+    fn parse(owned: Vec<u8>) -> Result<Node, String> {
+        let bytes = &owned[..];
         if bytes.len() < NODE_HEADER_LEN {
             return Err(format!(
                 "{} bytes is shorter than a node header",
@@ -740,8 +764,8 @@ impl Node {
             (KIND_CHUNK | KIND_VALUE, l) if l != 0 => {
                 return Err(format!("value node of kind {kind} with level {l}"))
             }
-            (KIND_CHUNK, _) => return Node::parse_chunk(bytes, count),
-            (KIND_VALUE, _) => return Node::parse_value_list(bytes, count),
+            (KIND_CHUNK, _) => return Node::parse_chunk(owned, count),
+            (KIND_VALUE, _) => return Node::parse_value_list(owned, count),
             (k, _) => return Err(format!("unknown node kind {k}")),
         }
         if kind == KIND_INDEX && count == 0 {
@@ -783,7 +807,7 @@ impl Node {
             return Err(format!("{} stray bytes after {count} entries", end - pos));
         }
         let node = Node {
-            bytes: bytes.to_vec(),
+            bytes: owned,
             offsets,
             heads,
         };
@@ -799,17 +823,21 @@ impl Node {
 
     /// Decodes a chunk: a header with count 0, then 1 to [`CHUNK_BYTES`]
     /// bytes.
-    fn parse_chunk(bytes: &[u8], count: usize) -> Result<Node, String> {
+    fn parse_chunk(bytes: Vec<u8>, count: usize) -> Result<Node, String> {
         let data = bytes.len() - NODE_HEADER_LEN;
         if count != 0 || data == 0 || data > CHUNK_BYTES {
             return Err(format!("chunk of {data} bytes with count {count}"));
         }
-        Ok(Node::chunk(&bytes[NODE_HEADER_LEN..]))
+        Ok(Node {
+            bytes,
+            offsets: Vec::new(),
+            heads: Vec::new(),
+        })
     }
 
     /// Decodes a value node: its length, then exactly as many chunk ids as
     /// that length needs (2 to 1,024).
-    fn parse_value_list(bytes: &[u8], count: usize) -> Result<Node, String> {
+    fn parse_value_list(bytes: Vec<u8>, count: usize) -> Result<Node, String> {
         let Some(len) = bytes.get(NODE_HEADER_LEN..NODE_HEADER_LEN + 8) else {
             return Err("value node without a length".into());
         };
@@ -820,12 +848,11 @@ impl Node {
                 "value node of {len} bytes listing {count} chunks in {ids} bytes"
             ));
         }
-        let node = Node {
-            bytes: bytes.to_vec(),
+        Ok(Node {
+            bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
-        };
-        Ok(node)
+        })
     }
 }
 
@@ -848,7 +875,15 @@ impl Codec for Node {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Node::parse(bytes.to_vec()).map_err(CodecError)
+    }
+
+    fn decode_owned(bytes: Vec<u8>) -> Result<Self, CodecError> {
         Node::parse(bytes).map_err(CodecError)
+    }
+
+    fn encoded(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
     }
 
     fn mem_size(&self) -> usize {

@@ -42,15 +42,13 @@ pub(crate) fn write(
     let mut written = Vec::with_capacity(chunks + 1);
     let result = (|| {
         store.writable()?;
-        let mut buf = vec![0u8; CHUNK_BYTES.min(len as usize)];
         let mut left = len;
         while left > 0 {
-            let n = CHUNK_BYTES.min(left as usize);
-            source
-                .read_exact(&mut buf[..n])
-                .map_err(Error::ValueSource)?;
-            written.push(put_new(store, Node::chunk(&buf[..n]))?);
-            left -= n as u64;
+            let mut chunk = Node::empty_chunk(CHUNK_BYTES.min(left as usize));
+            let data = chunk.chunk_data_mut();
+            source.read_exact(data).map_err(Error::ValueSource)?;
+            left -= data.len() as u64;
+            written.push(put_new(store, chunk)?);
         }
         if chunks == 1 {
             return Ok(written[0]);

@@ -118,6 +118,19 @@ impl Pipeline {
         Ok(bytes)
     }
 
+    /// [`Pipeline::decode`] of bytes the caller gives up: the empty
+    /// pipeline hands them back without a copy.
+    ///
+    /// # Errors
+    /// As [`Pipeline::decode`].
+    pub fn decode_vec(&self, ctx: &Context, input: Vec<u8>) -> Result<Vec<u8>, FilterError> {
+        if self.filters.is_empty() {
+            check_len(ctx, "pipeline", input.len())?;
+            return Ok(input);
+        }
+        self.decode(ctx, &input)
+    }
+
     /// Decodes `input` through the filter at `position`, holding its output
     /// to `bound` (even if the filter itself ignored it).
     fn decode_step(

@@ -1,5 +1,6 @@
 //! The contract between the store and the node type it holds.
 
+use std::borrow::Cow;
 use thiserror::Error;
 
 /// Why bytes could not be decoded as a node.
@@ -24,4 +25,21 @@ pub trait Codec: Sized + Send + Sync + 'static {
     /// Approximate bytes of memory the decoded node occupies, for the cache
     /// budget.
     fn mem_size(&self) -> usize;
+
+    /// [`Codec::decode`] of bytes the caller gives up: a node kept in its
+    /// encoded form can take them without a copy.
+    ///
+    /// # Errors
+    /// As [`Codec::decode`].
+    fn decode_owned(bytes: Vec<u8>) -> Result<Self, CodecError> {
+        Self::decode(&bytes)
+    }
+
+    /// The node's encoded bytes: borrowed where the node keeps them, so
+    /// writing a node through an empty filter stack copies nothing.
+    fn encoded(&self) -> Cow<'_, [u8]> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        Cow::Owned(out)
+    }
 }

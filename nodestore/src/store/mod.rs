@@ -1096,12 +1096,12 @@ impl<N: Codec> Shared<N> {
         }
         let raw = self
             .pipeline
-            .decode(&ctx, &body)
+            .decode_vec(&ctx, body)
             .map_err(|e| StoreError::Corrupt {
                 id,
                 cause: e.into(),
             })?;
-        N::decode(&raw).map_err(|e| StoreError::Corrupt {
+        N::decode_owned(raw).map_err(|e| StoreError::Corrupt {
             id,
             cause: e.into(),
         })

@@ -43,9 +43,11 @@ impl<N: Codec> Shared<N> {
 
     /// Encodes, filters and appends one node.
     fn write_node(&self, job: &Job<N>) -> Result<(Location, u64), StoreError> {
-        let mut raw = Vec::new();
-        job.node.encode(&mut raw);
-        let body = self.pipeline.encode(&Context::new(job.id.0), &raw)?;
+        let raw = job.node.encoded();
+        let body = match self.pipeline.is_empty() {
+            true => std::borrow::Cow::Borrowed(&raw[..]),
+            false => self.pipeline.encode(&Context::new(job.id.0), &raw)?.into(),
+        };
         let loc = self
             .writer
             .lock()
