@@ -409,3 +409,22 @@ fn a_snapshot_keeps_a_value_its_tree_dropped() {
     assert_eq!(f.stats().nodes, 1);
     assert_clean(&f);
 }
+
+#[test]
+fn a_value_reader_can_go_to_another_thread() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<larix::ValueReader>();
+    let f = Forest::in_memory(options(vec![])).unwrap();
+    let t = f.create_tree("v").unwrap();
+    let value = noise(1_500_000, 3);
+    t.insert(b"k", &value).unwrap();
+    let mut r = t.get_reader(b"k").unwrap().unwrap();
+    let got = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(got == value);
+}
