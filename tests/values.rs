@@ -428,3 +428,22 @@ fn a_value_reader_can_go_to_another_thread() {
     .unwrap();
     assert!(got == value);
 }
+
+/// A chunk is larger than the whole memory budget of a small cache: it
+/// goes to the workers at once and the writer never waits on itself.
+#[test]
+fn values_larger_than_the_cache_are_written_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || options(vec![FilterSpec::checksum()]).cache_bytes(64 << 10);
+    let value = noise(5 << 20, 11);
+    {
+        let f = Forest::open(dir.path(), opts()).unwrap();
+        let t = f.create_tree("v").unwrap();
+        t.insert(b"big", &value).unwrap();
+        f.commit().unwrap();
+        assert!(t.get(b"big").unwrap().unwrap() == value);
+    }
+    let f = Forest::open(dir.path(), opts()).unwrap();
+    assert!(f.tree("v").unwrap().unwrap().get(b"big").unwrap().unwrap() == value);
+    assert_clean(&f);
+}

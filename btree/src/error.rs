@@ -37,7 +37,10 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A key plus value larger than the node size allows.
+    /// A key plus value larger than the node size allows. No longer
+    /// returned: a value too large for a leaf is stored out of line, and
+    /// keys and values have limits of their own ([`Error::KeyTooLarge`],
+    /// [`Error::ValueTooLarge`]). Kept so that code matching on it builds.
     #[error(
         "entry too large: key of {key_len} bytes plus value of {value_len} bytes exceeds the limit of {limit} bytes (a quarter of the node size)"
     )]
