@@ -11,7 +11,8 @@
 
 use crate::catalog::Catalog;
 use crate::limits::Limits;
-use crate::node::{Expect, Node, ValueRef, CHUNK_BYTES};
+use crate::node::{Expect, Node, ValueRef};
+use crate::value;
 use larix_nodestore::{NodeId, NodeStore};
 use std::collections::HashMap;
 use std::fmt;
@@ -353,9 +354,8 @@ impl Checker<'_> {
             if self.seen.insert(chunk, None).is_some() {
                 continue;
             }
-            let want = (r.len - index as u64 * CHUNK_BYTES as u64).min(CHUNK_BYTES as u64);
             if let Some(data) = self.read_part(chunk, Expect::Chunk) {
-                self.check_chunk(chunk, &data, want as usize);
+                self.check_chunk(chunk, &data, value::chunk_len(r.len, index));
             }
         }
     }

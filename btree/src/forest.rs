@@ -915,11 +915,8 @@ impl Tree {
             op,
             |&n| n > 0,
             |txn, mut root| {
-                let keys = read::keys(&self.shared.store, root, &bounds)?;
-                let values = match txn.has_values() {
-                    true => read::out_values(&self.shared.store, root, &bounds)?,
-                    false => Vec::new(),
-                };
+                let store = &self.shared.store;
+                let (keys, values) = read::keys(store, root, &bounds, txn.has_values())?;
                 for key in &keys {
                     root = mutate::remove(txn, &limits, root, key, None)?;
                 }

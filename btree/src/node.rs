@@ -435,11 +435,6 @@ impl Node {
         &self.bytes[k.end..k.end + vlen]
     }
 
-    /// Whether the value of leaf entry `i` is stored out of line.
-    fn is_out(&self, i: usize) -> bool {
-        matches!(self.stored(i), Stored::Out(_))
-    }
-
     /// The value of leaf entry `i` as stored.
     pub fn stored(&self, i: usize) -> Stored<'_> {
         debug_assert!(self.is_leaf());
@@ -492,11 +487,6 @@ impl Node {
         });
         let chunks = self.chunk_ids().take(chunks).map(|id| (id, Expect::Chunk));
         entries.chain(chunks)
-    }
-
-    /// Whether a leaf holds a value out of line.
-    pub fn has_out_values(&self) -> bool {
-        self.is_leaf() && (0..self.len()).any(|i| self.is_out(i))
     }
 
     /// Binary search for `key`: `Ok(i)` if entry `i` has it, else the

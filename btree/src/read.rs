@@ -4,7 +4,7 @@
 //! visits, in key order (or reverse), every leaf that may hold keys inside
 //! a [`Bounds`], handing the callback the matching entry positions.
 
-use crate::node::{Expect, Node, Stored};
+use crate::node::{Expect, Node, Stored, ValueRef};
 use crate::value;
 use crate::{Error, Result};
 use larix_nodestore::{NodeId, NodeStore};
@@ -396,20 +396,6 @@ pub(crate) fn is_empty(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -
     Ok(empty)
 }
 
-/// The out-of-line values of the entries in `bounds`.
-pub(crate) fn out_values(
-    store: &NodeStore<Node>,
-    root: NodeId,
-    bounds: &Bounds,
-) -> Result<Vec<crate::node::ValueRef>> {
-    let mut out = Vec::new();
-    walk(store, root, bounds, false, &mut |leaf, hits| {
-        out.extend(hits.filter_map(|i| leaf.value_ref(i)));
-        ControlFlow::Continue(())
-    })?;
-    Ok(out)
-}
-
 /// Number of entries in `bounds`.
 pub(crate) fn count(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> Result<u64> {
     let mut n = 0u64;
@@ -420,14 +406,23 @@ pub(crate) fn count(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> R
     Ok(n)
 }
 
-/// The keys in `bounds`, in order.
-pub(crate) fn keys(store: &NodeStore<Node>, root: NodeId, bounds: &Bounds) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
+/// The keys in `bounds`, in order, and, if `values`, the out-of-line
+/// values they reference: what a range removal removes, in one walk.
+pub(crate) fn keys(
+    store: &NodeStore<Node>,
+    root: NodeId,
+    bounds: &Bounds,
+    values: bool,
+) -> Result<(Vec<Vec<u8>>, Vec<ValueRef>)> {
+    let (mut keys, mut refs) = (Vec::new(), Vec::new());
     walk(store, root, bounds, false, &mut |leaf, hits| {
-        out.extend(hits.map(|i| leaf.key(i).to_vec()));
+        for i in hits {
+            keys.push(leaf.key(i).to_vec());
+            refs.extend(leaf.value_ref(i).filter(|_| values));
+        }
         ControlFlow::Continue(())
     })?;
-    Ok(out)
+    Ok((keys, refs))
 }
 
 /// The shape of a tree, from [`Tree::shape`](crate::Tree::shape).

@@ -120,7 +120,7 @@ fn chunk(store: &NodeStore<Node>, r: ValueRef, id: NodeId, index: usize) -> Resu
 }
 
 /// Bytes of chunk `index` of a value of `len` bytes.
-fn chunk_len(len: u64, index: usize) -> usize {
+pub(crate) fn chunk_len(len: u64, index: usize) -> usize {
     let start = index as u64 * CHUNK_BYTES as u64;
     (len - start).min(CHUNK_BYTES as u64) as usize
 }
