@@ -58,6 +58,37 @@ impl Forest {
         Forest::with_config(Arc::new(backend), options, true)
     }
 
+    /// Opens the forest stored at `url`, creating it if missing, as
+    /// [`Forest::open`] does for a directory:
+    /// - `s3://bucket/prefix`: a store in an S3-compatible object store,
+    ///   every object under `prefix` (see `docs/design.md`, "Object
+    ///   storage"). [`Options::storage_option`] configures the client; the
+    ///   `AWS_*` environment variables fill in the rest. Opening fences
+    ///   any other writer: its next commit fails.
+    /// - `file:///path`: the directory `/path`, as [`Forest::open`].
+    ///
+    /// # Errors
+    /// As [`Forest::open`]; a store error for a URL of another scheme, a
+    /// storage option the client refuses, or a store that cannot be
+    /// reached.
+    pub fn open_url(url: &str, options: Options) -> Result<Forest> {
+        options.validate()?;
+        let backend = backend_at(url, &options, false)?;
+        Forest::with_config(backend, options, false)
+    }
+
+    /// [`Forest::open_url`] for reading only, as [`Forest::open_read_only`]:
+    /// nothing in the store is written, and no writer is fenced.
+    ///
+    /// # Errors
+    /// As [`Forest::open_url`]; a store error if there is no store at
+    /// `url`.
+    pub fn open_url_read_only(url: &str, options: Options) -> Result<Forest> {
+        options.validate()?;
+        let backend = backend_at(url, &options, true)?;
+        Forest::with_config(backend, options, true)
+    }
+
     /// A forest held in memory only. It runs on the same node store as a
     /// forest on disk (cache, dirty queue, workers, filters), over an
     /// in-memory backend.
@@ -239,4 +270,58 @@ pub(crate) fn parameters(limits: Limits, pipeline: &Pipeline) -> String {
         limits.max_node(),
         pipeline.describe()
     )
+}
+
+/// The backend for the store at `url` (see [`Forest::open_url`]).
+pub(crate) fn backend_at(
+    url: &str,
+    options: &Options,
+    read_only: bool,
+) -> Result<Arc<dyn Backend>> {
+    use larix_nodestore::{FormatError, StoreError};
+    let bad = |why: &str| {
+        crate::Error::from(StoreError::from(FormatError::BadUrl {
+            url: url.to_string(),
+            why: why.to_string(),
+        }))
+    };
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(bad("a file:// URL names an absolute path, file:///dir"));
+        }
+        let backend = if read_only {
+            FileBackend::open_read_only(path)
+        } else {
+            FileBackend::open(path, true)
+        };
+        return Ok(Arc::new(backend.map_err(StoreError::from)?));
+    }
+    if url.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        {
+            let tuning = larix_nodestore::ObjectOptions {
+                // The blocks of segments read back: a share of the budget.
+                cache_bytes: (options.cache_bytes as u64 / 4).clamp(1 << 20, 64 << 20),
+                ..larix_nodestore::ObjectOptions::default()
+            };
+            let backend = larix_nodestore::ObjectBackend::open_url(
+                url,
+                &options.storage_options,
+                read_only,
+                tuning,
+            )
+            .map_err(StoreError::from)?;
+            return Ok(Arc::new(backend));
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = (options, read_only);
+            return Err(bad(
+                "this build of Larix has no object storage (feature `s3`)",
+            ));
+        }
+    }
+    Err(bad(
+        "the URL names no store: use s3://bucket/prefix or file:///dir",
+    ))
 }

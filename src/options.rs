@@ -32,6 +32,7 @@ pub struct Options {
     pub(crate) compaction_bytes_per_commit: u64,
     pub(crate) checkpoint_log_bytes: u64,
     pub(crate) checkpoint_interval: std::time::Duration,
+    pub(crate) storage_options: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -50,6 +51,7 @@ impl Default for Options {
             compaction_bytes_per_commit: 16 << 20,
             checkpoint_log_bytes: 64 << 20,
             checkpoint_interval: std::time::Duration::from_secs(30),
+            storage_options: Vec::new(),
         }
     }
 }
@@ -126,6 +128,40 @@ impl Options {
         use larix_nodestore::{read_parameters, FileBackend, StoreError};
         let backend = FileBackend::open_read_only(path).map_err(StoreError::from)?;
         Options::from_parameters(&read_parameters(&backend)?, key_file, command)
+    }
+
+    /// [`Options::from_store_with_command`] for the store at `url` (see
+    /// [`crate::Forest::open_url`]), reached with the storage options of
+    /// `storage` (which the options returned keep).
+    ///
+    /// # Errors
+    /// As [`Options::from_store_with_command`]; a store error for a URL
+    /// that cannot be used.
+    pub fn from_url_with_command(
+        url: &str,
+        storage: &Options,
+        key_file: Option<&std::path::Path>,
+        command: Option<&FilterSpec>,
+    ) -> Result<Options> {
+        let backend = crate::forest::backend_at(url, storage, true)?;
+        let text = larix_nodestore::read_parameters(&*backend)?;
+        let mut options = Options::from_parameters(&text, key_file, command)?;
+        options.storage_options = storage.storage_options.clone();
+        Ok(options)
+    }
+
+    /// A setting of the object store a URL names (for
+    /// [`crate::Forest::open_url`]): one of the `object_store` crate's
+    /// configuration keys for S3, such as `aws_endpoint`,
+    /// `aws_allow_http`, `aws_access_key_id`, `aws_secret_access_key` or
+    /// `aws_region`. The standard `AWS_*` environment variables fill in
+    /// what is not given; a key the S3 client does not know is refused
+    /// when the store opens.
+    pub fn storage_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.storage_options.retain(|(k, _)| *k != key);
+        self.storage_options.push((key, value.into()));
+        self
     }
 
     /// Options from a parameter string as a store records it

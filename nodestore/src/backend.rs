@@ -208,6 +208,13 @@ pub trait Backend: Send + Sync + 'static {
             .collect())
     }
 
+    /// Whether files only grow at their end: a write before a file's end
+    /// fails. The commit log then writes no zeros ahead of its records
+    /// (L4), since it could not write over them.
+    fn appends_only(&self) -> bool {
+        false
+    }
+
     /// A human-readable name for `file`, for error messages.
     fn name(&self, file: FileId) -> String {
         file.file_name()
@@ -326,7 +333,8 @@ pub(crate) mod tests {
 
     const SEG: FileId = FileId::Segment(SegmentId(42));
 
-    /// The contract shared by every backend, run against `b`.
+    /// The contract shared by every backend, run against `b`: what the
+    /// store does with files (appends, syncs, whole superblocks, removal).
     pub(crate) fn check_contract(b: &dyn Backend) {
         let mut buf = [0u8; 4];
         assert_eq!(
@@ -338,24 +346,32 @@ pub(crate) mod tests {
         assert_eq!(b.remove(SEG).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert!(b.segments().unwrap().is_empty());
 
+        // A write past the end fills with zeros.
         b.write_at(SEG, 4, b"abcd").unwrap();
         assert_eq!(b.len(SEG).unwrap(), 8);
         let mut all = [9u8; 8];
         b.read_at(SEG, 0, &mut all).unwrap();
         assert_eq!(&all, b"\0\0\0\0abcd");
-        b.write_at(SEG, 2, b"XY").unwrap();
-        b.read_at(SEG, 1, &mut buf).unwrap();
-        assert_eq!(&buf, b"\0XYa");
+        b.write_at(SEG, 8, b"XY").unwrap();
+        b.read_at(SEG, 7, &mut buf[..3]).unwrap();
+        assert_eq!(&buf[..3], b"dXY");
+        b.sync(SEG).unwrap();
+        b.write_at(SEG, 10, b"ef").unwrap();
+        b.read_at(SEG, 6, &mut buf).unwrap();
+        assert_eq!(&buf, b"cdXY");
+        b.read_at(SEG, 8, &mut buf).unwrap();
+        assert_eq!(&buf, b"XYef");
 
         // A read past the end fails whole, never short.
         assert_eq!(
-            b.read_at(SEG, 6, &mut buf).unwrap_err().kind(),
+            b.read_at(SEG, 10, &mut buf).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
 
-        b.write_at(FileId::Superblock, 0, b"sb").unwrap();
+        b.create_whole(FileId::Superblock, b"sb").unwrap();
         b.write_at(FileId::Segment(SegmentId(7)), 0, b"s").unwrap();
         b.sync(SEG).unwrap();
+        b.sync(FileId::Segment(SegmentId(7))).unwrap();
         b.sync_dir().unwrap();
         assert_eq!(b.segments().unwrap(), vec![SegmentId(7), SegmentId(42)]);
         b.remove(SEG).unwrap();
@@ -367,6 +383,26 @@ pub(crate) mod tests {
         b.read_at(FileId::Superblock, 0, &mut whole).unwrap();
         assert_eq!(&whole, b"whole");
         assert_eq!(b.len(FileId::Superblock).unwrap(), 5);
+        // A superblock slot is written in place, then synced.
+        b.write_at(FileId::Superblock, 2, b"OL").unwrap();
+        b.sync(FileId::Superblock).unwrap();
+        b.read_at(FileId::Superblock, 0, &mut whole).unwrap();
+        assert_eq!(&whole, b"whOLe");
+        assert_eq!(
+            b.list().unwrap(),
+            vec![FileId::Superblock, FileId::Segment(SegmentId(7))]
+        );
+    }
+
+    /// What a backend whose files are not [`Backend::appends_only`] adds:
+    /// writes anywhere in a file.
+    pub(crate) fn check_random_access(b: &dyn Backend) {
+        assert!(!b.appends_only());
+        b.write_at(SEG, 0, b"abcdef").unwrap();
+        b.write_at(SEG, 2, b"XY").unwrap();
+        let mut buf = [0u8; 4];
+        b.read_at(SEG, 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"bXYe");
     }
 
     #[test]
@@ -415,6 +451,7 @@ pub(crate) mod tests {
     #[test]
     fn mem_backend_keeps_the_contract() {
         check_contract(&MemBackend::new());
+        check_random_access(&MemBackend::new());
     }
 
     #[test]

@@ -346,7 +346,7 @@ impl Backend for FileBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::tests::check_contract;
+    use crate::backend::tests::{check_contract, check_random_access};
     use crate::SegmentId;
     use std::os::unix::fs::symlink;
 
@@ -362,6 +362,8 @@ mod tests {
         fs::write(dir.path().join("seg-1.lx"), b"x").unwrap();
         fs::write(dir.path().join("notes.txt"), b"x").unwrap();
         assert_eq!(b.segments().unwrap(), vec![SegmentId(7)]);
+        let dir = tempfile::tempdir().unwrap();
+        check_random_access(&FileBackend::open(dir.path(), false).unwrap());
     }
 
     #[test]

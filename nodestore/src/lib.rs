@@ -45,6 +45,8 @@ mod faulty;
 mod file_backend;
 mod format;
 mod id;
+#[cfg(feature = "object-store")]
+mod object_backend;
 mod stats;
 mod store;
 
@@ -57,6 +59,8 @@ pub use format::error::{BlobFault, FormatError, SlotFault};
 pub use id::NodeId;
 /// Filter errors, as the store reports them.
 pub use larix_filters::FilterError;
+#[cfg(feature = "object-store")]
+pub use object_backend::{ObjectBackend, ObjectCounts, ObjectOptions};
 pub use stats::Stats;
 pub use store::{
     read_parameters, CheckpointPolicy, CompactionPolicy, Durability, NodeStore, Pin, Replay,

@@ -41,6 +41,14 @@ pub enum FormatError {
         /// The store directory.
         path: PathBuf,
     },
+    /// An object store URL or storage option that cannot be used.
+    #[error("cannot open {url}: {why}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A blob record read from a segment is not the one its location
     /// promised, or is damaged.
     #[error("{kind} blob {id} at {file} offset {offset}: {fault}")]

@@ -220,7 +220,7 @@ impl<N: Codec> Shared<N> {
     /// Writes zeros ahead of the append position so that `need` more bytes
     /// fit in space already written (L4).
     fn prefill(&self, st: &mut LogState, need: u64) -> Result<(), StoreError> {
-        if st.end + need <= st.prefilled {
+        if st.end + need <= st.prefilled || self.backend.appends_only() {
             return Ok(());
         }
         let step = st.prefilled.clamp(FIRST_PREFILL, MAX_PREFILL).max(need);

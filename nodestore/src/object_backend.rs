@@ -1,0 +1,1179 @@
+//! [`ObjectBackend`]: a store kept in an object store (AWS S3 and the
+//! stores that speak its protocol: MinIO, Ceph, Garage, R2), through the
+//! `object_store` crate.
+//!
+//! Objects are immutable, so a store file is a chain of *parts*, each an
+//! object named `PREFIX/FILE/OFFSET` (the file's name, then the part's
+//! first byte offset as 16 hex digits). Appends are staged in memory; a
+//! file's staged bytes become a part when they pass
+//! [`ObjectOptions::part_bytes`] (uploaded in the background, on the
+//! backend's own runtime, while the store carries on) or at
+//! [`Backend::sync`] (uploaded before it returns). Parts are created with
+//! `If-None-Match: *`: no object is ever overwritten, so two processes that
+//! both think they own a store collide with an error instead of mixing
+//! their bytes.
+//!
+//! The superblock is one object, `PREFIX/superblock`, replaced whole at
+//! each sync with a conditional put on the ETag this backend last saw
+//! (`If-Match`), or `If-None-Match: *` when the store is created. The
+//! switch is atomic, and it fences writers: a writable open rewrites the
+//! superblock at once (with a fresh random nonce, so its ETag changes), so
+//! a writer it displaced fails at its next checkpoint; and it seals the
+//! newest commit log file by creating an empty part at its end, so that
+//! writer's next commit fails too. Never do two writers both commit.
+//!
+//! Reads of uploaded parts go through a bounded cache of blocks
+//! ([`ObjectOptions::block_bytes`], [`ObjectOptions::cache_bytes`]), each
+//! block one ranged GET; when a file is read block after block, the next
+//! [`ObjectOptions::readahead`] blocks are fetched in the background.
+//! Bytes not yet uploaded are served from memory.
+//!
+//! Contract differences from a file system (see [`Backend`]): files are
+//! append-only (a write before the end fails with
+//! [`io::ErrorKind::InvalidInput`]; a write past the end fills with
+//! zeros); an empty file exists only in this backend's memory (it has no
+//! part, and reopening does not find it); removal and creation are durable
+//! when the call returns, so `sync_dir` does nothing.
+
+use crate::{Backend, FileId, FormatError};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::runtime::Runtime;
+
+/// The name of the superblock object under the store's prefix.
+const SUPERBLOCK: &str = "superblock";
+
+/// What the superblock object starts with, before its nonce and the
+/// superblock file's bytes.
+const SUPERBLOCK_MAGIC: &[u8; 8] = b"LXSBOBJ1";
+
+/// The length of the random nonce that makes every superblock put change
+/// the object's ETag.
+const NONCE_LEN: usize = 16;
+
+/// The largest superblock object read: the two slots are far smaller, so
+/// a larger object is damage, refused before it is fetched.
+const MAX_SUPERBLOCK_OBJECT: u64 = 1 << 20;
+
+/// Tuning of an [`ObjectBackend`].
+#[derive(Clone, Debug)]
+pub struct ObjectOptions {
+    /// Staged bytes of one file past which a part is cut and uploaded in
+    /// the background.
+    pub part_bytes: usize,
+    /// The unit of reading: one ranged GET fetches a block (or what is
+    /// left of a part).
+    pub block_bytes: u64,
+    /// The bound on the memory the block cache holds.
+    pub cache_bytes: u64,
+    /// How many blocks ahead a sequential reader fetches in the
+    /// background.
+    pub readahead: u64,
+    /// Worker threads of the backend's runtime (uploads, fetches).
+    pub threads: usize,
+}
+
+impl Default for ObjectOptions {
+    fn default() -> ObjectOptions {
+        ObjectOptions {
+            part_bytes: 8 << 20,
+            block_bytes: 256 << 10,
+            cache_bytes: 64 << 20,
+            readahead: 8,
+            threads: 4,
+        }
+    }
+}
+
+/// Requests an [`ObjectBackend`] has made, and the bytes they moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectCounts {
+    /// Object creations and replacements (parts, seals, the superblock).
+    pub puts: u64,
+    /// Whole and ranged reads.
+    pub gets: u64,
+    /// Listing requests (one per page the store returns).
+    pub lists: u64,
+    /// Object deletions.
+    pub deletes: u64,
+    /// Bytes uploaded.
+    pub bytes_up: u64,
+    /// Bytes downloaded.
+    pub bytes_down: u64,
+    /// Block reads served by the cache or a fetch already under way.
+    pub cache_hits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    puts: AtomicU64,
+    gets: AtomicU64,
+    lists: AtomicU64,
+    deletes: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A store kept in an object store; see the module documentation.
+pub struct ObjectBackend {
+    inner: Arc<Inner>,
+    /// Owned outside `inner` so that no task can hold the last reference
+    /// to it (a runtime must not be dropped from one of its own threads).
+    runtime: Runtime,
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// How messages name the store (its URL).
+    name: String,
+    read_only: bool,
+    options: ObjectOptions,
+    files: Mutex<HashMap<FileId, ObjFile>>,
+    superblock: Mutex<SuperblockObject>,
+    cache: Mutex<BlockCache>,
+    counters: Counters,
+    /// Numbers the files' lives, so that a file removed and made again
+    /// never meets the old one's cached blocks.
+    lives: AtomicU64,
+}
+
+/// The superblock file, kept whole in memory.
+#[derive(Default)]
+struct SuperblockObject {
+    /// The file's bytes (without the object's magic and nonce), or `None`
+    /// if there is no superblock.
+    content: Option<Vec<u8>>,
+    /// The ETag of the object as this backend last wrote or read it.
+    etag: Option<String>,
+    /// Written since the last put.
+    dirty: bool,
+}
+
+/// One store file other than the superblock.
+struct ObjFile {
+    /// Which life of this file id it is (see [`Inner::lives`]).
+    life: u64,
+    /// Uploaded parts, contiguous from offset 0: offset → length.
+    parts: BTreeMap<u64, u64>,
+    /// Where the uploaded parts end.
+    uploaded: u64,
+    /// Parts handed to the runtime and not yet known to be stored, in
+    /// order; reads of their bytes are served from here.
+    uploading: Vec<Upload>,
+    /// Bytes after the uploads, not yet handed to one.
+    staged: Vec<u8>,
+    /// An upload of this file failed: every later sync fails too.
+    failed: Option<String>,
+}
+
+struct Upload {
+    offset: u64,
+    data: Bytes,
+    task: Option<tokio::task::JoinHandle<Result<(), object_store::Error>>>,
+}
+
+impl ObjFile {
+    fn new(life: u64) -> ObjFile {
+        ObjFile {
+            life,
+            parts: BTreeMap::new(),
+            uploaded: 0,
+            uploading: Vec::new(),
+            staged: Vec::new(),
+            failed: None,
+        }
+    }
+
+    /// The file's length: uploaded, uploading and staged bytes.
+    fn len(&self) -> u64 {
+        self.staged_at() + self.staged.len() as u64
+    }
+
+    /// Where the staged bytes start.
+    fn staged_at(&self) -> u64 {
+        self.uploading
+            .last()
+            .map_or(self.uploaded, |u| u.offset + u.data.len() as u64)
+    }
+}
+
+/// Cached blocks of uploaded parts, least recently used first out, and the
+/// fetches under way.
+struct BlockCache {
+    blocks: lru::LruCache<BlockKey, Bytes>,
+    bytes: u64,
+    fetching: HashMap<BlockKey, Arc<Fetch>>,
+    /// The last block each file life had read, to see sequential reading.
+    last_read: HashMap<u64, BlockKey>,
+}
+
+/// A block: the file's life, its part's offset, and the block's index in
+/// the part.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct BlockKey {
+    life: u64,
+    part: u64,
+    index: u64,
+}
+
+/// A block fetch under way; readers that need it wait on `done`.
+#[derive(Default)]
+struct Fetch {
+    result: Mutex<Option<Result<Bytes, String>>>,
+    done: Condvar,
+}
+
+impl Fetch {
+    fn wait(&self) -> Result<Bytes, String> {
+        let mut r = self.result.lock();
+        while r.is_none() {
+            self.done.wait(&mut r);
+        }
+        r.clone().expect("set above")
+    }
+
+    fn finish(&self, result: Result<Bytes, String>) {
+        *self.result.lock() = Some(result);
+        self.done.notify_all();
+    }
+}
+
+impl fmt::Debug for ObjectBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectBackend")
+            .field("name", &self.inner.name)
+            .field("read_only", &self.inner.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits `s3://bucket/some/prefix` into the bucket URL and the prefix.
+fn split_url(url: &str) -> Result<(String, String), FormatError> {
+    let bad = |why: &str| FormatError::BadUrl {
+        url: url.to_string(),
+        why: why.to_string(),
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("only s3:// URLs name an object store"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(bad("the bucket name is missing"));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") {
+        return Err(bad("the prefix may not hold `.` or `..` parts"));
+    }
+    Ok((format!("s3://{bucket}"), prefix.to_string()))
+}
+
+impl ObjectBackend {
+    /// Opens the store at `url` (`s3://bucket/prefix`), configured by
+    /// `options` (the `object_store` crate's S3 configuration keys, such
+    /// as `aws_endpoint` or `aws_region`) over the standard `AWS_*`
+    /// environment variables.
+    ///
+    /// # Errors
+    /// [`FormatError::BadUrl`] for a URL or option the S3 client refuses;
+    /// as [`ObjectBackend::open`] otherwise.
+    pub fn open_url(
+        url: &str,
+        options: &[(String, String)],
+        read_only: bool,
+        tuning: ObjectOptions,
+    ) -> Result<ObjectBackend, FormatError> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let (bucket, prefix) = split_url(url)?;
+        let bad = |why: String| FormatError::BadUrl {
+            url: url.to_string(),
+            why,
+        };
+        let mut builder = AmazonS3Builder::from_env().with_url(bucket);
+        for (key, value) in options {
+            let key: AmazonS3ConfigKey = key
+                .parse()
+                .map_err(|_| bad(format!("`{key}` is not an S3 storage option")))?;
+            builder = builder.with_config(key, value);
+        }
+        let store = builder.build().map_err(|e| bad(e.to_string()))?;
+        ObjectBackend::open(Arc::new(store), &prefix, url, read_only, tuning)
+    }
+
+    /// Opens the store under `prefix` of `store`. A writable open fences
+    /// any other writer of the store (see the module documentation).
+    /// `name` is how messages name the store.
+    ///
+    /// # Errors
+    /// [`FormatError::Io`] if the store cannot be listed or read, or the
+    /// fencing writes fail.
+    pub fn open(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        name: &str,
+        read_only: bool,
+        options: ObjectOptions,
+    ) -> Result<ObjectBackend, FormatError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.threads.max(1))
+            .thread_name("larix-object")
+            .enable_all()
+            .build()
+            .map_err(|e| FormatError::io(name.to_string(), None, e))?;
+        let cache = BlockCache {
+            blocks: lru::LruCache::unbounded(),
+            bytes: 0,
+            fetching: HashMap::new(),
+            last_read: HashMap::new(),
+        };
+        let backend = ObjectBackend {
+            inner: Arc::new(Inner {
+                store,
+                prefix: Path::from(prefix),
+                name: name.to_string(),
+                read_only,
+                options,
+                files: Mutex::new(HashMap::new()),
+                superblock: Mutex::new(SuperblockObject::default()),
+                cache: Mutex::new(cache),
+                counters: Counters::default(),
+                lives: AtomicU64::new(1),
+            }),
+            runtime,
+        };
+        let io = |e| FormatError::io(name.to_string(), None, e);
+        backend.load().map_err(io)?;
+        if !read_only {
+            backend.fence().map_err(io)?;
+        }
+        Ok(backend)
+    }
+
+    /// The requests made so far.
+    pub fn counts(&self) -> ObjectCounts {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ObjectCounts {
+            puts: get(&c.puts),
+            gets: get(&c.gets),
+            lists: get(&c.lists),
+            deletes: get(&c.deletes),
+            bytes_up: get(&c.bytes_up),
+            bytes_down: get(&c.bytes_down),
+            cache_hits: get(&c.cache_hits),
+        }
+    }
+
+    /// Lists every part and reads the superblock object.
+    fn load(&self) -> io::Result<()> {
+        let inner = &self.inner;
+        let mut found: HashMap<FileId, BTreeMap<u64, u64>> = HashMap::new();
+        for (file, offset, len) in self.list_parts(None)? {
+            found.entry(file).or_default().insert(offset, len);
+        }
+        let mut files = inner.files.lock();
+        for (file, parts) in found {
+            let life = inner.lives.fetch_add(1, Ordering::Relaxed);
+            let mut f = ObjFile::new(life);
+            // The contiguous chain from 0: a part past a gap (an upload
+            // whose predecessor never landed) or past a seal is not part
+            // of the file.
+            let mut end = 0;
+            while let Some(&len) = parts.get(&end) {
+                if len == 0 {
+                    break;
+                }
+                f.parts.insert(end, len);
+                end += len;
+            }
+            f.uploaded = end;
+            files.insert(file, f);
+        }
+        drop(files);
+        let sb = self.read_superblock_object()?;
+        *inner.superblock.lock() = sb;
+        Ok(())
+    }
+
+    /// The parts under the prefix (of one file, or all): file, offset and
+    /// length. Objects that are not parts are ignored.
+    fn list_parts(&self, file: Option<FileId>) -> io::Result<Vec<(FileId, u64, u64)>> {
+        let inner = &self.inner;
+        let prefix = match file {
+            Some(f) => inner.prefix.clone().join(f.file_name()),
+            None => inner.prefix.clone(),
+        };
+        bump(&inner.counters.lists, 1);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(inner.store.list(Some(&prefix)).try_collect())
+            .map_err(to_io)?;
+        let base: Vec<_> = inner.prefix.parts().collect();
+        let mut out = Vec::new();
+        for meta in metas {
+            let parts: Vec<_> = meta.location.parts().collect();
+            let Some(rest) = parts.strip_prefix(base.as_slice()) else {
+                continue;
+            };
+            let [name, offset] = rest else {
+                continue;
+            };
+            let (Some(id), Some(offset)) = (
+                FileId::from_file_name(name.as_ref()),
+                parse_offset(offset.as_ref()),
+            ) else {
+                continue;
+            };
+            if id != FileId::Superblock {
+                out.push((id, offset, meta.size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the superblock object, if there is one.
+    fn read_superblock_object(&self) -> io::Result<SuperblockObject> {
+        let inner = &self.inner;
+        let path = inner.prefix.clone().join(SUPERBLOCK);
+        bump(&inner.counters.gets, 1);
+        let head = match self.runtime.block_on(inner.store.head(&path)) {
+            Ok(h) => h,
+            Err(object_store::Error::NotFound { .. }) => return Ok(SuperblockObject::default()),
+            Err(e) => return Err(to_io(e)),
+        };
+        if head.size > MAX_SUPERBLOCK_OBJECT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the superblock object holds {} bytes, too many", head.size),
+            ));
+        }
+        bump(&inner.counters.gets, 1);
+        let got = self
+            .runtime
+            .block_on(async {
+                let r = inner.store.get(&path).await?;
+                let etag = r.meta.e_tag.clone();
+                Ok::<_, object_store::Error>((r.bytes().await?, etag))
+            })
+            .map_err(to_io)?;
+        let (bytes, etag) = got;
+        bump(&inner.counters.bytes_down, bytes.len() as u64);
+        let header = SUPERBLOCK_MAGIC.len() + NONCE_LEN;
+        if bytes.len() < header || &bytes[..SUPERBLOCK_MAGIC.len()] != SUPERBLOCK_MAGIC {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the superblock object is not a Larix superblock",
+            ));
+        }
+        Ok(SuperblockObject {
+            content: Some(bytes[header..].to_vec()),
+            etag,
+            dirty: false,
+        })
+    }
+
+    /// Fences other writers: rewrites the superblock (a displaced writer's
+    /// next switch then fails) and seals the newest log file at its end (a
+    /// displaced writer's next commit then fails).
+    fn fence(&self) -> io::Result<()> {
+        if self.inner.superblock.lock().content.is_some() {
+            self.inner.superblock.lock().dirty = true;
+            self.put_superblock()?;
+        }
+        let newest_log = self
+            .inner
+            .files
+            .lock()
+            .keys()
+            .filter(|f| matches!(f, FileId::Log(_)))
+            .max()
+            .copied();
+        if let Some(log) = newest_log {
+            self.seal(log)?;
+        }
+        Ok(())
+    }
+
+    /// Creates an empty part at the end of `file`, so that nobody can
+    /// append to it; if a writer appended first, learns its parts and
+    /// tries again at the new end.
+    fn seal(&self, file: FileId) -> io::Result<()> {
+        loop {
+            let end = self.inner.files.lock().get(&file).map_or(0, |f| f.uploaded);
+            match self.put_part(file, end, Bytes::new()) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            let mut parts: BTreeMap<u64, u64> = BTreeMap::new();
+            for (_, offset, len) in self.list_parts(Some(file))? {
+                parts.insert(offset, len);
+            }
+            let mut files = self.inner.files.lock();
+            let f = files.get_mut(&file).expect("listed at open");
+            let mut at = f.uploaded;
+            while let Some(&len) = parts.get(&at) {
+                if len == 0 {
+                    // Sealed by someone else at the same moment.
+                    return Ok(());
+                }
+                f.parts.insert(at, len);
+                at += len;
+            }
+            f.uploaded = at;
+        }
+    }
+
+    /// Creates the part of `file` at `offset` (never replacing one).
+    fn put_part(&self, file: FileId, offset: u64, data: Bytes) -> io::Result<()> {
+        let inner = &self.inner;
+        self.runtime
+            .block_on(put_part(
+                Arc::clone(&inner.store),
+                part_path(&inner.prefix, file, offset),
+                data,
+                Arc::clone(inner),
+            ))
+            .map_err(to_io)
+    }
+
+    /// Puts the superblock object if it changed, conditional on the ETag
+    /// last seen (or on there being none).
+    fn put_superblock(&self) -> io::Result<()> {
+        let inner = &self.inner;
+        let mut sb = inner.superblock.lock();
+        if !sb.dirty {
+            return Ok(());
+        }
+        let content = sb.content.clone().unwrap_or_default();
+        let mut object = Vec::with_capacity(SUPERBLOCK_MAGIC.len() + NONCE_LEN + content.len());
+        object.extend_from_slice(SUPERBLOCK_MAGIC);
+        object.extend_from_slice(&nonce());
+        object.extend_from_slice(&content);
+        let mode = match &sb.etag {
+            Some(etag) => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag.clone()),
+                version: None,
+            }),
+            None => PutMode::Create,
+        };
+        let len = object.len() as u64;
+        let path = inner.prefix.clone().join(SUPERBLOCK);
+        bump(&inner.counters.puts, 1);
+        let result = self.runtime.block_on(inner.store.put_opts(
+            &path,
+            PutPayload::from(object),
+            PutOptions::from(mode),
+        ));
+        match result {
+            Ok(r) => {
+                bump(&inner.counters.bytes_up, len);
+                sb.etag = r.e_tag;
+                sb.dirty = false;
+                Ok(())
+            }
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => Err(io::Error::other(format!(
+                "{}: another writer has opened this store since this one did; \
+                 this writer can commit nothing more",
+                inner.name
+            ))),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.inner.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the store is open read-only",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands `file`'s staged bytes to a background upload.
+    fn start_upload(&self, f: &mut ObjFile, file: FileId) {
+        let data = Bytes::from(std::mem::take(&mut f.staged));
+        let offset = f.staged_at();
+        let inner = &self.inner;
+        let task = self.runtime.spawn(put_part(
+            Arc::clone(&inner.store),
+            part_path(&inner.prefix, file, offset),
+            data.clone(),
+            Arc::clone(inner),
+        ));
+        f.uploading.push(Upload {
+            offset,
+            data,
+            task: Some(task),
+        });
+    }
+
+    /// Reads `buf.len()` bytes of uploaded parts of `file` at `offset`.
+    fn read_uploaded(
+        &self,
+        file: FileId,
+        life: u64,
+        parts: &[(u64, u64)],
+        mut offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<()> {
+        let block = self.inner.options.block_bytes.max(1);
+        let mut done = 0;
+        while done < buf.len() {
+            let &(part, part_len) = parts
+                .iter()
+                .rev()
+                .find(|(p, _)| *p <= offset)
+                .expect("offset lies in the uploaded parts");
+            let index = (offset - part) / block;
+            let key = BlockKey { life, part, index };
+            let bytes = self.block(file, key, part_len, true)?;
+            let within = (offset - part - index * block) as usize;
+            let n = (bytes.len() - within).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&bytes[within..within + n]);
+            done += n;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// The bytes of block `key` of a part `part_len` long: from the cache,
+    /// from a fetch under way, or fetched now. A reader (`wait`) also
+    /// starts the readahead when it reads sequentially.
+    fn block(&self, file: FileId, key: BlockKey, part_len: u64, wait: bool) -> io::Result<Bytes> {
+        let inner = &self.inner;
+        let mut cache = inner.cache.lock();
+        if wait {
+            let previous = cache.last_read.insert(key.life, key);
+            let sequential = previous.is_some_and(|p| {
+                (p.part == key.part && p.index + 1 == key.index)
+                    || (p.part < key.part && key.index == 0)
+            });
+            if sequential {
+                drop(cache);
+                self.read_ahead(file, key, part_len);
+                cache = inner.cache.lock();
+            }
+        }
+        if let Some(b) = cache.blocks.get(&key) {
+            bump(&inner.counters.cache_hits, 1);
+            return Ok(b.clone());
+        }
+        let fetch = match cache.fetching.get(&key) {
+            Some(f) => {
+                bump(&inner.counters.cache_hits, 1);
+                Arc::clone(f)
+            }
+            None => {
+                let fetch = Arc::new(Fetch::default());
+                cache.fetching.insert(key, Arc::clone(&fetch));
+                let start = key.index * inner.options.block_bytes.max(1);
+                let end = (start + inner.options.block_bytes.max(1)).min(part_len);
+                let path = part_path(&inner.prefix, file, key.part);
+                let task_inner = Arc::clone(inner);
+                let task_fetch = Arc::clone(&fetch);
+                bump(&inner.counters.gets, 1);
+                self.runtime.spawn(async move {
+                    let r = task_inner.store.get_range(&path, start..end).await;
+                    task_inner.fetched(key, r, &task_fetch);
+                });
+                fetch
+            }
+        };
+        drop(cache);
+        if !wait {
+            return Ok(Bytes::new());
+        }
+        fetch.wait().map_err(io::Error::other)
+    }
+
+    /// Starts fetches of the blocks after `key`, in its part and the
+    /// parts after it.
+    fn read_ahead(&self, file: FileId, key: BlockKey, part_len: u64) {
+        let block = self.inner.options.block_bytes.max(1);
+        let ahead = self.inner.options.readahead;
+        let parts: Vec<(u64, u64)> = {
+            let files = self.inner.files.lock();
+            let Some(f) = files.get(&file).filter(|f| f.life == key.life) else {
+                return;
+            };
+            f.parts
+                .range(key.part..)
+                .map(|(&o, &l)| (o, l))
+                .take(1 + ahead as usize)
+                .collect()
+        };
+        let mut left = ahead;
+        let mut next = (key.part, key.index + 1, part_len);
+        let mut rest = parts.into_iter().skip(1);
+        while left > 0 {
+            let (part, index, len) = next;
+            if index * block >= len {
+                match rest.next() {
+                    Some((p, l)) => next = (p, 0, l),
+                    None => return,
+                }
+                continue;
+            }
+            let k = BlockKey {
+                life: key.life,
+                part,
+                index,
+            };
+            let _ = self.block(file, k, len, false);
+            left -= 1;
+            next = (part, index + 1, len);
+        }
+    }
+}
+
+impl Inner {
+    /// Stores a fetched block and wakes its readers.
+    fn fetched(&self, key: BlockKey, r: Result<Bytes, object_store::Error>, fetch: &Fetch) {
+        let mut cache = self.cache.lock();
+        cache.fetching.remove(&key);
+        let r = match r {
+            Ok(b) => {
+                bump(&self.counters.bytes_down, b.len() as u64);
+                cache.bytes += b.len() as u64;
+                if let Some(old) = cache.blocks.put(key, b.clone()) {
+                    cache.bytes -= old.len() as u64;
+                }
+                while cache.bytes > self.options.cache_bytes {
+                    match cache.blocks.pop_lru() {
+                        Some((_, old)) => cache.bytes -= old.len() as u64,
+                        None => break,
+                    }
+                }
+                Ok(b)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        drop(cache);
+        fetch.finish(r);
+    }
+}
+
+/// Creates one part object, counting the request.
+async fn put_part(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    data: Bytes,
+    inner: Arc<Inner>,
+) -> Result<(), object_store::Error> {
+    let len = data.len() as u64;
+    bump(&inner.counters.puts, 1);
+    store
+        .put_opts(
+            &path,
+            PutPayload::from(data),
+            PutOptions::from(PutMode::Create),
+        )
+        .await?;
+    bump(&inner.counters.bytes_up, len);
+    Ok(())
+}
+
+fn part_path(prefix: &Path, file: FileId, offset: u64) -> Path {
+    prefix
+        .clone()
+        .join(file.file_name())
+        .join(format!("{offset:016x}"))
+}
+
+fn parse_offset(s: &str) -> Option<u64> {
+    if s.len() != 16
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// A random nonce (from the operating system's generator, via the hasher
+/// seeds the standard library draws from it).
+fn nonce() -> [u8; NONCE_LEN] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; NONCE_LEN];
+    for chunk in out.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+    }
+    out
+}
+
+fn to_io(e: object_store::Error) -> io::Error {
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+        object_store::Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+fn not_found(file: FileId) -> io::Error {
+    crate::backend::not_found(file)
+}
+
+impl Backend for ObjectBackend {
+    fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let eof = || {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end of the file",
+            )
+        };
+        if file == FileId::Superblock {
+            let sb = self.inner.superblock.lock();
+            let content = sb.content.as_ref().ok_or_else(|| not_found(file))?;
+            return crate::backend::read_from(content, offset, buf);
+        }
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(eof)?;
+        let files = self.inner.files.lock();
+        let f = files.get(&file).ok_or_else(|| not_found(file))?;
+        if end > f.len() {
+            return Err(eof());
+        }
+        // Copy what is still in memory (uploading or staged) now; read the
+        // uploaded part of the range after letting go of the lock.
+        let copy_from = |start: u64, bytes: &[u8], buf: &mut [u8]| {
+            let (lo, hi) = (offset.max(start), end.min(start + bytes.len() as u64));
+            if lo < hi {
+                buf[(lo - offset) as usize..(hi - offset) as usize]
+                    .copy_from_slice(&bytes[(lo - start) as usize..(hi - start) as usize]);
+            }
+        };
+        for u in &f.uploading {
+            copy_from(u.offset, &u.data, buf);
+        }
+        copy_from(f.staged_at(), &f.staged, buf);
+        if offset >= f.uploaded {
+            return Ok(());
+        }
+        let life = f.life;
+        let parts: Vec<(u64, u64)> = f.parts.iter().map(|(&o, &l)| (o, l)).collect();
+        let upto = (end.min(f.uploaded) - offset) as usize;
+        drop(files);
+        self.read_uploaded(file, life, &parts, offset, &mut buf[..upto])
+    }
+
+    fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.writable()?;
+        if file == FileId::Superblock {
+            let mut sb = self.inner.superblock.lock();
+            let content = sb.content.get_or_insert_with(Vec::new);
+            crate::backend::write_into(content, offset, data)?;
+            sb.dirty = true;
+            return Ok(());
+        }
+        let mut files = self.inner.files.lock();
+        let f = files
+            .entry(file)
+            .or_insert_with(|| ObjFile::new(self.inner.lives.fetch_add(1, Ordering::Relaxed)));
+        let len = f.len();
+        if offset < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{file}: object storage files are append-only (a write at {offset} before the end, {len})"),
+            ));
+        }
+        f.staged.resize(f.staged.len() + (offset - len) as usize, 0);
+        f.staged.extend_from_slice(data);
+        if f.staged.len() >= self.inner.options.part_bytes {
+            self.start_upload(f, file);
+        }
+        Ok(())
+    }
+
+    fn create_whole(&self, file: FileId, data: &[u8]) -> io::Result<()> {
+        self.writable()?;
+        if file != FileId::Superblock {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only the superblock is written whole",
+            ));
+        }
+        {
+            let mut sb = self.inner.superblock.lock();
+            sb.content = Some(data.to_vec());
+            sb.dirty = true;
+        }
+        self.put_superblock()
+    }
+
+    fn len(&self, file: FileId) -> io::Result<u64> {
+        if file == FileId::Superblock {
+            let sb = self.inner.superblock.lock();
+            return Ok(sb.content.as_ref().ok_or_else(|| not_found(file))?.len() as u64);
+        }
+        let files = self.inner.files.lock();
+        Ok(files.get(&file).ok_or_else(|| not_found(file))?.len())
+    }
+
+    fn sync(&self, file: FileId) -> io::Result<()> {
+        self.writable()?;
+        if file == FileId::Superblock {
+            if self.inner.superblock.lock().content.is_none() {
+                return Err(not_found(file));
+            }
+            return self.put_superblock();
+        }
+        // Cut the staged bytes into one last upload, then wait for every
+        // upload of the file, in order.
+        let tasks = {
+            let mut files = self.inner.files.lock();
+            let f = files.get_mut(&file).ok_or_else(|| not_found(file))?;
+            if let Some(e) = &f.failed {
+                return Err(io::Error::other(e.clone()));
+            }
+            if !f.staged.is_empty() {
+                self.start_upload(f, file);
+            }
+            f.uploading
+                .iter_mut()
+                .filter_map(|u| Some((u.offset, u.task.take()?)))
+                .collect::<Vec<_>>()
+        };
+        let mut result = Ok(());
+        let mut stored = Vec::new();
+        for (offset, task) in tasks {
+            match self.runtime.block_on(task) {
+                Ok(Ok(())) => stored.push(offset),
+                Ok(Err(e)) => {
+                    result = Err(to_io(e));
+                    break;
+                }
+                Err(e) => {
+                    result = Err(io::Error::other(e));
+                    break;
+                }
+            }
+        }
+        let mut files = self.inner.files.lock();
+        let Some(f) = files.get_mut(&file) else {
+            return result;
+        };
+        if let Err(e) = &result {
+            f.failed = Some(format!("{}: an upload failed: {e}", self.name(file)));
+        }
+        // Uploads complete in order up to the first failure.
+        while f
+            .uploading
+            .first()
+            .is_some_and(|u| stored.contains(&u.offset))
+        {
+            let u = f.uploading.remove(0);
+            f.parts.insert(u.offset, u.data.len() as u64);
+            f.uploaded = u.offset + u.data.len() as u64;
+        }
+        result
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.writable()
+    }
+
+    fn remove(&self, file: FileId) -> io::Result<()> {
+        self.writable()?;
+        if file == FileId::Superblock {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the superblock object is never removed",
+            ));
+        }
+        if self.inner.files.lock().remove(&file).is_none() {
+            return Err(not_found(file));
+        }
+        let inner = &self.inner;
+        for (_, offset, _) in self.list_parts(Some(file))? {
+            bump(&inner.counters.deletes, 1);
+            let path = part_path(&inner.prefix, file, offset);
+            match self.runtime.block_on(inner.store.delete(&path)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(to_io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> io::Result<Vec<FileId>> {
+        let mut out: Vec<FileId> = self.inner.files.lock().keys().copied().collect();
+        if self.inner.superblock.lock().content.is_some() {
+            out.push(FileId::Superblock);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn appends_only(&self) -> bool {
+        true
+    }
+
+    fn name(&self, file: FileId) -> String {
+        format!(
+            "{}/{}",
+            self.inner.name.trim_end_matches('/'),
+            file.file_name()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::tests::check_contract;
+    use object_store::memory::InMemory;
+
+    fn backend(store: &Arc<InMemory>, prefix: &str) -> ObjectBackend {
+        let store: Arc<dyn ObjectStore> = Arc::clone(store) as Arc<dyn ObjectStore>;
+        ObjectBackend::open(store, prefix, "mem://", false, small()).unwrap()
+    }
+
+    fn small() -> ObjectOptions {
+        ObjectOptions {
+            part_bytes: 64,
+            block_bytes: 16,
+            cache_bytes: 64,
+            readahead: 2,
+            threads: 2,
+        }
+    }
+
+    #[test]
+    fn object_backend_keeps_the_contract() {
+        check_contract(&backend(&Arc::new(InMemory::new()), "store"));
+    }
+
+    #[test]
+    fn bytes_survive_reopening_across_parts_and_blocks() {
+        let mem = Arc::new(InMemory::new());
+        let seg = FileId::Segment(crate::SegmentId(3));
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        {
+            let b = backend(&mem, "p");
+            for chunk in data.chunks(37) {
+                let at = b.len(seg).unwrap_or(0);
+                b.write_at(seg, at, chunk).unwrap();
+            }
+            // Readable before and after the sync, in memory or not.
+            let mut buf = vec![0; 300];
+            b.read_at(seg, 500, &mut buf).unwrap();
+            assert_eq!(buf, data[500..800]);
+            b.sync(seg).unwrap();
+            b.read_at(seg, 10, &mut buf).unwrap();
+            assert_eq!(buf, data[10..310]);
+        }
+        let b = backend(&mem, "p");
+        assert_eq!(b.len(seg).unwrap(), 1000);
+        let mut all = vec![0; 1000];
+        b.read_at(seg, 0, &mut all).unwrap();
+        assert_eq!(all, data);
+        assert!(b.counts().gets > 1000 / 16 / 2, "{:?}", b.counts());
+        // Two prefixes of one bucket are two stores.
+        let other = backend(&mem, "p2");
+        assert_eq!(other.list().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn writes_before_the_end_are_refused() {
+        let b = backend(&Arc::new(InMemory::new()), "p");
+        let seg = FileId::Segment(crate::SegmentId(1));
+        b.write_at(seg, 0, b"abcd").unwrap();
+        let e = b.write_at(seg, 2, b"xy").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn unsynced_bytes_are_gone_after_reopening() {
+        let mem = Arc::new(InMemory::new());
+        let seg = FileId::Segment(crate::SegmentId(1));
+        {
+            let b = backend(&mem, "p");
+            b.write_at(seg, 0, b"durable").unwrap();
+            b.sync(seg).unwrap();
+            b.write_at(seg, 7, b"lost").unwrap();
+        }
+        let b = backend(&mem, "p");
+        assert_eq!(b.len(seg).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_second_writer_fences_the_first() {
+        let mem = Arc::new(InMemory::new());
+        let log = FileId::Log(crate::LogId(4));
+        let first = backend(&mem, "p");
+        first.create_whole(FileId::Superblock, b"slots").unwrap();
+        first.write_at(log, 0, b"record one").unwrap();
+        first.sync(log).unwrap();
+
+        let second = backend(&mem, "p");
+        let mut buf = [0u8; 5];
+        second.read_at(FileId::Superblock, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"slots");
+        assert_eq!(second.len(log).unwrap(), 10);
+
+        // The first writer can neither commit to its log nor switch the
+        // superblock any more.
+        first.write_at(log, 10, b"record two").unwrap();
+        assert!(first.sync(log).is_err());
+        first.write_at(FileId::Superblock, 0, b"SLOTS").unwrap();
+        let e = first.sync(FileId::Superblock).unwrap_err();
+        assert!(e.to_string().contains("another writer"), "{e}");
+
+        // The second one can.
+        second.write_at(FileId::Superblock, 0, b"SLOTS").unwrap();
+        second.sync(FileId::Superblock).unwrap();
+        let third = ObjectBackend::open(
+            Arc::clone(&mem) as Arc<dyn ObjectStore>,
+            "p",
+            "mem://",
+            true,
+            small(),
+        )
+        .unwrap();
+        third.read_at(FileId::Superblock, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"SLOTS");
+        assert_eq!(third.len(log).unwrap(), 10);
+        assert_eq!(
+            third.write_at(log, 10, b"x").unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            split_url("s3://bucket/a/b/").unwrap(),
+            ("s3://bucket".to_string(), "a/b".to_string())
+        );
+        assert_eq!(
+            split_url("s3://bucket").unwrap(),
+            ("s3://bucket".to_string(), String::new())
+        );
+        for bad in ["s3://", "s3:///x", "http://x/y", "s3://b/../x", "bucket/x"] {
+            assert!(split_url(bad).is_err(), "{bad}");
+        }
+    }
+}
