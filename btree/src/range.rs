@@ -12,7 +12,7 @@ use crate::node::Node;
 use crate::read::{self, Bounds};
 use crate::snapshot::View;
 use crate::Result;
-use larix_nodestore::NodeStore;
+use larix_nodestore::{NodeId, NodeStore};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -137,6 +137,9 @@ fn position(
             Bound::Unbounded => 0,
             Bound::Included(k) | Bound::Excluded(k) => node.child_index(k),
         };
+        if store.reads_ahead() {
+            store.prefetch(&next_children(&node, c, back));
+        }
         id = node.child(c);
         level = read::child_level(&node);
         path.push((node, c));
@@ -178,6 +181,7 @@ fn settle(store: &NodeStore<Node>, path: &mut Vec<(Arc<Node>, usize)>, back: boo
             if node.is_leaf() {
                 break;
             }
+            read_ahead(store, node, *c, back);
             let id = node.child(*c);
             let child = store.get(id)?;
             read::expect_level(id, &child, read::child_level(node))?;
@@ -190,6 +194,34 @@ fn settle(store: &NodeStore<Node>, path: &mut Vec<(Arc<Node>, usize)>, back: boo
             };
             path.push((child, i));
         }
+    }
+}
+
+/// How many siblings after the child a scan enters it asks the store to
+/// fetch ahead (on a backend that reads ahead; elsewhere nothing is done).
+const READ_AHEAD: usize = 16;
+
+/// The children of `node` a scan from child `c` enters next.
+fn next_children(node: &Node, c: usize, back: bool) -> Vec<NodeId> {
+    if back {
+        (c.saturating_sub(2 * READ_AHEAD)..c)
+            .rev()
+            .map(|i| node.child(i))
+            .collect()
+    } else {
+        (c + 1..node.len().min(c + 1 + 2 * READ_AHEAD))
+            .map(|i| node.child(i))
+            .collect()
+    }
+}
+
+/// Asks the store to fetch the children of `node` the scan enters after
+/// child `c` (before it, for the back end), once per window: when `c` is
+/// at a window's start, the next two windows.
+fn read_ahead(store: &NodeStore<Node>, node: &Node, c: usize, back: bool) {
+    let step = if back { node.len() - 1 - c } else { c };
+    if step % READ_AHEAD == 0 && store.reads_ahead() {
+        store.prefetch(&next_children(node, c, back));
     }
 }
 

@@ -215,6 +215,17 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`Backend::prefetch`] does anything: callers skip the work
+    /// of finding what to prefetch where it does not.
+    fn reads_ahead(&self) -> bool {
+        false
+    }
+
+    /// A hint that `len` bytes of `file` at `offset` will be read soon: a
+    /// backend on a slow medium starts fetching them in the background.
+    /// Never fails; a range it cannot fetch is simply read later.
+    fn prefetch(&self, _file: FileId, _offset: u64, _len: u64) {}
+
     /// A human-readable name for `file`, for error messages.
     fn name(&self, file: FileId) -> String {
         file.file_name()

@@ -1031,6 +1031,38 @@ impl Backend for ObjectBackend {
         true
     }
 
+    fn reads_ahead(&self) -> bool {
+        true
+    }
+
+    fn prefetch(&self, file: FileId, offset: u64, len: u64) {
+        let block = self.inner.options.block_bytes.max(1);
+        let end = offset.saturating_add(len);
+        let (life, parts): (u64, Vec<(u64, u64)>) = {
+            let files = self.inner.files.lock();
+            let Some(f) = files.get(&file) else { return };
+            let first = f.parts.range(..=offset).next_back().map_or(0, |(&o, _)| o);
+            let parts = f
+                .parts
+                .range(first..end.min(f.uploaded))
+                .map(|(&o, &l)| (o, l))
+                .collect();
+            (f.life, parts)
+        };
+        for (part, part_len) in parts {
+            let lo = offset.max(part) - part;
+            let hi = end.min(part + part_len) - part;
+            if lo >= hi {
+                continue;
+            }
+            for index in lo / block..=(hi - 1) / block {
+                let key = BlockKey { life, part, index };
+                // Not waited for: an error shows when the block is read.
+                let _ = self.block(file, key, part_len, false);
+            }
+        }
+    }
+
     fn name(&self, file: FileId) -> String {
         format!(
             "{}/{}",
@@ -1094,6 +1126,40 @@ mod tests {
         // Two prefixes of one bucket are two stores.
         let other = backend(&mem, "p2");
         assert_eq!(other.list().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_prefetched_range_is_read_from_memory() {
+        let mem = Arc::new(InMemory::new());
+        let seg = FileId::Segment(crate::SegmentId(2));
+        let data: Vec<u8> = (0..400u32).map(|i| i as u8).collect();
+        {
+            let b = backend(&mem, "p");
+            b.write_at(seg, 0, &data).unwrap();
+            b.sync(seg).unwrap();
+        }
+        // No sequential readahead: every fetch here is the prefetch's.
+        let options = ObjectOptions {
+            readahead: 0,
+            ..small()
+        };
+        let b = ObjectBackend::open(mem, "p", "mem://", false, options).unwrap();
+        assert!(b.reads_ahead());
+        b.prefetch(seg, 100, 40);
+        b.prefetch(seg, 1000, 40); // past the end: nothing to fetch
+        let fetched = b.counts().gets;
+        // Let the background fetches land, then read without a request.
+        let mut buf = [0u8; 40];
+        for _ in 0..200 {
+            if b.inner.cache.lock().fetching.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        b.read_at(seg, 100, &mut buf).unwrap();
+        assert_eq!(&buf[..], &data[100..140]);
+        assert_eq!(b.counts().gets, fetched);
+        assert!(b.counts().cache_hits >= 3, "{:?}", b.counts());
     }
 
     #[test]

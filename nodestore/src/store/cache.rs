@@ -126,6 +126,11 @@ impl<N: Codec> Cache<N> {
         Some(slot.node.clone())
     }
 
+    /// Whether `id` is cached (without marking it referenced).
+    pub(super) fn contains(&self, id: NodeId) -> bool {
+        self.shard(id).read().map.contains_key(&id)
+    }
+
     /// Applies `f` to the shard of `id`, keeping the byte total.
     fn with_shard<T>(&self, id: NodeId, f: impl FnOnce(&mut Shard<N>) -> T) -> T {
         let mut shard = self.shard(id).write();

@@ -669,6 +669,40 @@ impl<N: Codec> NodeStore<N> {
         self.get_in(id, true)
     }
 
+    /// Whether [`NodeStore::prefetch`] does anything (see
+    /// [`Backend::reads_ahead`]).
+    pub fn reads_ahead(&self) -> bool {
+        self.shared.backend.reads_ahead()
+    }
+
+    /// A hint that the nodes `ids` will be read soon (a scan's next
+    /// leaves): on a backend that [`Backend::reads_ahead`], the blobs of
+    /// those not in memory start on their way. Does nothing elsewhere.
+    pub fn prefetch(&self, ids: &[NodeId]) {
+        if !self.reads_ahead() {
+            return;
+        }
+        let mut wanted = Vec::with_capacity(ids.len());
+        {
+            let st = self.shared.state.lock();
+            for &id in ids {
+                if self.shared.cache.contains(id) {
+                    continue;
+                }
+                if let Some(loc) = st.table.get(id).and_then(|e| e.loc) {
+                    wanted.push(loc);
+                }
+            }
+        }
+        for loc in wanted {
+            self.shared.backend.prefetch(
+                FileId::Segment(loc.segment),
+                loc.offset,
+                loc.record_len(),
+            );
+        }
+    }
+
     /// [`NodeStore::get`] of a node read once and not kept: one read from
     /// disk does not enter the cache (the chunks of a large value, which
     /// would push out the nodes every operation needs).
