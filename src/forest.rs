@@ -89,6 +89,33 @@ impl Forest {
         Forest::with_config(backend, options, true)
     }
 
+    /// Whether a store exists at `url` (see [`Forest::open_url`]), reached
+    /// with the storage options of `options`: its superblock does.
+    ///
+    /// # Errors
+    /// A store error for a URL that cannot be used or a store that cannot
+    /// be reached.
+    pub fn exists_url(url: &str, options: &Options) -> Result<bool> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.starts_with('/') {
+                return Ok(Path::new(path).join("superblock").is_file());
+            }
+        }
+        let backend = backend_at(url, options, true)?;
+        match backend.len(larix_nodestore::FileId::Superblock) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => {
+                let e = larix_nodestore::FormatError::Io {
+                    file: url.to_string(),
+                    offset: None,
+                    source,
+                };
+                Err(larix_nodestore::StoreError::from(e).into())
+            }
+        }
+    }
+
     /// A forest held in memory only. It runs on the same node store as a
     /// forest on disk (cache, dirty queue, workers, filters), over an
     /// in-memory backend.

@@ -164,6 +164,13 @@ impl Options {
         self
     }
 
+    /// The storage options set with [`Options::storage_option`], in order.
+    pub fn storage_options(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.storage_options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Options from a parameter string as a store records it
     /// (`node_size=N;filters=name(params),...`).
     fn from_parameters(

@@ -1021,3 +1021,58 @@ fn put_file_and_get_output_round_trip_a_large_value() {
     fails_with(2, &["put", "--db", &s.db, "k", "v", "--file", &input]);
     s.assert_clean();
 }
+
+#[cfg(feature = "s3")]
+#[path = "support/moto.rs"]
+mod moto;
+
+/// The commands take `--db s3://bucket/prefix` wherever they take a
+/// directory, configured by `--storage-option`.
+#[cfg(feature = "s3")]
+#[test]
+fn commands_work_on_a_store_in_s3() {
+    let Some(moto) = moto::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("cli");
+    let endpoint = format!("aws_endpoint={}", moto.endpoint());
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        for o in [
+            endpoint.as_str(),
+            "aws_allow_http=true",
+            "aws_access_key_id=cli",
+            "aws_secret_access_key=cli",
+            "aws_region=us-east-1",
+        ] {
+            all.push("--storage-option".into());
+            all.push(o.into());
+        }
+        all
+    };
+    let run_ok = |args: &[&str]| {
+        let all = with(args);
+        ok(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let db = "s3://cli/store";
+    let e = fails(
+        &with(&["get", "--db", db, "k"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(e.contains("no Larix store"), "{e}");
+    run_ok(&["put", "--db", db, "k1", "v1"]);
+    run_ok(&["put", "--db", db, "k2", "v2"]);
+    run_ok(&["clone", "--db", db, "main", "snap"]);
+    run_ok(&["put", "--db", db, "k3", "v3"]);
+    assert_eq!(run_ok(&["get", "--db", db, "k2"]), "v2\n");
+    assert_eq!(run_ok(&["trees", "--db", db]), "main\nsnap\n");
+    assert_eq!(run_ok(&["count", "--db", db, "--tree", "snap"]), "2\n");
+    let diff = run_ok(&["diff", "--db", db, "snap", "main"]);
+    assert!(diff.contains("+ k3"), "{diff}");
+    assert!(run_ok(&["check", "--db", db]).contains("0 problems"));
+    run_ok(&["stats", "--db", db]);
+    let bad = fails(&["trees", "--db", db, "--storage-option", "nonsense"]);
+    assert!(bad.contains("KEY=VALUE"), "{bad}");
+}

@@ -94,9 +94,16 @@ pub enum Command {
 /// Where the store is, and the key to read it.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The store's directory.
-    #[arg(long, value_name = "DIR")]
+    /// The store's directory, or the URL of a store in an object store:
+    /// s3://BUCKET/PREFIX (configured by --storage-option and the AWS_*
+    /// environment variables) or file:///DIR.
+    #[arg(long, value_name = "DIR|URL")]
     pub db: PathBuf,
+    /// A setting of the object store an s3:// URL names, KEY=VALUE, such as
+    /// aws_endpoint=http://127.0.0.1:9000 or aws_allow_http=true (the
+    /// object_store crate's S3 keys); repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub storage_option: Vec<String>,
     /// The encryption key: 32 raw bytes, or 64 hex characters (refused by
     /// a store that is not encrypted).
     #[arg(long, value_name = "FILE")]
@@ -111,6 +118,28 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The store's URL, if `--db` names one rather than a directory.
+    pub fn url(&self) -> Option<&str> {
+        self.db
+            .to_str()
+            .filter(|d| d.starts_with("s3://") || d.starts_with("file://"))
+    }
+
+    /// Options carrying the `--storage-option` settings.
+    ///
+    /// # Errors
+    /// A setting without `=`.
+    pub fn storage(&self) -> Result<larix::Options, String> {
+        let mut options = larix::Options::default();
+        for setting in &self.storage_option {
+            let (key, value) = setting
+                .split_once('=')
+                .ok_or_else(|| format!("--storage-option {setting:?} is not KEY=VALUE"))?;
+            options = options.storage_option(key, value);
+        }
+        Ok(options)
+    }
+
     /// The command filter `--filter-command` names, if given.
     pub fn command(&self) -> Option<larix::FilterSpec> {
         let [encode, decode] = self.filter_command.as_deref()? else {

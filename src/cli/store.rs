@@ -30,7 +30,10 @@ pub fn exists(dir: &Path) -> bool {
 /// filter that `--filter-command` does not name).
 pub fn open(args: &StoreArgs) -> Result<Forest> {
     let options = existing_options(args)?;
-    Ok(warn(Forest::open(&args.db, options)?))
+    Ok(warn(match args.url() {
+        Some(url) => Forest::open_url(url, options)?,
+        None => Forest::open(&args.db, options)?,
+    }))
 }
 
 /// Opens the existing store named by `args` for reading only: it writes
@@ -41,7 +44,10 @@ pub fn open(args: &StoreArgs) -> Result<Forest> {
 /// As [`open`].
 pub fn open_read_only(args: &StoreArgs) -> Result<Forest> {
     let options = existing_options(args)?;
-    Ok(warn(Forest::open_read_only(&args.db, options)?))
+    Ok(warn(match args.url() {
+        Some(url) => Forest::open_url_read_only(url, options)?,
+        None => Forest::open_read_only(&args.db, options)?,
+    }))
 }
 
 /// The options an existing store was made with, the key file and command
@@ -50,22 +56,42 @@ pub fn open_read_only(args: &StoreArgs) -> Result<Forest> {
 /// # Errors
 /// As [`open`].
 fn existing_options(args: &StoreArgs) -> Result<Options> {
-    if !exists(&args.db) {
+    if !store_exists(args)? {
         return Err(CliError::NoStore(args.db.clone()));
     }
     let command = args.command();
+    let read = |key_file: Option<&Path>| -> Result<Options> {
+        Ok(match args.url() {
+            Some(url) => {
+                let storage = args.storage().map_err(CliError::BadInput)?;
+                Options::from_url_with_command(url, &storage, key_file, command.as_ref())?
+            }
+            None => Options::from_store_with_command(&args.db, key_file, command.as_ref())?,
+        })
+    };
     // Without a key, only a store that needs none opens.
-    if args.key_file.is_some()
-        && Options::from_store_with_command(&args.db, None, command.as_ref()).is_ok()
-    {
+    if args.key_file.is_some() && read(None).is_ok() {
         return Err(CliError::BadInput(format!(
             "{} is not encrypted; drop --key-file",
             args.db.display()
         )));
     }
-    let options =
-        Options::from_store_with_command(&args.db, args.key_file.as_deref(), command.as_ref())?;
-    Ok(options)
+    read(args.key_file.as_deref())
+}
+
+/// True if `args` names a store that exists (a directory holding one, or
+/// a URL with a superblock).
+///
+/// # Errors
+/// The engine's error if an object store cannot be reached.
+fn store_exists(args: &StoreArgs) -> Result<bool> {
+    match args.url() {
+        Some(url) => {
+            let storage = args.storage().map_err(CliError::BadInput)?;
+            Ok(Forest::exists_url(url, &storage)?)
+        }
+        None => Ok(exists(&args.db)),
+    }
 }
 
 /// Prints what the open of `forest` warned about (a rolled-back commit, an
@@ -83,9 +109,22 @@ fn warn(forest: Forest) -> Forest {
 /// [`CliError::BadInput`] if filter flags are given for an existing store;
 /// otherwise as [`open`] and [`new_options`].
 fn open_or_create(args: &StoreArgs, filters: &FilterArgs) -> Result<Forest> {
-    if !exists(&args.db) {
+    if !store_exists(args)? {
         let options = new_options(filters, args.key_file.as_deref(), args.command())?;
-        return Ok(Forest::open(&args.db, options)?);
+        return Ok(match args.url() {
+            Some(url) => {
+                let mut options = options;
+                for (key, value) in args
+                    .storage()
+                    .map_err(CliError::BadInput)?
+                    .storage_options()
+                {
+                    options = options.storage_option(key, value);
+                }
+                Forest::open_url(url, options)?
+            }
+            None => Forest::open(&args.db, options)?,
+        });
     }
     if filters.any() {
         return Err(CliError::BadInput(format!(
@@ -110,7 +149,9 @@ pub fn change<T>(
     filters: &FilterArgs,
     f: impl FnOnce(&Forest) -> Result<T>,
 ) -> Result<T> {
-    if exists(&args.db) {
+    // A store in an object store is left as it is if the command fails:
+    // there is no directory to restore.
+    if args.url().is_some() || exists(&args.db) {
         return f(&open_or_create(args, filters)?);
     }
     let before = Before::note(&args.db)?;
