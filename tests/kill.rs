@@ -4,7 +4,13 @@
 //! check clean.
 //!
 //! The child is this test binary run again with `LARIX_KILL_CHILD` set to
-//! the store directory. Rounds: 50, or `LARIX_KILL_ROUNDS`.
+//! the store directory (or its s3:// URL, with `LARIX_KILL_ENDPOINT` the
+//! object store's address). Rounds: 50 on disk and 12 on S3, or
+//! `LARIX_KILL_ROUNDS`.
+
+#[cfg(feature = "s3")]
+#[path = "support/moto.rs"]
+mod moto;
 
 use larix::{Forest, Options};
 use std::collections::BTreeMap;
@@ -60,10 +66,32 @@ fn read_commit(forest: &Forest) -> Option<u64> {
     Some(c)
 }
 
+/// Opens the store at `target`: a directory, or an s3:// URL of the
+/// object store at `LARIX_KILL_ENDPOINT`.
+fn open(target: &str) -> Forest {
+    if !target.starts_with("s3://") {
+        return Forest::open(target, options()).unwrap();
+    }
+    let endpoint = std::env::var("LARIX_KILL_ENDPOINT").expect("the object store's address");
+    open_url(target, &endpoint)
+}
+
+/// Opens the store at s3:// URL `target` of the object store at
+/// `endpoint`.
+fn open_url(target: &str, endpoint: &str) -> Forest {
+    let options = options()
+        .storage_option("aws_endpoint", endpoint)
+        .storage_option("aws_allow_http", "true")
+        .storage_option("aws_access_key_id", "kill")
+        .storage_option("aws_secret_access_key", "kill")
+        .storage_option("aws_region", "us-east-1");
+    Forest::open_url(target, options).unwrap()
+}
+
 /// The child: commits forever from the state it finds, printing each
 /// commit number once it is durable.
-fn child(dir: &str) {
-    let forest = Forest::open(dir, options()).unwrap();
+fn child(target: &str) {
+    let forest = open(target);
     let mut c = read_commit(&forest).unwrap_or(0);
     let tree = match forest.tree("t").unwrap() {
         Some(t) => t,
@@ -100,16 +128,54 @@ fn child(dir: &str) {
 
 #[test]
 fn killed_writers_leave_exactly_one_committed_state() {
-    if let Ok(dir) = std::env::var("LARIX_KILL_CHILD") {
-        child(&dir);
+    if let Ok(target) = std::env::var("LARIX_KILL_CHILD") {
+        child(&target);
         return;
     }
-    let rounds: u64 = std::env::var("LARIX_KILL_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
+    let target = path.to_str().expect("a UTF-8 temporary path");
+    kill_rounds(
+        "killed_writers_leave_exactly_one_committed_state",
+        target,
+        rounds(50),
+        None,
+    );
+}
+
+/// The same on a store in S3 (moto), whose writer is killed between and
+/// during its uploads.
+#[cfg(feature = "s3")]
+#[test]
+fn killed_writers_on_s3_leave_exactly_one_committed_state() {
+    if let Ok(target) = std::env::var("LARIX_KILL_CHILD") {
+        child(&target);
+        return;
+    }
+    let Some(moto) = moto::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("kill");
+    kill_rounds(
+        "killed_writers_on_s3_leave_exactly_one_committed_state",
+        "s3://kill/store",
+        rounds(12),
+        Some(moto.endpoint()),
+    );
+}
+
+fn rounds(default: u64) -> u64 {
+    std::env::var("LARIX_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `rounds` children of the test `test` on the store at `target`,
+/// killing each at a random moment and checking what it left; `endpoint`
+/// is the object store's address, for an s3:// target.
+fn kill_rounds(test: &str, target: &str, rounds: u64, endpoint: Option<String>) {
+    let endpoint = endpoint.unwrap_or_default();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut last_reported = 0;
     let mut kills_mid_run = 0;
@@ -119,13 +185,9 @@ fn killed_writers_leave_exactly_one_committed_state() {
         rng ^= rng << 17;
         let delay = Duration::from_millis(20 + rng % 300);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "killed_writers_leave_exactly_one_committed_state",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("LARIX_KILL_CHILD", &path)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("LARIX_KILL_CHILD", target)
+            .env("LARIX_KILL_ENDPOINT", &endpoint)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -156,7 +218,11 @@ fn killed_writers_leave_exactly_one_committed_state() {
         if status.code().is_none() {
             kills_mid_run += 1;
         }
-        let forest = Forest::open(&path, options()).unwrap();
+        let forest = if endpoint.is_empty() {
+            open(target)
+        } else {
+            open_url(target, &endpoint)
+        };
         let found = read_commit(&forest).unwrap_or(0);
         assert!(
             found >= last_reported,
