@@ -174,13 +174,23 @@ fn apply(h: &mut Harness, op: &Op) -> Checked {
 }
 
 fn run(node_size: usize, durability: Durability, ops: &[Op]) -> Result<(), TestCaseError> {
+    run_on(FaultyBackend::new, node_size, durability, ops)
+}
+
+/// [`run`] on the medium `medium` makes.
+fn run_on<M: crash_model::Medium + 'static>(
+    medium: impl Fn() -> M,
+    node_size: usize,
+    durability: Durability,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let options = Options::default()
         .node_size(node_size)
         .cache_bytes(node_size * 16)
         .workers(2)
         .segment_bytes(64 << 10);
     let replay = || {
-        let mut h = Harness::open(FaultyBackend::new(), options, durability, vec![None; SLOTS])?;
+        let mut h = Harness::open(medium(), options, durability, vec![None; SLOTS])?;
         // Start from a committed tree deep enough to have index levels.
         for op in [Op::Create(0), Op::Fill(0, 0, 300, 1), Op::Commit] {
             apply(&mut h, &op)?;
@@ -309,5 +319,83 @@ proptest! {
         ops in proptest::collection::vec(op_without_failures(), 1..60),
     ) {
         run(256, Durability::None, &ops)?;
+    }
+}
+
+/// The crash model on an object store that fails on demand: a failing
+/// write may land or not, uploads under way land out of order, and a crash
+/// keeps exactly what the store acknowledged or let land.
+#[cfg(feature = "s3")]
+mod on_objects {
+    use super::*;
+    use crash_model::Medium;
+    use larix_nodestore::testing::FaultyObjectStore;
+    use larix_nodestore::{Backend, ObjectOptions};
+
+    struct Objects(FaultyObjectStore);
+
+    impl Medium for Objects {
+        fn backend(&self) -> Checked<Arc<dyn Backend>> {
+            // Small parts and blocks: uploads and fetches in the background
+            // all the time, and a writer held back by its uploads.
+            let options = ObjectOptions {
+                part_bytes: 4096,
+                block_bytes: 2048,
+                cache_bytes: 64 << 10,
+                readahead: 2,
+                uploads: 2,
+                threads: 2,
+            };
+            let backend = self
+                .0
+                .backend("store", false, options)
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(backend))
+        }
+
+        fn kill(&self) {
+            self.0.kill();
+        }
+
+        /// What an object store acknowledged (or let land) stays: a crash
+        /// only ends the kill.
+        fn crash(&self, _mode: CrashMode) {
+            self.0.heal();
+        }
+
+        fn fail_after(&self, n: u64) {
+            self.0.fail_after(n);
+        }
+
+        fn heal(&self) {
+            self.0.heal();
+        }
+    }
+
+    fn medium() -> impl Fn() -> Objects {
+        let seeds = std::sync::atomic::AtomicU64::new(1);
+        move || {
+            Objects(FaultyObjectStore::new(
+                seeds.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+
+        #[test]
+        fn stores_on_objects_survive_crashes_and_failures(
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            run_on(medium(), 1024, Durability::Immediate, &ops)?;
+        }
+
+        #[test]
+        fn non_durable_commits_on_objects_return_to_a_durable_one(
+            ops in proptest::collection::vec(op_without_failures(), 1..40),
+        ) {
+            run_on(medium(), 256, Durability::None, &ops)?;
+        }
     }
 }

@@ -275,3 +275,22 @@ fn a_store_works_through_a_slow_link() {
     assert_eq!(got, (0..3_000).map(key).collect::<Vec<_>>());
     assert!(proxy.requests() > 3, "{}", proxy.requests());
 }
+
+/// A commit that fits the log costs one request: the log record's part.
+#[test]
+fn a_small_commit_costs_one_request() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("count");
+    let proxy = LatencyProxy::start(moto.port(), Duration::ZERO);
+    let forest = Forest::open_url("s3://count/s", options(&proxy.endpoint())).unwrap();
+    let tree = forest.create_tree("t").unwrap();
+    forest.commit().unwrap();
+    let before = proxy.requests();
+    for i in 0..20 {
+        tree.insert(&key(i), &value(i)).unwrap();
+        forest.commit().unwrap();
+    }
+    // The proxy counts a request when it forwards it; the answer of the
+    // last one may still be on its way, never a request more.
+    assert_eq!(proxy.requests() - before, 20);
+}

@@ -47,6 +47,8 @@ mod format;
 mod id;
 #[cfg(feature = "object-store")]
 mod object_backend;
+#[cfg(all(feature = "object-store", any(test, feature = "testing")))]
+mod object_faulty;
 mod stats;
 mod store;
 
@@ -101,4 +103,6 @@ pub mod testing {
         SUPERBLOCK_MAGIC,
     };
     pub use crate::format::table::{NodeTable, TableEntry, CHUNK_BYTES, CHUNK_ENTRIES, MAX_CHUNK};
+    #[cfg(feature = "object-store")]
+    pub use crate::object_faulty::FaultyObjectStore;
 }

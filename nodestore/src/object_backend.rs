@@ -77,6 +77,10 @@ pub struct ObjectOptions {
     /// How many blocks ahead a sequential reader fetches in the
     /// background.
     pub readahead: u64,
+    /// Uploads of one file under way at most: a writer that gets ahead by
+    /// more waits for the oldest (memory stays below about
+    /// `part_bytes × (uploads + 1)` per file written).
+    pub uploads: usize,
     /// Worker threads of the backend's runtime (uploads, fetches).
     pub threads: usize,
 }
@@ -88,6 +92,7 @@ impl Default for ObjectOptions {
             block_bytes: 256 << 10,
             cache_bytes: 64 << 20,
             readahead: 8,
+            uploads: 4,
             threads: 4,
         }
     }
@@ -143,6 +148,8 @@ struct Inner {
     read_only: bool,
     options: ObjectOptions,
     files: Mutex<HashMap<FileId, ObjFile>>,
+    /// Signalled whenever an upload is settled.
+    settled: Condvar,
     superblock: Mutex<SuperblockObject>,
     cache: Mutex<BlockCache>,
     counters: Counters,
@@ -347,6 +354,7 @@ impl ObjectBackend {
                 read_only,
                 options,
                 files: Mutex::new(HashMap::new()),
+                settled: Condvar::new(),
                 superblock: Mutex::new(SuperblockObject::default()),
                 cache: Mutex::new(cache),
                 counters: Counters::default(),
@@ -625,6 +633,54 @@ impl ObjectBackend {
         });
     }
 
+    /// Waits until at most `keep` uploads of `file` are under way, oldest
+    /// first, recording the parts they stored.
+    ///
+    /// # Errors
+    /// The error of a failed upload, now and at every later call: what
+    /// follows a part that never landed can never be stored.
+    fn settle(&self, file: FileId, keep: usize) -> io::Result<()> {
+        let inner = &self.inner;
+        let mut files = inner.files.lock();
+        loop {
+            let f = files.get_mut(&file).ok_or_else(|| not_found(file))?;
+            if let Some(e) = &f.failed {
+                return Err(io::Error::other(e.clone()));
+            }
+            if f.uploading.len() <= keep {
+                return Ok(());
+            }
+            let (life, offset) = (f.life, f.uploading[0].offset);
+            let Some(task) = f.uploading[0].task.take() else {
+                // Another thread waits for this upload.
+                inner.settled.wait(&mut files);
+                continue;
+            };
+            drop(files);
+            let result = self.runtime.block_on(task);
+            files = inner.files.lock();
+            let f = files.get_mut(&file).filter(|f| {
+                f.life == life && f.uploading.first().is_some_and(|u| u.offset == offset)
+            });
+            if let Some(f) = f {
+                match result {
+                    Ok(Ok(())) => {
+                        let u = f.uploading.remove(0);
+                        f.parts.insert(u.offset, u.data.len() as u64);
+                        f.uploaded = u.offset + u.data.len() as u64;
+                    }
+                    Ok(Err(e)) => {
+                        f.failed = Some(format!("{}: an upload failed: {e}", self.name(file)))
+                    }
+                    Err(e) => {
+                        f.failed = Some(format!("{}: an upload failed: {e}", self.name(file)))
+                    }
+                }
+            }
+            inner.settled.notify_all();
+        }
+    }
+
     /// Reads `buf.len()` bytes of uploaded parts of `file` at `offset`.
     fn read_uploaded(
         &self,
@@ -892,6 +948,9 @@ impl Backend for ObjectBackend {
         let f = files
             .entry(file)
             .or_insert_with(|| ObjFile::new(self.inner.lives.fetch_add(1, Ordering::Relaxed)));
+        if let Some(e) = &f.failed {
+            return Err(io::Error::other(e.clone()));
+        }
         let len = f.len();
         if offset < len {
             return Err(io::Error::new(
@@ -901,10 +960,17 @@ impl Backend for ObjectBackend {
         }
         f.staged.resize(f.staged.len() + (offset - len) as usize, 0);
         f.staged.extend_from_slice(data);
-        if f.staged.len() >= self.inner.options.part_bytes {
-            self.start_upload(f, file);
+        if f.staged.len() < self.inner.options.part_bytes {
+            return Ok(());
         }
-        Ok(())
+        self.start_upload(f, file);
+        // Memory stays bounded: past the limit, wait for the oldest.
+        let keep = self.inner.options.uploads.max(1);
+        if f.uploading.len() <= keep {
+            return Ok(());
+        }
+        drop(files);
+        self.settle(file, keep)
     }
 
     fn create_whole(&self, file: FileId, data: &[u8]) -> io::Result<()> {
@@ -941,8 +1007,8 @@ impl Backend for ObjectBackend {
             return self.put_superblock();
         }
         // Cut the staged bytes into one last upload, then wait for every
-        // upload of the file, in order.
-        let tasks = {
+        // upload of the file.
+        {
             let mut files = self.inner.files.lock();
             let f = files.get_mut(&file).ok_or_else(|| not_found(file))?;
             if let Some(e) = &f.failed {
@@ -951,44 +1017,8 @@ impl Backend for ObjectBackend {
             if !f.staged.is_empty() {
                 self.start_upload(f, file);
             }
-            f.uploading
-                .iter_mut()
-                .filter_map(|u| Some((u.offset, u.task.take()?)))
-                .collect::<Vec<_>>()
-        };
-        let mut result = Ok(());
-        let mut stored = Vec::new();
-        for (offset, task) in tasks {
-            match self.runtime.block_on(task) {
-                Ok(Ok(())) => stored.push(offset),
-                Ok(Err(e)) => {
-                    result = Err(to_io(e));
-                    break;
-                }
-                Err(e) => {
-                    result = Err(io::Error::other(e));
-                    break;
-                }
-            }
         }
-        let mut files = self.inner.files.lock();
-        let Some(f) = files.get_mut(&file) else {
-            return result;
-        };
-        if let Err(e) = &result {
-            f.failed = Some(format!("{}: an upload failed: {e}", self.name(file)));
-        }
-        // Uploads complete in order up to the first failure.
-        while f
-            .uploading
-            .first()
-            .is_some_and(|u| stored.contains(&u.offset))
-        {
-            let u = f.uploading.remove(0);
-            f.parts.insert(u.offset, u.data.len() as u64);
-            f.uploaded = u.offset + u.data.len() as u64;
-        }
-        result
+        self.settle(file, 0)
     }
 
     fn sync_dir(&self) -> io::Result<()> {
@@ -1089,6 +1119,7 @@ mod tests {
             block_bytes: 16,
             cache_bytes: 64,
             readahead: 2,
+            uploads: 2,
             threads: 2,
         }
     }
@@ -1108,6 +1139,9 @@ mod tests {
             for chunk in data.chunks(37) {
                 let at = b.len(seg).unwrap_or(0);
                 b.write_at(seg, at, chunk).unwrap();
+                // A writer ahead of its uploads waits for them.
+                let files = b.inner.files.lock();
+                assert!(files[&seg].uploading.len() <= small().uploads);
             }
             // Readable before and after the sync, in memory or not.
             let mut buf = vec![0; 300];
@@ -1160,6 +1194,27 @@ mod tests {
         assert_eq!(&buf[..], &data[100..140]);
         assert_eq!(b.counts().gets, fetched);
         assert!(b.counts().cache_hits >= 3, "{:?}", b.counts());
+    }
+
+    #[test]
+    fn a_failed_upload_fails_every_later_sync() {
+        let faulty = crate::object_faulty::FaultyObjectStore::new(7);
+        let b = faulty.backend("p", false, small()).unwrap();
+        let seg = FileId::Segment(crate::SegmentId(1));
+        b.write_at(seg, 0, b"first").unwrap();
+        b.sync(seg).unwrap();
+        faulty.fail_after(0);
+        b.write_at(seg, 5, b"second").unwrap();
+        assert!(b.sync(seg).is_err());
+        faulty.heal();
+        // What follows a part that may never have landed is never stored.
+        let e = b.write_at(seg, 11, b"third").unwrap_err();
+        assert!(e.to_string().contains("an upload failed"), "{e}");
+        assert!(b.sync(seg).is_err());
+        // A new open sees what landed, in order: never a part past a gap.
+        let again = faulty.backend("p", true, small()).unwrap();
+        let len = again.len(seg).unwrap();
+        assert!(len == 5 || len == 11, "{len}");
     }
 
     #[test]

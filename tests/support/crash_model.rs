@@ -30,10 +30,51 @@
 
 use larix::{Durability, Error, Forest, Options, Snapshot, Tree};
 use larix_nodestore::testing::{CrashMode, FaultyBackend};
-use larix_nodestore::StoreError;
+use larix_nodestore::{Backend, StoreError};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
+
+/// What the forest is stored on, and the faults the harness injects into
+/// it: a [`FaultyBackend`] (files), or an object store that fails on
+/// demand (`tests/crash.rs`).
+pub trait Medium {
+    /// A backend on the medium, as a new open of the store gets it.
+    ///
+    /// # Errors
+    /// If the backend cannot be opened.
+    fn backend(&self) -> Checked<Arc<dyn Backend>>;
+    /// The process dies: nothing it still does reaches the medium.
+    fn kill(&self);
+    /// The machine crashes: what was not durable goes, as `mode` says.
+    fn crash(&self, mode: CrashMode);
+    /// After `n` more calls, every call fails.
+    fn fail_after(&self, n: u64);
+    /// Disarms failures and ends a kill.
+    fn heal(&self);
+}
+
+impl Medium for FaultyBackend {
+    fn backend(&self) -> Checked<Arc<dyn Backend>> {
+        Ok(Arc::new(self.clone()))
+    }
+
+    fn kill(&self) {
+        FaultyBackend::kill(self);
+    }
+
+    fn crash(&self, mode: CrashMode) {
+        FaultyBackend::crash(self, mode);
+    }
+
+    fn fail_after(&self, n: u64) {
+        FaultyBackend::fail_after(self, n);
+    }
+
+    fn heal(&self) {
+        FaultyBackend::heal(self);
+    }
+}
 
 /// Tree slots: tree `s` is called `t{s}` ([`name`]).
 pub const SLOTS: usize = 3;
@@ -127,7 +168,7 @@ fn refused(e: &Error) -> bool {
 
 /// The forest under test and its models.
 pub struct Harness {
-    disk: FaultyBackend,
+    disk: Box<dyn Medium>,
     options: Options,
     /// Commits are durable when they return (`Durability::Immediate`).
     immediate: bool,
@@ -156,13 +197,13 @@ impl Harness {
     /// # Errors
     /// If the forest fails to open, shows another state or checks unclean.
     pub fn open(
-        disk: FaultyBackend,
+        disk: impl Medium + 'static,
         options: Options,
         durability: Durability,
         state: State,
     ) -> Checked<Harness> {
         let mut h = Harness {
-            disk,
+            disk: Box::new(disk),
             options: options.durability(durability),
             immediate: durability == Durability::Immediate,
             forest: None,
@@ -568,7 +609,11 @@ impl Harness {
     /// Opens the forest again and checks it shows one of `candidates` or
     /// the state of a failed commit; that state is committed from then on.
     fn reopen_to(&mut self, candidates: &[State], after: &str) -> Checked {
-        let forest = Forest::with_backend(Arc::new(self.disk.clone()), self.options.clone())
+        let backend = self
+            .disk
+            .backend()
+            .map_err(|e| format!("backend after {after}: {e}"))?;
+        let forest = Forest::with_backend(backend, self.options.clone())
             .map_err(|e| format!("open after {after}: {e}"))?;
         let got = Self::read_state(&forest).map_err(|e| format!("after {after}: {e}"))?;
         let landed = candidates.contains(&got) || self.attempted.contains(&got);
