@@ -329,6 +329,7 @@ pub(crate) fn backend_at(
             let tuning = larix_nodestore::ObjectOptions {
                 // The blocks of segments read back: a share of the budget.
                 cache_bytes: (options.cache_bytes as u64 / 4).clamp(1 << 20, 64 << 20),
+                cache_dir: options.object_cache.clone(),
                 ..larix_nodestore::ObjectOptions::default()
             };
             let backend = larix_nodestore::ObjectBackend::open_url(

@@ -33,6 +33,7 @@ pub struct Options {
     pub(crate) checkpoint_log_bytes: u64,
     pub(crate) checkpoint_interval: std::time::Duration,
     pub(crate) storage_options: Vec<(String, String)>,
+    pub(crate) object_cache: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Default for Options {
@@ -52,6 +53,7 @@ impl Default for Options {
             checkpoint_log_bytes: 64 << 20,
             checkpoint_interval: std::time::Duration::from_secs(30),
             storage_options: Vec::new(),
+            object_cache: None,
         }
     }
 }
@@ -161,6 +163,17 @@ impl Options {
         let key = key.into();
         self.storage_options.retain(|(k, _)| *k != key);
         self.storage_options.push((key, value.into()));
+        self
+    }
+
+    /// For a store in an object store ([`crate::Forest::open_url`]): keep
+    /// the blocks read from it in the local directory `dir` as well (made
+    /// if missing), at most about `max_bytes` of them, so that a store
+    /// opened again, by this process or another, does not fetch them
+    /// again. A damaged file there is noticed and fetched again. Without
+    /// it, blocks are cached in memory only, for the life of the forest.
+    pub fn object_cache_dir(mut self, dir: impl Into<std::path::PathBuf>, max_bytes: u64) -> Self {
+        self.object_cache = Some((dir.into(), max_bytes));
         self
     }
 

@@ -122,6 +122,55 @@ fn commits_on_s3_survive_without_a_checkpoint() {
     assert!(forest.check().unwrap().is_clean());
 }
 
+/// With a directory cache, a store opened again reads what it read before
+/// from the directory: the second cold scan makes far fewer requests.
+#[test]
+fn a_directory_cache_saves_the_second_scan_its_requests() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("cached");
+    let proxy = LatencyProxy::start(moto.port(), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || options(&proxy.endpoint()).object_cache_dir(dir.path().join("blocks"), 64 << 20);
+    {
+        let forest = Forest::open_url("s3://cached/s", opts()).unwrap();
+        let tree = forest.create_tree("t").unwrap();
+        // Values zstd cannot shrink: the segment spans many blocks.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..20_000 {
+            let v: Vec<u8> = (0..100)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            tree.insert(&key(i), &v).unwrap();
+        }
+        forest.commit().unwrap();
+    }
+    let scan = || {
+        let before = proxy.requests();
+        let forest = Forest::open_url_read_only("s3://cached/s", opts()).unwrap();
+        let tree = forest.tree("t").unwrap().unwrap();
+        assert_eq!(tree.range(..).unwrap().count(), 20_000);
+        proxy.requests() - before
+    };
+    let cold = scan();
+    let warm = scan();
+    // The second open still lists the store and reads its superblock.
+    assert!(
+        cold >= 5 && warm <= 3,
+        "cold scan {cold} requests, warm {warm}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("blocks"))
+            .unwrap()
+            .count()
+            > 0
+    );
+}
+
 #[test]
 fn two_prefixes_of_one_bucket_are_two_stores() {
     let Some(moto) = Moto::start() else { return };

@@ -47,6 +47,8 @@ mod format;
 mod id;
 #[cfg(feature = "object-store")]
 mod object_backend;
+#[cfg(feature = "object-store")]
+mod object_cache;
 #[cfg(all(feature = "object-store", any(test, feature = "testing")))]
 mod object_faulty;
 mod stats;

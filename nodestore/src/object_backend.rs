@@ -35,6 +35,7 @@
 //! part, and reopening does not find it); removal and creation are durable
 //! when the call returns, so `sync_dir` does nothing.
 
+use crate::object_cache::{DiskCache, DiskKey};
 use crate::{Backend, FileId, FormatError};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -44,6 +45,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::runtime::Runtime;
@@ -83,6 +85,10 @@ pub struct ObjectOptions {
     pub uploads: usize,
     /// Worker threads of the backend's runtime (uploads, fetches).
     pub threads: usize,
+    /// A local directory keeping blocks read from the store, so that a
+    /// store opened again does not fetch them again, and the bound on
+    /// its bytes; `None`: blocks are kept in memory only.
+    pub cache_dir: Option<(PathBuf, u64)>,
 }
 
 impl Default for ObjectOptions {
@@ -94,6 +100,7 @@ impl Default for ObjectOptions {
             readahead: 8,
             uploads: 4,
             threads: 4,
+            cache_dir: None,
         }
     }
 }
@@ -115,6 +122,8 @@ pub struct ObjectCounts {
     pub bytes_down: u64,
     /// Block reads served by the cache or a fetch already under way.
     pub cache_hits: u64,
+    /// Blocks read from the directory cache instead of the store.
+    pub disk_hits: u64,
 }
 
 #[derive(Default)]
@@ -126,6 +135,7 @@ struct Counters {
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
     cache_hits: AtomicU64,
+    disk_hits: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -152,6 +162,8 @@ struct Inner {
     settled: Condvar,
     superblock: Mutex<SuperblockObject>,
     cache: Mutex<BlockCache>,
+    /// The directory cache, if one was asked for.
+    disk: Option<DiskCache>,
     counters: Counters,
     /// Numbers the files' lives, so that a file removed and made again
     /// never meets the old one's cached blocks.
@@ -176,6 +188,10 @@ struct ObjFile {
     life: u64,
     /// Uploaded parts, contiguous from offset 0: offset → length.
     parts: BTreeMap<u64, u64>,
+    /// The ETags of uploaded parts, by offset, where the store gave one:
+    /// with its name, what identifies a part's bytes in the directory
+    /// cache.
+    etags: HashMap<u64, Arc<str>>,
     /// Where the uploaded parts end.
     uploaded: u64,
     /// Parts handed to the runtime and not yet known to be stored, in
@@ -190,7 +206,7 @@ struct ObjFile {
 struct Upload {
     offset: u64,
     data: Bytes,
-    task: Option<tokio::task::JoinHandle<Result<(), object_store::Error>>>,
+    task: Option<tokio::task::JoinHandle<Result<Option<Arc<str>>, object_store::Error>>>,
 }
 
 impl ObjFile {
@@ -198,6 +214,7 @@ impl ObjFile {
         ObjFile {
             life,
             parts: BTreeMap::new(),
+            etags: HashMap::new(),
             uploaded: 0,
             uploading: Vec::new(),
             staged: Vec::new(),
@@ -210,12 +227,43 @@ impl ObjFile {
         self.staged_at() + self.staged.len() as u64
     }
 
+    /// Extends the uploaded parts along `listed` from where they end: the
+    /// chain stops at a gap (an upload whose predecessor never landed) or
+    /// a seal, and what lies past it is not part of the file. Returns
+    /// whether it stopped at a seal.
+    fn chain(&mut self, listed: &BTreeMap<u64, Listed>) -> bool {
+        while let Some(part) = listed.get(&self.uploaded) {
+            if part.len == 0 {
+                return true;
+            }
+            self.parts.insert(part.offset, part.len);
+            if let Some(etag) = &part.etag {
+                self.etags.insert(part.offset, Arc::clone(etag));
+            }
+            self.uploaded += part.len;
+        }
+        false
+    }
+
     /// Where the staged bytes start.
     fn staged_at(&self) -> u64 {
         self.uploading
             .last()
             .map_or(self.uploaded, |u| u.offset + u.data.len() as u64)
     }
+}
+
+/// A part as a listing shows it.
+struct Listed {
+    file: FileId,
+    offset: u64,
+    len: u64,
+    etag: Option<Arc<str>>,
+}
+
+/// An ETag as the cache keys it: without the quotes some stores add.
+fn etag_key(etag: &str) -> Arc<str> {
+    Arc::from(etag.trim_matches('"'))
 }
 
 /// Cached blocks of uploaded parts, least recently used first out, and the
@@ -346,6 +394,13 @@ impl ObjectBackend {
             fetching: HashMap::new(),
             last_read: HashMap::new(),
         };
+        let disk = match &options.cache_dir {
+            Some((dir, max)) => Some(
+                DiskCache::open(dir.clone(), *max)
+                    .map_err(|e| FormatError::io(dir.display().to_string(), None, e))?,
+            ),
+            None => None,
+        };
         let backend = ObjectBackend {
             inner: Arc::new(Inner {
                 store,
@@ -357,6 +412,7 @@ impl ObjectBackend {
                 settled: Condvar::new(),
                 superblock: Mutex::new(SuperblockObject::default()),
                 cache: Mutex::new(cache),
+                disk,
                 counters: Counters::default(),
                 lives: AtomicU64::new(1),
             }),
@@ -382,32 +438,25 @@ impl ObjectBackend {
             bytes_up: get(&c.bytes_up),
             bytes_down: get(&c.bytes_down),
             cache_hits: get(&c.cache_hits),
+            disk_hits: get(&c.disk_hits),
         }
     }
 
     /// Lists every part and reads the superblock object.
     fn load(&self) -> io::Result<()> {
         let inner = &self.inner;
-        let mut found: HashMap<FileId, BTreeMap<u64, u64>> = HashMap::new();
-        for (file, offset, len) in self.list_parts(None)? {
-            found.entry(file).or_default().insert(offset, len);
+        let mut found: HashMap<FileId, BTreeMap<u64, Listed>> = HashMap::new();
+        for part in self.list_parts(None)? {
+            found
+                .entry(part.file)
+                .or_default()
+                .insert(part.offset, part);
         }
         let mut files = inner.files.lock();
         for (file, parts) in found {
             let life = inner.lives.fetch_add(1, Ordering::Relaxed);
             let mut f = ObjFile::new(life);
-            // The contiguous chain from 0: a part past a gap (an upload
-            // whose predecessor never landed) or past a seal is not part
-            // of the file.
-            let mut end = 0;
-            while let Some(&len) = parts.get(&end) {
-                if len == 0 {
-                    break;
-                }
-                f.parts.insert(end, len);
-                end += len;
-            }
-            f.uploaded = end;
+            f.chain(&parts);
             files.insert(file, f);
         }
         drop(files);
@@ -416,9 +465,9 @@ impl ObjectBackend {
         Ok(())
     }
 
-    /// The parts under the prefix (of one file, or all): file, offset and
-    /// length. Objects that are not parts are ignored.
-    fn list_parts(&self, file: Option<FileId>) -> io::Result<Vec<(FileId, u64, u64)>> {
+    /// The parts under the prefix (of one file, or all). Objects that are
+    /// not parts are ignored.
+    fn list_parts(&self, file: Option<FileId>) -> io::Result<Vec<Listed>> {
         let inner = &self.inner;
         let prefix = match file {
             Some(f) => inner.prefix.clone().join(f.file_name()),
@@ -446,7 +495,12 @@ impl ObjectBackend {
                 continue;
             };
             if id != FileId::Superblock {
-                out.push((id, offset, meta.size));
+                out.push(Listed {
+                    file: id,
+                    offset,
+                    len: meta.size,
+                    etag: meta.e_tag.as_deref().map(etag_key),
+                });
             }
         }
         Ok(out)
@@ -526,22 +580,17 @@ impl ObjectBackend {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
-            let mut parts: BTreeMap<u64, u64> = BTreeMap::new();
-            for (_, offset, len) in self.list_parts(Some(file))? {
-                parts.insert(offset, len);
-            }
+            let parts: BTreeMap<u64, Listed> = self
+                .list_parts(Some(file))?
+                .into_iter()
+                .map(|p| (p.offset, p))
+                .collect();
             let mut files = self.inner.files.lock();
             let f = files.get_mut(&file).expect("listed at open");
-            let mut at = f.uploaded;
-            while let Some(&len) = parts.get(&at) {
-                if len == 0 {
-                    // Sealed by someone else at the same moment.
-                    return Ok(());
-                }
-                f.parts.insert(at, len);
-                at += len;
+            if f.chain(&parts) {
+                // Sealed by someone else at the same moment.
+                return Ok(());
             }
-            f.uploaded = at;
         }
     }
 
@@ -555,6 +604,7 @@ impl ObjectBackend {
                 data,
                 Arc::clone(inner),
             ))
+            .map(|_| ())
             .map_err(to_io)
     }
 
@@ -664,8 +714,11 @@ impl ObjectBackend {
             });
             if let Some(f) = f {
                 match result {
-                    Ok(Ok(())) => {
+                    Ok(Ok(etag)) => {
                         let u = f.uploading.remove(0);
+                        if let Some(etag) = etag {
+                            f.etags.insert(u.offset, etag);
+                        }
                         f.parts.insert(u.offset, u.data.len() as u64);
                         f.uploaded = u.offset + u.data.len() as u64;
                     }
@@ -745,9 +798,33 @@ impl ObjectBackend {
                 let path = part_path(&inner.prefix, file, key.part);
                 let task_inner = Arc::clone(inner);
                 let task_fetch = Arc::clone(&fetch);
-                bump(&inner.counters.gets, 1);
+                // Lock order: the cache, then the files (nothing takes
+                // them the other way round).
+                let on_disk = inner.disk.as_ref().and_then(|_| {
+                    let files = inner.files.lock();
+                    let f = files.get(&file).filter(|f| f.life == key.life)?;
+                    let etag = f.etags.get(&key.part)?;
+                    Some(DiskKey::new(
+                        &inner.name,
+                        file,
+                        key.part,
+                        part_len,
+                        etag,
+                        key.index,
+                    ))
+                });
                 self.runtime.spawn(async move {
+                    let disk = task_inner.disk.as_ref().zip(on_disk.as_ref());
+                    if let Some(bytes) = disk.and_then(|(d, k)| d.read(k, end - start)) {
+                        bump(&task_inner.counters.disk_hits, 1);
+                        task_inner.fetched(key, Ok(bytes), &task_fetch);
+                        return;
+                    }
+                    bump(&task_inner.counters.gets, 1);
                     let r = task_inner.store.get_range(&path, start..end).await;
+                    if let (Ok(bytes), Some((d, k))) = (&r, disk) {
+                        d.write(k, bytes);
+                    }
                     task_inner.fetched(key, r, &task_fetch);
                 });
                 fetch
@@ -833,10 +910,10 @@ async fn put_part(
     path: Path,
     data: Bytes,
     inner: Arc<Inner>,
-) -> Result<(), object_store::Error> {
+) -> Result<Option<Arc<str>>, object_store::Error> {
     let len = data.len() as u64;
     bump(&inner.counters.puts, 1);
-    store
+    let r = store
         .put_opts(
             &path,
             PutPayload::from(data),
@@ -844,7 +921,7 @@ async fn put_part(
         )
         .await?;
     bump(&inner.counters.bytes_up, len);
-    Ok(())
+    Ok(r.e_tag.as_deref().map(etag_key))
 }
 
 fn part_path(prefix: &Path, file: FileId, offset: u64) -> Path {
@@ -1037,9 +1114,9 @@ impl Backend for ObjectBackend {
             return Err(not_found(file));
         }
         let inner = &self.inner;
-        for (_, offset, _) in self.list_parts(Some(file))? {
+        for part in self.list_parts(Some(file))? {
             bump(&inner.counters.deletes, 1);
-            let path = part_path(&inner.prefix, file, offset);
+            let path = part_path(&inner.prefix, file, part.offset);
             match self.runtime.block_on(inner.store.delete(&path)) {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(to_io(e)),
@@ -1121,6 +1198,7 @@ mod tests {
             readahead: 2,
             uploads: 2,
             threads: 2,
+            cache_dir: None,
         }
     }
 
@@ -1181,8 +1259,7 @@ mod tests {
         assert!(b.reads_ahead());
         b.prefetch(seg, 100, 40);
         b.prefetch(seg, 1000, 40); // past the end: nothing to fetch
-        let fetched = b.counts().gets;
-        // Let the background fetches land, then read without a request.
+                                   // Let the background fetches land, then read without a request.
         let mut buf = [0u8; 40];
         for _ in 0..200 {
             if b.inner.cache.lock().fetching.is_empty() {
@@ -1190,6 +1267,7 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        let fetched = b.counts().gets;
         b.read_at(seg, 100, &mut buf).unwrap();
         assert_eq!(&buf[..], &data[100..140]);
         assert_eq!(b.counts().gets, fetched);
@@ -1215,6 +1293,48 @@ mod tests {
         let again = faulty.backend("p", true, small()).unwrap();
         let len = again.len(seg).unwrap();
         assert!(len == 5 || len == 11, "{len}");
+        // A killed process reaches nothing, not even a listing.
+        let before = faulty.requests();
+        faulty.kill();
+        assert!(faulty.backend("p", true, small()).is_err());
+        assert!(faulty.requests() > before);
+    }
+
+    #[test]
+    fn a_reopened_store_reads_from_its_directory_cache() {
+        let mem = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let seg = FileId::Segment(crate::SegmentId(4));
+        let data: Vec<u8> = (0..500u32).map(|i| (i % 253) as u8).collect();
+        let options = || ObjectOptions {
+            readahead: 0,
+            cache_dir: Some((dir.path().to_path_buf(), 1 << 20)),
+            ..small()
+        };
+        let open = || {
+            let store: Arc<dyn ObjectStore> = Arc::clone(&mem) as Arc<dyn ObjectStore>;
+            ObjectBackend::open(store, "p", "mem://", false, options()).unwrap()
+        };
+        {
+            let b = open();
+            b.write_at(seg, 0, &data).unwrap();
+            b.sync(seg).unwrap();
+        }
+        let mut all = vec![0; 500];
+        let first = open();
+        first.read_at(seg, 0, &mut all).unwrap();
+        assert_eq!(all, data);
+        let fetched = first.counts();
+        assert!(fetched.gets >= 500 / 16, "{fetched:?}");
+        drop(first);
+        // Opened again: every block comes from the directory.
+        let second = open();
+        let before = second.counts().gets;
+        all.fill(0);
+        second.read_at(seg, 0, &mut all).unwrap();
+        assert_eq!(all, data);
+        assert_eq!(second.counts().gets, before, "{:?}", second.counts());
+        assert!(second.counts().disk_hits >= 500 / 16);
     }
 
     #[test]
