@@ -345,6 +345,7 @@ mod on_objects {
                 readahead: 2,
                 uploads: 2,
                 threads: 2,
+                cache_dir: None,
             };
             let backend = self
                 .0
