@@ -1338,6 +1338,44 @@ mod tests {
     }
 
     #[test]
+    fn hostile_objects_are_refused_or_ignored() {
+        let mem = Arc::new(InMemory::new());
+        let put = |key: &str, bytes: Vec<u8>| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(mem.put(&Path::from(key), PutPayload::from(bytes)))
+                .unwrap();
+        };
+        let open = || {
+            let store: Arc<dyn ObjectStore> = Arc::clone(&mem) as Arc<dyn ObjectStore>;
+            ObjectBackend::open(store, "p", "mem://", true, small())
+        };
+        // Objects that are not parts are not files.
+        put("p/notes.txt", b"x".to_vec());
+        put("p/seg-000001.lx/12", b"short offset".to_vec());
+        put("p/seg-1.lx/0000000000000000", b"bad name".to_vec());
+        put("p/seg-000002.lx/000000000000000A", b"upper case".to_vec());
+        put(
+            "p/seg-000003.lx/0000000000000000/deeper",
+            b"nested".to_vec(),
+        );
+        put(
+            "p2/seg-000004.lx/0000000000000000",
+            b"another store".to_vec(),
+        );
+        assert_eq!(open().unwrap().list().unwrap(), vec![]);
+        // A superblock object that is not one, or too large to be one.
+        put("p/superblock", b"garbage".to_vec());
+        let e = open().unwrap_err().to_string();
+        assert!(e.contains("not a Larix superblock"), "{e}");
+        put(
+            "p/superblock",
+            vec![0; (MAX_SUPERBLOCK_OBJECT + 1) as usize],
+        );
+        let e = open().unwrap_err().to_string();
+        assert!(e.contains("too many"), "{e}");
+    }
+
+    #[test]
     fn writes_before_the_end_are_refused() {
         let b = backend(&Arc::new(InMemory::new()), "p");
         let seg = FileId::Segment(crate::SegmentId(1));
