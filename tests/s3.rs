@@ -171,6 +171,25 @@ fn a_directory_cache_saves_the_second_scan_its_requests() {
     );
 }
 
+/// The backend contract every backend runs, against S3 itself.
+#[test]
+fn the_backend_contract_holds_on_s3() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("contract");
+    let storage: Vec<(String, String)> = options(&moto.endpoint())
+        .storage_options()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let backend = larix_nodestore::ObjectBackend::open_url(
+        "s3://contract/c",
+        &storage,
+        false,
+        larix_nodestore::ObjectOptions::default(),
+    )
+    .unwrap();
+    larix_nodestore::testing::check_contract(&backend);
+}
+
 #[test]
 fn two_prefixes_of_one_bucket_are_two_stores() {
     let Some(moto) = Moto::start() else { return };

@@ -337,16 +337,17 @@ pub(crate) fn write_into(data: &mut Vec<u8>, offset: u64, src: &[u8]) -> io::Res
     Ok(())
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// The contract tests every backend runs (file, memory, faulty, object
+/// storage), for tests only.
+#[cfg(any(test, feature = "testing"))]
+pub mod contract {
     use super::*;
-    use std::sync::Arc;
 
     const SEG: FileId = FileId::Segment(SegmentId(42));
 
     /// The contract shared by every backend, run against `b`: what the
     /// store does with files (appends, syncs, whole superblocks, removal).
-    pub(crate) fn check_contract(b: &dyn Backend) {
+    pub fn check_contract(b: &dyn Backend) {
         let mut buf = [0u8; 4];
         assert_eq!(
             b.read_at(SEG, 0, &mut buf).unwrap_err().kind(),
@@ -407,7 +408,7 @@ pub(crate) mod tests {
 
     /// What a backend whose files are not [`Backend::appends_only`] adds:
     /// writes anywhere in a file.
-    pub(crate) fn check_random_access(b: &dyn Backend) {
+    pub fn check_random_access(b: &dyn Backend) {
         assert!(!b.appends_only());
         b.write_at(SEG, 0, b"abcdef").unwrap();
         b.write_at(SEG, 2, b"XY").unwrap();
@@ -415,6 +416,15 @@ pub(crate) mod tests {
         b.read_at(SEG, 1, &mut buf).unwrap();
         assert_eq!(&buf, b"bXYe");
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    pub(crate) use super::contract::{check_contract, check_random_access};
+    use super::*;
+    use std::sync::Arc;
+
+    const SEG: FileId = FileId::Segment(SegmentId(42));
 
     #[test]
     fn names_and_display() {

@@ -358,6 +358,12 @@ mod tests {
 
     /// The module documentation's example.
     #[test]
+    fn faulty_backend_keeps_the_contract() {
+        crate::backend::tests::check_contract(&FaultyBackend::new());
+        crate::backend::tests::check_random_access(&FaultyBackend::new());
+    }
+
+    #[test]
     fn an_unsynced_file_is_lost_by_a_crash() {
         let disk = FaultyBackend::new();
         let store_backend: Arc<dyn Backend> = Arc::new(disk.clone());

@@ -92,6 +92,7 @@ pub(crate) use format::table::{NodeTable, TableEntry};
 /// craft, damage and decode stores. Behind the `testing` feature.
 #[cfg(feature = "testing")]
 pub mod testing {
+    pub use crate::backend::contract::{check_contract, check_random_access};
     pub use crate::faulty::{CrashMode, FaultyBackend};
     pub use crate::format::blob::{BlobHeader, Location, BLOB_MAGIC, HEADER_LEN, MAX_BLOB_LEN};
     pub use crate::format::digest::{node_digest, Digest, DIGEST_LEN};

@@ -1205,6 +1205,9 @@ mod tests {
     #[test]
     fn object_backend_keeps_the_contract() {
         check_contract(&backend(&Arc::new(InMemory::new()), "store"));
+        // And over the fault-injecting store, with no fault armed.
+        let faulty = crate::object_faulty::FaultyObjectStore::new(3);
+        check_contract(&faulty.backend("store", false, small()).unwrap());
     }
 
     #[test]
