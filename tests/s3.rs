@@ -362,3 +362,30 @@ fn a_small_commit_costs_one_request() {
     // last one may still be on its way, never a request more.
     assert_eq!(proxy.requests() - before, 20);
 }
+
+/// The displaced writer fails even when the log it appends to has no
+/// object yet (just after its checkpoint started a new one), and the new
+/// writer commits.
+#[test]
+fn a_writer_displaced_right_after_its_checkpoint_fails_and_the_new_one_commits() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("fence2");
+    let url = "s3://fence2/s";
+    let first = Forest::open_url(url, options(&moto.endpoint())).unwrap();
+    let tree = first.create_tree("t").unwrap();
+    tree.insert(b"a", b"1").unwrap();
+    first.commit().unwrap();
+    first.checkpoint().unwrap();
+
+    let second = Forest::open_url(url, options(&moto.endpoint())).unwrap();
+    tree.insert(b"b", b"2").unwrap();
+    assert!(first.commit().is_err(), "the displaced writer committed");
+    let t2 = second.tree("t").unwrap().unwrap();
+    t2.insert(b"c", b"3").unwrap();
+    second.commit().unwrap();
+    drop((tree, first, t2, second));
+    let forest = Forest::open_url_read_only(url, options(&moto.endpoint())).unwrap();
+    let t = forest.tree("t").unwrap().unwrap();
+    assert_eq!(t.get(b"b").unwrap(), None);
+    assert_eq!(t.get(b"c").unwrap().as_deref(), Some(&b"3"[..]));
+}

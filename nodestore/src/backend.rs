@@ -215,6 +215,18 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Ends `file` where it ends now (creating it empty if missing), so
+    /// that no other process can append to it: how a store on a medium
+    /// without locks takes over from a writer that may still run (see
+    /// `docs/design.md`, "Fencing writers"). This process never appends to
+    /// it again either. Backends whose stores are locked do nothing.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn seal(&self, _file: FileId) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Whether [`Backend::prefetch`] does anything: callers skip the work
     /// of finding what to prefetch where it does not.
     fn reads_ahead(&self) -> bool {

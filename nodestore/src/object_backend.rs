@@ -18,9 +18,10 @@
 //! (`If-Match`), or `If-None-Match: *` when the store is created. The
 //! switch is atomic, and it fences writers: a writable open rewrites the
 //! superblock at once (with a fresh random nonce, so its ETag changes), so
-//! a writer it displaced fails at its next checkpoint; and it seals the
-//! newest commit log file by creating an empty part at its end, so that
-//! writer's next commit fails too. Never do two writers both commit.
+//! a writer it displaced fails at its next checkpoint; and recovery seals
+//! the commit log files that writer may append to ([`Backend::seal`]: an
+//! empty part at a file's end takes the name its next part would need), so
+//! its next commit fails too. Never do two writers both commit.
 //!
 //! Reads of uploaded parts go through a bounded cache of blocks
 //! ([`ObjectOptions::block_bytes`], [`ObjectOptions::cache_bytes`]), each
@@ -547,34 +548,35 @@ impl ObjectBackend {
         })
     }
 
-    /// Fences other writers: rewrites the superblock (a displaced writer's
-    /// next switch then fails) and seals the newest log file at its end (a
-    /// displaced writer's next commit then fails).
+    /// Fences other writers: rewrites the superblock, so that a displaced
+    /// writer's next switch fails. (Recovery then seals the log files it
+    /// may append to, [`Backend::seal`], so that its next commit fails.)
     fn fence(&self) -> io::Result<()> {
         if self.inner.superblock.lock().content.is_some() {
             self.inner.superblock.lock().dirty = true;
             self.put_superblock()?;
         }
-        let newest_log = self
-            .inner
-            .files
-            .lock()
-            .keys()
-            .filter(|f| matches!(f, FileId::Log(_)))
-            .max()
-            .copied();
-        if let Some(log) = newest_log {
-            self.seal(log)?;
-        }
         Ok(())
     }
 
-    /// Creates an empty part at the end of `file`, so that nobody can
-    /// append to it; if a writer appended first, learns its parts and
-    /// tries again at the new end.
-    fn seal(&self, file: FileId) -> io::Result<()> {
+    /// Creates an empty part at the end of `file` (at 0 if it has none),
+    /// so that nobody can append to it; if a writer appended first, learns
+    /// its parts and tries again at the new end.
+    fn seal_file(&self, file: FileId) -> io::Result<()> {
         loop {
-            let end = self.inner.files.lock().get(&file).map_or(0, |f| f.uploaded);
+            let end = {
+                let mut files = self.inner.files.lock();
+                let f = files.entry(file).or_insert_with(|| {
+                    ObjFile::new(self.inner.lives.fetch_add(1, Ordering::Relaxed))
+                });
+                if !f.staged.is_empty() || !f.uploading.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{file} is being written: it cannot be sealed"),
+                    ));
+                }
+                f.uploaded
+            };
             match self.put_part(file, end, Bytes::new()) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -586,7 +588,7 @@ impl ObjectBackend {
                 .map(|p| (p.offset, p))
                 .collect();
             let mut files = self.inner.files.lock();
-            let f = files.get_mut(&file).expect("listed at open");
+            let f = files.get_mut(&file).expect("entered above");
             if f.chain(&parts) {
                 // Sealed by someone else at the same moment.
                 return Ok(());
@@ -1142,6 +1144,17 @@ impl Backend for ObjectBackend {
         true
     }
 
+    fn seal(&self, file: FileId) -> io::Result<()> {
+        self.writable()?;
+        if file == FileId::Superblock {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the superblock is switched, not sealed",
+            ));
+        }
+        self.seal_file(file)
+    }
+
     fn prefetch(&self, file: FileId, offset: u64, len: u64) {
         let block = self.inner.options.block_bytes.max(1);
         let end = offset.saturating_add(len);
@@ -1411,6 +1424,10 @@ mod tests {
         first.sync(log).unwrap();
 
         let second = backend(&mem, "p");
+        // What recovery does on a backend that appends only.
+        second.seal(log).unwrap();
+        second.seal(FileId::Log(crate::LogId(5))).unwrap();
+        assert_eq!(second.len(FileId::Log(crate::LogId(5))).unwrap(), 0);
         let mut buf = [0u8; 5];
         second.read_at(FileId::Superblock, 0, &mut buf).unwrap();
         assert_eq!(&buf, b"slots");

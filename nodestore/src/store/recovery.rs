@@ -91,6 +91,9 @@ pub(super) fn recover(
     let (table, directory) = load_table(backend, &superblock)?;
     check_table(&table, &superblock)?;
     let catalog = load_catalog(backend, pipeline, &superblock)?;
+    if !config.read_only && backend.appends_only() {
+        fence_logs(backend, &superblock)?;
+    }
     let (replay, log) = scan_log(backend, &superblock)?;
     if !config.read_only {
         remove_dead_segments(backend, &table, &directory, &superblock)?;
@@ -278,6 +281,35 @@ fn check_table(table: &NodeTable, sb: &Superblock) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// On a medium without locks (object storage), seals every log file a
+/// writer that opened the store before this open may still append to:
+/// those from the checkpoint's on, and the one after the last (a writer
+/// whose checkpoint has just started it, before any record). Its next
+/// commit then fails, and the records it made durable before are the
+/// ones the scan after this finds (see `docs/design.md`, "Fencing
+/// writers").
+///
+/// # Errors
+/// An I/O failure.
+fn fence_logs(backend: &dyn Backend, sb: &Superblock) -> Result<(), StoreError> {
+    let io = |file: FileId| move |e| FormatError::io(backend.name(file), None, e);
+    let logs = backend.logs().map_err(io(FileId::Superblock))?;
+    let last = logs
+        .last()
+        .copied()
+        .map_or(sb.log_file, |l| l.max(sb.log_file));
+    let mut id = sb.log_file;
+    loop {
+        backend.seal(FileId::Log(id)).map_err(io(FileId::Log(id)))?;
+        if id > last {
+            return Ok(());
+        }
+        id = id
+            .next()
+            .ok_or(FormatError::SegmentIdsExhausted { last: id.0 })?;
+    }
 }
 
 /// Reads the commit log after the checkpoint `sb` records: the records of
