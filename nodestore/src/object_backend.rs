@@ -37,6 +37,7 @@
 //! when the call returns, so `sync_dir` does nothing.
 
 use crate::object_cache::{DiskCache, DiskKey};
+use crate::stats::bump;
 use crate::{Backend, FileId, FormatError};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -137,10 +138,6 @@ struct Counters {
     bytes_down: AtomicU64,
     cache_hits: AtomicU64,
     disk_hits: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// A store kept in an object store; see the module documentation.

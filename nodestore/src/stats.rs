@@ -77,3 +77,8 @@ impl Stats {
         }
     }
 }
+
+/// Adds `n` to a counter (relaxed: counters order nothing).
+pub(crate) fn bump(c: &std::sync::atomic::AtomicU64, n: u64) {
+    c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}

@@ -23,6 +23,7 @@
 //!   writes ([`NodeStore::writable`]) and commits until it is reopened, and
 //!   the last commit stays on disk untouched.
 
+use crate::stats::bump;
 use crate::{
     node_digest, read_blob, Backend, BlobKind, Codec, Damage, Directory, FileId, FormatError,
     Location, NodeId, NodeTable, SegmentId, SegmentWriter, Stats, StoreError, Superblock,
@@ -278,10 +279,6 @@ struct Counters {
     log_bytes: AtomicU64,
     log_syncs: AtomicU64,
     checkpoints: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Memory budgets derived from the configured cache size. The cache and
