@@ -62,6 +62,8 @@ pub(super) fn recover(
         make_durable(backend)?;
     }
     let mut warnings = Vec::new();
+    // A store this open creates has had no other writer to fence.
+    let mut created = false;
     let superblock = match read_newest_with_fault(backend, &super::seal(pipeline)) {
         Ok((sb, other)) => {
             if let Some(fault) = other {
@@ -76,6 +78,7 @@ pub(super) fn recover(
         }
         Err(FormatError::NoSuperblock { file }) if !config.read_only => {
             ensure_nothing_committed(backend, &file)?;
+            created = true;
             create(backend, pipeline, config)?
         }
         Err(FormatError::Unauthenticated { .. }) => return Err(StoreError::WrongKey),
@@ -91,7 +94,7 @@ pub(super) fn recover(
     let (table, directory) = load_table(backend, &superblock)?;
     check_table(&table, &superblock)?;
     let catalog = load_catalog(backend, pipeline, &superblock)?;
-    if !config.read_only && backend.appends_only() {
+    if !config.read_only && !created && backend.appends_only() {
         fence_logs(backend, &superblock)?;
     }
     let (replay, log) = scan_log(backend, &superblock)?;
