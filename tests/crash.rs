@@ -373,6 +373,62 @@ mod on_objects {
         }
     }
 
+    /// A checkpoint failing at each of its requests in turn (segment
+    /// parts, table and catalog, the superblock switch, the log removal;
+    /// each failing request landing or not): the reopened store holds
+    /// every commit, whichever step it died at.
+    #[test]
+    fn a_checkpoint_on_objects_failing_at_any_request_loses_no_commit() {
+        let options = || {
+            Options::default()
+                .node_size(512)
+                .cache_bytes(512 * 16)
+                .workers(2)
+        };
+        for n in 0.. {
+            let store = FaultyObjectStore::new(n + 1);
+            let objects = Objects(store.clone());
+            let forest = Forest::with_backend(objects.backend().unwrap(), options()).unwrap();
+            let t = forest.create_tree("t").unwrap();
+            for k in 0..100 {
+                t.insert(&key(k), &value(k, 1)).unwrap();
+            }
+            forest.checkpoint().unwrap();
+            for k in 100..200 {
+                t.insert(&key(k), &value(k, 250)).unwrap();
+            }
+            forest.commit().unwrap();
+            store.fail_after(n);
+            if forest.checkpoint().is_ok() {
+                // At least its last part and the superblock switch.
+                assert!(n >= 2, "a checkpoint took only {n} requests");
+                break;
+            }
+            // The process dies with the failure.
+            store.kill();
+            drop(t);
+            drop(forest);
+            store.heal();
+            let forest = Forest::with_backend(objects.backend().unwrap(), options()).unwrap();
+            let t = forest.tree("t").unwrap().expect("the tree was committed");
+            assert_eq!(
+                t.count_range(..).unwrap(),
+                200,
+                "checkpoint failing after {n} requests"
+            );
+            for k in (0..200).step_by(7) {
+                let tag = if k < 100 { 1 } else { 250 };
+                assert_eq!(
+                    t.get(&key(k)).unwrap(),
+                    Some(value(k, tag)),
+                    "key {k} after {n}"
+                );
+            }
+            let report = forest.check().unwrap();
+            assert!(report.is_clean(), "after {n}: {report}");
+        }
+    }
+
     fn medium() -> impl Fn() -> Objects {
         let seeds = std::sync::atomic::AtomicU64::new(1);
         move || {
