@@ -297,6 +297,48 @@ fn a_checkpoint_failing_at_any_step_loses_no_commit() {
     }
 }
 
+/// A batch large enough to be built bottom up into an empty tree (over a
+/// megabyte), with the backend failing after `n` calls for a growing `n`:
+/// the build and its commit either both succeed, and every pair survives a
+/// crash, or the forest reopens to the empty tree it committed or to the
+/// whole batch, never to part of it.
+#[test]
+fn a_bulk_build_failing_at_any_step_reopens_whole_or_empty() {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..24_000u32)
+        .map(|i| (format!("bulk{i:08}").into_bytes(), vec![i as u8; 40]))
+        .collect();
+    let total = pairs.len() as u64;
+    let mut n = 0;
+    loop {
+        let disk = FaultyBackend::new();
+        let forest = open_checked(&disk);
+        forest.create_tree("t").unwrap();
+        forest.commit().unwrap();
+        forest.checkpoint().unwrap();
+        disk.fail_after(n);
+        let t = forest.tree("t").unwrap().unwrap();
+        let done = t
+            .insert_batch(pairs.iter().map(|(k, v)| (k, v)))
+            .and_then(|()| forest.commit());
+        if done.is_ok() {
+            assert!(n > 10, "a build of {total} pairs took only {n} calls");
+            drop(t);
+            drop(forest);
+            disk.crash(CrashMode::DropUnsynced);
+            let forest = open_checked(&disk);
+            let t = forest.tree("t").unwrap().unwrap();
+            for (k, v) in &pairs {
+                assert_eq!(t.get(k).unwrap().as_ref(), Some(v));
+            }
+            break;
+        }
+        drop(t);
+        let what = format!("bulk build failing after {n} calls");
+        reopen_survives_crash(&disk, forest, &[0, total], &what);
+        n = n * 3 / 2 + 1;
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 

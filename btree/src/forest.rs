@@ -18,12 +18,12 @@ use crate::check::{self, CheckReport};
 use crate::journal::{self, Journal, Op};
 use crate::limits::Limits;
 use crate::mutate::{Edit, Plan};
-use crate::node::{Node, Stored, ValueRef, MAX_VALUE_LEN, REF_LEN};
+use crate::node::{leaf_entry_len, Node, Stored, ValueRef, MAX_VALUE_LEN, REF_LEN};
 use crate::range::Range;
 use crate::read::{self, Bounds};
 use crate::snapshot::{Pinned, Snapshot, View};
 use crate::txn::{Scratch, Txn};
-use crate::{mutate, value, Error, Result};
+use crate::{build, mutate, value, Error, Result};
 use larix_nodestore::{NodeId, NodeStore, Pin};
 use parking_lot::{Mutex, RwLock};
 use std::io::Read;
@@ -764,17 +764,29 @@ impl Tree {
     /// anything is inserted; [`Error::TreeNotFound`], or a store error,
     /// which leaves the pairs before the failing one inserted (a
     /// [`Forest::rollback`] undoes them all).
+    ///
+    /// A batch of at least 1 MiB into an empty tree, with every value small
+    /// enough for a leaf, is built bottom up instead, each node written
+    /// once and filled to about 7/8 of the node size; a store error then
+    /// leaves the tree empty. Its commit is a checkpoint (`docs/design.md`,
+    /// "Bulk build").
     pub fn insert_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<()> {
         let mut pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let (mut inline, mut bytes) = (true, 0);
         for (k, v) in &pairs {
-            self.check_entry(k.as_ref(), v.as_ref().len() as u64)?;
+            let (k, v) = (k.as_ref(), v.as_ref());
+            inline &= self.check_entry(k, v.len() as u64)?;
+            bytes += leaf_entry_len(k, v);
         }
         // Stable: equal keys keep their order, so the later pair wins.
         pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         let mut catalog = self.shared.catalog.write();
+        if inline && bytes >= SPILL_BYTES && self.is_empty_in(&catalog)? {
+            return self.build_in(&mut catalog, pairs);
+        }
         for (k, v) in &pairs {
             let (k, v) = (k.as_ref(), v.as_ref());
             if self.check_entry(k, v.len() as u64)? {
@@ -783,6 +795,44 @@ impl Tree {
                 self.insert_out(&mut catalog, k, &mut &v[..], v.len() as u64)?;
             }
         }
+        Ok(())
+    }
+
+    /// Whether the tree holds nothing: its root is an empty leaf.
+    fn is_empty_in(&self, catalog: &Catalog) -> Result<bool> {
+        let root = self.shared.store.get(catalog.root(&self.name)?)?;
+        Ok(root.is_leaf() && root.is_empty())
+    }
+
+    /// Replaces the empty tree with one built bottom up from `pairs`
+    /// (sorted; for equal keys the last wins), each node written once
+    /// (`build`). Such a batch would outgrow the journal anyway (L6 in
+    /// `docs/design.md`: its records would be as large as its nodes), so it
+    /// is not journaled: the change commits by checkpoint.
+    fn build_in<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        catalog: &mut Catalog,
+        pairs: Vec<(K, V)>,
+    ) -> Result<()> {
+        let mut unique: Vec<(K, V)> = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            match unique.last_mut() {
+                Some(last) if last.0.as_ref() == pair.0.as_ref() => *last = pair,
+                _ => unique.push(pair),
+            }
+        }
+        let store = &self.shared.store;
+        let old = catalog.root(&self.name)?;
+        let root = build::build(store, &self.shared.limits, &unique)?;
+        let mut txn = Txn::new(store).values(catalog.has_values());
+        let dropped = txn.decref(old).and_then(|()| txn.apply());
+        if let Err(e) = dropped {
+            let mut txn = Txn::new(store).values(false);
+            let _ = txn.decref(root).and_then(|()| txn.apply());
+            return Err(e);
+        }
+        self.shared.journal.lock().overflow();
+        catalog.set_root(&self.name, root);
         Ok(())
     }
 
