@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo run --release --example load -- 1000000 [--disk DIR]
 //! [--filters none|zstd|zstd-encrypt] [--cache MIB] [--workers N]
-//! [--node-size BYTES] [--no-compaction]`. After the load it also times
+//! [--node-size BYTES] [--no-compaction] [--batch]`
+//! (`--batch`: the load is one `insert_batch`). After the load it also times
 //! 100 committed batches of 1,000 random inserts, then removes half the
 //! keys, compacts, and reports the space on disk against the live bytes.
 //! Without `--disk` the forest is in memory.
@@ -71,8 +72,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let tree = forest.create_tree("load")?;
     let start = Instant::now();
-    for (k, v) in &data {
-        tree.insert(k, v)?;
+    if args.iter().any(|a| a == "--batch") {
+        tree.insert_batch(data.iter().map(|(k, v)| (k, v)))?;
+    } else {
+        for (k, v) in &data {
+            tree.insert(k, v)?;
+        }
     }
     let load = start.elapsed();
     let start = Instant::now();

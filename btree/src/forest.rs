@@ -672,7 +672,6 @@ impl Tree {
     /// reference of the value it replaces, if that was out of line.
     fn put(&self, txn: &mut Txn, root: NodeId, key: &[u8], stored: Stored) -> Result<(NodeId, ())> {
         let limits = self.shared.limits;
-        let old = self.old_value(txn, root, key)?;
         let raw = match stored {
             Stored::Inline(v) => v,
             Stored::Out(_) => &[0u8; REF_LEN][..],
@@ -680,6 +679,10 @@ impl Tree {
         let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Put(key, raw))? {
             Plan::InPlace(path) => Some(path),
             Plan::Copying | Plan::Absent => None,
+        };
+        let old = match &path {
+            Some(path) => path.replaced(txn)?,
+            None => self.old_value(txn, root, key)?,
         };
         if let (Some(r), Some(_)) = (old, &path) {
             txn.prefetch_value(r)?;
@@ -774,15 +777,14 @@ impl Tree {
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<()> {
-        let mut pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let (mut inline, mut bytes) = (true, 0);
         for (k, v) in &pairs {
             let (k, v) = (k.as_ref(), v.as_ref());
             inline &= self.check_entry(k, v.len() as u64)?;
             bytes += leaf_entry_len(k, v);
         }
-        // Stable: equal keys keep their order, so the later pair wins.
-        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let pairs = sort_pairs(pairs);
         let mut catalog = self.shared.catalog.write();
         if inline && bytes >= SPILL_BYTES && self.is_empty_in(&catalog)? {
             return self.build_in(&mut catalog, pairs);
@@ -856,17 +858,25 @@ impl Tree {
             op,
             |&existed| existed,
             |txn, root| {
-                let old = self.old_value(txn, root, key)?;
-                let path = match mutate::plan_in_place(txn, &limits, root, &Edit::Remove(key))? {
-                    Plan::Absent => return Ok((root, false)),
-                    Plan::InPlace(path) => Some(path),
-                    Plan::Copying => {
-                        if read::lookup_stored(&self.shared.store, root, key, |_| ())?.is_none() {
-                            return Ok((root, false));
+                let (path, old) =
+                    match mutate::plan_in_place(txn, &limits, root, &Edit::Remove(key))? {
+                        Plan::Absent => return Ok((root, false)),
+                        Plan::InPlace(path) => {
+                            let old = path.replaced(txn)?;
+                            (Some(path), old)
                         }
-                        None
-                    }
-                };
+                        Plan::Copying => {
+                            let found =
+                                read::lookup_stored(&self.shared.store, root, key, |s| match s {
+                                    Stored::Out(r) => Some(r),
+                                    Stored::Inline(_) => None,
+                                })?;
+                            match found {
+                                None => return Ok((root, false)),
+                                Some(old) => (None, old),
+                            }
+                        }
+                    };
                 if let (Some(r), Some(_)) = (old, &path) {
                     txn.prefetch_value(r)?;
                 }
@@ -1014,6 +1024,40 @@ impl Tree {
 }
 
 /// A range bound over `&[u8]`, borrowed from one over `&&[u8]`.
+/// `pairs` in key order, equal keys in the order given (so that the later
+/// pair wins). Sorts the keys' first eight bytes as integers, with their
+/// positions, and compares whole keys only where those tie: a sort of the
+/// pairs themselves would follow two pointers per comparison.
+fn sort_pairs<K: AsRef<[u8]>, V>(pairs: Vec<(K, V)>) -> Vec<(K, V)> {
+    if pairs.is_sorted_by(|a, b| a.0.as_ref() <= b.0.as_ref()) {
+        return pairs;
+    }
+    let mut order: Vec<(u64, usize)> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (head(k.as_ref()), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| pairs[a.1].0.as_ref().cmp(pairs[b.1].0.as_ref()))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut slots: Vec<Option<(K, V)>> = pairs.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, i)| slots[i].take())
+        .collect()
+}
+
+/// The first eight bytes of `key` as a big-endian integer, zero-padded:
+/// ordered as the keys are, where they differ in those bytes.
+fn head(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
 fn borrow_bound<'a>(b: Bound<&&'a [u8]>) -> Bound<&'a [u8]> {
     match b {
         Bound::Included(k) => Bound::Included(k),
@@ -1086,6 +1130,36 @@ mod tests {
                 .flat_map(|n| n.children().collect::<Vec<_>>())
                 .collect();
         }
+    }
+
+    #[test]
+    fn sorted_pairs_match_a_stable_sort_of_the_whole_keys() {
+        // Keys that tie in their first eight bytes, keys shorter than
+        // eight bytes and keys ending in zeros (which pad the same), each
+        // given more than once, tagged with their position.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for len in [0, 3, 8, 12] {
+            let pairs: Vec<(Vec<u8>, usize)> = (0..2_000)
+                .map(|i| {
+                    let mut k = b"prefix--".to_vec();
+                    k.truncate(len.min(8));
+                    let extra = next() as usize % 4;
+                    k.extend((0..extra).map(|_| [0u8, 1, b'a'][next() as usize % 3]));
+                    (k, i)
+                })
+                .collect();
+            let mut expected = pairs.clone();
+            expected.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(sort_pairs(pairs), expected, "prefix length {len}");
+        }
+        let sorted: Vec<(Vec<u8>, usize)> = (0..100).map(|i| (key(i), i as usize)).collect();
+        assert_eq!(sort_pairs(sorted.clone()), sorted);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! references a split, merge or collapse moves (the rest is [`Txn`]'s).
 
 use crate::limits::Limits;
-use crate::node::{leaf_entry_len, Node, Stored, NODE_HEADER_LEN};
+use crate::node::{leaf_entry_len, Node, Stored, ValueRef, NODE_HEADER_LEN};
 use crate::read;
 use crate::txn::Txn;
 use crate::Result;
@@ -34,6 +34,18 @@ pub(crate) struct Path {
     /// Whether the planned edit changes nothing above the leaf: it keeps
     /// the leaf's smallest key and its size within B3's bounds.
     contained: bool,
+}
+
+impl Path {
+    /// The out-of-line value the planned edit overwrites or removes, if it
+    /// does: read from the leaf the plan holds, so an edit in place needs
+    /// no second lookup of its key.
+    pub(crate) fn replaced(&self, txn: &Txn) -> Result<Option<ValueRef>> {
+        match self.at {
+            Some(Ok(i)) if txn.has_values() => Ok(txn.get(self.leaf)?.value_ref(i)),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Shadows every node from `root` down to the leaf where `key` belongs.
