@@ -42,7 +42,7 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> Entry for (K, V) {
         leaf_entry_len(self.0.as_ref(), self.1.as_ref())
     }
     fn push(&self, node: &mut Node) {
-        node.insert_leaf(node.len(), self.0.as_ref(), self.1.as_ref());
+        node.push_leaf(self.0.as_ref(), self.1.as_ref());
     }
 }
 
@@ -57,7 +57,7 @@ impl Entry for Child {
         index_entry_len(&self.key)
     }
     fn push(&self, node: &mut Node) {
-        node.insert_child(node.len(), &self.key, self.id);
+        node.push_child(&self.key, self.id);
     }
 }
 
@@ -110,7 +110,8 @@ struct Output<'s> {
 
 impl Output<'_> {
     /// Stores `node` under a fresh id (with the rest of its group).
-    fn add(&mut self, node: Node) -> Result<Child> {
+    fn add(&mut self, mut node: Node) -> Result<Child> {
+        node.finish();
         let id = self.store.allocate();
         let key = node.key(0).to_vec();
         self.group.push((id, Arc::new(node)));
@@ -151,6 +152,11 @@ fn cut<E: Entry>(
     new: impl Fn() -> Node,
 ) -> Result<Vec<Child>> {
     let fill = limits.max_node() / 8 * FILL;
+    let new = || {
+        let mut node = new();
+        node.reserve(limits.max_node());
+        node
+    };
     let mut above = Vec::new();
     // The node before `node`, held back until `node` is known not to be
     // the last (which may need joining to it).
@@ -166,6 +172,8 @@ fn cut<E: Entry>(
     }
     match prev {
         Some(mut p) if node.size() < limits.min_node() => {
+            p.finish();
+            node.finish();
             p.append(&node);
             if p.size() > limits.max_node() {
                 let right = p.split_off(p.balanced_split());

@@ -118,10 +118,18 @@ pub enum Stored<'a> {
 pub struct Node {
     bytes: Vec<u8>,
     offsets: Vec<u32>,
-    /// The first eight bytes of each entry's key as an integer
-    /// ([`prefix`]): a search compares these, contiguous in memory, and
-    /// reads a key's bytes only when two of them tie.
+    /// The eight bytes of each entry's key after the first `skip` as an
+    /// integer ([`prefix`]): a search compares these, contiguous in
+    /// memory, and reads a key's bytes only when two of them tie.
     heads: Vec<u64>,
+    /// The length of the prefix every key of the node shares (that of its
+    /// first and last keys, in order): paths under one directory differ
+    /// only after it, so heads taken from the start would all tie.
+    skip: usize,
+    /// The first `skip` bytes (at most eight) as an integer ([`prefix`]),
+    /// so that a search checks a key against a short shared prefix without
+    /// reading the node's first key.
+    shared_head: u64,
 }
 
 /// Spare capacity given to a copy, so the edit that follows a shadowing
@@ -140,6 +148,8 @@ impl Clone for Node {
             bytes,
             offsets,
             heads,
+            skip: self.skip,
+            shared_head: self.shared_head,
         }
     }
 }
@@ -186,7 +196,7 @@ fn parse_varint(bytes: &[u8], pos: &mut usize, limit: usize, i: usize) -> Result
 /// padded with zeros is below every longer key it starts, or equal to its
 /// prefix, which the full comparison then decides).
 #[inline]
-fn prefix(key: &[u8]) -> u64 {
+pub(crate) fn prefix(key: &[u8]) -> u64 {
     match key.first_chunk::<8>() {
         Some(head) => u64::from_be_bytes(*head),
         None => {
@@ -231,6 +241,8 @@ impl Node {
             bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
+            skip: 0,
+            shared_head: 0,
         }
     }
 
@@ -267,6 +279,8 @@ impl Node {
             bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
+            skip: 0,
+            shared_head: 0,
         }
     }
 
@@ -289,6 +303,8 @@ impl Node {
             bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
+            skip: 0,
+            shared_head: 0,
         }
     }
 
@@ -307,6 +323,8 @@ impl Node {
             bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
+            skip: 0,
+            shared_head: 0,
         }
     }
 
@@ -494,12 +512,36 @@ impl Node {
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
         // Most probes are decided by the first eight bytes, compared as one
         // integer; only equal prefixes compare the whole keys.
-        let want = prefix(key);
+        // A key outside the prefix all keys share is before or after them
+        // all.
+        let rest = match self.skip {
+            0 => key,
+            skip @ 1..=8 => {
+                let mask = u64::MAX << (64 - 8 * skip);
+                match (prefix(key) & mask).cmp(&self.shared_head) {
+                    Ordering::Equal if key.len() >= skip => &key[skip..],
+                    // Zero-padded: a shorter key starts the shared prefix.
+                    Ordering::Equal | Ordering::Less => return Err(0),
+                    Ordering::Greater => return Err(self.len()),
+                }
+            }
+            skip => {
+                let shared = &self.key(0)[..skip];
+                match key.get(..skip).map(|k| k.cmp(shared)) {
+                    Some(Ordering::Equal) => &key[skip..],
+                    Some(Ordering::Less) => return Err(0),
+                    Some(Ordering::Greater) => return Err(self.len()),
+                    None if key < shared => return Err(0),
+                    None => return Err(self.len()),
+                }
+            }
+        };
+        let want = prefix(rest);
         debug_assert_eq!(self.heads.len(), self.len());
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            debug_assert_eq!(self.heads[mid], prefix(self.key(mid)), "stale head");
+            debug_assert_eq!(self.heads[mid], self.head_of(mid), "stale head");
             let order = match self.heads[mid].cmp(&want) {
                 Ordering::Equal => self.key(mid).cmp(key),
                 decided => decided,
@@ -537,6 +579,58 @@ impl Node {
         match self.search_for_write(key) {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
+        }
+    }
+
+    /// Sets `skip` and `shared_head` (not the heads).
+    fn set_skip(&mut self, skip: usize) {
+        self.skip = skip;
+        self.shared_head = match self.len() {
+            0 => 0,
+            _ => prefix(&self.key(0)[..skip.min(8)]),
+        };
+    }
+
+    /// The length of the prefix the node's first and last keys share.
+    fn shared_len(&self) -> usize {
+        match self.len() {
+            0 => 0,
+            n => {
+                let (first, last) = (self.key(0), self.key(n - 1));
+                first.iter().zip(last).take_while(|(a, b)| a == b).count()
+            }
+        }
+    }
+
+    /// The head of entry `i` for the node's `skip`.
+    fn head_of(&self, i: usize) -> u64 {
+        prefix(self.key(i).get(self.skip..).unwrap_or_default())
+    }
+
+    /// The head of a new entry's `key` for the node's `skip`.
+    fn head_for(&self, key: &[u8]) -> u64 {
+        prefix(key.get(self.skip..).unwrap_or_default())
+    }
+
+    /// Sets `skip` for the node's first and last keys after they may have
+    /// changed, and recomputes every head if it moved.
+    fn fix_skip(&mut self) {
+        // Usually the first and last keys still share exactly `skip` bytes:
+        // one comparison of those and one of the byte after says so.
+        if let Some(n) = self.len().checked_sub(1) {
+            let (first, last, skip) = (self.key(0), self.key(n), self.skip);
+            if let (Some(f), Some(l)) = (first.get(..=skip), last.get(..=skip)) {
+                if f[..skip] == l[..skip] && f[skip] != l[skip] {
+                    return;
+                }
+            }
+        }
+        let skip = self.shared_len();
+        if skip != self.skip {
+            self.set_skip(skip);
+            for i in 0..self.len() {
+                self.heads[i] = self.head_of(i);
+            }
         }
     }
 
@@ -581,9 +675,13 @@ impl Node {
         self.heads
             .splice(range.clone(), std::iter::repeat_n(0, new_entries));
         for i in range.start..tail_from {
-            self.heads[i] = prefix(self.key(i));
+            self.heads[i] = self.head_of(i);
         }
         self.set_count();
+        // Only a change at either end can move the shared prefix.
+        if range.start == 0 || tail_from >= self.len() {
+            self.fix_skip();
+        }
     }
 
     /// Inserts the leaf entry `key`/`value` at position `i`, encoded
@@ -607,8 +705,11 @@ impl Node {
         for o in &mut self.offsets[i + 1..] {
             *o += len as u32;
         }
-        self.heads.insert(i, prefix(key));
+        self.heads.insert(i, self.head_for(key));
         self.set_count();
+        if i == 0 || i + 1 == self.len() {
+            self.fix_skip();
+        }
     }
 
     fn encode_leaf_entry(key: &[u8], value: &[u8], out: bool) -> Vec<u8> {
@@ -626,6 +727,44 @@ impl Node {
         e.extend_from_slice(key);
         e.extend_from_slice(&child.0.to_le_bytes());
         e
+    }
+
+    /// Makes room for `bytes` encoded bytes in all, so that filling the
+    /// node to that size allocates nothing more.
+    pub(crate) fn reserve(&mut self, bytes: usize) {
+        self.bytes.reserve(bytes.saturating_sub(self.bytes.len()));
+    }
+
+    /// Appends a leaf entry after all others: `key` must be above every
+    /// key of the node (B1). The node is not searchable until
+    /// [`Node::finish`].
+    pub(crate) fn push_leaf(&mut self, key: &[u8], value: &[u8]) {
+        debug_assert!(self.is_leaf());
+        self.offsets.push(self.bytes.len() as u32);
+        put_varint(&mut self.bytes, key.len());
+        put_varint(&mut self.bytes, value.len() << 1);
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+    }
+
+    /// Appends an index entry after all others: `key` must be above every
+    /// key of the node (B1). The node is not searchable until
+    /// [`Node::finish`].
+    pub(crate) fn push_child(&mut self, key: &[u8], child: NodeId) {
+        debug_assert!(!self.is_leaf());
+        self.offsets.push(self.bytes.len() as u32);
+        put_varint(&mut self.bytes, key.len());
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(&child.0.to_le_bytes());
+    }
+
+    /// Completes a node filled by [`Node::push_leaf`] or
+    /// [`Node::push_child`]: its count, shared prefix and heads, once.
+    pub(crate) fn finish(&mut self) {
+        self.set_count();
+        self.set_skip(self.shared_len());
+        let heads = (0..self.len()).map(|i| self.head_of(i)).collect();
+        self.heads = heads;
     }
 
     /// Inserts a leaf entry at position `i`.
@@ -689,10 +828,14 @@ impl Node {
                     .map(|&o| o - start as u32 + NODE_HEADER_LEN as u32),
             );
             right.heads = self.heads.split_off(at);
+            right.skip = self.skip;
+            right.shared_head = self.shared_head;
             self.bytes.truncate(start);
             self.offsets.truncate(at);
             self.set_count();
             right.set_count();
+            self.fix_skip();
+            right.fix_skip();
         }
         right
     }
@@ -766,7 +909,6 @@ impl Node {
             return Err(format!("count {count} cannot fit in {} bytes", bytes.len()));
         }
         let mut offsets = Vec::with_capacity(count);
-        let mut heads = Vec::with_capacity(count);
         let mut pos = NODE_HEADER_LEN;
         let end = bytes.len();
         for i in 0..count {
@@ -783,11 +925,9 @@ impl Node {
             } else {
                 CHILD_LEN
             };
-            let key = pos..pos
-                .checked_add(klen)
+            pos.checked_add(klen)
                 .filter(|&p| p <= end)
                 .ok_or_else(bad)?;
-            heads.push(prefix(&bytes[key]));
             pos = pos
                 .checked_add(klen + rest)
                 .filter(|&p| p <= end)
@@ -796,11 +936,17 @@ impl Node {
         if pos != end {
             return Err(format!("{} stray bytes after {count} entries", end - pos));
         }
-        let node = Node {
+        let mut node = Node {
             bytes: owned,
+            heads: vec![0; offsets.len()],
             offsets,
-            heads,
+            skip: 0,
+            shared_head: 0,
         };
+        node.set_skip(node.shared_len());
+        for i in 0..count {
+            node.heads[i] = node.head_of(i);
+        }
         let refs = (0..count).filter(|_| kind == KIND_LEAF);
         if let Some(bad) = refs.filter_map(|i| node.value_ref(i)).find(|r| !ref_ok(*r)) {
             return Err(format!(
@@ -822,6 +968,8 @@ impl Node {
             bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
+            skip: 0,
+            shared_head: 0,
         })
     }
 
@@ -842,6 +990,8 @@ impl Node {
             bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
+            skip: 0,
+            shared_head: 0,
         })
     }
 }
@@ -1014,6 +1164,71 @@ mod tests {
             };
             prop_assert_eq!(n.search(&probe), want);
             prop_assert_eq!(n.search_for_write(&probe), want);
+        }
+
+        #[test]
+        fn search_matches_a_linear_scan_under_a_shared_prefix(
+            shared in proptest::collection::vec(0u8..3, 0..16),
+            suffixes in proptest::collection::btree_set(proptest::collection::vec(0u8..3, 0..10), 1..40),
+            probes in proptest::collection::vec((0usize..20, proptest::collection::vec(0u8..3, 0..10)), 1..20),
+            cut in 0usize..40,
+        ) {
+            // Keys under one prefix (as paths under a directory), probed with
+            // keys that keep, shorten or leave it, through edits that move
+            // the node's first and last keys.
+            fn linear(keys: &[Vec<u8>], probe: &[u8]) -> Result<usize, usize> {
+                match keys.iter().position(|k| k.as_slice() >= probe) {
+                    Some(i) if keys[i] == probe => Ok(i),
+                    Some(i) => Err(i),
+                    None => Err(keys.len()),
+                }
+            }
+            let probes: Vec<Vec<u8>> = probes
+                .iter()
+                .map(|(p, s)| [&shared[..(*p).min(shared.len())], s].concat())
+                .collect();
+            let check = |n: &Node, keys: &[Vec<u8>]| -> Result<(), TestCaseError> {
+                for probe in keys.iter().chain(&probes) {
+                    prop_assert_eq!(n.search(probe), linear(keys, probe), "probe {:?}", probe);
+                    prop_assert_eq!(n.search_for_write(probe), linear(keys, probe));
+                }
+                let mut out = Vec::new();
+                n.encode(&mut out);
+                prop_assert_eq!(&Node::decode(&out).unwrap(), n);
+                Ok(())
+            };
+            let mut keys: Vec<Vec<u8>> = suffixes.iter().map(|s| [&shared[..], s].concat()).collect();
+            let mut n = Node::new_leaf();
+            for k in &keys {
+                n.push_leaf(k, b"v");
+            }
+            n.finish();
+            check(&n, &keys)?;
+            // A key below them all, then removing the first and the last.
+            if !keys[0].is_empty() {
+                n.insert_leaf(0, b"", b"v");
+                keys.insert(0, Vec::new());
+                check(&n, &keys)?;
+            }
+            n.remove(0);
+            keys.remove(0);
+            check(&n, &keys)?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            n.remove(keys.len() - 1);
+            keys.pop();
+            check(&n, &keys)?;
+            if !keys.is_empty() {
+                let at = cut % keys.len();
+                let right = n.split_off(at);
+                let right_keys = keys.split_off(at);
+                check(&n, &keys)?;
+                check(&right, &right_keys)?;
+                n.append(&right);
+                keys.extend(right_keys);
+                check(&n, &keys)?;
+            }
         }
 
         #[test]
