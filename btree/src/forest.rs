@@ -814,18 +814,19 @@ impl Tree {
     fn build_in<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         catalog: &mut Catalog,
-        pairs: Vec<(K, V)>,
+        mut pairs: Vec<(K, V)>,
     ) -> Result<()> {
-        let mut unique: Vec<(K, V)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match unique.last_mut() {
-                Some(last) if last.0.as_ref() == pair.0.as_ref() => *last = pair,
-                _ => unique.push(pair),
+        // Of a run of equal keys the first stays: it takes the last's pair.
+        pairs.dedup_by(|later, kept| {
+            let equal = later.0.as_ref() == kept.0.as_ref();
+            if equal {
+                std::mem::swap(later, kept);
             }
-        }
+            equal
+        });
         let store = &self.shared.store;
         let old = catalog.root(&self.name)?;
-        let root = build::build(store, &self.shared.limits, &unique)?;
+        let root = build::build(store, &self.shared.limits, &pairs)?;
         let mut txn = Txn::new(store).values(catalog.has_values());
         let dropped = txn.decref(old).and_then(|()| txn.apply());
         if let Err(e) = dropped {
@@ -1023,7 +1024,6 @@ impl Tree {
     }
 }
 
-/// A range bound over `&[u8]`, borrowed from one over `&&[u8]`.
 /// `pairs` in key order, equal keys in the order given (so that the later
 /// pair wins). Sorts the keys' first eight bytes as integers, with their
 /// positions, and compares whole keys only where those tie: a sort of the
@@ -1051,6 +1051,7 @@ fn sort_pairs<K: AsRef<[u8]>, V>(pairs: Vec<(K, V)>) -> Vec<(K, V)> {
         .collect()
 }
 
+/// A range bound over `&[u8]`, borrowed from one over `&&[u8]`.
 fn borrow_bound<'a>(b: Bound<&&'a [u8]>) -> Bound<&'a [u8]> {
     match b {
         Bound::Included(k) => Bound::Included(k),

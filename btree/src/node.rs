@@ -582,15 +582,6 @@ impl Node {
         }
     }
 
-    /// Sets `skip` and `shared_head` (not the heads).
-    fn set_skip(&mut self, skip: usize) {
-        self.skip = skip;
-        self.shared_head = match self.len() {
-            0 => 0,
-            _ => prefix(&self.key(0)[..skip.min(8)]),
-        };
-    }
-
     /// The length of the prefix the node's first and last keys share.
     fn shared_len(&self) -> usize {
         match self.len() {
@@ -625,13 +616,22 @@ impl Node {
                 }
             }
         }
-        let skip = self.shared_len();
-        if skip != self.skip {
-            self.set_skip(skip);
-            for i in 0..self.len() {
-                self.heads[i] = self.head_of(i);
-            }
+        if self.shared_len() != self.skip {
+            self.rebuild_heads();
         }
+    }
+
+    /// Sets `skip` and `shared_head` for the node's first and last keys
+    /// and computes every head.
+    fn rebuild_heads(&mut self) {
+        let skip = self.shared_len();
+        self.skip = skip;
+        self.shared_head = match self.len() {
+            0 => 0,
+            _ => prefix(&self.key(0)[..skip.min(8)]),
+        };
+        let heads = (0..self.len()).map(|i| self.head_of(i)).collect();
+        self.heads = heads;
     }
 
     fn set_count(&mut self) {
@@ -762,9 +762,7 @@ impl Node {
     /// [`Node::push_child`]: its count, shared prefix and heads, once.
     pub(crate) fn finish(&mut self) {
         self.set_count();
-        self.set_skip(self.shared_len());
-        let heads = (0..self.len()).map(|i| self.head_of(i)).collect();
-        self.heads = heads;
+        self.rebuild_heads();
     }
 
     /// Inserts a leaf entry at position `i`.
@@ -938,15 +936,12 @@ impl Node {
         }
         let mut node = Node {
             bytes: owned,
-            heads: vec![0; offsets.len()],
             offsets,
+            heads: Vec::new(),
             skip: 0,
             shared_head: 0,
         };
-        node.set_skip(node.shared_len());
-        for i in 0..count {
-            node.heads[i] = node.head_of(i);
-        }
+        node.rebuild_heads();
         let refs = (0..count).filter(|_| kind == KIND_LEAF);
         if let Some(bad) = refs.filter_map(|i| node.value_ref(i)).find(|r| !ref_ok(*r)) {
             return Err(format!(
