@@ -7,8 +7,9 @@
 //! sorted pairs and each level of index nodes from the level below, so a
 //! pair costs its encoding and nothing else.
 //!
-//! Invariants (`docs/design.md`): B1, as the pairs are in order and an
-//! index key is its child's first key; B2, as each level is built from the
+//! Invariants (`docs/design.md`): B1, as the pairs are in order, a leaf is
+//! entered under the shortest key above the leaf before it and an index
+//! node under its first key; B2, as each level is built from the
 //! one below; B3, by the cut below (the argument is in "Bulk build");
 //! B4, as every node is created with refcount 1 and has one parent, or is
 //! the root. Nodes go to the store a group at a time, so the store's
@@ -16,7 +17,7 @@
 //! so far are freed and the tree is unchanged (B5).
 
 use crate::limits::Limits;
-use crate::node::{index_entry_len, leaf_entry_len, Node};
+use crate::node::{index_entry_len, leaf_entry_len, separator, Node};
 use crate::Result;
 use larix_nodestore::{NodeId, NodeStore};
 use std::sync::Arc;
@@ -46,7 +47,7 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> Entry for (K, V) {
     }
 }
 
-/// A built child: its first key and id, an entry of the level above.
+/// A built child: its index key and id, an entry of the level above.
 struct Child {
     key: Vec<u8>,
     id: NodeId,
@@ -78,6 +79,7 @@ pub(crate) fn build<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         store,
         group: Vec::with_capacity(GROUP),
         made: Vec::new(),
+        last_key: Vec::new(),
     };
     let built = (|| {
         let mut level = cut(&mut out, limits, pairs, Node::new_leaf)?;
@@ -106,6 +108,8 @@ struct Output<'s> {
     group: Vec<(NodeId, Arc<Node>)>,
     /// Every node handed to the store, to free on a failure.
     made: Vec<NodeId>,
+    /// The last key of the leaf stored last (empty before the first).
+    last_key: Vec<u8>,
 }
 
 impl Output<'_> {
@@ -113,7 +117,16 @@ impl Output<'_> {
     fn add(&mut self, mut node: Node) -> Result<Child> {
         node.finish();
         let id = self.store.allocate();
-        let key = node.key(0).to_vec();
+        // A leaf after another is entered under the shortest key between
+        // them; an index node under its first key.
+        let key = match node.is_leaf() && !self.last_key.is_empty() {
+            true => separator(&self.last_key, node.key(0)).to_vec(),
+            false => node.key(0).to_vec(),
+        };
+        if node.is_leaf() {
+            self.last_key.clear();
+            self.last_key.extend_from_slice(node.key(node.len() - 1));
+        }
         self.group.push((id, Arc::new(node)));
         if self.group.len() == GROUP {
             self.flush()?;

@@ -2,8 +2,7 @@
 //!
 //! It walks every tree once (a shared node is read once and its summary
 //! reused), and reports each problem it finds instead of stopping at the
-//! first: unsorted keys, index keys that are not the smallest key below
-//! them, keys outside their parent's range, levels that do not step down by
+//! first: unsorted keys, index keys above the smallest key below them, keys outside their parent's range, levels that do not step down by
 //! one (so leaves at different depths), nodes outside the size bounds,
 //! refcounts that differ from the number of parent pointers (+1 per root),
 //! out-of-line values whose nodes do not hold what their reference says,
@@ -54,7 +53,7 @@ pub enum Problem {
         /// Its entry count.
         entries: usize,
     },
-    /// An index key differs from the smallest key of its subtree.
+    /// An index key is above the smallest key of its subtree.
     IndexKey {
         /// The index node.
         parent: NodeId,
@@ -143,7 +142,7 @@ impl fmt::Display for Problem {
             }
             Problem::IndexKey { parent, child } => write!(
                 f,
-                "{parent}: the key for child {child} is not the smallest key below it"
+                "{parent}: the key for child {child} is above the smallest key below it"
             ),
             Problem::OutOfRange { parent, child } => write!(
                 f,
@@ -299,8 +298,10 @@ impl Checker<'_> {
             });
         }
         let underfull = node.size() < self.limits.min_node() || (!node.is_leaf() && node.len() < 2);
+        // A leaf's smallest key is its first; an index node's is that of its
+        // first subtree (its own first key only bounds it from below).
         let mut summary = Summary {
-            min: (!node.is_empty()).then(|| node.key(0).to_vec()),
+            min: (node.is_leaf() && !node.is_empty()).then(|| node.key(0).to_vec()),
             max: None,
             level: node.level(),
             size: node.size(),
@@ -322,6 +323,9 @@ impl Checker<'_> {
                 continue;
             };
             self.check_edge(id, node, j, child, &s);
+            if j == 0 {
+                summary.min = s.min.clone();
+            }
             if j + 1 == node.len() {
                 summary.max = s.max;
             }
@@ -410,7 +414,7 @@ impl Checker<'_> {
                 entries: s.len,
             });
         }
-        if s.min.as_deref() != Some(node.key(j)) {
+        if s.min.as_deref().is_some_and(|m| node.key(j) > m) {
             self.problems.push(Problem::IndexKey { parent, child });
         }
         if j + 1 < node.len() && s.max.as_deref().is_some_and(|m| m >= node.key(j + 1)) {

@@ -4,7 +4,7 @@
 //! Each side is a [`Cursor`]: a stack of nodes with the position of the
 //! next item in each. The next item of a side is either one entry of a
 //! leaf or a whole child subtree of an index node, known by its id, its
-//! level and its smallest key (the index key, B1). Both sides are always
+//! level and its index key, a lower bound of its keys (B1). Both sides are always
 //! positioned at the same point of the key order, so when their next items
 //! are the same subtree (same node id, same store) it holds the same
 //! entries on both sides and is skipped without being read. Otherwise the
@@ -103,8 +103,8 @@ impl Cursor {
         Front::End
     }
 
-    /// The smallest key the next subtree can hold (the empty key for the
-    /// root).
+    /// A lower bound of the keys the next subtree holds: its index key (the
+    /// empty key for the root).
     fn sub_min(&self) -> &[u8] {
         match (self.root, self.stack.last()) {
             (None, Some((node, i))) => node.key(*i),

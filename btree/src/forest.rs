@@ -1206,4 +1206,105 @@ mod tests {
         let report = f.check();
         assert!(report.is_clean(), "{report}");
     }
+
+    /// `n` random 24-byte keys (xorshift from `seed`).
+    fn random_keys(n: usize, seed: u64) -> Vec<[u8; 24]> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                let mut k = [0u8; 24];
+                for chunk in k.chunks_mut(8) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    chunk.copy_from_slice(&x.to_le_bytes());
+                }
+                k
+            })
+            .collect()
+    }
+
+    /// The average encoded entry of the level above the leaves, in bytes.
+    fn index_entry_bytes(t: &Tree) -> f64 {
+        let shape = t.shape().unwrap();
+        let level = shape.levels[1];
+        (level.bytes - level.nodes * crate::node::NODE_HEADER_LEN as u64) as f64
+            / level.entries as f64
+    }
+
+    #[test]
+    fn leaves_are_entered_under_the_shortest_keys_between_them() {
+        // 30,000 random 24-byte keys: neighbouring leaves differ within the
+        // first three bytes, so their index entries (a length byte, the key
+        // and an 8-byte child id) take about 11 bytes, where whole keys take
+        // 33. One by one (splits and, after removals, merges and shares)
+        // and in one batch (the bulk build).
+        let keys = random_keys(30_000, 7);
+        let f = Forest::new(NodeStore::in_memory(), Limits::new(4096).unwrap()).unwrap();
+        let one = f.create_tree("one").unwrap();
+        for k in &keys {
+            one.insert(k, b"value").unwrap();
+        }
+        let batch = f.create_tree("batch").unwrap();
+        batch
+            .insert_batch(keys.iter().map(|k| (k, b"value")))
+            .unwrap();
+        for t in [&one, &batch] {
+            let bytes = index_entry_bytes(t);
+            assert!(bytes < 14.0, "{bytes} bytes per index entry");
+        }
+        for k in keys.iter().step_by(3) {
+            one.remove(k).unwrap();
+            batch.remove(k).unwrap();
+        }
+        let report = f.check();
+        assert!(report.is_clean(), "{report}");
+        for (i, k) in keys.iter().enumerate() {
+            let want = (i % 3 != 0).then(|| b"value".to_vec());
+            assert_eq!(one.get(k).unwrap(), want);
+            assert_eq!(batch.get(k).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn the_checker_finds_index_keys_outside_their_children() {
+        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
+        let t = f.create_tree("a").unwrap();
+        for i in 0..300 {
+            t.insert(&key(i), b"v").unwrap();
+        }
+        assert!(f.check().is_clean());
+        let all = leaves(&f, "a");
+        let parent_of_leaves = |f: &Forest| {
+            let mut id = f.shared.catalog.read().root("a").unwrap();
+            loop {
+                let node = f.store().get(id).unwrap();
+                if node.level() == 1 {
+                    return (id, node);
+                }
+                id = node.child(0);
+            }
+        };
+        let (parent, node) = parent_of_leaves(&f);
+        let (first, second) = (
+            f.store().get(all[0]).unwrap(),
+            f.store().get(all[1]).unwrap(),
+        );
+        let restore = node.clone();
+        // A key above the second leaf's smallest key.
+        let mut above = second.key(0).to_vec();
+        above.push(0xff);
+        // A key not above the first leaf's largest key.
+        let below = first.key(first.len() - 1).to_vec();
+        for (bad, invariant) in [(above, "B1"), (below, "B1")] {
+            let mut n = (*node).clone();
+            n.set_key(1, &bad);
+            f.store().put(parent, Arc::new(n)).unwrap();
+            let report = f.check();
+            assert_eq!(report.problems.len(), 1, "{report}");
+            assert_eq!(report.problems[0].invariant(), invariant);
+        }
+        f.store().put(parent, restore).unwrap();
+        assert!(f.check().is_clean());
+    }
 }

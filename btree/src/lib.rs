@@ -6,9 +6,9 @@
 //! it touches: a node only this tree references is edited under its own id,
 //! a shared one is copied first. Invariants (numbered in `docs/design.md`):
 //!
-//! - B1: keys in a node are strictly increasing; an index key equals the
-//!   smallest key of its subtree, and every key of child `i` is below index
-//!   key `i + 1`.
+//! - B1: keys in a node are strictly increasing; an index key is at most
+//!   the smallest key of its subtree, and every key of child `i` is below
+//!   index key `i + 1`.
 //! - B2: all leaves are at level 0 and each child is one level below its
 //!   parent, so all leaves are at the same depth.
 //! - B3: every node encodes to at most the node size; every non-root node to

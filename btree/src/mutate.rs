@@ -5,13 +5,14 @@
 //! untouched. Each function takes the tree's root and returns its new root.
 //!
 //! Invariants enforced here (`docs/design.md`): B1, as the leaf edit keeps
-//! keys in order and every index key on the path is refreshed to its
-//! child's smallest key; B3, as oversized nodes split, underfull ones merge
+//! keys in order, a first index key is lowered when a smaller key enters
+//! its child, and a split or a share between siblings gives the right one
+//! a key between the two; B3, as oversized nodes split, underfull ones merge
 //! or share with a sibling, and the root grows or collapses; B4 for the
 //! references a split, merge or collapse moves (the rest is [`Txn`]'s).
 
 use crate::limits::Limits;
-use crate::node::{leaf_entry_len, Node, Stored, ValueRef, NODE_HEADER_LEN};
+use crate::node::{leaf_entry_len, separator, Node, Stored, ValueRef};
 use crate::read;
 use crate::txn::Txn;
 use crate::Result;
@@ -326,19 +327,40 @@ fn fix_child(txn: &mut Txn, limits: &Limits, parent: NodeId, i: usize, split: Sp
     split_oversized(txn, limits, parent, i, split)
 }
 
-/// Sets `parent`'s key for entry `i` to its child's smallest key (B1).
+/// Lowers `parent`'s key for entry `i` to its child's smallest key when a
+/// key below it went into that child (B1). Only the first child can gain
+/// such a key: any other receives keys at or above its index key. A key
+/// left below the child's smallest key (after a removal) still bounds the
+/// child from below, so it stays.
 fn refresh_key(txn: &mut Txn, parent: NodeId, i: usize) -> Result<()> {
+    if i > 0 {
+        return Ok(());
+    }
     let p = txn.get(parent)?;
-    let child = txn.get(p.child(i))?;
-    if !child.is_empty() && p.key(i) != child.key(0) {
+    let child = txn.get(p.child(0))?;
+    if !child.is_empty() && p.key(0) > child.key(0) {
         drop(p);
-        txn.node_mut(parent)?.set_key(i, child.key(0));
+        txn.node_mut(parent)?.set_key(0, child.key(0));
     }
     Ok(())
 }
 
+/// The index key for `right`, the sibling after `left` (B1): between two
+/// leaves the shortest prefix that tells them apart ([`separator`]), else
+/// the right node's first key, which already bounds its subtree from below
+/// and everything before it from above.
+fn index_key(left: &Node, right: &Node) -> Vec<u8> {
+    match left.len().checked_sub(1) {
+        Some(last) if right.is_leaf() && !right.is_empty() => {
+            separator(left.key(last), right.key(0)).to_vec()
+        }
+        _ => right.key(0).to_vec(),
+    }
+}
+
 /// Splits child `i` of `parent` until it and its new siblings fit (B3's
-/// upper bound), each sibling entered under its smallest key (B1).
+/// upper bound), each sibling entered under an index key between it and
+/// the node before it (B1).
 fn split_oversized(
     txn: &mut Txn,
     limits: &Limits,
@@ -359,7 +381,7 @@ fn split_oversized(
         }
         let child = txn.node_mut(child_id)?;
         let right = child.split_off(split.at(child, limits));
-        let right_key = right.key(0).to_vec();
+        let right_key = index_key(child, &right);
         // Refcount 1: the pointer `parent` gains below (B4).
         let right_id = txn.create(right);
         txn.node_mut(parent)?
@@ -391,24 +413,33 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
     }
     let p = txn.get(parent)?;
     let (left_id, right_id) = (p.child(l), p.child(r));
+    // Every key under `left` is below it, every key under `right` at or
+    // above it (B1).
+    let bound = p.key(r).to_vec();
     drop(p);
     let right = txn.get(right_id)?;
     let left = txn.node_mut(left_id)?;
-    if left.size() + right.size() - NODE_HEADER_LEN <= limits.max_node() {
-        left.append(&right);
-        drop(right);
+    let joint = left.len();
+    left.append(&right);
+    drop(right);
+    // The right node's first key, now inside the joined node, must be above
+    // every key of the left one: an index node's first key is only a lower
+    // bound of its first subtree, which the parent's key may exceed.
+    if !left.is_leaf() && left.key(joint) < bound.as_slice() {
+        left.set_key(joint, &bound);
+    }
+    if left.size() <= limits.max_node() {
         // `left` took over the pointers of `right`, and with them the
         // references its children count (B4).
         txn.discard(right_id);
         txn.node_mut(parent)?.remove(r);
         return refresh_key(txn, parent, l);
     }
-    left.append(&right);
-    drop(right);
     let second = left.split_off(left.balanced_split());
+    let key = index_key(left, &second);
     *txn.node_mut(right_id)? = second;
-    refresh_key(txn, parent, l)?;
-    refresh_key(txn, parent, r)
+    txn.node_mut(parent)?.set_key(r, &key);
+    refresh_key(txn, parent, l)
 }
 
 /// Grows the tree by a level when the root overflows, and shrinks it while

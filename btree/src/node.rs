@@ -130,6 +130,10 @@ pub struct Node {
     /// so that a search checks a key against a short shared prefix without
     /// reading the node's first key.
     shared_head: u64,
+    /// The kind and level from the header, kept beside the arrays so that
+    /// a descent does not read the encoded bytes' first line to learn them.
+    kind: u8,
+    level: u8,
 }
 
 /// Spare capacity given to a copy, so the edit that follows a shadowing
@@ -150,6 +154,8 @@ impl Clone for Node {
             heads,
             skip: self.skip,
             shared_head: self.shared_head,
+            kind: self.kind,
+            level: self.level,
         }
     }
 }
@@ -228,22 +234,42 @@ pub fn leaf_entry_len(key: &[u8], value: &[u8]) -> usize {
     key.len().required_space() + (value.len() << 1).required_space() + key.len() + value.len()
 }
 
+/// The index key for a leaf whose first key is `right`, following a leaf
+/// whose last key is `left` (`left < right`): the shortest prefix of
+/// `right` that sorts after `left`. Every key of the left leaf is below it
+/// and every key of the right one at or above it (B1), and it takes no
+/// more bytes than tell the two leaves apart, so index nodes hold more
+/// children and trees have fewer levels.
+pub fn separator<'a>(left: &[u8], right: &'a [u8]) -> &'a [u8] {
+    debug_assert!(left < right);
+    let common = left.iter().zip(right).take_while(|(a, b)| a == b).count();
+    &right[..(common + 1).min(right.len())]
+}
+
 /// Encoded size of one index entry.
 pub fn index_entry_len(key: &[u8]) -> usize {
     key.len().required_space() + key.len() + CHILD_LEN
 }
 
 impl Node {
-    fn with_header(kind: u8, level: u8) -> Node {
-        let mut bytes = Vec::with_capacity(256);
-        bytes.extend_from_slice(&[kind, level, 0, 0, 0, 0]);
+    /// A node of the encoded `bytes` (at least a header) with no entries
+    /// indexed yet.
+    fn bare(bytes: Vec<u8>) -> Node {
         Node {
+            kind: bytes[0],
+            level: bytes[1],
             bytes,
             offsets: Vec::new(),
             heads: Vec::new(),
             skip: 0,
             shared_head: 0,
         }
+    }
+
+    fn with_header(kind: u8, level: u8) -> Node {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(&[kind, level, 0, 0, 0, 0]);
+        Node::bare(bytes)
     }
 
     /// An empty leaf.
@@ -260,12 +286,12 @@ impl Node {
     /// True for a leaf.
     #[inline]
     pub fn is_leaf(&self) -> bool {
-        self.bytes[0] == KIND_LEAF
+        self.kind == KIND_LEAF
     }
 
     /// True for a leaf or an index node; false for a value node or chunk.
     pub fn is_tree_node(&self) -> bool {
-        matches!(self.bytes[0], KIND_LEAF | KIND_INDEX)
+        matches!(self.kind, KIND_LEAF | KIND_INDEX)
     }
 
     /// A chunk of `len` zero bytes (1 to [`CHUNK_BYTES`]), to be filled
@@ -275,18 +301,12 @@ impl Node {
         debug_assert!(len > 0 && len <= CHUNK_BYTES);
         let mut bytes = vec![0u8; NODE_HEADER_LEN + len];
         bytes[0] = KIND_CHUNK;
-        Node {
-            bytes,
-            offsets: Vec::new(),
-            heads: Vec::new(),
-            skip: 0,
-            shared_head: 0,
-        }
+        Node::bare(bytes)
     }
 
     /// The bytes of a chunk, to fill (empty for other nodes).
     pub fn chunk_data_mut(&mut self) -> &mut [u8] {
-        match self.bytes[0] {
+        match self.kind {
             KIND_CHUNK => &mut self.bytes[NODE_HEADER_LEN..],
             _ => &mut [],
         }
@@ -299,13 +319,7 @@ impl Node {
         let mut bytes = Vec::with_capacity(NODE_HEADER_LEN + data.len());
         bytes.extend_from_slice(&[KIND_CHUNK, 0, 0, 0, 0, 0]);
         bytes.extend_from_slice(data);
-        Node {
-            bytes,
-            offsets: Vec::new(),
-            heads: Vec::new(),
-            skip: 0,
-            shared_head: 0,
-        }
+        Node::bare(bytes)
     }
 
     /// The value node of a value of `len` bytes held by `chunks` (2 to
@@ -319,18 +333,12 @@ impl Node {
         for id in chunks {
             bytes.extend_from_slice(&id.0.to_le_bytes());
         }
-        Node {
-            bytes,
-            offsets: Vec::new(),
-            heads: Vec::new(),
-            skip: 0,
-            shared_head: 0,
-        }
+        Node::bare(bytes)
     }
 
     /// What this node is, as a pointer's [`Expect`] names it.
     pub fn kind(&self) -> Expect {
-        match self.bytes[0] {
+        match self.kind {
             KIND_CHUNK => Expect::Chunk,
             KIND_VALUE => Expect::Value,
             _ => Expect::Level(self.level()),
@@ -339,7 +347,7 @@ impl Node {
 
     /// The bytes of a chunk (empty for other nodes).
     pub fn chunk_data(&self) -> &[u8] {
-        match self.bytes[0] {
+        match self.kind {
             KIND_CHUNK => &self.bytes[NODE_HEADER_LEN..],
             _ => &[],
         }
@@ -347,7 +355,7 @@ impl Node {
 
     /// The length of the value a value node lists (0 for other nodes).
     pub fn value_len(&self) -> u64 {
-        match self.bytes[0] {
+        match self.kind {
             KIND_VALUE => u64::from_le_bytes(
                 self.bytes[NODE_HEADER_LEN..NODE_HEADER_LEN + 8]
                     .try_into()
@@ -359,7 +367,7 @@ impl Node {
 
     /// The chunks a value node lists, in order (none for other nodes).
     pub fn chunk_ids(&self) -> impl ExactSizeIterator<Item = NodeId> + '_ {
-        let ids = match self.bytes[0] {
+        let ids = match self.kind {
             KIND_VALUE => &self.bytes[NODE_HEADER_LEN + 8..],
             _ => &[],
         };
@@ -369,7 +377,7 @@ impl Node {
 
     /// Height above the leaves: 0 for a leaf.
     pub fn level(&self) -> u8 {
-        self.bytes[1]
+        self.level
     }
 
     /// Number of entries.
@@ -493,7 +501,7 @@ impl Node {
 
     /// [`Node::children`], each with what it must be.
     pub fn pointers(&self) -> impl Iterator<Item = (NodeId, Expect)> + '_ {
-        let (entries, chunks) = match self.bytes[0] {
+        let (entries, chunks) = match self.kind {
             KIND_VALUE => (0, self.chunk_ids().len()),
             KIND_CHUNK => (0, 0),
             _ => (self.len(), 0),
@@ -816,7 +824,7 @@ impl Node {
 
     /// Moves entries `at..` into a new node of the same kind and level.
     pub fn split_off(&mut self, at: usize) -> Node {
-        let mut right = Node::with_header(self.bytes[0], self.level());
+        let mut right = Node::with_header(self.kind, self.level);
         if at < self.len() {
             let start = self.offsets[at] as usize;
             right.bytes.extend_from_slice(&self.bytes[start..]);
@@ -934,13 +942,8 @@ impl Node {
         if pos != end {
             return Err(format!("{} stray bytes after {count} entries", end - pos));
         }
-        let mut node = Node {
-            bytes: owned,
-            offsets,
-            heads: Vec::new(),
-            skip: 0,
-            shared_head: 0,
-        };
+        let mut node = Node::bare(owned);
+        node.offsets = offsets;
         node.rebuild_heads();
         let refs = (0..count).filter(|_| kind == KIND_LEAF);
         if let Some(bad) = refs.filter_map(|i| node.value_ref(i)).find(|r| !ref_ok(*r)) {
@@ -959,13 +962,7 @@ impl Node {
         if count != 0 || data == 0 || data > CHUNK_BYTES {
             return Err(format!("chunk of {data} bytes with count {count}"));
         }
-        Ok(Node {
-            bytes,
-            offsets: Vec::new(),
-            heads: Vec::new(),
-            skip: 0,
-            shared_head: 0,
-        })
+        Ok(Node::bare(bytes))
     }
 
     /// Decodes a value node: its length, then exactly as many chunk ids as
@@ -981,13 +978,7 @@ impl Node {
                 "value node of {len} bytes listing {count} chunks in {ids} bytes"
             ));
         }
-        Ok(Node {
-            bytes,
-            offsets: Vec::new(),
-            heads: Vec::new(),
-            skip: 0,
-            shared_head: 0,
-        })
+        Ok(Node::bare(bytes))
     }
 }
 
