@@ -5,7 +5,10 @@
 //! repeatable target for the read path's memory behaviour.
 //!
 //! Run: `cargo run --release --example reads -- 1000000 [--rounds N]
-//! [--disk DIR] [--cache MIB]`. Without `--disk` the forest is in memory.
+//! [--disk DIR] [--cache MIB] [--files ROOT]`. Without `--disk` the forest
+//! is in memory. With `--files`, the keys are the paths under ROOT (at most
+//! N, in sorted walk order) with 20-byte values, as in the comparison's
+//! file catalogue.
 
 use larix::{Forest, Options};
 
@@ -39,12 +42,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => Forest::in_memory(options)?,
     };
-    let data = pairs(n, 1);
+    let data: Vec<(Vec<u8>, Vec<u8>)> = match flag("--files") {
+        Some(root) => {
+            let mut out = Vec::new();
+            walk(std::path::Path::new(&root), n, &mut out);
+            out
+        }
+        None => pairs(n, 1)
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect(),
+    };
+    let n = data.len();
     let tree = forest.create_tree("reads")?;
     tree.insert_batch(data.iter().map(|(k, v)| (k, v)))?;
     forest.commit()?;
     let shape = tree.shape()?;
     println!("{n} pairs in {} levels", shape.levels.len());
+    for (i, l) in shape.levels.iter().enumerate() {
+        println!(
+            "  level {i}: {} nodes, {} entries, {:.0} bytes per entry",
+            l.nodes,
+            l.entries,
+            l.bytes as f64 / l.entries.max(1) as f64
+        );
+    }
     // The reading order: a fixed shuffle (xorshift), not the load order.
     let mut order: Vec<usize> = (0..n).collect();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -73,4 +95,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     times.sort_by(f64::total_cmp);
     println!("median of {rounds}: {:.0} ns per read", times[rounds / 2]);
     Ok(())
+}
+
+/// Appends the paths under `dir` (not following links), each directory's
+/// entries in name order after it, with 20 bytes of value each, until
+/// `out` holds `max`.
+fn walk(dir: &std::path::Path, max: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if out.len() >= max {
+            return;
+        }
+        let path = e.path();
+        let value = (out.len() as u64).to_le_bytes().repeat(3)[..20].to_vec();
+        out.push((path.as_os_str().as_bytes().to_vec(), value));
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&path, max, out);
+        }
+    }
 }

@@ -213,6 +213,24 @@ pub(crate) fn prefix(key: &[u8]) -> u64 {
     }
 }
 
+/// Reads a length varint of a well-formed node at `*pos`, the one- and
+/// two-byte forms (lengths below 16,384) without a general decoder;
+/// advances `pos`.
+#[inline]
+fn get_len(bytes: &[u8], pos: &mut usize) -> usize {
+    match bytes.get(*pos..*pos + 2) {
+        Some(&[a, _]) if a < 0x80 => {
+            *pos += 1;
+            usize::from(a)
+        }
+        Some(&[a, b]) if b < 0x80 => {
+            *pos += 2;
+            usize::from(a & 0x7f) | usize::from(b) << 7
+        }
+        _ => get_varint(bytes, pos, usize::MAX).unwrap_or(0),
+    }
+}
+
 /// Length of the entry that starts at byte `pos` of a well-formed node's
 /// `bytes`.
 fn entry_len_at(bytes: &[u8], pos: usize, leaf: bool) -> usize {
@@ -466,8 +484,8 @@ impl Node {
         debug_assert!(self.is_leaf());
         let bytes = &self.bytes[..];
         let mut pos = self.offsets[i] as usize;
-        let klen = get_varint(bytes, &mut pos, bytes.len()).unwrap_or(0);
-        let field = get_varint(bytes, &mut pos, usize::MAX).unwrap_or(0);
+        let klen = get_len(bytes, &mut pos);
+        let field = get_len(bytes, &mut pos);
         let value = &bytes[pos + klen..pos + klen + (field >> 1)];
         if field & 1 == 1 {
             Stored::Out(ValueRef::from_bytes(value))
