@@ -5,10 +5,11 @@
 //! repeatable target for the read path's memory behaviour.
 //!
 //! Run: `cargo run --release --example reads -- 1000000 [--rounds N]
-//! [--disk DIR] [--cache MIB] [--files ROOT]`. Without `--disk` the forest
+//! [--disk DIR] [--cache MIB] [--files ROOT] [--scans]`. Without `--disk` the forest
 //! is in memory. With `--files`, the keys are the paths under ROOT (at most
 //! N, in sorted walk order) with 20-byte values, as in the comparison's
-//! file catalogue.
+//! file catalogue. With `--scans`, it then times scans of ten entries
+//! from half the keys.
 
 use larix::{Forest, Options};
 
@@ -94,6 +95,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     times.sort_by(f64::total_cmp);
     println!("median of {rounds}: {:.0} ns per read", times[rounds / 2]);
+    if args.iter().any(|a| a == "--scans") {
+        // Ten entries from each of n/2 keys, in the reading order.
+        let view = tree.view()?;
+        let start = Instant::now();
+        let mut seen = 0;
+        for &i in order.iter().take(n / 2) {
+            let mut left = 10;
+            seen += view.scan(data[i].0.as_slice().., |_, _| {
+                left -= 1;
+                if left == 0 {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            })?;
+        }
+        let ns = start.elapsed().as_secs_f64() * 1e9 / (n / 2) as f64;
+        println!("{} scans of 10 ({seen} entries): {ns:.0} ns each", n / 2);
+    }
     Ok(())
 }
 

@@ -259,18 +259,20 @@ pub(crate) fn value_at(store: &NodeStore<Node>, leaf: &Node, i: usize) -> Result
 /// What [`scan`] calls on each entry: its key and value, borrowed.
 pub(crate) type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'f;
 
-/// Calls `f` on each entry within `bounds` of the tree at `root`, in key
-/// order, its key and value borrowed from the leaf, until `f` breaks;
-/// returns the number of entries `f` was called on.
+/// Calls `f` on each entry within `bounds` of the tree at `root` (a root
+/// already read, whose child `j` `child` reads: a view holds its top
+/// nodes), in key order, its key and value borrowed from the leaf, until
+/// `f` breaks; returns the number of entries `f` was called on.
 pub(crate) fn scan(
     store: &NodeStore<Node>,
-    root: NodeId,
+    root: &Node,
+    child: &dyn Fn(usize) -> Result<Arc<Node>>,
     bounds: &Bounds,
     f: &mut Visit,
 ) -> Result<u64> {
     let mut seen = 0;
     let mut failed = None;
-    walk(store, root, bounds, false, &mut |leaf, positions| {
+    let mut each = |leaf: &Node, positions: Range<usize>| {
         for i in positions {
             seen += 1;
             match with_value(store, leaf, i, |v| f(leaf.key(i), v)) {
@@ -282,11 +284,36 @@ pub(crate) fn scan(
             }
         }
         ControlFlow::Continue(())
-    })?;
+    };
+    walk_held(store, root, child, bounds, &mut each)?;
     match failed {
         Some(e) => Err(e),
         None => Ok(seen),
     }
+}
+
+/// [`walk`] in key order from a root already read, its children read by
+/// `child`, below them from the store.
+fn walk_held(
+    store: &NodeStore<Node>,
+    root: &Node,
+    child: &dyn Fn(usize) -> Result<Arc<Node>>,
+    bounds: &Bounds,
+    f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
+) -> Result<()> {
+    if bounds.is_empty() {
+        return Ok(());
+    }
+    if root.is_leaf() {
+        return walk_node(store, root, bounds, false, f).map(|_| ());
+    }
+    for j in bounds.in_index(root) {
+        let node = child(j)?;
+        if walk_node(store, &node, bounds, false, f)?.is_break() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Calls `f` on each leaf that may hold keys in `bounds`, in key order
@@ -316,21 +343,31 @@ fn walk_from(
     }
     let node = store.get(id)?;
     expect_level(id, &node, level)?;
+    walk_node(store, &node, bounds, reverse, f)
+}
+
+/// [`walk_from`] of a node already read and checked.
+fn walk_node(
+    store: &NodeStore<Node>,
+    node: &Node,
+    bounds: &Bounds,
+    reverse: bool,
+    f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>> {
     if node.is_leaf() {
-        let hits = bounds.in_leaf(&node);
+        let hits = bounds.in_leaf(node);
         if hits.is_empty() {
             return Ok(ControlFlow::Continue(()));
         }
-        return Ok(f(&node, hits));
+        return Ok(f(node, hits));
     }
-    let children = bounds.in_index(&node);
-    let order: Box<dyn Iterator<Item = usize>> = if reverse {
-        Box::new(children.rev())
-    } else {
-        Box::new(children)
-    };
-    for j in order {
-        let below = child_level(&node);
+    let children = bounds.in_index(node);
+    let below = child_level(node);
+    for k in 0..children.len() {
+        let j = match reverse {
+            true => children.end - 1 - k,
+            false => children.start + k,
+        };
         if walk_from(store, node.child(j), below, bounds, reverse, f)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }

@@ -199,7 +199,15 @@ impl View {
         range: R,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<u64> {
-        read::scan(self.store(), self.root, &Bounds::from_range(&range), &mut f)
+        let root = self.root_node()?;
+        let child = |j| self.child_node(root, j).cloned();
+        read::scan(
+            self.store(),
+            root,
+            &child,
+            &Bounds::from_range(&range),
+            &mut f,
+        )
     }
 
     /// Child `j` of the root, read once and checked to sit one level below.
