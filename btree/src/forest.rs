@@ -1307,4 +1307,89 @@ mod tests {
         f.store().put(parent, restore).unwrap();
         assert!(f.check().is_clean());
     }
+
+    #[test]
+    fn separators_stay_bounds_through_merges_and_shares() {
+        // Small nodes and keys that share long prefixes in bunches, inserted
+        // and removed at random: leaves and index nodes split, merge and
+        // share over and over, with separators of every length; the tree
+        // must match a model and pass the check throughout.
+        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
+        let t = f.create_tree("t").unwrap();
+        let mut model = std::collections::BTreeMap::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..6_000 {
+            let dir = next() % 7;
+            let name = next() % 300;
+            let key = format!("dir{dir}/{}/file{name}", "sub".repeat((dir % 3) as usize));
+            if next() % 3 == 0 {
+                assert_eq!(
+                    t.remove(key.as_bytes()).unwrap(),
+                    model.remove(&key).is_some()
+                );
+            } else {
+                let value = round.to_string();
+                t.insert(key.as_bytes(), value.as_bytes()).unwrap();
+                model.insert(key, value);
+            }
+            if round % 500 == 499 {
+                let report = f.check();
+                assert!(report.is_clean(), "round {round}: {report}");
+            }
+        }
+        let all: Vec<(Vec<u8>, Vec<u8>)> = t.range(..).unwrap().map(|e| e.unwrap()).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = model
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+            .collect();
+        assert_eq!(all, want);
+        assert!(t.shape().unwrap().levels.len() >= 3);
+    }
+
+    #[test]
+    fn a_first_key_below_its_parents_key_is_raised_when_nodes_join() {
+        // Writers never leave an index node's first key below its parent's
+        // key for it, but a store may (a lower first key still bounds the
+        // node's keys, so the check passes). When such a node joins its
+        // left sibling, its first key lands among the sibling's keys and
+        // must be raised, or the joined node would misroute keys.
+        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
+        let t = f.create_tree("a").unwrap();
+        let n = 3_000;
+        for i in 0..n {
+            t.insert(&key(i), b"v").unwrap();
+        }
+        let root_id = f.shared.catalog.read().root("a").unwrap();
+        let root = f.store().get(root_id).unwrap();
+        assert!(root.level() >= 2 && root.len() >= 2);
+        let (left, right) = (root.child(0), root.child(1));
+        // The right node's first key lowered to the left subtree's first
+        // key: still at most every key below it.
+        let low = f.store().get(left).unwrap().key(0).to_vec();
+        let mut lowered = (*f.store().get(right).unwrap()).clone();
+        lowered.set_key(0, &low);
+        f.store().put(right, Arc::new(lowered)).unwrap();
+        assert!(f.check().is_clean());
+        // Empty the right node's subtree until it joins the left one.
+        let from = root.key(1).to_vec();
+        let upto = root.key(2.min(root.len() - 1)).to_vec();
+        let doomed: Vec<u32> = (0..n)
+            .filter(|&i| key(i) >= from && (root.len() == 2 || key(i) < upto))
+            .collect();
+        for &i in &doomed {
+            assert!(t.remove(&key(i)).unwrap());
+            let report = f.check();
+            assert!(report.is_clean(), "after removing key {i}: {report}");
+        }
+        for i in 0..n {
+            let want = (!doomed.contains(&i)).then(|| b"v".to_vec());
+            assert_eq!(t.get(&key(i)).unwrap(), want, "key {i}");
+        }
+    }
 }

@@ -424,7 +424,9 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
     drop(right);
     // The right node's first key, now inside the joined node, must be above
     // every key of the left one: an index node's first key is only a lower
-    // bound of its first subtree, which the parent's key may exceed.
+    // bound of its first subtree, and may lie below the parent's key. The
+    // writer never leaves it there (it lowers a first key only to a key
+    // routed to the node), but a store it opens may hold one.
     if !left.is_leaf() && left.key(joint) < bound.as_slice() {
         left.set_key(joint, &bound);
     }
