@@ -1111,6 +1111,16 @@ mod tests {
         format!("key{i:05}").into_bytes()
     }
 
+    /// A forest of 256-byte nodes with tree "a" holding `key(0..n)`.
+    fn small_tree(n: u32) -> (Forest, Tree) {
+        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
+        let t = f.create_tree("a").unwrap();
+        for i in 0..n {
+            t.insert(&key(i), b"v").unwrap();
+        }
+        (f, t)
+    }
+
     /// The leaves of `tree`, left to right.
     fn leaves(f: &Forest, tree: &str) -> Vec<NodeId> {
         let mut level = vec![f.shared.catalog.read().root(tree).unwrap()];
@@ -1158,11 +1168,7 @@ mod tests {
 
     #[test]
     fn a_read_failure_midway_changes_nothing() {
-        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
-        let t = f.create_tree("a").unwrap();
-        for i in 0..300 {
-            t.insert(&key(i), b"v").unwrap();
-        }
+        let (f, _) = small_tree(300);
         f.clone_tree("a", "b").unwrap();
         let b = f.tree("b").unwrap();
         // Lose the second leaf, as a failed read would.
@@ -1268,11 +1274,7 @@ mod tests {
 
     #[test]
     fn the_checker_finds_index_keys_outside_their_children() {
-        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
-        let t = f.create_tree("a").unwrap();
-        for i in 0..300 {
-            t.insert(&key(i), b"v").unwrap();
-        }
+        let (f, _) = small_tree(300);
         assert!(f.check().is_clean());
         let all = leaves(&f, "a");
         let parent_of_leaves = |f: &Forest| {
@@ -1359,12 +1361,8 @@ mod tests {
         // node's keys, so the check passes). When such a node joins its
         // left sibling, its first key lands among the sibling's keys and
         // must be raised, or the joined node would misroute keys.
-        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
-        let t = f.create_tree("a").unwrap();
         let n = 3_000;
-        for i in 0..n {
-            t.insert(&key(i), b"v").unwrap();
-        }
+        let (f, t) = small_tree(n);
         let root_id = f.shared.catalog.read().root("a").unwrap();
         let root = f.store().get(root_id).unwrap();
         assert!(root.level() >= 2 && root.len() >= 2);
