@@ -17,7 +17,7 @@ use larix::{FilterSpec, Forest, Options};
 #[path = "../benches/support/mod.rs"]
 mod support;
 use std::time::Instant;
-use support::pairs;
+use support::{pairs, Args};
 
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -27,16 +27,9 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let n: usize = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let args = Args::from_env();
+    let flag = |name: &str| args.flag(name);
+    let n = args.count(1_000_000);
     let filters = match flag("--filters").as_deref().unwrap_or("zstd") {
         "none" => vec![],
         "zstd" => vec![FilterSpec::zstd(1), FilterSpec::checksum()],
@@ -51,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options::default()
         .filters(filters)
         .cache_bytes(cache_mib << 20);
-    if args.iter().any(|a| a == "--no-compaction") {
+    if args.has("--no-compaction") {
         options = options.compaction(false);
     }
     if let Some(n) = flag("--node-size") {
@@ -72,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let tree = forest.create_tree("load")?;
     let start = Instant::now();
-    if args.iter().any(|a| a == "--batch") {
+    if args.has("--batch") {
         tree.insert_batch(data.iter().map(|(k, v)| (k, v)))?;
     } else {
         for (k, v) in &data {

@@ -18,19 +18,12 @@ use larix::{Forest, Options};
 #[path = "../benches/support/mod.rs"]
 mod support;
 use std::time::Instant;
-use support::pairs;
+use support::{pairs, Args};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let n: usize = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let args = Args::from_env();
+    let flag = |name: &str| args.flag(name);
+    let n = args.count(1_000_000);
     let rounds: usize = flag("--rounds").map_or(Ok(5), |r| r.parse())?;
     let cache_mib: usize = flag("--cache").map_or(Ok(1024), |c| c.parse())?;
     let options = Options::default()
@@ -95,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     times.sort_by(f64::total_cmp);
     println!("median of {rounds}: {:.0} ns per read", times[rounds / 2]);
-    if args.iter().any(|a| a == "--scans") {
+    if args.has("--scans") {
         // Ten entries from each of n/2 keys, in the reading order.
         let view = tree.view()?;
         let start = Instant::now();

@@ -28,3 +28,36 @@ pub fn env(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// An example's command line: a count first, then `--name value` flags
+/// and `--name` switches. (The examples' only: the benchmarks take their
+/// sizes from the environment.)
+#[allow(dead_code)]
+pub struct Args(Vec<String>);
+
+#[allow(dead_code)]
+impl Args {
+    /// The process's arguments.
+    pub fn from_env() -> Args {
+        Args(std::env::args().skip(1).collect())
+    }
+
+    /// The first argument as a number, or `default`.
+    pub fn count(&self, default: usize) -> usize {
+        self.0
+            .first()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The value after flag `name`, if given.
+    pub fn flag(&self, name: &str) -> Option<String> {
+        let i = self.0.iter().position(|a| a == name)?;
+        self.0.get(i + 1).cloned()
+    }
+
+    /// Whether switch `name` is given.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a == name)
+    }
+}

@@ -414,8 +414,8 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
     let p = txn.get(parent)?;
     let (left_id, right_id) = (p.child(l), p.child(r));
     // Every key under `left` is below it, every key under `right` at or
-    // above it (B1).
-    let bound = p.key(r).to_vec();
+    // above it (B1); needed only when index nodes join (below).
+    let bound = (p.level() > 1).then(|| p.key(r).to_vec());
     drop(p);
     let right = txn.get(right_id)?;
     let left = txn.node_mut(left_id)?;
@@ -427,7 +427,7 @@ fn rebalance(txn: &mut Txn, parent: NodeId, i: usize, limits: &Limits) -> Result
     // bound of its first subtree, and may lie below the parent's key. The
     // writer never leaves it there (it lowers a first key only to a key
     // routed to the node), but a store it opens may hold one.
-    if !left.is_leaf() && left.key(joint) < bound.as_slice() {
+    if let Some(bound) = bound.filter(|b| left.key(joint) < b.as_slice()) {
         left.set_key(joint, &bound);
     }
     if left.size() <= limits.max_node() {
