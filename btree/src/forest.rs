@@ -1396,4 +1396,33 @@ mod tests {
             assert_eq!(t.get(&key(i)).unwrap(), want, "key {i}");
         }
     }
+
+    #[test]
+    fn a_leaf_only_the_rollback_base_froze_moves_to_its_new_id_uncopied() {
+        let (f, t) = small_tree(300);
+        // The checkpoint pins its state as the rollback base: every node is
+        // frozen (P1) and clean, in the cache.
+        f.checkpoint().unwrap();
+        let view = t.view().unwrap();
+        let old = leaves(&f, "a")[2];
+        let at = f.store().get(old).unwrap().as_bytes().as_ptr();
+        let k = f.store().get(old).unwrap().key(1).to_vec();
+        // A value of the same length: the edit changes the bytes in place.
+        t.insert(&k, b"w").unwrap();
+        let new = leaves(&f, "a")[2];
+        assert_ne!(new, old, "a frozen leaf is edited under a new id");
+        let moved = f.store().get(new).unwrap();
+        assert_eq!(moved.as_bytes().as_ptr(), at, "the version moved, not copied");
+        drop(moved);
+        // The old version is still what the view and a rollback see.
+        assert_eq!(view.get(&k).unwrap(), Some(b"v".to_vec()));
+        assert_eq!(t.get(&k).unwrap(), Some(b"w".to_vec()));
+        f.commit().unwrap();
+        t.insert(&k, b"x").unwrap();
+        f.rollback().unwrap();
+        assert_eq!(t.get(&k).unwrap(), Some(b"w".to_vec()));
+        assert_eq!(view.get(&k).unwrap(), Some(b"v".to_vec()));
+        drop(view);
+        assert!(f.check().is_clean());
+    }
 }

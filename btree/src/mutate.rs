@@ -170,7 +170,7 @@ pub(crate) fn plan_in_place(
     txn.take_for_edit(unfrozen)?;
     let moved: Vec<(NodeId, NodeId)> = frozen
         .into_iter()
-        .map(|(id, node)| (id, txn.relocate(id, &node)))
+        .map(|(id, node)| (id, txn.relocate(id, node)))
         .collect();
     let now: Vec<NodeId> = was
         .iter()

@@ -169,8 +169,14 @@ impl<'s> Txn<'s> {
     /// Stores a new node with refcount 1 under a fresh id: the one pointer
     /// or root reference the caller then adds (B4).
     pub fn create(&mut self, node: Node) -> NodeId {
+        self.create_shared(Arc::new(node))
+    }
+
+    /// [`Txn::create`] of a version others may still hold: the first edit
+    /// copies it unless this handle is the last.
+    fn create_shared(&mut self, node: Arc<Node>) -> NodeId {
         let id = self.store.allocate();
-        self.nodes.insert(id, Arc::new(node));
+        self.nodes.insert(id, node);
         self.refcounts.insert(id, 1);
         self.created.insert(id);
         id
@@ -292,7 +298,7 @@ impl<'s> Txn<'s> {
         }
         if rc == 1 {
             let node = self.get(id)?;
-            return Ok(self.relocate(id, &node));
+            return Ok(self.relocate(id, node));
         }
         let copy = Node::clone(&*self.get(id)?);
         for child in copy.children() {
@@ -302,12 +308,21 @@ impl<'s> Txn<'s> {
         Ok(self.create(copy))
     }
 
-    /// Moves unshared node `id` (whose current version is `node`) to a
-    /// copy under a new id, which takes over its one reference and its
-    /// pointers (B4); `id` is freed (retired, if a pin keeps it: P2).
-    /// Reads nothing, so it cannot fail.
-    pub fn relocate(&mut self, id: NodeId, node: &Node) -> NodeId {
-        let moved = self.create(node.clone());
+    /// Moves unshared node `id` (whose current version is `node`) to a new
+    /// id, which takes over its one reference and its pointers (B4); `id`
+    /// is freed (retired, if a pin keeps it: P2). Reads nothing, so it
+    /// cannot fail.
+    ///
+    /// The version itself is not copied here: the first edit of the new id
+    /// copies it only if someone else still holds it ([`Arc::make_mut`]).
+    /// The store's clean copy is dropped first (a retired node is reread
+    /// from its blob, like any node evicted), so a node the rollback base
+    /// alone froze, the common case after a checkpoint, moves without a
+    /// copy; one a reader, the dirty queue or a write in flight holds is
+    /// copied at its edit.
+    pub fn relocate(&mut self, id: NodeId, node: Arc<Node>) -> NodeId {
+        self.store.uncache(id);
+        let moved = self.create_shared(node);
         self.discard(id);
         moved
     }

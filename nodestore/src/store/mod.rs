@@ -899,6 +899,17 @@ impl<N: Codec> NodeStore<N> {
         }
     }
 
+    /// Drops the clean cache's copy of `id`, if it has one, for a writer
+    /// about to move the node's version to another id (the node is then
+    /// freed or retired, which would drop the copy anyway): the writer's
+    /// handle may then be the only one left, so the edit that follows need
+    /// not copy the node. A dirty node keeps its place in the dirty queue
+    /// (and so its version: the edit copies it).
+    pub fn uncache(&self, id: NodeId) {
+        let _st = self.shared.state.lock();
+        self.shared.cache.remove(id);
+    }
+
     /// Removes `id`; later gets fail at once (invariant S2), and a write of
     /// it still in flight is ignored when it lands. A node a live pin may
     /// reach is retired instead (P2): it stays readable until the pins
