@@ -17,8 +17,7 @@
 
 use super::blob::{u32_at, MAX_BLOB_LEN};
 use crate::{FormatError, Location, NodeId, SegmentId};
-use rustc_hash::FxHashMap;
-use std::collections::BTreeSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Ids per chunk.
 pub const CHUNK_ENTRIES: u64 = 256;
@@ -64,7 +63,9 @@ impl Chunk {
 #[derive(Debug, Default)]
 pub struct NodeTable {
     chunks: FxHashMap<u64, Chunk>,
-    dirty: BTreeSet<u64>,
+    /// Chunks changed since the last checkpoint: a hash set, since every
+    /// table change marks one (an ordered set's insert cost a tree walk).
+    dirty: FxHashSet<u64>,
     len: u64,
     live_bytes: FxHashMap<SegmentId, u64>,
 }
@@ -154,7 +155,9 @@ impl NodeTable {
     /// The chunks changed since the last [`NodeTable::mark_clean`],
     /// ascending.
     pub fn dirty_chunks(&self) -> Vec<u64> {
-        self.dirty.iter().copied().collect()
+        let mut chunks: Vec<u64> = self.dirty.iter().copied().collect();
+        chunks.sort_unstable();
+        chunks
     }
 
     /// Takes the chunks changed since the last [`NodeTable::mark_clean`] (or
