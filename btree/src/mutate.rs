@@ -164,18 +164,16 @@ pub(crate) fn plan_in_place(
     }
     // Frozen nodes (P1) are moved to copies, which need no further read;
     // the others are edited where they are.
-    let was: Vec<NodeId> = path.iter().map(|(id, _)| *id).collect();
-    let (frozen, unfrozen): (Vec<_>, Vec<_>) =
+    let was: SmallVec<[NodeId; 8]> = path.iter().map(|(id, _)| *id).collect();
+    let (frozen, unfrozen): (SmallVec<[_; 8]>, SmallVec<[_; 8]>) =
         path.into_iter().partition(|(id, _)| txn.is_frozen(*id));
     txn.take_for_edit(unfrozen)?;
-    let moved: Vec<(NodeId, NodeId)> = frozen
-        .into_iter()
-        .map(|(id, node)| (id, txn.relocate(id, node)))
-        .collect();
-    let now: Vec<NodeId> = was
-        .iter()
-        .map(|&id| moved.iter().find(|m| m.0 == id).map_or(id, |m| m.1))
-        .collect();
+    let mut now = was.clone();
+    for (id, node) in frozen {
+        let moved = txn.relocate(id, node);
+        let d = was.iter().position(|&w| w == id).expect("a node of the path");
+        now[d] = moved;
+    }
     for (d, step) in steps.iter_mut().enumerate() {
         step.0 = now[d];
         if now[d + 1] != was[d + 1] {

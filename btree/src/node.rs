@@ -680,7 +680,7 @@ impl Node {
         let old_len = self.bytes.len();
         let new_len = old_len + new.len() - (end - start);
         if new_len > old_len {
-            self.bytes.resize(new_len, 0);
+            self.grow(new_len, new_entries.saturating_sub(range.len()));
         }
         self.bytes.copy_within(end..old_len, start + new.len());
         self.bytes[start..start + new.len()].copy_from_slice(new);
@@ -710,6 +710,24 @@ impl Node {
         }
     }
 
+    /// Lengthens the bytes to `len` (zeros at the end) and makes room for
+    /// `entries` more entries. What must reallocate gets [`COPY_SLACK`]
+    /// spare bytes and a few spare entries, not the doubling a `Vec` grows
+    /// by: a node decoded or moved to a new id holds no spare, and doubling
+    /// would leave a 4 KiB node holding 8 KiB in the dirty queue.
+    fn grow(&mut self, len: usize, entries: usize) {
+        if len > self.bytes.capacity() {
+            self.bytes.reserve_exact(len - self.bytes.len() + COPY_SLACK);
+        }
+        self.bytes.resize(len, 0);
+        if self.offsets.len() + entries > self.offsets.capacity() {
+            self.offsets.reserve_exact(entries + 4);
+        }
+        if self.heads.len() + entries > self.heads.capacity() {
+            self.heads.reserve_exact(entries + 4);
+        }
+    }
+
     /// Inserts the leaf entry `key`/`value` at position `i`, encoded
     /// straight into the node's bytes.
     fn put_leaf_entry(&mut self, i: usize, key: &[u8], value: &[u8], out: bool) {
@@ -719,7 +737,7 @@ impl Node {
             .get(i)
             .map_or(self.bytes.len(), |&o| o as usize);
         let old_len = self.bytes.len();
-        self.bytes.resize(old_len + len, 0);
+        self.grow(old_len + len, 1);
         self.bytes.copy_within(at..old_len, at + len);
         let mut p = at;
         p += key.len().encode_var(&mut self.bytes[p..]);
@@ -1049,6 +1067,26 @@ mod tests {
             n.insert_leaf(i, k, v);
         }
         n
+    }
+
+    #[test]
+    fn a_decoded_node_grows_by_a_little_not_by_doubling() {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..20u8)
+            .map(|i| (vec![b'k', i * 2], vec![i; 150]))
+            .collect();
+        let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let mut n = Node::decode(&leaf(&refs).bytes).unwrap();
+        let before = n.mem_size();
+        n.insert_leaf(3, &[b'k', 5], &[9; 150]);
+        // The entry (155 bytes), the spare and room for a few entries; a
+        // doubling would add the node's whole size (over 3 KiB).
+        let grown = n.mem_size() - before;
+        assert!(grown <= 155 + COPY_SLACK + 12 * 5, "grew by {grown} bytes");
+        // The spare takes the next small insert without a reallocation.
+        let at = n.bytes.as_ptr();
+        n.insert_leaf(4, &[b'k', 7], &[9; 150]);
+        assert_eq!(n.bytes.as_ptr(), at);
+        assert_eq!(n.value(3), &[9; 150][..]);
     }
 
     #[test]
