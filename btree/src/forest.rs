@@ -76,7 +76,7 @@ impl ForestCore {
     fn set_base(&self, catalog: &Catalog) {
         // The new pin before the old one goes, so nothing the new one
         // keeps is released in between.
-        let pin = self.store.pin();
+        let pin = self.store.pin_cold();
         *self.base.lock() = Base {
             catalog: catalog.clone(),
             _pin: Some(pin),
@@ -1403,7 +1403,6 @@ mod tests {
         // The checkpoint pins its state as the rollback base: every node is
         // frozen (P1) and clean, in the cache.
         f.checkpoint().unwrap();
-        let view = t.view().unwrap();
         let old = leaves(&f, "a")[2];
         let at = f.store().get(old).unwrap().as_bytes().as_ptr();
         let k = f.store().get(old).unwrap().key(1).to_vec();
@@ -1414,15 +1413,30 @@ mod tests {
         let moved = f.store().get(new).unwrap();
         assert_eq!(moved.as_bytes().as_ptr(), at, "the version moved, not copied");
         drop(moved);
-        // The old version is still what the view and a rollback see.
-        assert_eq!(view.get(&k).unwrap(), Some(b"v".to_vec()));
-        assert_eq!(t.get(&k).unwrap(), Some(b"w".to_vec()));
-        f.commit().unwrap();
+        // The old version is still what a rollback returns to.
         t.insert(&k, b"x").unwrap();
         f.rollback().unwrap();
-        assert_eq!(t.get(&k).unwrap(), Some(b"w".to_vec()));
+        assert_eq!(t.get(&k).unwrap(), Some(b"v".to_vec()));
+        assert!(f.check().is_clean());
+    }
+
+    #[test]
+    fn a_leaf_a_view_may_read_stays_cached_when_the_writer_moves_it() {
+        let (f, t) = small_tree(300);
+        f.checkpoint().unwrap();
+        let view = t.view().unwrap();
+        let old = leaves(&f, "a")[2];
+        let k = f.store().get(old).unwrap().key(1).to_vec();
         assert_eq!(view.get(&k).unwrap(), Some(b"v".to_vec()));
+        t.insert(&k, b"w").unwrap();
+        assert_ne!(leaves(&f, "a")[2], old);
+        // The view reads the old version from the cache, not from disk.
+        let misses = f.store().stats().cache_misses;
+        assert_eq!(view.get(&k).unwrap(), Some(b"v".to_vec()));
+        assert_eq!(f.store().stats().cache_misses, misses);
+        assert_eq!(t.get(&k).unwrap(), Some(b"w".to_vec()));
         drop(view);
+        f.commit().unwrap();
         assert!(f.check().is_clean());
     }
 }

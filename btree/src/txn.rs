@@ -315,13 +315,13 @@ impl<'s> Txn<'s> {
     ///
     /// The version itself is not copied here: the first edit of the new id
     /// copies it only if someone else still holds it ([`Arc::make_mut`]).
-    /// The store's clean copy is dropped first (a retired node is reread
-    /// from its blob, like any node evicted), so a node the rollback base
-    /// alone froze, the common case after a checkpoint, moves without a
-    /// copy; one a reader, the dirty queue or a write in flight holds is
-    /// copied at its edit.
+    /// The store's clean copy is dropped first unless a reader's pin may
+    /// still ask for it (a node only the rollback base keeps is reread from
+    /// its blob if a rollback needs it), so a node the base alone froze, the
+    /// common case after a checkpoint, moves without a copy; one a reader,
+    /// the dirty queue or a write in flight holds is copied at its edit.
     pub fn relocate(&mut self, id: NodeId, node: Arc<Node>) -> NodeId {
-        self.store.uncache(id);
+        self.store.uncache_moved(id);
         let moved = self.create_shared(node);
         self.discard(id);
         moved

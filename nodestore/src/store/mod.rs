@@ -901,11 +901,15 @@ impl<N: Codec> NodeStore<N> {
 
     /// Drops the clean cache's copy of `id`, if it has one, for a writer
     /// about to move the node's version to another id (the node is then
-    /// freed or retired, which would drop the copy anyway): the writer's
-    /// handle may then be the only one left, so the edit that follows need
-    /// not copy the node. A dirty node keeps its place in the dirty queue
-    /// (and so its version: the edit copies it).
-    pub fn uncache(&self, id: NodeId) {
+    /// freed or retired, which drops the copy too), unless a reader's pin
+    /// may still ask for it (see `pins.rs`): the writer's handle may then
+    /// be the only one left, so the edit that follows need not copy the
+    /// node. A dirty node keeps its place in the dirty queue (and so its
+    /// version: the edit copies it).
+    pub fn uncache_moved(&self, id: NodeId) {
+        if self.shared.pins.may_read(id) {
+            return;
+        }
         let _st = self.shared.state.lock();
         self.shared.cache.remove(id);
     }

@@ -20,6 +20,13 @@
 //!   leaves it out, so no state on disk carries a trace of a pin, and a
 //!   crash with live pins reopens without a leak.
 //!
+//! A pin is *cold* when nothing reads through it in the normal course: the
+//! forest's rollback base, read only by a rollback. A node retired (or
+//! moved to a new id) keeps its clean cached copy while a pin that is not
+//! cold may reach it, since a reader of that pin will likely ask for it
+//! again; a node only cold pins keep leaves the cache, to be reread from its
+//! blob if ever needed.
+//!
 //! Lock order: the state lock, then the pin set's.
 
 use super::{NodeStore, Shared, State};
@@ -36,6 +43,9 @@ pub(super) struct Pins {
     /// The highest mark of a live pin (0 without one): ids below it are
     /// frozen (P1).
     frozen_below: AtomicU64,
+    /// The highest mark of a live pin that is not cold (0 without one):
+    /// ids below it may be read through a pin (module documentation).
+    read_below: AtomicU64,
     /// Retired nodes waiting for pins to drop (kept with the state lock
     /// held): a pin dropped while there are none takes no state lock.
     retired: AtomicU64,
@@ -45,14 +55,20 @@ pub(super) struct Pins {
 struct PinSet {
     /// The number the next pin gets.
     next_seq: u64,
-    /// Live pins: number → (mark, handles).
-    live: BTreeMap<u64, (u64, usize)>,
+    /// Live pins: number → (mark, handles, cold).
+    live: BTreeMap<u64, (u64, usize, bool)>,
 }
 
 impl Pins {
     /// Whether a live pin may reach node `id`.
     pub(super) fn protects(&self, id: NodeId) -> bool {
         id.0 < self.frozen_below.load(Ordering::Acquire)
+    }
+
+    /// Whether a live pin that is not cold may reach node `id`: a reader
+    /// may still ask for its version.
+    pub(super) fn may_read(&self, id: NodeId) -> bool {
+        id.0 < self.read_below.load(Ordering::Acquire)
     }
 
     /// The number the next pin will get: a node retired now is needed by
@@ -66,21 +82,24 @@ impl Pins {
         let set = self.set.lock();
         set.live
             .iter()
-            .map(|(&seq, &(mark, _))| (seq, mark))
+            .map(|(&seq, &(mark, _, _))| (seq, mark))
             .collect()
     }
 
-    fn add(&self, mark: u64) -> u64 {
+    fn add(&self, mark: u64, cold: bool) -> u64 {
         let mut set = self.set.lock();
         let seq = set.next_seq;
         set.next_seq += 1;
-        set.live.insert(seq, (mark, 1));
+        set.live.insert(seq, (mark, 1, cold));
         self.frozen_below.fetch_max(mark, Ordering::AcqRel);
+        if !cold {
+            self.read_below.fetch_max(mark, Ordering::AcqRel);
+        }
         seq
     }
 
     fn share(&self, seq: u64) {
-        if let Some((_, handles)) = self.set.lock().live.get_mut(&seq) {
+        if let Some((_, handles, _)) = self.set.lock().live.get_mut(&seq) {
             *handles += 1;
         }
     }
@@ -88,7 +107,7 @@ impl Pins {
     /// Drops one handle of pin `seq`; returns whether it was the last.
     fn remove(&self, seq: u64) -> bool {
         let mut set = self.set.lock();
-        let Some((_, handles)) = set.live.get_mut(&seq) else {
+        let Some((_, handles, _)) = set.live.get_mut(&seq) else {
             return false;
         };
         *handles -= 1;
@@ -96,8 +115,12 @@ impl Pins {
             return false;
         }
         set.live.remove(&seq);
-        let highest = set.live.values().map(|&(mark, _)| mark).max().unwrap_or(0);
-        self.frozen_below.store(highest, Ordering::Release);
+        let highest = |read: bool| {
+            let marks = set.live.values().filter(|&&(_, _, cold)| !(read && cold));
+            marks.map(|&(mark, _, _)| mark).max().unwrap_or(0)
+        };
+        self.frozen_below.store(highest(false), Ordering::Release);
+        self.read_below.store(highest(true), Ordering::Release);
         true
     }
 
@@ -158,8 +181,19 @@ impl<N: Codec> NodeStore<N> {
     /// its clones) are dropped (P1, P2). The caller holds the writer's lock
     /// shared: no operation may be half applied.
     pub fn pin(&self) -> Pin<N> {
+        self.pin_as(false)
+    }
+
+    /// [`NodeStore::pin`] for a state nothing reads in the normal course
+    /// (a rollback base): the nodes only it keeps leave the clean cache
+    /// when retired or moved, and are reread from their blobs if needed.
+    pub fn pin_cold(&self) -> Pin<N> {
+        self.pin_as(true)
+    }
+
+    fn pin_as(&self, cold: bool) -> Pin<N> {
         let mark = self.shared.next_id.load(Ordering::Relaxed);
-        let seq = self.shared.pins.add(mark);
+        let seq = self.shared.pins.add(mark, cold);
         Pin {
             shared: self.shared.clone(),
             seq,
@@ -194,10 +228,14 @@ impl<N: Codec> Shared<N> {
                 ..entry
             },
         );
-        // A clean copy is on disk: a pin that needs it rereads it, and the
-        // cache keeps room for live nodes. A dirty one stays queued, to be
-        // written like any other.
-        self.cache.remove(id);
+        // A clean copy is on disk: a cold pin that needs it rereads it, and
+        // the cache keeps room for live nodes; a reader's pin will likely
+        // ask for it again, so it stays cached while one may (evicted like
+        // any other). A dirty one stays queued, to be written like any
+        // other.
+        if !self.pins.may_read(id) {
+            self.cache.remove(id);
+        }
         st.retired.insert(id, seq);
         st.retire_queue.push_back((seq, id));
         self.pins
