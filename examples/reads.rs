@@ -9,9 +9,13 @@
 //! is in memory. With `--files`, the keys are the paths under ROOT (at most
 //! N, in sorted walk order) with 20-byte values, as in the comparison's
 //! file catalogue. With `--scans`, it then times scans of ten entries
-//! from half the keys.
+//! from half the keys. With `--writer`, a second thread overwrites random
+//! loaded pairs in batches of 1,000, each committed, while each round
+//! reads (the comparison's "beside a writer" row, with one reader); the
+//! round then also prints the batches and the clean cache's misses.
 
-use larix::{Forest, Options};
+use larix::{Forest, Options, Tree};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 // The benchmarks' data; `env` there sizes the benchmarks, not this example.
 #[allow(dead_code)]
@@ -70,20 +74,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         x ^= x << 17;
         order.swap(i, (x % (i as u64 + 1)) as usize);
     }
+    let writer = args.has("--writer");
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let view = tree.view()?;
-        let start = Instant::now();
-        let mut found = 0usize;
-        for &i in &order {
-            let (k, v) = &data[i];
-            found += usize::from(view.get_with(k, |value| value == v.as_slice())? == Some(true));
-        }
-        let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+        let misses = forest.stats().cache_misses;
+        let done = AtomicBool::new(false);
+        let (ns, found, batches) = std::thread::scope(|s| {
+            let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
+            let start = Instant::now();
+            let mut found = 0usize;
+            for &i in &order {
+                let (k, v) = &data[i];
+                found +=
+                    usize::from(view.get_with(k, |value| value == v.as_slice())? == Some(true));
+            }
+            let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+            done.store(true, Ordering::Relaxed);
+            let batches = match overwriter {
+                Some(h) => h.join().map_err(|_| "the writer panicked")??,
+                None => 0,
+            };
+            Ok::<_, Box<dyn std::error::Error>>((ns, found, batches))
+        })?;
         if found != n {
             return Err(format!("round {round}: {found} of {n} keys found").into());
         }
-        println!("round {round}: {ns:.0} ns per read");
+        if writer {
+            let misses = forest.stats().cache_misses - misses;
+            println!("round {round}: {ns:.0} ns per read, {batches} batches beside, {misses} cache misses");
+        } else {
+            println!("round {round}: {ns:.0} ns per read");
+        }
         times.push(ns);
     }
     times.sort_by(f64::total_cmp);
@@ -108,6 +130,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{} scans of 10 ({seen} entries): {ns:.0} ns each", n / 2);
     }
     Ok(())
+}
+
+/// Overwrites random pairs of `data` with their own values, in committed
+/// batches of 1,000, until `done`; returns the batches committed.
+fn overwrite(
+    forest: &Forest,
+    tree: &Tree,
+    data: &[(Vec<u8>, Vec<u8>)],
+    done: &AtomicBool,
+) -> larix::Result<usize> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut batches = 0;
+    while !done.load(Ordering::Relaxed) {
+        let batch = (0..1_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (k, v) = &data[(x % data.len() as u64) as usize];
+            (k, v)
+        });
+        tree.insert_batch(batch)?;
+        forest.commit()?;
+        batches += 1;
+    }
+    Ok(batches)
 }
 
 /// Appends the paths under `dir` (not following links), each directory's
