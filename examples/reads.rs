@@ -12,7 +12,8 @@
 //! from half the keys. With `--writer`, a second thread overwrites random
 //! loaded pairs in batches of 1,000, each committed, while each round
 //! reads (the comparison's "beside a writer" row, with one reader); the
-//! round then also prints the batches and the clean cache's misses.
+//! round then also prints the batches, the clean cache's misses and the
+//! checkpoints.
 
 use larix::{Forest, Options, Tree};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let view = tree.view()?;
-        let misses = forest.stats().cache_misses;
+        let before = forest.stats();
         let done = AtomicBool::new(false);
         let (ns, found, batches) = std::thread::scope(|s| {
             let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
@@ -101,8 +102,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("round {round}: {found} of {n} keys found").into());
         }
         if writer {
-            let misses = forest.stats().cache_misses - misses;
-            println!("round {round}: {ns:.0} ns per read, {batches} batches beside, {misses} cache misses");
+            let after = forest.stats();
+            let misses = after.cache_misses - before.cache_misses;
+            let checkpoints = after.checkpoints - before.checkpoints;
+            println!(
+                "round {round}: {ns:.0} ns per read, {batches} batches beside, \
+                 {misses} cache misses, {checkpoints} checkpoints"
+            );
         } else {
             println!("round {round}: {ns:.0} ns per read");
         }

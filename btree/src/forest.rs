@@ -1411,7 +1411,11 @@ mod tests {
         let new = leaves(&f, "a")[2];
         assert_ne!(new, old, "a frozen leaf is edited under a new id");
         let moved = f.store().get(new).unwrap();
-        assert_eq!(moved.as_bytes().as_ptr(), at, "the version moved, not copied");
+        assert_eq!(
+            moved.as_bytes().as_ptr(),
+            at,
+            "the version moved, not copied"
+        );
         drop(moved);
         // The old version is still what a rollback returns to.
         t.insert(&k, b"x").unwrap();

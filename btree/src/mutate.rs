@@ -171,7 +171,10 @@ pub(crate) fn plan_in_place(
     let mut now = was.clone();
     for (id, node) in frozen {
         let moved = txn.relocate(id, node);
-        let d = was.iter().position(|&w| w == id).expect("a node of the path");
+        let d = was
+            .iter()
+            .position(|&w| w == id)
+            .expect("a node of the path");
         now[d] = moved;
     }
     for (d, step) in steps.iter_mut().enumerate() {

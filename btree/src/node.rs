@@ -717,7 +717,8 @@ impl Node {
     /// would leave a 4 KiB node holding 8 KiB in the dirty queue.
     fn grow(&mut self, len: usize, entries: usize) {
         if len > self.bytes.capacity() {
-            self.bytes.reserve_exact(len - self.bytes.len() + COPY_SLACK);
+            self.bytes
+                .reserve_exact(len - self.bytes.len() + COPY_SLACK);
         }
         self.bytes.resize(len, 0);
         if self.offsets.len() + entries > self.offsets.capacity() {

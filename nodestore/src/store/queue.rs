@@ -197,7 +197,11 @@ mod tests {
         // than grown without bound.
         for _ in 0..1_000 {
             m.insert(NodeId(1), node(10));
-            assert!(m.ring.len() <= 2 * m.map.len() + 65, "ring {}", m.ring.len());
+            assert!(
+                m.ring.len() <= 2 * m.map.len() + 65,
+                "ring {}",
+                m.ring.len()
+            );
         }
         m.insert(NodeId(2), node(10));
         m.remove(NodeId(3));
