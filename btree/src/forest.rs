@@ -1039,11 +1039,21 @@ fn sort_pairs<K: AsRef<[u8]>, V>(pairs: Vec<(K, V)>) -> Vec<(K, V)> {
         .enumerate()
         .map(|(i, (k, _))| (node::prefix(k.as_ref()), i))
         .collect();
-    order.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| pairs[a.1].0.as_ref().cmp(pairs[b.1].0.as_ref()))
-            .then(a.1.cmp(&b.1))
-    });
+    // By head, then position: a total order, so an unstable sort keeps
+    // equal keys in the order given. Keys that share a head (rare but for
+    // long common prefixes) are then ordered by the whole key.
+    order.sort_unstable();
+    for run in order.chunk_by_mut(|a, b| a.0 == b.0) {
+        if run.len() > 1 {
+            run.sort_unstable_by(|a, b| {
+                pairs[a.1]
+                    .0
+                    .as_ref()
+                    .cmp(pairs[b.1].0.as_ref())
+                    .then(a.1.cmp(&b.1))
+            });
+        }
+    }
     let mut slots: Vec<Option<(K, V)>> = pairs.into_iter().map(Some).collect();
     order
         .into_iter()

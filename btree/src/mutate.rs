@@ -163,25 +163,34 @@ pub(crate) fn plan_in_place(
         }));
     }
     // Frozen nodes (P1) are moved to copies, which need no further read;
-    // the others are edited where they are.
-    let was: SmallVec<[NodeId; 8]> = path.iter().map(|(id, _)| *id).collect();
-    let (frozen, unfrozen): (SmallVec<[_; 8]>, SmallVec<[_; 8]>) =
-        path.into_iter().partition(|(id, _)| txn.is_frozen(*id));
-    txn.take_for_edit(unfrozen)?;
-    let mut now = was.clone();
-    for (id, node) in frozen {
-        let moved = txn.relocate(id, node);
-        let d = was
-            .iter()
-            .position(|&w| w == id)
-            .expect("a node of the path");
-        now[d] = moved;
+    // the others are edited where they are. Of those, a contained edit
+    // changes only the leaf and the parent of each node that moves (its
+    // child's id): the rest stay in the store untaken.
+    let last = path.len() - 1;
+    let mut now: SmallVec<[NodeId; 8]> = path.iter().map(|(id, _)| *id).collect();
+    let mut moving: SmallVec<[_; 8]> = SmallVec::new();
+    let mut edited: SmallVec<[_; 8]> = SmallVec::new();
+    let mut child_moves = false;
+    for (d, (id, node)) in path.into_iter().enumerate().rev() {
+        let frozen = txn.is_frozen(id);
+        if frozen {
+            moving.push((d, id, node));
+        } else if !contained || d == last || child_moves {
+            edited.push((id, node));
+        }
+        child_moves = frozen;
+    }
+    txn.take_for_edit(edited)?;
+    let mut moved: SmallVec<[usize; 8]> = SmallVec::new();
+    for (d, id, node) in moving {
+        now[d] = txn.relocate(id, node);
+        moved.push(d);
     }
     for (d, step) in steps.iter_mut().enumerate() {
         step.0 = now[d];
-        if now[d + 1] != was[d + 1] {
-            txn.node_mut(now[d])?.set_child(step.1, now[d + 1]);
-        }
+    }
+    for d in moved.into_iter().filter(|&d| d > 0) {
+        txn.node_mut(now[d - 1])?.set_child(steps[d - 1].1, now[d]);
     }
     Ok(Plan::InPlace(Path {
         root: now[0],

@@ -343,8 +343,10 @@ impl<'s> Txn<'s> {
         self.taken.clear();
         let large = self.nodes.capacity().max(self.refcounts.capacity()) > SCRATCH_KEEP
             || self.created.capacity().max(self.freed.capacity()) > SCRATCH_KEEP;
-        self.store.put_all(self.nodes.drain())?;
+        // Counts first: a new node's row is then made once, with its count,
+        // and `put_all` finds it.
         self.store.set_refcounts(self.refcounts.drain())?;
+        self.store.put_all(self.nodes.drain())?;
         for id in self.freed.drain() {
             self.store.free(id)?;
         }

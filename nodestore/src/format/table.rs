@@ -98,10 +98,15 @@ impl NodeTable {
             chunk.live += 1;
             self.len += 1;
         }
-        if let Some(old) = old {
-            self.account(&old, false);
+        match old {
+            // Same place (a new count): the segment's live bytes stay.
+            Some(old) if old.loc == entry.loc => {}
+            Some(old) => {
+                self.account(&old, false);
+                self.account(&entry, true);
+            }
+            None => self.account(&entry, true),
         }
-        self.account(&entry, true);
         old
     }
 
