@@ -4,16 +4,42 @@
 //! load and the batches go through `Tree::insert_batch`, as in
 //! `benches/compare`.
 //!
-//! Run: `cargo run --release --example batches -- DIR [N] [BATCHES] [LEN]`
-//! (default 1,000,000 entries, 100 batches of 1,000 keys).
+//! Run: `cargo run --release --example batches -- DIR [N] [BATCHES] [LEN]
+//! [--random]` (default 1,000,000 entries, 100 batches of 1,000 keys).
+//! Keys are spread by a multiplicative hash in their first eight bytes and
+//! values are all alike, unless `--random` makes every byte of both random
+//! (as in `benches/compare`).
 
 use larix::{FilterSpec, Forest, Options};
 use std::time::Instant;
 
-fn key(i: u64) -> [u8; 24] {
+/// A pair of the workload: a 24-byte key and a 150-byte value.
+type Pair = ([u8; 24], [u8; 150]);
+
+/// Pair `i`: its key spread by a multiplicative hash (the rest zeros) and a
+/// constant value, or, with `random`, every byte from a generator seeded by
+/// `i`.
+fn pair(i: u64, random: bool) -> Pair {
     let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
-    k
+    let mut v = [7u8; 150];
+    if random {
+        let mut x = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut next = move || {
+            // splitmix64
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for chunk in k.chunks_mut(8).chain(v.chunks_mut(8)) {
+            let r = next().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+    } else {
+        k[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+    }
+    (k, v)
 }
 
 /// The timed part, a function of its own so that a profiler can be told
@@ -24,15 +50,12 @@ fn key(i: u64) -> [u8; 24] {
 fn commit_batches(
     forest: &Forest,
     t: &larix::Tree,
-    n: u64,
-    batches: u64,
-    len: u64,
-    value: &[u8],
+    pairs: &[Pair],
+    len: usize,
 ) -> Result<std::time::Duration, larix::Error> {
     let mut in_commit = std::time::Duration::ZERO;
-    for b in 0..batches {
-        let batch: Vec<[u8; 24]> = (0..len).map(|j| key(n + b * len + j)).collect();
-        t.insert_batch(batch.iter().map(|k| (&k[..], value)))?;
+    for batch in pairs.chunks(len) {
+        t.insert_batch(batch.iter().map(|(k, v)| (&k[..], &v[..])))?;
         let c = Instant::now();
         forest.commit()?;
         in_commit += c.elapsed();
@@ -41,23 +64,25 @@ fn commit_batches(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let random = all.iter().any(|a| a == "--random");
+    let args: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
     let dir = args
         .first()
-        .ok_or("usage: batches DIR [N] [BATCHES] [LEN]")?;
+        .ok_or("usage: batches DIR [N] [BATCHES] [LEN] [--random]")?;
     let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (n, batches, len) = (arg(1, 1_000_000), arg(2, 100), arg(3, 1_000));
     let options = Options::default()
         .cache_bytes(1 << 30)
         .filters(vec![FilterSpec::zstd(1), FilterSpec::checksum()]);
-    let forest = Forest::open(dir, options)?;
+    let forest = Forest::open(dir.as_str(), options)?;
     let t = forest.create_tree("t")?;
-    let value = [7u8; 150];
-    let load: Vec<([u8; 24], &[u8])> = (0..n).map(|i| (key(i), &value[..])).collect();
-    t.insert_batch(load.iter().map(|(k, v)| (&k[..], *v)))?;
+    let load: Vec<Pair> = (0..n).map(|i| pair(i, random)).collect();
+    t.insert_batch(load.iter().map(|(k, v)| (&k[..], &v[..])))?;
     forest.checkpoint()?;
+    let more: Vec<Pair> = (n..n + batches * len).map(|i| pair(i, random)).collect();
     let start = Instant::now();
-    let in_commit = commit_batches(&forest, &t, n, batches, len, &value)?;
+    let in_commit = commit_batches(&forest, &t, &more, len.max(1) as usize)?;
     println!("in commit: {:.1} ms", in_commit.as_secs_f64() * 1e3);
     let elapsed = start.elapsed();
     println!(

@@ -536,6 +536,12 @@ impl Node {
     /// Binary search for `key`: `Ok(i)` if entry `i` has it, else the
     /// position where it would be inserted.
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        self.search_in(key, false)
+    }
+
+    /// [`Node::search`], whose first probe is the last entry if
+    /// `last_first`.
+    fn search_in(&self, key: &[u8], last_first: bool) -> Result<usize, usize> {
         // Most probes are decided by the first eight bytes, compared as one
         // integer; only equal prefixes compare the whole keys.
         // A key outside the prefix all keys share is before or after them
@@ -564,15 +570,24 @@ impl Node {
         };
         let want = prefix(rest);
         debug_assert_eq!(self.heads.len(), self.len());
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
+        let probe = |mid: usize| {
             debug_assert_eq!(self.heads[mid], self.head_of(mid), "stale head");
-            let order = match self.heads[mid].cmp(&want) {
+            match self.heads[mid].cmp(&want) {
                 Ordering::Equal => self.key(mid).cmp(key),
                 decided => decided,
-            };
-            match order {
+            }
+        };
+        let (mut lo, mut hi) = (0, self.len());
+        if last_first && hi > 0 {
+            match probe(hi - 1) {
+                Ordering::Less => return Err(hi),
+                Ordering::Greater => hi -= 1,
+                Ordering::Equal => return Ok(hi - 1),
+            }
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match probe(mid) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return Ok(mid),
@@ -594,10 +609,10 @@ impl Node {
     /// (a key past every other, as in a sorted load) is placed with one
     /// comparison per level instead of a binary search.
     pub fn search_for_write(&self, key: &[u8]) -> Result<usize, usize> {
-        match self.len().checked_sub(1) {
-            Some(last) if self.key(last) < key => Err(last + 1),
-            _ => self.search(key),
-        }
+        // Through the last entry's head, which is almost always decisive: a
+        // random key's search then reads no key bytes it would not have
+        // read anyway.
+        self.search_in(key, true)
     }
 
     /// [`Node::child_index`] through [`Node::search_for_write`].
