@@ -13,7 +13,9 @@
 //! loaded pairs in batches of 1,000, each committed, while each round
 //! reads (the comparison's "beside a writer" row, with one reader); the
 //! round then also prints the batches, the clean cache's misses and the
-//! checkpoints.
+//! checkpoints. With `--threads T`, T threads share each round's reads
+//! (each its part of the order, on one view), and the time is per read
+//! of the whole round.
 
 use larix::{Forest, Options, Tree};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +78,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         order.swap(i, (x % (i as u64 + 1)) as usize);
     }
     let writer = args.has("--writer");
+    let threads: usize = flag("--threads").map_or(Ok(1), |t| t.parse())?;
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let view = tree.view()?;
@@ -84,11 +90,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (ns, found, batches) = std::thread::scope(|s| {
             let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
             let start = Instant::now();
+            let part = n.div_ceil(threads);
+            let readers: Vec<_> = order
+                .chunks(part)
+                .map(|part| {
+                    let view = &view;
+                    let data = &data;
+                    s.spawn(move || {
+                        let mut found = 0usize;
+                        for &i in part {
+                            let (k, v) = &data[i];
+                            let same = view.get_with(k, |value| value == v.as_slice())?;
+                            found += usize::from(same == Some(true));
+                        }
+                        Ok::<_, larix::Error>(found)
+                    })
+                })
+                .collect();
             let mut found = 0usize;
-            for &i in &order {
-                let (k, v) = &data[i];
-                found +=
-                    usize::from(view.get_with(k, |value| value == v.as_slice())? == Some(true));
+            for r in readers {
+                found += r.join().map_err(|_| "a reader panicked")??;
             }
             let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
             done.store(true, Ordering::Relaxed);

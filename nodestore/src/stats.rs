@@ -1,5 +1,7 @@
 //! Counters the store keeps about itself.
 
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A snapshot of the counters of a store (and of the forest on it:
@@ -79,6 +81,61 @@ impl Stats {
 }
 
 /// Adds `n` to a counter (relaxed: counters order nothing).
-pub(crate) fn bump(c: &std::sync::atomic::AtomicU64, n: u64) {
-    c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+pub(crate) fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Stripes of a [`Striped`] counter.
+const STRIPES: usize = 8;
+
+/// A counter bumped on every read, from any number of threads: each
+/// thread adds to a stripe of its own, on a cache line of its own, and a
+/// reading sums the stripes. One shared counter passes its line between
+/// the cores of concurrent readers on every bump.
+#[derive(Default)]
+pub(crate) struct Striped([CachePadded<AtomicU64>; STRIPES]);
+
+impl Striped {
+    /// Adds `n` (relaxed: counters order nothing).
+    pub(crate) fn bump(&self, n: u64) {
+        self.0[stripe()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sum of the stripes.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// This thread's stripe: threads take stripes in turn as they first bump.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    // A thread being torn down shares the first stripe.
+    STRIPE.try_with(|s| *s).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_striped_counter_sums_every_threads_bumps() {
+        let c = Striped::default();
+        // More threads than stripes, so some share one.
+        std::thread::scope(|s| {
+            for t in 0..(2 * STRIPES as u64 + 3) {
+                let c = &c;
+                s.spawn(move || {
+                    for _ in 0..1_000 {
+                        c.bump(t + 1);
+                    }
+                });
+            }
+        });
+        let threads = 2 * STRIPES as u64 + 3;
+        assert_eq!(c.get(), 1_000 * threads * (threads + 1) / 2);
+    }
 }

@@ -12,6 +12,7 @@
 //! held, and the lock order is state, then shard.
 
 use crate::{Codec, NodeId};
+use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -83,7 +84,10 @@ impl<N: Codec> Shard<N> {
 /// atomic with the dirty queue and the in-flight map (S4) are made with
 /// the store's state lock held; the lock order is state, then shard.
 pub(super) struct Cache<N> {
-    shards: Box<[RwLock<Shard<N>>]>,
+    /// Each on a cache line of its own: a hit writes its shard's lock
+    /// word, which would otherwise pass a line holding its neighbours'
+    /// between the cores of readers hitting different shards.
+    shards: Box<[CachePadded<RwLock<Shard<N>>>]>,
     bytes: AtomicUsize,
     /// The shard the next eviction starts from.
     cursor: AtomicUsize,
@@ -94,11 +98,11 @@ impl<N: Codec> Cache<N> {
         Cache {
             shards: (0..CACHE_SHARDS)
                 .map(|_| {
-                    RwLock::new(Shard {
+                    CachePadded::new(RwLock::new(Shard {
                         map: FxHashMap::default(),
                         ring: VecDeque::new(),
                         bytes: 0,
-                    })
+                    }))
                 })
                 .collect(),
             bytes: Default::default(),

@@ -23,7 +23,7 @@
 //!   writes ([`NodeStore::writable`]) and commits until it is reopened, and
 //!   the last commit stays on disk untouched.
 
-use crate::stats::bump;
+use crate::stats::{bump, Striped};
 use crate::{
     node_digest, read_blob, Backend, BlobKind, Codec, Damage, Directory, FileId, FormatError,
     Location, NodeId, NodeTable, SegmentId, SegmentWriter, Stats, StoreError, Superblock,
@@ -265,9 +265,9 @@ impl<N: Codec> State<N> {
 /// Counters, updated without the lock.
 #[derive(Default)]
 struct Counters {
-    cache_hits: AtomicU64,
+    cache_hits: Striped,
     cache_misses: AtomicU64,
-    dirty_hits: AtomicU64,
+    dirty_hits: Striped,
     inflight_hits: AtomicU64,
     inflight_waits: AtomicU64,
     blobs_written: AtomicU64,
@@ -717,12 +717,12 @@ impl<N: Codec> NodeStore<N> {
         // The cache never holds a freed, dirty or in-flight id (S4), so a
         // hit needs neither the table nor the state lock.
         if let Some(n) = self.shared.cache.get(id) {
-            bump(&c.cache_hits, 1);
+            c.cache_hits.bump(1);
             return Ok(n);
         }
         // Nor does the dirty queue (the newest version, if there).
         if let Some(n) = self.shared.dirty.read().peek(id) {
-            bump(&c.dirty_hits, 1);
+            c.dirty_hits.bump(1);
             return Ok(n);
         }
         let (node, loc, st) = loop {
@@ -732,7 +732,7 @@ impl<N: Codec> NodeStore<N> {
                     return Err(StoreError::NodeMissing { id });
                 };
                 if let Some(n) = self.shared.dirty.read().peek(id) {
-                    bump(&c.dirty_hits, 1);
+                    c.dirty_hits.bump(1);
                     return Ok(n);
                 }
                 if let Some(n) = st.inflight.get(id) {
@@ -950,7 +950,7 @@ impl<N: Codec> NodeStore<N> {
             };
             // A writer's nodes are mostly dirty: found under this lock.
             if let Some(n) = self.shared.dirty.read().peek(id) {
-                bump(&self.shared.counters.dirty_hits, 1);
+                self.shared.counters.dirty_hits.bump(1);
                 return Ok((n, entry.refcount));
             }
             entry.refcount
@@ -1041,9 +1041,9 @@ impl<N: Codec> NodeStore<N> {
         Stats {
             nodes,
             commits: get(&c.commits),
-            cache_hits: get(&c.cache_hits),
+            cache_hits: c.cache_hits.get(),
             cache_misses: get(&c.cache_misses),
-            dirty_hits: get(&c.dirty_hits),
+            dirty_hits: c.dirty_hits.get(),
             inflight_hits: get(&c.inflight_hits),
             inflight_waits: get(&c.inflight_waits),
             blobs_written: get(&c.blobs_written),
