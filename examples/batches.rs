@@ -101,5 +101,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.cache_hits,
         stats.cache_misses
     );
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    println!(
+        "decoded nodes in memory: {:.1} MiB clean, {:.1} MiB dirty, {:.1} MiB in flight",
+        mib(stats.cached_bytes),
+        mib(stats.dirty_bytes),
+        mib(stats.inflight_bytes)
+    );
     Ok(())
 }

@@ -442,3 +442,28 @@ fn a_commit_by_checkpoint_cut_anywhere_lands_whole_or_not_at_all() {
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+#[test]
+fn memory_counts_follow_changed_nodes_from_the_dirty_queue_to_the_cache() {
+    let disk = FaultyBackend::new();
+    let forest = open(&disk, options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    for i in 0..500 {
+        t.insert(&key(i), &[3u8; 40]).unwrap();
+    }
+    forest.commit().unwrap();
+    // A logged commit leaves the changed nodes in memory, dirty.
+    let logged = forest.stats();
+    assert!(logged.dirty_bytes > 0, "{logged:?}");
+    forest.checkpoint().unwrap();
+    let checkpointed = forest.stats();
+    assert_eq!(checkpointed.dirty_bytes, 0, "{checkpointed:?}");
+    assert_eq!(checkpointed.inflight_bytes, 0, "{checkpointed:?}");
+    assert!(checkpointed.cached_bytes > 0, "{checkpointed:?}");
+    // Reading every key keeps the clean cache within its budget.
+    for i in 0..500 {
+        assert!(t.get(&key(i)).unwrap().is_some());
+    }
+    let read = forest.stats();
+    assert!(read.cached_bytes <= 1 << 20, "{read:?}");
+}

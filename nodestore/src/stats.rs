@@ -51,6 +51,14 @@ pub struct Stats {
     /// Bytes of commit log the next checkpoint drops: what this session
     /// logged since the last checkpoint and what it replayed at open.
     pub log_since_checkpoint: u64,
+    /// Memory held by the clean cache's decoded nodes (as counted against
+    /// the cache budget).
+    pub cached_bytes: u64,
+    /// Memory held by decoded nodes changed since the last checkpoint and
+    /// not yet handed to the workers (the dirty queue).
+    pub dirty_bytes: u64,
+    /// Memory held by nodes handed to the workers and not yet written.
+    pub inflight_bytes: u64,
     /// Bytes of all segment files.
     pub disk_bytes: u64,
     /// Bytes of the records the committed state and the node table refer

@@ -1030,10 +1030,10 @@ impl<N: Codec> NodeStore<N> {
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (nodes, retired_nodes) = {
+        let (nodes, retired_nodes, inflight_bytes) = {
             let st = self.shared.state.lock();
             let retired = st.retired.len() as u64;
-            (st.table.len() - retired, retired)
+            (st.table.len() - retired, retired, st.inflight.bytes())
         };
         let segments = self.segment_usage().unwrap_or_default();
         let disk_bytes = segments.iter().map(|u| u.total_bytes).sum();
@@ -1055,6 +1055,9 @@ impl<N: Codec> NodeStore<N> {
             log_syncs: get(&c.log_syncs),
             checkpoints: get(&c.checkpoints),
             log_since_checkpoint: self.shared.log.since_checkpoint().0,
+            cached_bytes: self.shared.cache.bytes() as u64,
+            dirty_bytes: self.shared.dirty.read().bytes as u64,
+            inflight_bytes: inflight_bytes as u64,
             disk_bytes,
             live_bytes,
             segments,
