@@ -339,6 +339,76 @@ fn a_bulk_build_failing_at_any_step_reopens_whole_or_empty() {
     }
 }
 
+/// A batch into a tree that holds entries (so inserted in runs, each run
+/// one write set: `Tree::insert_batch`), the tree many times larger than
+/// the cache, with the backend failing after `n` calls for a growing `n`:
+/// a failed batch leaves exactly the pairs before some point inserted, in
+/// key order, the tree checks clean, and once healed its commit survives
+/// a crash.
+#[test]
+fn a_batch_failing_at_any_step_leaves_a_prefix_in_key_order() {
+    let loaded: Vec<u16> = (0..2000).map(|i| i * 2).collect();
+    // New keys between the loaded ones and overwrites of loaded ones, in
+    // no order; the batch sorts them.
+    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = (0..500u16)
+        .map(|i| {
+            let k = (i * 7919) % 4000;
+            (key(k), vec![b'n'; 8 + usize::from(k % 11)])
+        })
+        .collect();
+    batch.reverse();
+    let mut sorted = batch.clone();
+    sorted.sort();
+    let mut n = 0;
+    loop {
+        let disk = FaultyBackend::new();
+        let forest = open_checked(&disk);
+        let t = forest.create_tree("t").unwrap();
+        for &k in &loaded {
+            t.insert(&key(k), &value(k, 1)).unwrap();
+        }
+        forest.checkpoint().unwrap();
+        disk.fail_after(n);
+        let done = t.insert_batch(batch.iter().map(|(k, v)| (k, v)));
+        disk.heal();
+        let applied: Vec<bool> = sorted
+            .iter()
+            .map(|(k, v)| t.get(k).unwrap().as_ref() == Some(v))
+            .collect();
+        let prefix = applied.iter().take_while(|&&a| a).count();
+        assert!(
+            applied[prefix..].iter().all(|&a| !a),
+            "failing after {n} calls: not a prefix ({prefix} first, then {:?})",
+            applied[prefix..].iter().filter(|&&a| a).count()
+        );
+        for &k in &loaded {
+            if sorted[prefix..].iter().any(|(bk, _)| *bk == key(k)) {
+                assert_eq!(t.get(&key(k)).unwrap(), Some(value(k, 1)));
+            }
+        }
+        let report = forest.check().unwrap();
+        assert!(report.is_clean(), "failing after {n} calls: {report}");
+        if done.is_ok() {
+            assert_eq!(prefix, sorted.len());
+            assert!(n > 10, "a batch of 500 pairs took only {n} calls");
+            break;
+        }
+        if forest.commit().is_ok() {
+            drop(t);
+            disk.kill();
+            drop(forest);
+            disk.crash(CrashMode::DropUnsynced);
+            disk.heal();
+            let forest = open_checked(&disk);
+            let t = forest.tree("t").unwrap().unwrap();
+            for (i, (k, v)) in sorted.iter().enumerate() {
+                assert_eq!(t.get(k).unwrap().as_ref() == Some(v), i < prefix);
+            }
+        }
+        n = n * 3 / 2 + 1;
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 

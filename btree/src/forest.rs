@@ -60,6 +60,10 @@ struct Base {
 /// size takes bounded memory.
 const SPILL_BYTES: usize = 1 << 20;
 
+/// Pairs of a batch inserted in one write set (`Tree::insert_runs`): the
+/// nodes they edit stay out of the store's dirty queue until the run ends.
+const RUN_LEN: usize = 256;
+
 /// A change whose operations take at least one byte per this many bytes of
 /// dirty nodes commits by checkpoint rather than by the log.
 const OVERFLOW_SHARE: u64 = 4;
@@ -789,12 +793,83 @@ impl Tree {
         if inline && bytes >= SPILL_BYTES && self.is_empty_in(&catalog)? {
             return self.build_in(&mut catalog, pairs);
         }
+        if inline && !catalog.has_values() {
+            return self.insert_runs(&mut catalog, &pairs);
+        }
         for (k, v) in &pairs {
             let (k, v) = (k.as_ref(), v.as_ref());
             if self.check_entry(k, v.len() as u64)? {
                 self.insert_in(&mut catalog, k, v)?;
             } else {
                 self.insert_out(&mut catalog, k, &mut &v[..], v.len() as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts `pairs` (sorted, every value inline, the forest holding no
+    /// out-of-line value), as many as [`RUN_LEN`] in one write set: a run
+    /// takes the root and the index nodes it passes out of the store once
+    /// and hands them back once, where one write set per pair took them
+    /// and handed them back for each. Only edits in place join a run (no
+    /// shared node on the path, the leaf's first key kept): planned with
+    /// every read done before the first edit, each cannot fail once
+    /// begun, so a failure while planning pair k leaves pairs before it
+    /// applied and nothing of pair k. A pair that must copy ends the run
+    /// and goes alone, as [`Tree::insert`] would.
+    fn insert_runs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        catalog: &mut Catalog,
+        pairs: &[(K, V)],
+    ) -> Result<()> {
+        let limits = self.shared.limits;
+        let mut rest = pairs;
+        while !rest.is_empty() {
+            let mut root = catalog.root(&self.name)?;
+            self.shared.spill_if_full()?;
+            let scratch = self.shared.scratch.lock().take().unwrap_or_default();
+            let mut txn = Txn::recycled(&self.shared.store, scratch).values(false);
+            let mut done = 0;
+            let mut failed = None;
+            for (k, v) in rest.iter().take(RUN_LEN) {
+                let (k, v) = (k.as_ref(), v.as_ref());
+                match mutate::plan_in_place(&mut txn, &limits, root, &Edit::Put(k, v)) {
+                    Ok(Plan::InPlace(path)) => {
+                        root = mutate::insert(
+                            &mut txn,
+                            &limits,
+                            root,
+                            k,
+                            Stored::Inline(v),
+                            Some(path),
+                        )?;
+                        done += 1;
+                    }
+                    Ok(Plan::Copying | Plan::Absent) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            *self.shared.scratch.lock() = txn.apply()?;
+            catalog.set_root(&self.name, root);
+            for (k, v) in &rest[..done] {
+                self.shared.record(&Op::Insert {
+                    tree: &self.name,
+                    key: k.as_ref(),
+                    value: v.as_ref(),
+                });
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            rest = &rest[done..];
+            if done < RUN_LEN {
+                if let Some((k, v)) = rest.first() {
+                    self.insert_in(catalog, k.as_ref(), v.as_ref())?;
+                    rest = &rest[1..];
+                }
             }
         }
         Ok(())

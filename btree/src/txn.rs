@@ -47,8 +47,10 @@ pub(crate) struct Scratch {
 }
 
 /// Entries past which a write set's collections are dropped rather than
-/// kept (a tree removal's), so that a scratch holds little memory.
-const SCRATCH_KEEP: usize = 256;
+/// kept (a tree removal's), so that a scratch holds little memory; a run
+/// of a batch's inserts (`RUN_LEN` pairs, a leaf or two each) stays under
+/// it.
+const SCRATCH_KEEP: usize = 1024;
 
 impl<'s> Txn<'s> {
     /// An empty write set over `store`.
@@ -88,7 +90,8 @@ impl<'s> Txn<'s> {
     /// Takes `nodes` (id and current version, read by the caller, each
     /// with refcount 1) out of the store, so that editing them copies
     /// nothing: the write set then holds the only reference (unless a
-    /// write of the node is in flight, and then the edit copies).
+    /// write of the node is in flight, and then the edit copies). A node
+    /// the write set already holds stays as it is.
     ///
     /// The caller must have done every fallible read the operation needs:
     /// after the first edit the write set cannot be rolled back. If it is
@@ -100,6 +103,12 @@ impl<'s> Txn<'s> {
         self.store.writable()?;
         let first = self.taken.len();
         for (id, node) in nodes {
+            // One this write set already holds (taken or created by an
+            // earlier edit of a run) is out of the store: the caller's
+            // handle is only a second one to the same version.
+            if self.nodes.contains_key(&id) {
+                continue;
+            }
             self.nodes.insert(id, node);
             self.taken.push(id);
         }
