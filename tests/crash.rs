@@ -352,7 +352,7 @@ fn a_batch_failing_at_any_step_leaves_a_prefix_in_key_order() {
     // no order; the batch sorts them.
     let mut batch: Vec<(Vec<u8>, Vec<u8>)> = (0..500u16)
         .map(|i| {
-            let k = (i * 7919) % 4000;
+            let k = u16::try_from(u32::from(i) * 7919 % 4000).expect("below 4000");
             (key(k), vec![b'n'; 8 + usize::from(k % 11)])
         })
         .collect();
