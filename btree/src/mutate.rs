@@ -92,8 +92,9 @@ pub(crate) enum Edit<'a> {
 /// 1 (no shadow copies, no refcount changes; a node frozen by a pin is
 /// moved to a copy, which reads nothing), the leaf stays at least
 /// minimal (B3 holds without a merge, which would read a sibling) and its
-/// smallest key is unchanged (B1 holds without index key changes, which
-/// could shrink a parent). Splits only create nodes, so they are allowed.
+/// index key stays at or below its smallest key (B1 holds without index
+/// key changes, which could shrink a parent). Splits only create nodes,
+/// so they are allowed.
 pub(crate) fn plan_in_place(
     txn: &mut Txn,
     limits: &Limits,
@@ -128,18 +129,29 @@ pub(crate) fn plan_in_place(
     let leaf = &path.last().expect("a path has a leaf").1;
     let is_root = path.len() == 1;
     let at = leaf.search_for_write(key);
-    // The leaf's encoded size after the edit, and whether its smallest key
-    // stays (an insert or a removal at position 0 changes it).
-    let (size, keeps_first) = match (edit, at) {
+    // Whether every index key on the path stays at or below `k` (B1): the
+    // search guarantees it where it took any child but the first, so only
+    // first children are compared (`refresh_key` would lower their keys).
+    let bounded = |k: &[u8]| {
+        steps
+            .iter()
+            .zip(&path)
+            .all(|(&(_, i), (_, node))| i > 0 || node.key(0) <= k)
+    };
+    // The leaf's encoded size after the edit, and whether every index key
+    // above it stays a lower bound of its subtree. A new smallest key at or
+    // above the leaf's index key changes nothing above; a removed smallest
+    // key leaves its index key below the rest (keys are never raised).
+    let (size, keys_hold) = match (edit, at) {
         (Edit::Remove(_), Err(_)) => return Ok(Plan::Absent),
-        (Edit::Put(k, v), Err(i)) => (leaf.size() + leaf_entry_len(k, v), i > 0),
+        (Edit::Put(k, v), Err(i)) => (leaf.size() + leaf_entry_len(k, v), i > 0 || bounded(k)),
         (Edit::Put(k, v), Ok(i)) => (
             leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v),
             true,
         ),
-        (Edit::Remove(k), Ok(i)) => (leaf.size() - leaf_entry_len(k, leaf.value(i)), i > 0),
+        (Edit::Remove(k), Ok(i)) => (leaf.size() - leaf_entry_len(k, leaf.value(i)), true),
     };
-    let in_bounds = is_root || (keeps_first && size >= limits.min_node());
+    let in_bounds = is_root || (keys_hold && size >= limits.min_node());
     if !in_bounds {
         return Ok(Plan::Copying);
     }
