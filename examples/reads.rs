@@ -5,17 +5,18 @@
 //! repeatable target for the read path's memory behaviour.
 //!
 //! Run: `cargo run --release --example reads -- 1000000 [--rounds N]
-//! [--disk DIR] [--cache MIB] [--files ROOT] [--scans]`. Without `--disk` the forest
-//! is in memory. With `--files`, the keys are the paths under ROOT (at most
-//! N, in sorted walk order) with 20-byte values, as in the comparison's
-//! file catalogue. With `--scans`, it then times scans of ten entries
-//! from half the keys. With `--writer`, a second thread overwrites random
-//! loaded pairs in batches of 1,000, each committed, while each round
-//! reads (the comparison's "beside a writer" row, with one reader); the
-//! round then also prints the batches, the clean cache's misses and the
-//! checkpoints. With `--threads T`, T threads share each round's reads
-//! (each its part of the order, on one view), and the time is per read
-//! of the whole round.
+//! [--disk DIR] [--cache MIB] [--files ROOT] [--scans [--scan-len L]]`.
+//! Without `--disk` the forest is in memory. With `--files`, the keys are
+//! the paths under ROOT (at most N, in sorted walk order) with 20-byte
+//! values, as in the comparison's file catalogue. With `--scans`, it then
+//! times scans of ten entries (L with `--scan-len`) from half the keys.
+//! With `--writer`, a second thread overwrites random loaded pairs in
+//! batches of 1,000, each committed, while each round reads (the
+//! comparison's "beside a writer" row, with one reader); the round then
+//! also prints the batches, the clean cache's misses and the checkpoints.
+//! With `--threads T`, T threads share each round's reads (each its part
+//! of the order, on one view), and the time is per read of the whole
+//! round.
 
 use larix::{Forest, Options, Tree};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,12 +139,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     times.sort_by(f64::total_cmp);
     println!("median of {rounds}: {:.0} ns per read", times[rounds / 2]);
     if args.has("--scans") {
-        // Ten entries from each of n/2 keys, in the reading order.
+        // `len` entries (ten unless `--scan-len` says) from each of n/2
+        // keys, in the reading order.
+        let len: usize = flag("--scan-len").map_or(Ok(10), |l| l.parse())?;
         let view = tree.view()?;
         let start = Instant::now();
         let mut seen = 0;
         for &i in order.iter().take(n / 2) {
-            let mut left = 10;
+            let mut left = len;
             seen += view.scan(data[i].0.as_slice().., |_, _| {
                 left -= 1;
                 if left == 0 {
@@ -154,7 +157,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })?;
         }
         let ns = start.elapsed().as_secs_f64() * 1e9 / (n / 2) as f64;
-        println!("{} scans of 10 ({seen} entries): {ns:.0} ns each", n / 2);
+        println!("{} scans of {len} ({seen} entries): {ns:.0} ns each", n / 2);
     }
     Ok(())
 }
