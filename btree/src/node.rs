@@ -481,16 +481,23 @@ impl Node {
 
     /// The value of leaf entry `i` as stored.
     pub fn stored(&self, i: usize) -> Stored<'_> {
+        self.entry(i).1
+    }
+
+    /// The key and the value as stored of leaf entry `i`, parsed once (a
+    /// scan's step).
+    pub fn entry(&self, i: usize) -> (&[u8], Stored<'_>) {
         debug_assert!(self.is_leaf());
         let bytes = &self.bytes[..];
         let mut pos = self.offsets[i] as usize;
         let klen = get_len(bytes, &mut pos);
         let field = get_len(bytes, &mut pos);
+        let key = &bytes[pos..pos + klen];
         let value = &bytes[pos + klen..pos + klen + (field >> 1)];
         if field & 1 == 1 {
-            Stored::Out(ValueRef::from_bytes(value))
+            (key, Stored::Out(ValueRef::from_bytes(value)))
         } else {
-            Stored::Inline(value)
+            (key, Stored::Inline(value))
         }
     }
 

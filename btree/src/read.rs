@@ -70,15 +70,22 @@ impl Bounds {
         }
     }
 
-    /// Positions of the leaf entries inside the bounds.
-    fn in_leaf(&self, leaf: &Node) -> Range<usize> {
+    /// Positions of the leaf entries inside the bounds. A leaf after the
+    /// first of a walk (`later`) lies wholly past the bound the walk
+    /// started from (B1), so that bound is checked against its nearest key
+    /// instead of searched for: no search touches the leaf's heads, and a
+    /// damaged tree's misplaced keys still stay out.
+    fn in_leaf(&self, leaf: &Node, reverse: bool, later: bool) -> Range<usize> {
+        let n = leaf.len();
         let start = match &self.lo {
             Bound::Unbounded => 0,
+            _ if later && !reverse && n > 0 && self.above_lo(leaf.key(0)) => 0,
             Bound::Included(k) => leaf.search(k).unwrap_or_else(|i| i),
             Bound::Excluded(k) => leaf.search(k).map_or_else(|i| i, |i| i + 1),
         };
         let end = match &self.hi {
-            Bound::Unbounded => leaf.len(),
+            Bound::Unbounded => n,
+            _ if later && reverse && n > 0 && self.below_hi(leaf.key(n - 1)) => n,
             Bound::Included(k) => leaf.search(k).map_or_else(|i| i, |i| i + 1),
             Bound::Excluded(k) => leaf.search(k).unwrap_or_else(|i| i),
         };
@@ -263,10 +270,10 @@ pub(crate) type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'f;
 /// already read, whose child `j` `child` reads: a view holds its top
 /// nodes), in key order, its key and value borrowed from the leaf, until
 /// `f` breaks; returns the number of entries `f` was called on.
-pub(crate) fn scan(
+pub(crate) fn scan<'v>(
     store: &NodeStore<Node>,
     root: &Node,
-    child: &dyn Fn(usize) -> Result<Arc<Node>>,
+    child: &dyn Fn(usize) -> Result<&'v Node>,
     bounds: &Bounds,
     f: &mut Visit,
 ) -> Result<u64> {
@@ -275,13 +282,17 @@ pub(crate) fn scan(
     let mut each = |leaf: &Node, positions: Range<usize>| {
         for i in positions {
             seen += 1;
-            match with_value(store, leaf, i, |v| f(leaf.key(i), v)) {
-                Ok(flow) => flow?,
-                Err(e) => {
-                    failed = Some(e);
-                    return ControlFlow::Break(());
-                }
-            }
+            let flow = match leaf.entry(i) {
+                (key, Stored::Inline(v)) => f(key, v),
+                (key, Stored::Out(r)) => match value::load(store, r) {
+                    Ok(v) => f(key, &v),
+                    Err(e) => {
+                        failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                },
+            };
+            flow?;
         }
         ControlFlow::Continue(())
     };
@@ -294,22 +305,22 @@ pub(crate) fn scan(
 
 /// [`walk`] in key order from a root already read, its children read by
 /// `child`, below them from the store.
-fn walk_held(
+fn walk_held<'v>(
     store: &NodeStore<Node>,
     root: &Node,
-    child: &dyn Fn(usize) -> Result<Arc<Node>>,
+    child: &dyn Fn(usize) -> Result<&'v Node>,
     bounds: &Bounds,
     f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
 ) -> Result<()> {
     if bounds.is_empty() {
         return Ok(());
     }
+    let later = &mut false;
     if root.is_leaf() {
-        return walk_node(store, root, bounds, false, f).map(|_| ());
+        return walk_node(store, root, bounds, false, later, f).map(|_| ());
     }
     for j in bounds.in_index(root) {
-        let node = child(j)?;
-        if walk_node(store, &node, bounds, false, f)?.is_break() {
+        if walk_node(store, child(j)?, bounds, false, later, f)?.is_break() {
             break;
         }
     }
@@ -326,16 +337,18 @@ pub(crate) fn walk(
     reverse: bool,
     f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
 ) -> Result<()> {
-    walk_from(store, root, None, bounds, reverse, f).map(|_| ())
+    walk_from(store, root, None, bounds, reverse, &mut false, f).map(|_| ())
 }
 
-/// Walks the subtree of `id`, which must sit at `level` (any for a root).
+/// Walks the subtree of `id`, which must sit at `level` (any for a root);
+/// `later` is set once the walk has passed a leaf.
 fn walk_from(
     store: &NodeStore<Node>,
     id: NodeId,
     level: Option<u8>,
     bounds: &Bounds,
     reverse: bool,
+    later: &mut bool,
     f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>> {
     if bounds.is_empty() {
@@ -343,7 +356,7 @@ fn walk_from(
     }
     let node = store.get(id)?;
     expect_level(id, &node, level)?;
-    walk_node(store, &node, bounds, reverse, f)
+    walk_node(store, &node, bounds, reverse, later, f)
 }
 
 /// [`walk_from`] of a node already read and checked.
@@ -352,10 +365,12 @@ fn walk_node(
     node: &Node,
     bounds: &Bounds,
     reverse: bool,
+    later: &mut bool,
     f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>> {
     if node.is_leaf() {
-        let hits = bounds.in_leaf(node);
+        let hits = bounds.in_leaf(node, reverse, *later);
+        *later = true;
         if hits.is_empty() {
             return Ok(ControlFlow::Continue(()));
         }
@@ -368,7 +383,7 @@ fn walk_node(
             true => children.end - 1 - k,
             false => children.start + k,
         };
-        if walk_from(store, node.child(j), below, bounds, reverse, f)?.is_break() {
+        if walk_from(store, node.child(j), below, bounds, reverse, later, f)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }
     }

@@ -200,7 +200,7 @@ impl View {
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<u64> {
         let root = self.root_node()?;
-        let child = |j| self.child_node(root, j).cloned();
+        let child = |j| self.child_node(root, j).map(|n| &**n);
         read::scan(
             self.store(),
             root,
