@@ -232,21 +232,16 @@ pub(crate) fn value_in<T>(
     let Ok(i) = leaf.search(key) else {
         return Ok(None);
     };
-    with_value(store, leaf, i, f).map(Some)
+    with_value(store, leaf.stored(i), f).map(Some)
 }
 
-/// `f` of the value of leaf entry `i`, read from its chunks if it is
+/// `f` of a value as a leaf stores it, read from its chunks if it is
 /// stored out of line.
 ///
 /// # Errors
 /// A store error reading an out-of-line value.
-pub(crate) fn with_value<T>(
-    store: &NodeStore<Node>,
-    leaf: &Node,
-    i: usize,
-    f: impl FnOnce(&[u8]) -> T,
-) -> Result<T> {
-    match leaf.stored(i) {
+fn with_value<T>(store: &NodeStore<Node>, stored: Stored, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+    match stored {
         Stored::Inline(v) => Ok(f(v)),
         Stored::Out(r) => Ok(f(&value::load(store, r)?)),
     }
@@ -282,17 +277,14 @@ pub(crate) fn scan<'v>(
     let mut each = |leaf: &Node, positions: Range<usize>| {
         for i in positions {
             seen += 1;
-            let flow = match leaf.entry(i) {
-                (key, Stored::Inline(v)) => f(key, v),
-                (key, Stored::Out(r)) => match value::load(store, r) {
-                    Ok(v) => f(key, &v),
-                    Err(e) => {
-                        failed = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                },
-            };
-            flow?;
+            let (key, stored) = leaf.entry(i);
+            match with_value(store, stored, |v| f(key, v)) {
+                Ok(flow) => flow?,
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
         }
         ControlFlow::Continue(())
     };
@@ -315,12 +307,12 @@ fn walk_held<'v>(
     if bounds.is_empty() {
         return Ok(());
     }
-    let later = &mut false;
+    let mut later = false;
     if root.is_leaf() {
-        return walk_node(store, root, bounds, false, later, f).map(|_| ());
+        return walk_node(store, root, bounds, false, &mut later, f).map(|_| ());
     }
     for j in bounds.in_index(root) {
-        if walk_node(store, child(j)?, bounds, false, later, f)?.is_break() {
+        if walk_node(store, child(j)?, bounds, false, &mut later, f)?.is_break() {
             break;
         }
     }
