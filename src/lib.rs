@@ -35,7 +35,7 @@ pub use larix_btree::{Change, CheckReport, Diff, Problem};
 pub use larix_btree::{Error, LevelShape, Range, Result, Shape, Snapshot, Tree, ValueReader, View};
 pub use larix_filters::{FilterError, FilterSpec};
 pub use larix_nodestore::SegmentStats;
-pub use options::{Durability, Options};
+pub use options::{Durability, Options, MIN_CHECKPOINT_LOG_BYTES};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
