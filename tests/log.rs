@@ -393,30 +393,20 @@ fn concurrent_commits_replay_in_the_order_applied() {
             });
         }
     });
-    let before: Vec<_> = forest
-        .tree("t")
-        .unwrap()
-        .unwrap()
-        .range(..)
-        .unwrap()
-        .collect();
+    let before = entries(&forest, "t");
     // A checkpoint began meanwhile (it may still be running).
     let stats = forest.stats();
     assert!(stats.log_since_checkpoint < stats.log_bytes, "{stats:?}");
     let forest = Arc::try_unwrap(forest).ok().unwrap();
     crash(&disk, forest, CrashMode::DropUnsynced);
     let forest = open(&disk, options).unwrap();
-    let after: Vec<_> = forest
-        .tree("t")
-        .unwrap()
-        .unwrap()
-        .range(..)
-        .unwrap()
-        .collect();
-    assert_eq!(after.len(), before.len());
-    for (a, b) in after.into_iter().zip(before) {
-        assert_eq!(a.unwrap(), b.unwrap());
-    }
+    assert_eq!(entries(&forest, "t"), before);
+}
+
+/// Every entry of tree `name`, in order.
+fn entries(forest: &Forest, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let tree = forest.tree(name).unwrap().unwrap();
+    tree.range(..).unwrap().map(Result::unwrap).collect()
 }
 
 /// The log files of the store on `disk`.
