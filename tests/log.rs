@@ -69,6 +69,51 @@ fn many_small_commits_replay_after_a_crash() {
     assert!(forest.check().unwrap().is_clean());
 }
 
+/// A log grown past several steps of zeros written ahead of its records
+/// (L4; the larger steps are written in pieces) holds every record where
+/// replay finds it, and zeros after the last one.
+#[test]
+fn a_log_past_many_prefill_steps_replays() {
+    let disk = FaultyBackend::new();
+    // A cache that holds the tree: no node is evicted, so no checkpoint
+    // drops part of the log.
+    let options = options().cache_bytes(64 << 20);
+    let forest = open(&disk, options.clone()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    // Values that do not compress: the log passes the filters.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..500u32 {
+        for j in 0..64 {
+            let value: Vec<u8> = (0..25)
+                .flat_map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x.to_le_bytes()
+                })
+                .collect();
+            t.insert(&key(i * 64 + j), &value).unwrap();
+        }
+        forest.commit().unwrap();
+    }
+    let stats = forest.stats();
+    let logged = stats.log_bytes;
+    assert!(logged > 6 << 20, "{logged} log bytes");
+    assert_eq!(stats.log_since_checkpoint, logged, "{stats:?}");
+    let expected = entries(&forest, "t");
+    drop(t);
+    crash(&disk, forest, CrashMode::DropUnsynced);
+    let log = log_bytes(&disk);
+    assert!(
+        log.len() as u64 > logged,
+        "{} bytes for {logged}",
+        log.len()
+    );
+    assert!(log[logged as usize..].iter().all(|&b| b == 0));
+    let forest = open(&disk, options).unwrap();
+    assert_eq!(entries(&forest, "t"), expected);
+}
+
 #[test]
 fn a_one_key_commit_logs_a_few_hundred_bytes() {
     let disk = FaultyBackend::new();

@@ -38,6 +38,14 @@ const FIRST_PREFILL: u64 = 64 << 10;
 /// The largest step of zero-filling.
 const MAX_PREFILL: u64 = 4 << 20;
 
+/// The zeros written ahead of the records: never written to, so their
+/// pages stay the kernel's shared zero page. (A heap buffer of zeros that
+/// is only read maps that page too, and once the allocator hands the
+/// buffer's memory out again, the first write to each of its pages
+/// replaces the mapping with a flush of every CPU's TLB: interrupts on
+/// the readers' CPUs.)
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
 /// The top bit of the filter tweak of log records: it keeps them apart
 /// from node blobs (tweak 0) under the same numbers.
 const LOG_TWEAK: u64 = 1 << 63;
@@ -225,11 +233,14 @@ impl<N: Codec> Shared<N> {
         }
         let step = st.prefilled.clamp(FIRST_PREFILL, MAX_PREFILL).max(need);
         let file = FileId::Log(st.file);
-        let zeros = vec![0u8; step as usize];
-        self.backend
-            .write_at(file, st.prefilled, &zeros)
-            .map_err(|e| FormatError::io(self.backend.name(file), Some(st.prefilled), e))?;
-        st.prefilled += step;
+        let end = st.prefilled + step;
+        while st.prefilled < end {
+            let piece = &ZEROS[..(end - st.prefilled).min(ZEROS.len() as u64) as usize];
+            self.backend
+                .write_at(file, st.prefilled, piece)
+                .map_err(|e| FormatError::io(self.backend.name(file), Some(st.prefilled), e))?;
+            st.prefilled += piece.len() as u64;
+        }
         Ok(())
     }
 
