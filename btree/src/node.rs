@@ -577,13 +577,7 @@ impl Node {
         };
         let want = prefix(rest);
         debug_assert_eq!(self.heads.len(), self.len());
-        let probe = |mid: usize| {
-            debug_assert_eq!(self.heads[mid], self.head_of(mid), "stale head");
-            match self.heads[mid].cmp(&want) {
-                Ordering::Equal => self.key(mid).cmp(key),
-                decided => decided,
-            }
-        };
+        let probe = |mid: usize| self.probe(mid, want, rest);
         let (mut lo, mut hi) = (0, self.len());
         if last_first && hi > 0 {
             match probe(hi - 1) {
@@ -601,6 +595,24 @@ impl Node {
             }
         }
         Err(lo)
+    }
+
+    /// How entry `mid`'s key compares with a key whose bytes after the
+    /// node's shared prefix are `rest`, with head `want`: by the heads, and
+    /// on a tie by the bytes after the prefix (which every key of the node
+    /// and the key sought share). Inlined: a point read makes about two
+    /// dozen probes. (Both changes took the file catalogue's point reads
+    /// in `benches/compare` from 2,330 to 2,170 instructions each.)
+    #[inline(always)]
+    fn probe(&self, mid: usize, want: u64, rest: &[u8]) -> Ordering {
+        debug_assert_eq!(self.heads[mid], self.head_of(mid), "stale head");
+        match self.heads[mid].cmp(&want) {
+            Ordering::Equal => {
+                let key = self.key(mid);
+                key.get(self.skip..).unwrap_or_default().cmp(rest)
+            }
+            decided => decided,
+        }
     }
 
     /// The entry of an index node whose subtree may hold `key`: the last
