@@ -10,6 +10,10 @@ use larix_nodestore::testing::{CrashMode, FaultyBackend};
 use larix_nodestore::{Backend, FileId, FormatError, StoreError};
 use std::sync::Arc;
 
+#[path = "support/noise.rs"]
+mod support;
+use support::noise;
+
 fn options() -> Options {
     Options::default()
         .node_size(1024)
@@ -54,7 +58,7 @@ fn many_small_commits_replay_after_a_crash() {
         }
         forest.commit().unwrap();
     }
-    let expected: Vec<_> = t.range(..).unwrap().map(|r| r.unwrap()).collect();
+    let expected = entries(&forest, "t");
     let stats = forest.stats();
     assert_eq!(stats.commits, 2000);
     // One record and at most one sync per commit.
@@ -63,9 +67,7 @@ fn many_small_commits_replay_after_a_crash() {
     drop(t);
     crash(&disk, forest, CrashMode::DropUnsynced);
     let forest = open(&disk, options()).unwrap();
-    let t = forest.tree("t").unwrap().unwrap();
-    let got: Vec<_> = t.range(..).unwrap().map(|r| r.unwrap()).collect();
-    assert_eq!(got, expected);
+    assert_eq!(entries(&forest, "t"), expected);
     assert!(forest.check().unwrap().is_clean());
 }
 
@@ -81,18 +83,11 @@ fn a_log_past_many_prefill_steps_replays() {
     let forest = open(&disk, options.clone()).unwrap();
     let t = forest.create_tree("t").unwrap();
     // Values that do not compress: the log passes the filters.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for i in 0..500u32 {
         for j in 0..64 {
-            let value: Vec<u8> = (0..25)
-                .flat_map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x.to_le_bytes()
-                })
-                .collect();
-            t.insert(&key(i * 64 + j), &value).unwrap();
+            let n = i * 64 + j;
+            let seed = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            t.insert(&key(n), &noise(200, seed)).unwrap();
         }
         forest.commit().unwrap();
     }

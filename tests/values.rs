@@ -5,6 +5,10 @@ use larix::{Error, FilterSpec, Forest, Options, Tree};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+#[path = "support/noise.rs"]
+mod support;
+use support::noise;
+
 const KEY: [u8; 32] = [7; 32];
 
 /// The three filter stacks every size is tried with.
@@ -32,20 +36,6 @@ fn options(filters: Vec<FilterSpec>) -> Options {
         .cache_bytes(4 << 20)
         .workers(2)
         .filters(filters)
-}
-
-/// `len` bytes of a xorshift stream (incompressible), seeded.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// `len` bytes of English-like text (compressible).
