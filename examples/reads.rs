@@ -5,7 +5,8 @@
 //! repeatable target for the read path's memory behaviour.
 //!
 //! Run: `cargo run --release --example reads -- 1000000 [--rounds N]
-//! [--disk DIR] [--cache MIB] [--files ROOT] [--scans [--scan-len L]]`.
+//! [--disk DIR] [--cache MIB] [--node-size BYTES] [--files ROOT]
+//! [--scans [--scan-len L]]`.
 //! Without `--disk` the forest is in memory. With `--files`, the keys are
 //! the paths under ROOT (at most N, in sorted walk order) with 20-byte
 //! values, as in the comparison's file catalogue. With `--scans`, it then
@@ -34,8 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = args.count(1_000_000);
     let rounds: usize = flag("--rounds").map_or(Ok(5), |r| r.parse())?;
     let cache_mib: usize = flag("--cache").map_or(Ok(1024), |c| c.parse())?;
+    let node_size: usize = flag("--node-size").map_or(Ok(4096), |s| s.parse())?;
     let options = Options::default()
         .filters(vec![])
+        .node_size(node_size)
         .cache_bytes(cache_mib << 20);
     let forest = match flag("--disk") {
         Some(dir) => {

@@ -68,7 +68,9 @@ impl Options {
 
     /// The memory budget of decoded nodes, in bytes: the cache of clean
     /// nodes, the dirty queue of uncommitted ones (up to 5/8 of it) and the
-    /// writes in flight (1/8) together.
+    /// writes in flight (1/8) together. Views and snapshots may keep up to
+    /// a quarter as much again, together, of the index nodes and leaf
+    /// references their point reads pass (`docs/design.md`).
     pub fn cache_bytes(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
         self

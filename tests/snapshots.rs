@@ -387,6 +387,52 @@ fn a_snapshot_is_unchanged_by_every_later_change() {
 }
 
 /// A tree's range goes on with the tree as it was when `range` was called.
+/// A view keeps the nodes its point reads pass (index nodes held, leaves
+/// by weak references): reads through it stay right when the store evicts
+/// the leaves it kept, on a tree of several levels, and later writes do not
+/// reach it through what it kept.
+#[test]
+fn point_reads_of_a_view_stay_right_when_the_leaves_it_kept_are_evicted() {
+    let options = small().cache_bytes(1 << 20);
+    let forest = Forest::in_memory(options).unwrap();
+    let tree = forest.create_tree("t").unwrap();
+    let n = 20_000;
+    tree.insert_batch((0..n).map(|i| (key(i), value(i, 1))))
+        .unwrap();
+    forest.commit().unwrap();
+    forest.checkpoint().unwrap();
+    assert!(
+        tree.shape().unwrap().levels.len() >= 4,
+        "the test needs depth"
+    );
+    let view = tree.view().unwrap();
+    let mut misses = Vec::new();
+    for pass in 0..3 {
+        let before = forest.stats().cache_misses;
+        // A stride through the keys, so that each pass evicts what the
+        // one before read.
+        for i in (0..n).map(|i| (i * 7_919 + pass) % n) {
+            assert_eq!(view.get(&key(i)).unwrap(), Some(value(i, 1)), "key {i}");
+        }
+        assert_eq!(view.get(b"key-").unwrap(), None);
+        assert_eq!(view.get(b"key-999999").unwrap(), None);
+        misses.push(forest.stats().cache_misses - before);
+        if pass == 0 {
+            for i in 0..n {
+                tree.insert(&key(i), &value(i, 2)).unwrap();
+            }
+            forest.commit().unwrap();
+            forest.checkpoint().unwrap();
+        }
+    }
+    assert!(
+        misses[1..].iter().all(|&m| m > 0),
+        "no leaf was evicted, so no weak reference was tested: {misses:?}"
+    );
+    assert_eq!(tree.get(&key(5)).unwrap(), Some(value(5, 2)));
+    assert_clean(&forest);
+}
+
 #[test]
 fn a_range_iterates_the_tree_as_it_was_when_called() {
     let forest = Forest::in_memory(small()).unwrap();

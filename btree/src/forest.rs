@@ -21,7 +21,7 @@ use crate::mutate::{Edit, Plan};
 use crate::node::{self, leaf_entry_len, Node, Stored, ValueRef, MAX_VALUE_LEN, REF_LEN};
 use crate::range::Range;
 use crate::read::{self, Bounds};
-use crate::snapshot::{Pinned, Snapshot, View};
+use crate::snapshot::{MemoBudget, Pinned, Snapshot, View};
 use crate::txn::{Scratch, Txn};
 use crate::{build, mutate, value, Error, Result};
 use larix_nodestore::{NodeId, NodeStore, Pin};
@@ -44,6 +44,8 @@ pub(crate) struct ForestCore {
     /// locked only with the catalog locked for writing.
     scratch: Mutex<Option<Scratch>>,
     pub(crate) limits: Limits,
+    /// What the views of the forest may keep of the nodes they read.
+    pub(crate) memo: MemoBudget,
 }
 
 /// The catalog of the last checkpoint (or of the one the forest opened
@@ -184,6 +186,7 @@ impl Forest {
         check_roots(&catalog, &store)?;
         let forest = Forest {
             shared: Arc::new(ForestCore {
+                memo: MemoBudget::new(store.cache_bytes()),
                 store,
                 catalog: RwLock::new(catalog),
                 journal: Mutex::new(Journal::default()),

@@ -288,6 +288,8 @@ struct Counters {
 /// version. In-flight writes have a budget of their own.
 #[derive(Clone, Copy)]
 struct Budgets {
+    /// The configured `cache_bytes`, of which the rest are shares.
+    total: usize,
     resident: usize,
     dirty: usize,
     inflight: usize,
@@ -296,6 +298,7 @@ struct Budgets {
 impl Budgets {
     fn new(cache_bytes: usize) -> Self {
         Budgets {
+            total: cache_bytes,
             resident: cache_bytes / 8 * 7,
             dirty: cache_bytes / 8 * 5,
             inflight: cache_bytes / 8,
@@ -1046,6 +1049,13 @@ impl<N: Codec> NodeStore<N> {
     /// The catalog bytes of the last commit (empty for a new store).
     pub fn committed_catalog(&self) -> Vec<u8> {
         self.shared.state.lock().committed.catalog.clone()
+    }
+
+    /// The memory budget of decoded nodes the store was configured with
+    /// ([`StoreConfig::cache_bytes`]), for callers that size their own
+    /// memos by it.
+    pub fn cache_bytes(&self) -> usize {
+        self.shared.budgets.total
     }
 
     /// The store's counters.
