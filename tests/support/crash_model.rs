@@ -26,7 +26,10 @@
 //!   tried to write, and that one is the committed state from then on;
 //! - after every reopen the trees equal the committed model exactly and
 //!   `check()` is clean; a healing reopen first checks the live forest
-//!   against the live model.
+//!   against the live model;
+//! - a snapshot taken at a get and held until the next crash or reopen
+//!   shows, read twice at each later get, the trees of the moment it was
+//!   taken, whatever the operations between did.
 
 use larix::{Durability, Error, Forest, Options, Snapshot, Tree};
 use larix_nodestore::testing::{CrashMode, FaultyBackend};
@@ -187,6 +190,9 @@ pub struct Harness {
     armed: bool,
     /// The store reported a failure: no write may succeed until reopen.
     latched: bool,
+    /// A snapshot taken at a get, held until the next crash or reopen,
+    /// and the live state it was taken at.
+    held: Option<(Snapshot, State)>,
 }
 
 impl Harness {
@@ -213,6 +219,7 @@ impl Harness {
             attempted: Vec::new(),
             armed: false,
             latched: false,
+            held: None,
         };
         h.reopen_to(&[state], "setup")?;
         Ok(h)
@@ -445,6 +452,7 @@ impl Harness {
     /// If the reopened forest is no commit a crash may return to.
     pub fn crash(&mut self, mode: CrashMode) -> Checked {
         self.disk.kill();
+        self.held = None;
         self.forest = None;
         self.disk.crash(mode);
         let candidates = self.durable.clone();
@@ -467,6 +475,7 @@ impl Harness {
             self.disk.heal();
             self.verify_live()?;
         }
+        self.held = None;
         self.forest = None;
         self.disk.heal();
         let candidates = vec![self.committed.clone()];
@@ -724,6 +733,43 @@ impl Harness {
         }
         if let Some(got) = self.read("last", tree.last())? {
             ensure!(got == last, "last of {t}: {got:?}, want {last:?}");
+        }
+        self.read_held(slot, key)
+    }
+
+    /// Reads `key` of `slot` twice (the second read through what the first
+    /// left in the view) in the held snapshot, taking one of the live state
+    /// if none is held: it must show that state whatever happened since.
+    fn read_held(&mut self, slot: usize, key: &[u8]) -> Checked {
+        if self.held.is_none() {
+            let Some(snap) = self.read("snapshot", self.forest().snapshot())? else {
+                return Ok(());
+            };
+            self.held = Some((snap, self.live.clone()));
+        }
+        let (snap, state) = self.held.as_ref().expect("held above");
+        let (t, k) = (name(slot), String::from_utf8_lossy(key));
+        match (snap.tree(&t), &state[slot]) {
+            (None, None) => {}
+            (Some(view), Some(m)) => {
+                let want = m.get(key).cloned();
+                for pass in 0..2 {
+                    if let Some(got) = self.read("held snapshot get", view.get(key))? {
+                        ensure!(
+                            got == want,
+                            "get of {k:?} in {t} of a held snapshot, read {pass}: \
+                             {got:?}, want {want:?}"
+                        );
+                    }
+                }
+            }
+            (view, m) => {
+                return Err(format!(
+                    "a held snapshot has {t}: {}, its state: {}",
+                    view.is_some(),
+                    m.is_some()
+                ))
+            }
         }
         Ok(())
     }
