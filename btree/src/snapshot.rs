@@ -18,6 +18,7 @@ use crate::value::ValueReader;
 use crate::Result;
 use larix_nodestore::Codec;
 use larix_nodestore::{NodeId, NodeStore, Pin};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::{ControlFlow, RangeBounds};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -202,6 +203,35 @@ impl Top {
     }
 }
 
+/// The reads one call of a view served from what the view keeps, handed
+/// to the store's counters once, when the call ends.
+struct Kept<'a> {
+    store: &'a NodeStore<Node>,
+    hits: Cell<u64>,
+}
+
+impl<'a> Kept<'a> {
+    fn new(store: &'a NodeStore<Node>) -> Self {
+        Kept {
+            store,
+            hits: Cell::new(0),
+        }
+    }
+
+    fn hit(&self) {
+        self.hits.set(self.hits.get() + 1);
+    }
+}
+
+impl Drop for Kept<'_> {
+    fn drop(&mut self) {
+        match self.hits.get() {
+            0 => {}
+            n => self.store.count_kept_reads(n),
+        }
+    }
+}
+
 impl Drop for Top {
     fn drop(&mut self) {
         let spent = *self.spent.get_mut();
@@ -246,8 +276,9 @@ impl View {
     }
 
     /// The root node, read once.
-    fn root_node(&self) -> Result<&Arc<Node>> {
+    fn root_node(&self, kept: &Kept) -> Result<&Arc<Node>> {
         if let Some(node) = self.top.root.get() {
+            kept.hit();
             return Ok(node);
         }
         let node = self.store().get(self.root)?;
@@ -260,12 +291,13 @@ impl View {
     /// # Errors
     /// A store error.
     pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
-        let root = self.root_node()?;
+        let kept = Kept::new(self.store());
+        let root = self.root_node(&kept)?;
         if root.is_leaf() {
             return read::value_in(self.store(), root, key, f);
         }
         let i = root.child_index(key);
-        let mut node = self.child_node(root, i)?;
+        let mut node = self.child_node(root, i, &kept)?;
         let below = self
             .top
             .below
@@ -280,12 +312,14 @@ impl View {
             let slot = &slots[j];
             match slot.held.get() {
                 Some(Held::Index(child)) => {
+                    kept.hit();
                     node = child;
                     kids = &slot.kids;
                     continue;
                 }
                 Some(Held::Leaf(leaf)) => {
                     if let Some(leaf) = leaf.upgrade() {
+                        kept.hit();
                         return read::value_in(store, &leaf, key, f);
                     }
                 }
@@ -342,8 +376,9 @@ impl View {
         range: R,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<u64> {
-        let root = self.root_node()?;
-        let child = |j| self.child_node(root, j).map(|n| &**n);
+        let kept = Kept::new(self.store());
+        let root = self.root_node(&kept)?;
+        let child = |j| self.child_node(root, j, &kept).map(|n| &**n);
         read::scan(
             self.store(),
             root,
@@ -354,13 +389,14 @@ impl View {
     }
 
     /// Child `j` of the root, read once and checked to sit one level below.
-    fn child_node(&self, root: &Node, j: usize) -> Result<&Arc<Node>> {
+    fn child_node(&self, root: &Node, j: usize, kept: &Kept) -> Result<&Arc<Node>> {
         let children = self
             .top
             .children
             .get_or_init(|| (0..root.len()).map(|_| OnceLock::new()).collect());
         let slot = &children[j];
         if let Some(node) = slot.get() {
+            kept.hit();
             return Ok(node);
         }
         let node = read::child(self.store(), root, j)?;
@@ -444,7 +480,7 @@ mod tests {
     use larix_nodestore::NodeStore;
 
     #[test]
-    fn a_view_gives_back_the_memory_its_kept_nodes_took() {
+    fn a_view_counts_the_reads_it_serves_and_gives_back_the_memory_it_kept() {
         let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
         let t = f.create_tree("t").unwrap();
         let key = |i: u32| format!("key-{i:06}").into_bytes();
@@ -452,12 +488,24 @@ mod tests {
             .unwrap();
         f.commit().unwrap();
         assert!(t.shape().unwrap().levels.len() >= 4, "the test needs depth");
+        let levels = t.shape().unwrap().levels.len() as u64;
         let view = t.view().unwrap();
         let full = view.top.budget.left();
-        for i in (0..5_000).rev() {
-            let got = view.get(&key(i)).unwrap();
-            assert_eq!(got, Some(i.to_le_bytes().to_vec()), "key {i}");
+        for pass in 0..2 {
+            let reads = f.store().stats().node_reads();
+            for i in (0..5_000).rev() {
+                let got = view.get(&key(i)).unwrap();
+                assert_eq!(got, Some(i.to_le_bytes().to_vec()), "key {i}");
+            }
+            // Every node a read passes is counted once, by the store or as
+            // kept by the view.
+            let counted = f.store().stats().node_reads() - reads;
+            assert_eq!(counted, 5_000 * levels, "pass {pass}");
         }
+        assert!(
+            f.store().stats().kept_hits >= 5_000 * levels,
+            "the view kept nothing"
+        );
         let kept = full - view.top.budget.left();
         assert!(kept > 0, "the reads kept nothing");
         let clone = view.clone();

@@ -24,6 +24,11 @@ pub struct Stats {
     pub commits: u64,
     /// Reads served from the decoded-node cache.
     pub cache_hits: u64,
+    /// Reads a view served from the nodes it keeps: its root and the
+    /// root's children, and below them the index nodes and live leaf
+    /// references its point reads left (`docs/design.md`, "Read snapshots
+    /// and pins").
+    pub kept_hits: u64,
     /// Reads that went to disk.
     pub cache_misses: u64,
     /// Reads served from the dirty queue.
@@ -72,9 +77,9 @@ pub struct Stats {
 
 impl Stats {
     /// Nodes read, wherever they were found: the cache, the dirty queue,
-    /// the in-flight map or the disk (a cache miss).
+    /// the in-flight map, the disk (a cache miss) or what a view keeps.
     pub fn node_reads(&self) -> u64 {
-        self.cache_hits + self.cache_misses + self.dirty_hits + self.inflight_hits
+        self.cache_hits + self.cache_misses + self.dirty_hits + self.inflight_hits + self.kept_hits
     }
 
     /// Bytes on disk per live byte (1.0 when nothing is dead; 0.0 for a

@@ -123,6 +123,7 @@ pub fn stats_table(s: &Stats) -> Table {
         ("cache misses", table::count(s.cache_misses)),
         ("dirty-queue hits", table::count(s.dirty_hits)),
         ("in-flight hits", table::count(s.inflight_hits)),
+        ("view hits", table::count(s.kept_hits)),
         ("in-flight waits", table::count(s.inflight_waits)),
         ("time in sync", table::duration(s.sync_time)),
         ("log records", table::count(s.log_records)),

@@ -266,6 +266,7 @@ impl<N: Codec> State<N> {
 #[derive(Default)]
 struct Counters {
     cache_hits: Striped,
+    kept_hits: Striped,
     cache_misses: AtomicU64,
     dirty_hits: Striped,
     inflight_hits: AtomicU64,
@@ -1051,6 +1052,12 @@ impl<N: Codec> NodeStore<N> {
         self.shared.state.lock().committed.catalog.clone()
     }
 
+    /// Counts `n` node reads a caller served from nodes it keeps itself
+    /// (a view's), so that [`Stats::node_reads`] counts every read.
+    pub fn count_kept_reads(&self, n: u64) {
+        self.shared.counters.kept_hits.bump(n);
+    }
+
     /// The memory budget of decoded nodes the store was configured with
     /// ([`StoreConfig::cache_bytes`]), for callers that size their own
     /// memos by it.
@@ -1074,6 +1081,7 @@ impl<N: Codec> NodeStore<N> {
             nodes,
             commits: get(&c.commits),
             cache_hits: c.cache_hits.get(),
+            kept_hits: c.kept_hits.get(),
             cache_misses: get(&c.cache_misses),
             dirty_hits: c.dirty_hits.get(),
             inflight_hits: get(&c.inflight_hits),
