@@ -386,7 +386,6 @@ fn a_snapshot_is_unchanged_by_every_later_change() {
     assert_clean(&forest);
 }
 
-/// A tree's range goes on with the tree as it was when `range` was called.
 /// A view keeps the nodes its point reads pass (index nodes held, leaves
 /// by weak references): reads through it stay right when the store evicts
 /// the leaves it kept, on a tree of several levels, and later writes do not
@@ -433,6 +432,7 @@ fn point_reads_of_a_view_stay_right_when_the_leaves_it_kept_are_evicted() {
     assert_clean(&forest);
 }
 
+/// A tree's range goes on with the tree as it was when `range` was called.
 #[test]
 fn a_range_iterates_the_tree_as_it_was_when_called() {
     let forest = Forest::in_memory(small()).unwrap();

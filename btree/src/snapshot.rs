@@ -115,9 +115,9 @@ pub struct View {
 /// once the store has let the leaf go the read asks the store as before.
 struct Top {
     root: OnceLock<Arc<Node>>,
-    children: OnceLock<Box<[OnceLock<Arc<Node>>]>>,
-    /// The slots of the children of each of the root's children.
-    below: OnceLock<Box<[Kids]>>,
+    /// The root's children, held whatever their kind and outside the
+    /// budget, each with the slots of its own children.
+    children: OnceLock<Box<[Slot]>>,
     /// The bytes this view took from its forest's [`MemoBudget`].
     spent: AtomicUsize,
     budget: MemoBudget,
@@ -127,16 +127,45 @@ struct Top {
 /// not hold them when the node was first read through.
 type Kids = OnceLock<Option<Box<[Slot]>>>;
 
-/// One child of an index node, once read: an index node held (and its own
-/// children's slots), or a leaf weakly.
+/// One child of an index node, once read: held (a child of the root, or
+/// an index node, with its own children's slots), or a leaf weakly.
 struct Slot {
     held: OnceLock<Held>,
     kids: Kids,
 }
 
 enum Held {
-    Index(Arc<Node>),
-    Leaf(Weak<Node>),
+    Strong(Arc<Node>),
+    Weak(Weak<Node>),
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            held: OnceLock::new(),
+            kids: OnceLock::new(),
+        }
+    }
+
+    /// The node the slot holds strongly, if it holds one.
+    fn strong(&self) -> Option<&Arc<Node>> {
+        match self.held.get()? {
+            Held::Strong(node) => Some(node),
+            Held::Weak(_) => None,
+        }
+    }
+
+    /// Holds `node`, read for this slot, unless another reader's copy of
+    /// it is held already; returns the node held.
+    fn hold(&self, node: Arc<Node>) -> &Arc<Node> {
+        match self.held.get_or_init(|| Held::Strong(node)) {
+            Held::Strong(node) => node,
+            Held::Weak(_) => unreachable!(
+                "a slot holds what its parent's level gives: a child of the root or an \
+                 index node strongly, a leaf below them weakly"
+            ),
+        }
+    }
 }
 
 /// What the memory budget counts for a slot: the slot itself and the
@@ -168,7 +197,6 @@ impl Top {
         Top {
             root: OnceLock::new(),
             children: OnceLock::new(),
-            below: OnceLock::new(),
             spent: AtomicUsize::new(0),
             budget,
         }
@@ -192,14 +220,8 @@ impl Top {
     /// Slots for the `n` children of an index node, if the budget holds
     /// them.
     fn slots(&self, n: usize) -> Option<Box<[Slot]>> {
-        self.spend(n * SLOT_COST).then(|| {
-            (0..n)
-                .map(|_| Slot {
-                    held: OnceLock::new(),
-                    kids: OnceLock::new(),
-                })
-                .collect()
-        })
+        self.spend(n * SLOT_COST)
+            .then(|| (0..n).map(|_| Slot::new()).collect())
     }
 }
 
@@ -291,19 +313,13 @@ impl View {
     /// # Errors
     /// A store error.
     pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
-        let kept = Kept::new(self.store());
+        let store = self.store();
+        let kept = Kept::new(store);
         let root = self.root_node(&kept)?;
         if root.is_leaf() {
-            return read::value_in(self.store(), root, key, f);
+            return read::value_in(store, root, key, f);
         }
-        let i = root.child_index(key);
-        let mut node = self.child_node(root, i, &kept)?;
-        let below = self
-            .top
-            .below
-            .get_or_init(|| (0..root.len()).map(|_| OnceLock::new()).collect());
-        let mut kids = &below[i];
-        let store = self.store();
+        let (mut node, mut kids) = self.root_child(root, root.child_index(key), &kept)?;
         while !node.is_leaf() {
             let j = node.child_index(key);
             let Some(slots) = kids.get_or_init(|| self.top.slots(node.len())) else {
@@ -311,13 +327,13 @@ impl View {
             };
             let slot = &slots[j];
             match slot.held.get() {
-                Some(Held::Index(child)) => {
+                Some(Held::Strong(child)) => {
                     kept.hit();
                     node = child;
                     kids = &slot.kids;
                     continue;
                 }
-                Some(Held::Leaf(leaf)) => {
+                Some(Held::Weak(leaf)) => {
                     if let Some(leaf) = leaf.upgrade() {
                         kept.hit();
                         return read::value_in(store, &leaf, key, f);
@@ -330,17 +346,13 @@ impl View {
                 // A slot set before keeps its reference, dead once the
                 // store let the leaf go: that leaf is read from the store
                 // from then on, as every leaf was before views had slots.
-                let _ = slot.held.set(Held::Leaf(Arc::downgrade(&child)));
+                let _ = slot.held.set(Held::Weak(Arc::downgrade(&child)));
                 return read::value_in(store, &child, key, f);
             }
             if !self.top.spend(child.mem_size()) {
                 return read::lookup_from(store, &child, key, f);
             }
-            let held = slot.held.get_or_init(|| Held::Index(child));
-            let Held::Index(child) = held else {
-                unreachable!("a slot holds the kind of node its parent's level gives")
-            };
-            node = child;
+            node = slot.hold(child);
             kids = &slot.kids;
         }
         read::value_in(store, node, key, f)
@@ -378,7 +390,7 @@ impl View {
     ) -> Result<u64> {
         let kept = Kept::new(self.store());
         let root = self.root_node(&kept)?;
-        let child = |j| self.child_node(root, j, &kept).map(|n| &**n);
+        let child = |j| self.root_child(root, j, &kept).map(|(n, _)| &**n);
         read::scan(
             self.store(),
             root,
@@ -388,19 +400,20 @@ impl View {
         )
     }
 
-    /// Child `j` of the root, read once and checked to sit one level below.
-    fn child_node(&self, root: &Node, j: usize, kept: &Kept) -> Result<&Arc<Node>> {
+    /// Child `j` of the root, read once and checked to sit one level
+    /// below, and the slots of its own children.
+    fn root_child(&self, root: &Node, j: usize, kept: &Kept) -> Result<(&Arc<Node>, &Kids)> {
         let children = self
             .top
             .children
-            .get_or_init(|| (0..root.len()).map(|_| OnceLock::new()).collect());
+            .get_or_init(|| (0..root.len()).map(|_| Slot::new()).collect());
         let slot = &children[j];
-        if let Some(node) = slot.get() {
+        if let Some(node) = slot.strong() {
             kept.hit();
-            return Ok(node);
+            return Ok((node, &slot.kids));
         }
         let node = read::child(self.store(), root, j)?;
-        Ok(slot.get_or_init(|| node))
+        Ok((slot.hold(node), &slot.kids))
     }
 
     /// The entries within `range`, in key order; double-ended.
