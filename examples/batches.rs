@@ -1,11 +1,13 @@
 //! Durable commits of batches of random keys on a store on disk, after a
 //! load of N entries that is checkpointed first: time per batch commit,
-//! and node copies the commits cost (nodes written per batch). Both the
+//! and node copies the commits cost (nodes written per batch), then the
+//! time of the next read, which applies what the write buffer held back
+//! (`--no-buffer` turns the buffer off). Both the
 //! load and the batches go through `Tree::insert_batch`, as in
 //! `benches/compare`.
 //!
 //! Run: `cargo run --release --example batches -- DIR [N] [BATCHES] [LEN]
-//! [--random]` (default 1,000,000 entries, 100 batches of 1,000 keys).
+//! [--random] [--no-buffer]` (default 1,000,000 entries, 100 batches of 1,000 keys).
 //! Keys are spread by a multiplicative hash in their first eight bytes and
 //! values are all alike, unless `--random` makes every byte of both random
 //! (as in `benches/compare`).
@@ -69,10 +71,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
     let dir = args
         .first()
-        .ok_or("usage: batches DIR [N] [BATCHES] [LEN] [--random]")?;
+        .ok_or("usage: batches DIR [N] [BATCHES] [LEN] [--random] [--no-buffer]")?;
     let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (n, batches, len) = (arg(1, 1_000_000), arg(2, 100), arg(3, 1_000));
-    let options = Options::default()
+    let mut options = Options::default();
+    if all.iter().any(|a| a == "--no-buffer") {
+        options = options.write_buffer_bytes(0);
+    }
+    let options = options
         .cache_bytes(1 << 30)
         .filters(vec![FilterSpec::zstd(1), FilterSpec::checksum()]);
     let forest = Forest::open(dir.as_str(), options)?;
@@ -89,6 +95,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{batches} commits of {len} keys: {:.1} ms, {:.2} ms per commit",
         elapsed.as_secs_f64() * 1e3,
         elapsed.as_secs_f64() * 1e3 / batches as f64
+    );
+    // What the write buffer held back is applied by the next read.
+    let start = Instant::now();
+    t.first()?;
+    println!(
+        "the next read (applying the write buffer): {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
     );
     let stats = forest.stats();
     println!(

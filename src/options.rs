@@ -34,6 +34,7 @@ pub struct Options {
     pub(crate) checkpoint_interval: std::time::Duration,
     pub(crate) storage_options: Vec<(String, String)>,
     pub(crate) object_cache: Option<(std::path::PathBuf, u64)>,
+    pub(crate) write_buffer_bytes: Option<usize>,
 }
 
 impl Default for Options {
@@ -54,6 +55,7 @@ impl Default for Options {
             checkpoint_interval: std::time::Duration::from_secs(30),
             storage_options: Vec::new(),
             object_cache: None,
+            write_buffer_bytes: None,
         }
     }
 }
@@ -73,6 +75,20 @@ impl Options {
     /// references their point reads pass (`docs/design.md`).
     pub fn cache_bytes(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// The most bytes of batched pairs the trees hold back, together,
+    /// before applying them (`docs/design.md`, "Write buffer"): a pair of
+    /// [`Tree::insert_batch`](crate::Tree::insert_batch) into a tree that
+    /// holds entries is journaled and kept in memory (its key, its value
+    /// and 16 bytes) until a read, a snapshot, another kind of write, a
+    /// checkpoint or a full buffer applies the tree's buffer in key order.
+    /// 0 applies every batch at once. By default a sixteenth of
+    /// [`Options::cache_bytes`], at most 64 MiB; the buffers take this
+    /// memory beside the cache's.
+    pub fn write_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.write_buffer_bytes = Some(bytes);
         self
     }
 

@@ -38,6 +38,9 @@ enum Op {
     Create(usize),
     Insert(usize, u16, u8),
     Fill(usize, u16, u16, u8),
+    /// `Tree::insert_batch` of `n` keys from `k` on, 37 apart (modulo
+    /// [`KEYS`]), values of tag `t`.
+    Batch(usize, u16, u16, u8),
     Remove(usize, u16),
     RemoveRange(usize, Bound<u16>, Bound<u16>),
     Clone(usize, usize),
@@ -105,6 +108,8 @@ fn tree_op() -> impl Strategy<Value = Op> {
         20 => (slot.clone(), 0..KEYS, any::<u8>()).prop_map(|(s, k, t)| Op::Insert(s, k, t)),
         5 => (slot.clone(), 0..KEYS, 1u16..120, any::<u8>())
             .prop_map(|(s, k, n, t)| Op::Fill(s, k, n, t)),
+        4 => (slot.clone(), 0..KEYS, 1u16..60, any::<u8>())
+            .prop_map(|(s, k, n, t)| Op::Batch(s, k, n, t)),
         8 => (slot.clone(), 0..KEYS).prop_map(|(s, k)| Op::Remove(s, k)),
         2 => (slot.clone(), bound(), bound()).prop_map(|(s, a, b)| Op::RemoveRange(s, a, b)),
         3 => (slot.clone(), slot.clone()).prop_map(|(a, b)| Op::Clone(a, b)),
@@ -152,6 +157,14 @@ fn apply(h: &mut Harness, op: &Op) -> Checked {
         Op::Fill(s, k, n, t) => {
             (k..k.saturating_add(n).min(KEYS)).try_for_each(|k| h.insert(s, &key(k), &value(k, t)))
         }
+        Op::Batch(s, k, n, t) => {
+            // Keys spread over the key space, values inline.
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+                .map(|i| (k + i * 37) % KEYS)
+                .map(|k| (key(k), value(k, t % 250)))
+                .collect();
+            h.insert_batch(s, &pairs)
+        }
         Op::Remove(s, k) => h.remove(s, &key(k)),
         Op::RemoveRange(s, a, b) => h.remove_range(s, key_bound(a), key_bound(b)),
         Op::Clone(a, b) => h.clone_tree(a, b),
@@ -188,7 +201,9 @@ fn run_on<M: crash_model::Medium + 'static>(
         .node_size(node_size)
         .cache_bytes(node_size * 16)
         .workers(2)
-        .segment_bytes(64 << 10);
+        .segment_bytes(64 << 10)
+        // The default (a sixteenth of the cache) would hold no batch.
+        .write_buffer_bytes(16 << 10);
     let replay = || {
         let mut h = Harness::open(medium(), options, durability, vec![None; SLOTS])?;
         // Start from a committed tree deep enough to have index levels.

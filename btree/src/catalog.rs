@@ -10,12 +10,16 @@
 //! stored out of line since the forest was made): freeing a leaf then
 //! reads it, for the values it references. The flag is sticky.
 //!
+//! The catalog also holds each tree's write buffer (`buffer`), which is
+//! never encoded: a checkpoint applies every buffer first (W3).
+//!
 //! Names are unique, non-empty and at most [`MAX_NAME_LEN`] bytes; entries
 //! are written in strictly increasing name order (bytewise) and varints are
 //! minimal. The decoder accepts nothing else, so the encoding is canonical:
 //! a catalog that decodes re-encodes to the same bytes (empty bytes, the
 //! catalog of a new store, aside).
 
+use crate::buffer::Buffer;
 use crate::{Error, Result};
 use integer_encoding::VarInt;
 use larix_nodestore::NodeId;
@@ -39,6 +43,8 @@ pub struct Catalog {
     entry_bytes: usize,
     /// Whether leaves may hold out-of-line values.
     values: bool,
+    /// The write buffers that hold pairs, by tree name.
+    buffers: BTreeMap<String, Buffer>,
 }
 
 impl Catalog {
@@ -78,11 +84,13 @@ impl Catalog {
         self.values = true;
     }
 
-    /// Drops tree `name` from the catalog; returns its root.
+    /// Drops tree `name` from the catalog, with its write buffer; returns
+    /// its root.
     pub fn remove(&mut self, name: &str) -> Result<NodeId> {
         let root = self.trees.remove(name).ok_or_else(|| Error::TreeNotFound {
             name: name.to_string(),
         })?;
+        self.buffers.remove(name);
         self.entry_bytes -= entry_len(name);
         Ok(root)
     }
@@ -117,6 +125,43 @@ impl Catalog {
     /// True when the forest has no trees.
     pub fn is_empty(&self) -> bool {
         self.trees.is_empty()
+    }
+
+    /// Whether tree `name` (any tree, for `None`) has pairs in its write
+    /// buffer.
+    pub(crate) fn is_buffered(&self, name: Option<&str>) -> bool {
+        match name {
+            _ if self.buffers.is_empty() => false,
+            Some(name) => self.buffers.contains_key(name),
+            None => true,
+        }
+    }
+
+    /// Bytes held in the write buffers of every tree.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.buffers.values().map(Buffer::bytes).sum()
+    }
+
+    /// The names of the trees whose write buffer holds pairs.
+    pub(crate) fn buffered_trees(&self) -> Vec<String> {
+        self.buffers.keys().cloned().collect()
+    }
+
+    /// Tree `name`'s write buffer, made if it had none.
+    pub(crate) fn buffer_mut(&mut self, name: &str) -> &mut Buffer {
+        self.buffers.entry(name.to_string()).or_default()
+    }
+
+    /// Takes tree `name`'s write buffer out of the catalog.
+    pub(crate) fn take_buffer(&mut self, name: &str) -> Option<Buffer> {
+        self.buffers.remove(name)
+    }
+
+    /// Puts back a write buffer [`Catalog::take_buffer`] took.
+    pub(crate) fn put_buffer(&mut self, name: &str, buffer: Buffer) {
+        if !buffer.is_empty() {
+            self.buffers.insert(name.to_string(), buffer);
+        }
     }
 
     /// Checks that `name` can be stored.

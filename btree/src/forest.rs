@@ -13,6 +13,7 @@
 //! records after the last checkpoint; dropping the last handle of a forest
 //! with nothing uncommitted checkpoints it.
 
+use crate::buffer::PAIR_COST;
 use crate::catalog::Catalog;
 use crate::check::{self, CheckReport};
 use crate::journal::{self, Journal, Op};
@@ -25,7 +26,7 @@ use crate::snapshot::{MemoBudget, Pinned, Snapshot, View};
 use crate::txn::{Scratch, Txn};
 use crate::{build, mutate, value, Error, Result};
 use larix_nodestore::{NodeId, NodeStore, Pin};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::io::Read;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 use std::sync::Arc;
@@ -46,6 +47,9 @@ pub(crate) struct ForestCore {
     pub(crate) limits: Limits,
     /// What the views of the forest may keep of the nodes they read.
     pub(crate) memo: MemoBudget,
+    /// Most bytes the write buffers hold together (0: batches are applied
+    /// at once).
+    buffer_limit: usize,
 }
 
 /// The catalog of the last checkpoint (or of the one the forest opened
@@ -98,6 +102,10 @@ impl ForestCore {
         catalog: &Catalog,
         wait: bool,
     ) -> std::result::Result<(), larix_nodestore::StoreError> {
+        debug_assert!(
+            !catalog.is_buffered(None),
+            "W3: a checkpoint holds no buffer"
+        );
         self.set_base(catalog);
         self.store.checkpoint(&catalog.encode(), wait)
     }
@@ -110,7 +118,14 @@ impl ForestCore {
     /// commit checkpoints, which writes those nodes once, where logging it
     /// would write the change twice (a bulk load: each insert's record is
     /// about as large as its share of the nodes).
-    fn spill_if_full(&self) -> Result<()> {
+    ///
+    /// The write buffers are applied first, so that the dirty nodes
+    /// weighed include the ones their pairs make.
+    fn spill_if_full(&self, catalog: &mut Catalog) -> Result<()> {
+        if self.journal.lock().bytes().len() < SPILL_BYTES {
+            return Ok(());
+        }
+        self.settle_all(catalog)?;
         let mut journal = self.journal.lock();
         if journal.bytes().len() >= SPILL_BYTES {
             if journal.change_bytes() * OVERFLOW_SHARE >= self.store.dirty_bytes() {
@@ -127,8 +142,12 @@ impl ForestCore {
     /// writing): appends the journal as a committed log record and returns
     /// its number to make durable, or, for a change that overflowed the
     /// journal, checkpoints and returns `None`.
-    fn commit_locked(&self, catalog: &Catalog) -> Result<Option<u64>> {
+    fn commit_locked(&self, catalog: &mut Catalog) -> Result<Option<u64>> {
         let store = &self.store;
+        if self.journal.lock().overflowed() {
+            // Before anything is written: a failure leaves the last commit.
+            self.settle_all(catalog)?;
+        }
         let mut journal = self.journal.lock();
         if journal.overflowed() {
             self.set_base(catalog);
@@ -147,6 +166,121 @@ impl ForestCore {
         journal.reset();
         Ok(Some(lsn))
     }
+
+    /// Inserts `pairs` into tree `name` (sorted, every value inline, the
+    /// forest holding no out-of-line value), as many as [`RUN_LEN`] in one
+    /// write set: a run takes the root and the index nodes it passes out
+    /// of the store once and hands them back once, where one write set per
+    /// pair took them and handed them back for each. Only edits in place
+    /// join a run (no shared node on the path, the leaf's first key kept):
+    /// planned with every read done before the first edit, each cannot
+    /// fail once begun, so a failure while planning pair k leaves pairs
+    /// before it applied and nothing of pair k. A pair that must copy goes
+    /// alone, in a write set of its own, as [`Tree::insert`] would.
+    ///
+    /// `settling`: the pairs are a write buffer's, journaled already, so
+    /// the journal is not spilled and a store that refuses writes is
+    /// written to all the same (see [`Txn::unlatched`]).
+    fn insert_runs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        catalog: &mut Catalog,
+        name: &str,
+        pairs: &[(K, V)],
+        settling: bool,
+    ) -> Result<()> {
+        let limits = self.limits;
+        let mut rest = pairs;
+        while !rest.is_empty() {
+            if !settling {
+                self.spill_if_full(catalog)?;
+            }
+            let mut root = catalog.root(name)?;
+            let scratch = self.scratch.lock().take().unwrap_or_default();
+            let mut txn = Txn::recycled(&self.store, scratch).values(false);
+            if settling {
+                txn = txn.unlatched();
+            }
+            let mut done = 0;
+            let mut failed = None;
+            for (k, v) in rest.iter().take(RUN_LEN) {
+                let (k, v) = (k.as_ref(), v.as_ref());
+                let path = match mutate::plan_in_place(&mut txn, &limits, root, &Edit::Put(k, v)) {
+                    Ok(Plan::InPlace(path)) => Some(path),
+                    // A copying edit only as the write set's first.
+                    Ok(Plan::Copying | Plan::Absent) if done == 0 => None,
+                    Ok(Plan::Copying | Plan::Absent) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                let copying = path.is_none();
+                root = mutate::insert(&mut txn, &limits, root, k, Stored::Inline(v), path)?;
+                done += 1;
+                if copying {
+                    break;
+                }
+            }
+            *self.scratch.lock() = txn.apply()?;
+            catalog.set_root(name, root);
+            for (k, v) in &rest[..done] {
+                self.record(&Op::Insert {
+                    tree: name,
+                    key: k.as_ref(),
+                    value: v.as_ref(),
+                });
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            rest = &rest[done..];
+        }
+        Ok(())
+    }
+
+    /// Applies tree `name`'s write buffer to the tree (W3), unjournaled:
+    /// its pairs were journaled when buffered. On failure the buffer is
+    /// put back whole, so the tree's entries stay those of W1 (pairs
+    /// already applied are applied again, to the same effect).
+    fn settle(&self, catalog: &mut Catalog, name: &str) -> Result<()> {
+        let Some(buffer) = catalog.take_buffer(name) else {
+            return Ok(());
+        };
+        let paused = std::mem::replace(&mut self.journal.lock().paused, true);
+        let applied = self.insert_runs(catalog, name, &buffer.sorted(), true);
+        self.journal.lock().paused = paused;
+        if applied.is_err() {
+            catalog.put_buffer(name, buffer);
+        }
+        applied
+    }
+
+    /// [`ForestCore::settle`] of every tree.
+    fn settle_all(&self, catalog: &mut Catalog) -> Result<()> {
+        for name in catalog.buffered_trees() {
+            self.settle(catalog, &name)?;
+        }
+        Ok(())
+    }
+
+    /// The catalog locked for sharing, tree `name`'s write buffer (every
+    /// tree's, for `None`) applied first (W3).
+    ///
+    /// # Errors
+    /// A store error while applying a buffer.
+    fn settled(&self, name: Option<&str>) -> Result<RwLockReadGuard<'_, Catalog>> {
+        let catalog = self.catalog.read();
+        if !catalog.is_buffered(name) {
+            return Ok(catalog);
+        }
+        drop(catalog);
+        let mut catalog = self.catalog.write();
+        match name {
+            Some(name) => self.settle(&mut catalog, name)?,
+            None => self.settle_all(&mut catalog)?,
+        }
+        Ok(RwLockWriteGuard::downgrade(catalog))
+    }
 }
 
 impl Drop for ForestCore {
@@ -155,7 +289,12 @@ impl Drop for ForestCore {
     fn drop(&mut self) {
         let clean = self.journal.get_mut().is_empty() && !self.store.log_group_open();
         if clean && self.store.log_since_checkpoint() > 0 {
-            let catalog = self.catalog.get_mut().encode();
+            let mut catalog = std::mem::take(self.catalog.get_mut());
+            if self.settle_all(&mut catalog).is_err() {
+                // The log still holds every commit: the next open replays it.
+                return;
+            }
+            let catalog = catalog.encode();
             // Best effort: the log still holds every commit if it fails.
             let _ = self.store.checkpoint(&catalog, true);
         }
@@ -182,6 +321,20 @@ impl Forest {
     /// # Errors
     /// [`Error::CorruptCatalog`] if the committed catalog cannot be read.
     pub fn new(store: NodeStore<Node>, limits: Limits) -> Result<Forest> {
+        let buffer = default_write_buffer(store.cache_bytes());
+        Forest::with_write_buffer(store, limits, buffer)
+    }
+
+    /// [`Forest::new`], the trees' write buffers holding at most
+    /// `buffer_bytes` together (0: every batch is applied at once).
+    ///
+    /// # Errors
+    /// As [`Forest::new`].
+    pub fn with_write_buffer(
+        store: NodeStore<Node>,
+        limits: Limits,
+        buffer_bytes: usize,
+    ) -> Result<Forest> {
         let catalog = Catalog::decode(&store.committed_catalog())?;
         check_roots(&catalog, &store)?;
         let forest = Forest {
@@ -196,6 +349,7 @@ impl Forest {
                     _pin: None,
                 }),
                 limits,
+                buffer_limit: buffer_bytes,
             }),
         };
         forest.shared.set_base(&forest.shared.catalog.read());
@@ -286,7 +440,7 @@ impl Forest {
             return Err(Error::TreeExists { name: name.into() });
         }
         catalog.make_room(name)?;
-        self.shared.spill_if_full()?;
+        self.shared.spill_if_full(catalog)?;
         let mut txn = Txn::new(&self.shared.store);
         // Refcount 1: the new tree's root reference (B4).
         let root = txn.create(Node::new_leaf());
@@ -320,12 +474,15 @@ impl Forest {
     /// [`Forest::create_in`].
     fn clone_in(&self, catalog: &mut Catalog, src: &str, dst: &str) -> Result<()> {
         Catalog::validate_name(dst)?;
-        let root = catalog.root(src)?;
+        catalog.root(src)?;
         if catalog.contains(dst) {
             return Err(Error::TreeExists { name: dst.into() });
         }
         catalog.make_room(dst)?;
-        self.shared.spill_if_full()?;
+        // The clone shares the source's nodes: its buffer goes into them.
+        self.shared.settle(catalog, src)?;
+        let root = catalog.root(src)?;
+        self.shared.spill_if_full(catalog)?;
         let mut txn = Txn::new(&self.shared.store);
         // The clone's root reference (B4).
         txn.incref(root)?;
@@ -347,7 +504,7 @@ impl Forest {
     /// [`Forest::create_in`].
     fn remove_tree_in(&self, catalog: &mut Catalog, name: &str) -> Result<()> {
         let root = catalog.root(name)?;
-        self.shared.spill_if_full()?;
+        self.shared.spill_if_full(catalog)?;
         let mut txn = Txn::new(&self.shared.store).values(catalog.has_values());
         // Drops the tree's root reference (B4), freeing what no other tree
         // shares.
@@ -378,9 +535,9 @@ impl Forest {
     /// what it shows.
     ///
     /// # Errors
-    /// None at present.
+    /// A store error while applying a write buffer (W3).
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let catalog = self.shared.catalog.read();
+        let catalog = self.shared.settled(None)?;
         let trees = catalog.iter().map(|(n, r)| (n.to_string(), r));
         Ok(Snapshot::new(Pinned::new(&self.shared, trees)))
     }
@@ -449,11 +606,13 @@ impl Forest {
     pub fn commit(&self) -> Result<()> {
         self.shared.store.writable()?;
         let lsn = {
-            let catalog = self.shared.catalog.write();
-            let Some(lsn) = self.shared.commit_locked(&catalog)? else {
+            let mut catalog = self.shared.catalog.write();
+            let Some(lsn) = self.shared.commit_locked(&mut catalog)? else {
                 return Ok(());
             };
-            if self.shared.store.checkpoint_due() {
+            // A buffer that cannot be applied leaves the checkpoint for
+            // later: the log holds the commit.
+            if self.shared.store.checkpoint_due() && self.shared.settle_all(&mut catalog).is_ok() {
                 self.shared
                     .checkpoint(&catalog, false)
                     .map_err(after_logging)?;
@@ -473,8 +632,9 @@ impl Forest {
     /// force.
     pub fn checkpoint(&self) -> Result<()> {
         self.shared.store.writable()?;
-        let catalog = self.shared.catalog.write();
-        if self.shared.commit_locked(&catalog)?.is_some() {
+        let mut catalog = self.shared.catalog.write();
+        self.shared.settle_all(&mut catalog)?;
+        if self.shared.commit_locked(&mut catalog)?.is_some() {
             self.shared
                 .checkpoint(&catalog, true)
                 .map_err(after_logging)?;
@@ -492,9 +652,10 @@ impl Forest {
     /// A store error; the previous commit then stays in force.
     pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
         self.shared.store.writable()?;
-        let catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.catalog.write();
+        self.shared.settle_all(&mut catalog)?;
         // A change committed by checkpoint has reached the segments already.
-        let logged = self.shared.commit_locked(&catalog)?.is_some();
+        let logged = self.shared.commit_locked(&mut catalog)?.is_some();
         let store = &self.shared.store;
         let copied = (|| {
             // Every change first reaches the segments, so that they are
@@ -533,7 +694,7 @@ impl Tree {
         &self,
         f: impl FnOnce(&NodeStore<Node>, NodeId) -> Result<T>,
     ) -> Result<T> {
-        let catalog = self.shared.catalog.read();
+        let catalog = self.shared.settled(Some(&self.name))?;
         let root = catalog.root(&self.name)?;
         f(&self.shared.store, root)
     }
@@ -549,8 +710,9 @@ impl Tree {
         changed: impl FnOnce(&T) -> bool,
         f: impl FnOnce(&mut Txn, NodeId) -> Result<(NodeId, T)>,
     ) -> Result<T> {
+        self.shared.settle(catalog, &self.name)?;
         let root = catalog.root(&self.name)?;
-        self.shared.spill_if_full()?;
+        self.shared.spill_if_full(catalog)?;
         let scratch = self.shared.scratch.lock().take().unwrap_or_default();
         let mut txn = Txn::recycled(&self.shared.store, scratch).values(catalog.has_values());
         let (new_root, out) = f(&mut txn, root)?;
@@ -648,7 +810,9 @@ impl Tree {
         len: u64,
     ) -> Result<()> {
         catalog.root(&self.name)?;
-        self.shared.spill_if_full()?;
+        // W2: no buffer outlives the forest's first out-of-line value.
+        self.shared.settle_all(catalog)?;
+        self.shared.spill_if_full(catalog)?;
         let store = &self.shared.store;
         let (r, nodes) = value::write(store, source, len)?;
         self.shared.journal.lock().overflow();
@@ -793,11 +957,19 @@ impl Tree {
         }
         let pairs = sort_pairs(pairs);
         let mut catalog = self.shared.catalog.write();
-        if inline && bytes >= SPILL_BYTES && self.is_empty_in(&catalog)? {
+        let bulk = inline && bytes >= SPILL_BYTES;
+        if bulk && !catalog.is_buffered(Some(&self.name)) && self.is_empty_in(&catalog)? {
             return self.build_in(&mut catalog, pairs);
         }
+        // W2
         if inline && !catalog.has_values() {
-            return self.insert_runs(&mut catalog, &pairs);
+            if self.buffer_in(&mut catalog, &pairs)? {
+                return Ok(());
+            }
+            self.shared.settle(&mut catalog, &self.name)?;
+            return self
+                .shared
+                .insert_runs(&mut catalog, &self.name, &pairs, false);
         }
         for (k, v) in &pairs {
             let (k, v) = (k.as_ref(), v.as_ref());
@@ -810,72 +982,45 @@ impl Tree {
         Ok(())
     }
 
-    /// Inserts `pairs` (sorted, every value inline, the forest holding no
-    /// out-of-line value), as many as [`RUN_LEN`] in one write set: a run
-    /// takes the root and the index nodes it passes out of the store once
-    /// and hands them back once, where one write set per pair took them
-    /// and handed them back for each. Only edits in place join a run (no
-    /// shared node on the path, the leaf's first key kept): planned with
-    /// every read done before the first edit, each cannot fail once
-    /// begun, so a failure while planning pair k leaves pairs before it
-    /// applied and nothing of pair k. A pair that must copy ends the run
-    /// and goes alone, as [`Tree::insert`] would.
-    fn insert_runs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    /// Holds `pairs` (sorted, every value inline) in the tree's write
+    /// buffer, journaled, if they fit within the forest's limit; applies
+    /// every buffer first if they do not fit beside them. Returns whether
+    /// it holds them.
+    fn buffer_in<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         catalog: &mut Catalog,
         pairs: &[(K, V)],
-    ) -> Result<()> {
-        let limits = self.shared.limits;
-        let mut rest = pairs;
-        while !rest.is_empty() {
-            let mut root = catalog.root(&self.name)?;
-            self.shared.spill_if_full()?;
-            let scratch = self.shared.scratch.lock().take().unwrap_or_default();
-            let mut txn = Txn::recycled(&self.shared.store, scratch).values(false);
-            let mut done = 0;
-            let mut failed = None;
-            for (k, v) in rest.iter().take(RUN_LEN) {
-                let (k, v) = (k.as_ref(), v.as_ref());
-                match mutate::plan_in_place(&mut txn, &limits, root, &Edit::Put(k, v)) {
-                    Ok(Plan::InPlace(path)) => {
-                        root = mutate::insert(
-                            &mut txn,
-                            &limits,
-                            root,
-                            k,
-                            Stored::Inline(v),
-                            Some(path),
-                        )?;
-                        done += 1;
-                    }
-                    Ok(Plan::Copying | Plan::Absent) => break,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            *self.shared.scratch.lock() = txn.apply()?;
-            catalog.set_root(&self.name, root);
-            for (k, v) in &rest[..done] {
-                self.shared.record(&Op::Insert {
-                    tree: &self.name,
-                    key: k.as_ref(),
-                    value: v.as_ref(),
-                });
-            }
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            rest = &rest[done..];
-            if done < RUN_LEN {
-                if let Some((k, v)) = rest.first() {
-                    self.insert_in(catalog, k.as_ref(), v.as_ref())?;
-                    rest = &rest[1..];
-                }
-            }
+    ) -> Result<bool> {
+        catalog.root(&self.name)?;
+        // A store that refuses writes refuses buffered ones too.
+        self.shared.store.writable()?;
+        if pairs.is_empty() {
+            return Ok(true);
         }
-        Ok(())
+        let limit = self.shared.buffer_limit;
+        let bytes: usize = pairs
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + PAIR_COST)
+            .sum();
+        if bytes > limit {
+            return Ok(false);
+        }
+        if catalog.buffered_bytes() + bytes > limit {
+            self.shared.settle_all(catalog)?;
+        }
+        self.shared.spill_if_full(catalog)?;
+        let buffer = catalog.buffer_mut(&self.name);
+        let mut journal = self.shared.journal.lock();
+        for (k, v) in pairs {
+            let (key, value) = (k.as_ref(), v.as_ref());
+            buffer.push(key, value);
+            journal.push(&Op::Insert {
+                tree: &self.name,
+                key,
+                value,
+            });
+        }
+        Ok(true)
     }
 
     /// Whether the tree holds nothing: its root is an empty leaf.
@@ -981,7 +1126,7 @@ impl Tree {
             return Ok(crate::Diff::new(self.view()?, other.view()?));
         }
         // One pin for both, so they are compared as of one moment.
-        let catalog = self.shared.catalog.read();
+        let catalog = self.shared.settled(None)?;
         let (a, b) = (catalog.root(&self.name)?, catalog.root(&other.name)?);
         let trees = [(self.name.to_string(), a), (other.name.to_string(), b)];
         let pinned = Pinned::new(&self.shared, trees);
@@ -1004,7 +1149,7 @@ impl Tree {
     /// # Errors
     /// [`Error::TreeNotFound`].
     pub fn view(&self) -> Result<View> {
-        let catalog = self.shared.catalog.read();
+        let catalog = self.shared.settled(Some(&self.name))?;
         let root = catalog.root(&self.name)?;
         let pinned = Pinned::new(&self.shared, [(self.name.to_string(), root)]);
         Ok(View::new(pinned, &self.name, root))
@@ -1102,13 +1247,19 @@ impl Tree {
     }
 }
 
+/// The write buffer a forest over a store of `cache_bytes` gives each tree
+/// unless told otherwise: a sixteenth of the cache, at most 64 MiB.
+pub fn default_write_buffer(cache_bytes: usize) -> usize {
+    (cache_bytes / 16).min(64 << 20)
+}
+
 /// `pairs` in key order, equal keys in the order given (so that the later
 /// pair wins). Sorts the keys' first eight bytes as integers, with their
 /// positions, and compares whole keys only where those tie: a sort of the
 /// pairs themselves would follow two pointers per comparison. The sort
 /// is the standard library's stable one, which merges runs already in
 /// order (a walk of a file system is nearly sorted) in linear time.
-fn sort_pairs<K: AsRef<[u8]>, V>(pairs: Vec<(K, V)>) -> Vec<(K, V)> {
+pub(crate) fn sort_pairs<K: AsRef<[u8]>, V>(pairs: Vec<(K, V)>) -> Vec<(K, V)> {
     if pairs.is_sorted_by(|a, b| a.0.as_ref() <= b.0.as_ref()) {
         return pairs;
     }

@@ -33,6 +33,9 @@ pub(crate) struct Txn<'s> {
     /// Whether leaves may hold out-of-line values, so that a leaf freed
     /// must be read for the references it drops.
     values: bool,
+    /// Whether the write set goes ahead in a store that refuses writes
+    /// after a failure (see [`Txn::unlatched`]).
+    unlatched: bool,
 }
 
 /// The empty collections of an applied write set, kept by the forest for
@@ -72,7 +75,26 @@ impl<'s> Txn<'s> {
             freed: scratch.freed,
             taken: scratch.taken,
             values: true,
+            unlatched: false,
         }
+    }
+
+    /// Lets the write set apply in a store that refuses writes after a
+    /// failure: for one that changes no entry, only where they are held
+    /// (a write buffer applied to its tree, W3), so that reads go on after
+    /// a failed commit. Nothing of it reaches the disk: the store commits
+    /// nothing more until it is reopened.
+    pub fn unlatched(mut self) -> Self {
+        self.unlatched = true;
+        self
+    }
+
+    /// Fails if the store refuses writes, unless [`Txn::unlatched`].
+    fn writable(&self) -> Result<()> {
+        if !self.unlatched {
+            self.store.writable()?;
+        }
+        Ok(())
     }
 
     /// Whether leaves of the forest may hold out-of-line values (the
@@ -100,7 +122,7 @@ impl<'s> Txn<'s> {
         &mut self,
         nodes: impl IntoIterator<Item = (NodeId, Arc<Node>)>,
     ) -> Result<()> {
-        self.store.writable()?;
+        self.writable()?;
         let first = self.taken.len();
         for (id, node) in nodes {
             // One this write set already holds (taken or created by an
@@ -347,7 +369,7 @@ impl<'s> Txn<'s> {
     /// grew large.
     pub fn apply(mut self) -> Result<Option<Scratch>> {
         if self.taken.is_empty() {
-            self.store.writable()?;
+            self.writable()?;
         }
         self.taken.clear();
         let large = self.nodes.capacity().max(self.refcounts.capacity()) > SCRATCH_KEEP

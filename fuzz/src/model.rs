@@ -113,6 +113,8 @@ impl Config {
             .cache_bytes(self.node_size * 16)
             .workers(2)
             .segment_bytes(64 << 10)
+            // The default (a sixteenth of the cache) would hold no batch.
+            .write_buffer_bytes(16 << 10)
             .filters(filters)
     }
 
@@ -210,7 +212,8 @@ pub enum Op {
         /// Value tag.
         tag: u8,
     },
-    /// Insert keys `from..from + count` (up to key 255) with `tag`.
+    /// Insert keys `from..from + count` (up to key 255) with `tag`, one
+    /// by one or as one `Tree::insert_batch`.
     Fill {
         /// Tree slot.
         slot: u8,
@@ -220,6 +223,8 @@ pub enum Op {
         count: u16,
         /// Value tag, 0..=85.
         tag: u8,
+        /// As one batch.
+        batch: bool,
     },
     /// Remove `key`.
     Remove {
@@ -298,7 +303,7 @@ pub enum Op {
 
 impl Op {
     /// The operation a record encodes. Opcodes `op % 32`: 0–1 create,
-    /// 2–8 insert, 9–10 fill, 11–13 remove, 14 remove range, 15–16 range,
+    /// 2–8 insert, 9 fill, 10 fill as a batch, 11–13 remove, 14 remove range, 15–16 range,
     /// 17 get, 18–19 clone, 20 remove tree, 21 commit, 22 rollback, 23 checkpoint,
     /// 24 compact, 25–26 crash, 27 fail after, 28 failing commit,
     /// 29 reopen, 30 too large, 31 check.
@@ -317,6 +322,7 @@ impl Op {
                 from: b,
                 count: u16::from(c) + 1,
                 tag: a / 3,
+                batch: op % 32 == 10,
             },
             11..=13 => Op::Remove { slot, key: b },
             14 => Op::RemoveRange { slot, lo, hi },
@@ -367,9 +373,16 @@ impl Op {
                 from,
                 count,
                 tag,
+                batch,
             } => {
                 let a = u16::from(slot % 3) + 3 * u16::from(tag.min(85));
-                [9, a.min(255) as u8, from, (count.clamp(1, 256) - 1) as u8]
+                let code = 9 + u8::from(batch);
+                [
+                    code,
+                    a.min(255) as u8,
+                    from,
+                    (count.clamp(1, 256) - 1) as u8,
+                ]
             }
             Op::Remove { slot, key } => [11, slot, key, 0],
             Op::RemoveRange { slot, lo, hi } => {
@@ -477,12 +490,17 @@ fn apply(h: &mut Harness, config: Config, op: Op) -> Checked {
             from,
             count,
             tag,
+            batch,
         } => {
             let end = (u16::from(from) + count).min(256);
-            (u16::from(from)..end).try_for_each(|k| {
-                let k = k as u8;
-                h.insert(slot.into(), &key(k), &value(k, tag, limit))
-            })
+            let pairs = (u16::from(from)..end).map(|k| (key(k as u8), value(k as u8, tag, limit)));
+            if batch {
+                h.insert_batch(slot.into(), &pairs.collect::<Vec<_>>())
+            } else {
+                pairs
+                    .into_iter()
+                    .try_for_each(|(k, v)| h.insert(slot.into(), &k, &v))
+            }
         }
         Op::Remove { slot, key: k } => h.remove(slot.into(), &key(k)),
         Op::RemoveRange { slot, lo, hi } => h.remove_range(slot.into(), lo.bound(), hi.bound()),

@@ -291,6 +291,7 @@ pub fn model() -> Vec<Seed> {
         from,
         count,
         tag,
+        batch: false,
     };
     let range = |slot, lo, hi, reverse| Op::Range {
         slot,
@@ -298,7 +299,14 @@ pub fn model() -> Vec<Seed> {
         hi,
         reverse,
     };
-    let cases: [(&str, Config, Vec<Op>); 8] = [
+    let batch = |slot, from, count, tag| Op::Fill {
+        slot,
+        from,
+        count,
+        tag,
+        batch: true,
+    };
+    let cases: [(&str, Config, Vec<Op>); 9] = [
         (
             "rollback",
             small,
@@ -342,6 +350,25 @@ pub fn model() -> Vec<Seed> {
                 Op::Reopen { heal: true },
                 Op::Get { slot: 1, key: 5 },
                 range(1, End::Unbounded, End::Included(40), true),
+                Op::Check,
+            ],
+        ),
+        (
+            "write-buffer",
+            full,
+            vec![
+                batch(0, 10, 40, 7),
+                Op::Commit,
+                batch(0, 30, 20, 8),
+                Op::Get { slot: 0, key: 35 },
+                batch(0, 200, 50, 9),
+                Op::Clone { src: 0, dst: 1 },
+                batch(1, 0, 30, 10),
+                Op::Commit,
+                batch(1, 100, 30, 11),
+                Op::Rollback,
+                Op::Crash(Crash::Drop),
+                range(1, End::Unbounded, End::Unbounded, false),
                 Op::Check,
             ],
         ),

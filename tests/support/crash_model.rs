@@ -261,6 +261,60 @@ impl Harness {
         Ok(())
     }
 
+    /// Inserts `pairs` into the tree in `slot` as one batch. A batch the
+    /// write buffer holds fails whole; one applied at once may fail after
+    /// a prefix of its pairs (in key order), so a failure is checked
+    /// against every prefix.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn insert_batch(&mut self, slot: usize, pairs: &[(Vec<u8>, Vec<u8>)]) -> Checked {
+        let Some(m) = &self.live[slot] else {
+            return self.assert_absent(slot);
+        };
+        let changes = pairs.iter().any(|(k, v)| m.get(k) != Some(v));
+        let r = self
+            .tree(slot)?
+            .insert_batch(pairs.iter().map(|(k, v)| (k, v)));
+        if self.outcome("insert_batch", changes, r)?.is_some() {
+            for (k, v) in pairs {
+                self.model(slot).insert(k.clone(), v.clone());
+            }
+            return Ok(());
+        }
+        let got = match Self::read_state(self.forest()) {
+            Ok(state) => state,
+            Err(_) => {
+                // Read with the medium healed for a moment: the failure
+                // used up the calls armed, so every call fails again after.
+                self.disk.heal();
+                let state = Self::read_state(self.forest());
+                self.disk.fail_after(0);
+                state.map_err(|e| format!("reading after a failed batch: {e}"))?
+            }
+        };
+        let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = pairs.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want = self.live.clone();
+        for pair in std::iter::once(None).chain(sorted.into_iter().map(Some)) {
+            if let Some((k, v)) = pair {
+                want[slot]
+                    .as_mut()
+                    .expect("live")
+                    .insert(k.clone(), v.clone());
+            }
+            if got == want {
+                self.live = want;
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "a failed batch into {} left no prefix of it: {}",
+            name(slot),
+            difference(&got, &self.live)
+        ))
+    }
+
     /// Removes `key` from the tree in `slot`.
     ///
     /// # Errors

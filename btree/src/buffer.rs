@@ -1,0 +1,90 @@
+//! The write buffer: pairs of [`Tree::insert_batch`](crate::Tree::insert_batch)
+//! journaled (so committed by the log as any change) but not yet applied to
+//! their tree, held in memory until something needs the tree itself.
+//!
+//! A batch of random keys into a large tree touches one cold leaf per key;
+//! held back and applied many batches at once, in key order, neighbouring
+//! keys share their leaves and index paths (`docs/design.md`, "Write
+//! buffer"). Invariants:
+//!
+//! - W1: the entries of a tree are those of its root with the pairs of its
+//!   buffer inserted in the order they were buffered, so a later pair wins.
+//! - W2: a tree's buffer holds only inline values, and only while the
+//!   forest holds no out-of-line value.
+//! - W3: every operation on a tree other than a buffered batch (a read, a
+//!   snapshot, a write, a clone) applies its buffer first; a checkpoint
+//!   applies every buffer, so the catalog a checkpoint or a rollback base
+//!   records has none.
+
+/// Bytes a buffered pair costs beside its key and value: its place in
+/// [`Buffer::pairs`].
+pub(crate) const PAIR_COST: usize = std::mem::size_of::<(usize, u32, u32)>();
+
+/// The pairs buffered for one tree, in the order they were inserted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Buffer {
+    /// Each pair's key and value, back to back.
+    bytes: Vec<u8>,
+    /// Where each pair starts in `bytes`, and its key's and value's length.
+    pairs: Vec<(usize, u32, u32)>,
+}
+
+impl Buffer {
+    /// Appends `key` with `value` (both within a leaf entry's limits).
+    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.pairs
+            .push((self.bytes.len(), key.len() as u32, value.len() as u32));
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+    }
+
+    /// True when no pair is buffered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Memory the buffer accounts for: keys, values and [`PAIR_COST`] per
+    /// pair.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.len() + self.pairs.len() * PAIR_COST
+    }
+
+    /// The pairs in the order buffered.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.pairs.iter().map(|&(at, k, v)| {
+            let (k, v) = (k as usize, v as usize);
+            (&self.bytes[at..at + k], &self.bytes[at + k..at + k + v])
+        })
+    }
+
+    /// The pairs in key order, one per key: the one buffered last (W1).
+    pub(crate) fn sorted(&self) -> Vec<(&[u8], &[u8])> {
+        let mut pairs = crate::forest::sort_pairs(self.iter().collect());
+        // Equal keys are in the order buffered: the last of each run wins.
+        pairs.dedup_by(|later, kept| {
+            let equal = later.0 == kept.0;
+            if equal {
+                std::mem::swap(later, kept);
+            }
+            equal
+        });
+        pairs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_keeps_the_pair_buffered_last_of_each_key() {
+        let mut b = Buffer::default();
+        for (k, v) in [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("a", "5")] {
+            b.push(k.as_bytes(), v.as_bytes());
+        }
+        let got: Vec<(&[u8], &[u8])> = b.sorted();
+        let want: Vec<(&[u8], &[u8])> = vec![(b"a", b"5"), (b"b", b"3"), (b"c", b"4")];
+        assert_eq!(got, want);
+        assert_eq!(b.bytes(), 10 + 5 * PAIR_COST);
+    }
+}
