@@ -79,11 +79,12 @@ impl Options {
     }
 
     /// The most bytes of batched pairs the trees hold back, together,
-    /// before applying them (`docs/design.md`, "Write buffer"): a pair of
-    /// [`Tree::insert_batch`](crate::Tree::insert_batch) into a tree that
-    /// holds entries is journaled and kept in memory (its key, its value
-    /// and 16 bytes) until a read, a snapshot, another kind of write, a
-    /// checkpoint or a full buffer applies the tree's buffer in key order.
+    /// before applying them (`docs/design.md`, "Write buffer"): the pairs
+    /// of a [`Tree::insert_batch`](crate::Tree::insert_batch) of at least
+    /// 256 pairs, every value inline, are journaled and kept in memory
+    /// (each its key, its value and 16 bytes) until a read, a snapshot,
+    /// another kind of write, a checkpoint or a full buffer applies the
+    /// tree's buffer in key order.
     /// 0 applies every batch at once. By default a sixteenth of
     /// [`Options::cache_bytes`], at most 64 MiB; the buffers take this
     /// memory beside the cache's.

@@ -108,7 +108,8 @@ fn tree_op() -> impl Strategy<Value = Op> {
         20 => (slot.clone(), 0..KEYS, any::<u8>()).prop_map(|(s, k, t)| Op::Insert(s, k, t)),
         5 => (slot.clone(), 0..KEYS, 1u16..120, any::<u8>())
             .prop_map(|(s, k, n, t)| Op::Fill(s, k, n, t)),
-        4 => (slot.clone(), 0..KEYS, 1u16..60, any::<u8>())
+        // Batches of 256 pairs or more reach the write buffer.
+        4 => (slot.clone(), 0..KEYS, 1u16..400, any::<u8>())
             .prop_map(|(s, k, n, t)| Op::Batch(s, k, n, t)),
         8 => (slot.clone(), 0..KEYS).prop_map(|(s, k)| Op::Remove(s, k)),
         2 => (slot.clone(), bound(), bound()).prop_map(|(s, a, b)| Op::RemoveRange(s, a, b)),
@@ -203,7 +204,7 @@ fn run_on<M: crash_model::Medium + 'static>(
         .workers(2)
         .segment_bytes(64 << 10)
         // The default (a sixteenth of the cache) would hold no batch.
-        .write_buffer_bytes(16 << 10);
+        .write_buffer_bytes(64 << 10);
     let replay = || {
         let mut h = Harness::open(medium(), options, durability, vec![None; SLOTS])?;
         // Start from a committed tree deep enough to have index levels.

@@ -59,13 +59,23 @@ fn a_buffered_batch_reads_no_node_until_a_read_applies_it() {
     let (t, mut m) = loaded(&f, "t");
     let reads = f.stats().node_reads();
     batch(&t, &mut m, 1_500, 2_500, 1);
-    batch(&t, &mut m, 2_400, 2_600, 2);
+    batch(&t, &mut m, 2_300, 2_600, 2);
     assert_eq!(f.stats().node_reads(), reads, "the batches were held back");
     // The first read applies both, the later pair winning.
     assert_eq!(t.get(&k(2_450)).unwrap(), Some(v(2_450, 2)));
     assert!(f.stats().node_reads() > reads);
     assert_eq!(all(&t), m);
     assert_clean(&f);
+}
+
+#[test]
+fn a_short_batch_is_applied_at_once() {
+    let f = Forest::in_memory(options()).unwrap();
+    let (t, mut m) = loaded(&f, "t");
+    let reads = f.stats().node_reads();
+    batch(&t, &mut m, 5_000, 5_010, 1);
+    assert!(f.stats().node_reads() > reads, "ten pairs were applied");
+    assert_eq!(all(&t), m);
 }
 
 #[test]
@@ -80,14 +90,14 @@ fn a_limit_of_zero_applies_every_batch_at_once() {
 
 #[test]
 fn a_full_buffer_is_applied_before_it_takes_more() {
-    // Each batch of 100 pairs takes about 100 * (11 + 20 + 16) bytes.
-    let f = Forest::in_memory(options().write_buffer_bytes(12 << 10)).unwrap();
+    // Each batch of 300 pairs takes about 300 * (11 + 21 + 16) bytes.
+    let f = Forest::in_memory(options().write_buffer_bytes(32 << 10)).unwrap();
     let (t, mut m) = loaded(&f, "t");
     let reads = f.stats().node_reads();
-    batch(&t, &mut m, 3_000, 3_100, 1);
-    batch(&t, &mut m, 3_100, 3_200, 1);
+    batch(&t, &mut m, 3_000, 3_300, 1);
+    batch(&t, &mut m, 3_300, 3_600, 1);
     assert_eq!(f.stats().node_reads(), reads, "two batches fit");
-    batch(&t, &mut m, 3_200, 3_300, 1);
+    batch(&t, &mut m, 3_600, 3_900, 1);
     assert!(f.stats().node_reads() > reads, "the third did not");
     assert_eq!(all(&t), m);
     assert_clean(&f);
@@ -99,17 +109,17 @@ fn every_other_operation_sees_the_buffered_pairs() {
     let (t, mut m) = loaded(&f, "t");
     let other = f.create_tree("other").unwrap();
 
-    batch(&t, &mut m, 1_900, 2_100, 1);
+    batch(&t, &mut m, 1_800, 2_100, 1);
     t.remove(&k(1_950)).unwrap();
     m.remove(&k(1_950));
     assert_eq!(all(&t), m, "a removal after a batch");
 
-    batch(&t, &mut m, 0, 50, 2);
+    batch(&t, &mut m, 0, 300, 2);
     t.insert(&k(10), b"single").unwrap();
     m.insert(k(10), b"single".to_vec());
     assert_eq!(t.get(&k(10)).unwrap(), Some(b"single".to_vec()));
 
-    batch(&t, &mut m, 100, 200, 3);
+    batch(&t, &mut m, 100, 400, 3);
     let (lo, hi) = (
         k(150),
         k(150).into_iter().chain([0xff]).collect::<Vec<u8>>(),
@@ -118,31 +128,26 @@ fn every_other_operation_sees_the_buffered_pairs() {
     assert_eq!(removed, 1);
     m.remove(&k(150));
 
-    batch(&t, &mut m, 300, 400, 4);
+    batch(&t, &mut m, 300, 600, 4);
     let clone = f.clone_tree("t", "c").unwrap();
     assert_eq!(all(&clone), m, "a clone");
 
-    batch(&t, &mut m, 400, 500, 5);
+    batch(&t, &mut m, 1_000, 1_300, 5);
     let snap = f.snapshot().unwrap();
-    batch(&t, &mut m, 500, 600, 6);
+    batch(&t, &mut m, 1_300, 1_600, 6);
     let view = t.view().unwrap();
     let diff: Vec<_> = clone.diff(&t).unwrap().collect::<Result<_, _>>().unwrap();
-    assert_eq!(diff.len(), 200, "the diff from the clone: rounds 5 and 6");
-    assert_eq!(
-        snap.tree("t").unwrap().get(&k(450)).unwrap(),
-        Some(v(450, 5))
-    );
-    assert_eq!(
-        snap.tree("t").unwrap().get(&k(550)).unwrap(),
-        Some(v(550, 0))
-    );
-    assert_eq!(view.get(&k(550)).unwrap(), Some(v(550, 6)));
+    assert_eq!(diff.len(), 600, "the diff from the clone: rounds 5 and 6");
+    let then = snap.tree("t").unwrap();
+    assert_eq!(then.get(&k(1_100)).unwrap(), Some(v(1_100, 5)));
+    assert_eq!(then.get(&k(1_400)).unwrap(), Some(v(1_400, 0)));
+    assert_eq!(view.get(&k(1_400)).unwrap(), Some(v(1_400, 6)));
     assert_eq!(t.count_range(..).unwrap(), m.len() as u64);
 
     // A batch into another tree, then one removed with its buffer.
     let mut o = Model::new();
-    batch(&other, &mut o, 0, 10, 7);
-    batch(&clone, &mut Model::new(), 0, 10, 8);
+    batch(&other, &mut o, 0, 300, 7);
+    batch(&clone, &mut Model::new(), 0, 300, 8);
     f.remove_tree("c").unwrap();
     assert_eq!(all(&other), o);
     assert_eq!(all(&t), m);

@@ -114,7 +114,7 @@ impl Config {
             .workers(2)
             .segment_bytes(64 << 10)
             // The default (a sixteenth of the cache) would hold no batch.
-            .write_buffer_bytes(16 << 10)
+            .write_buffer_bytes(64 << 10)
             .filters(filters)
     }
 
@@ -212,8 +212,11 @@ pub enum Op {
         /// Value tag.
         tag: u8,
     },
-    /// Insert keys `from..from + count` (up to key 255) with `tag`, one
-    /// by one or as one `Tree::insert_batch`.
+    /// Insert keys `from..from + count` (up to key 255) with `tag` one by
+    /// one, or as a batch (`Tree::insert_batch`) twice as long: keys
+    /// `from + i` (modulo 256) for `i` below `2 × count`, the second lap
+    /// with the next tag (so a batch of 128 keys or more reaches the
+    /// write buffer, whose smallest batch is 256 pairs).
     Fill {
         /// Tree slot.
         slot: u8,
@@ -492,15 +495,21 @@ fn apply(h: &mut Harness, config: Config, op: Op) -> Checked {
             tag,
             batch,
         } => {
-            let end = (u16::from(from) + count).min(256);
-            let pairs = (u16::from(from)..end).map(|k| (key(k as u8), value(k as u8, tag, limit)));
             if batch {
-                h.insert_batch(slot.into(), &pairs.collect::<Vec<_>>())
-            } else {
-                pairs
-                    .into_iter()
-                    .try_for_each(|(k, v)| h.insert(slot.into(), &k, &v))
+                let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..2 * count)
+                    .map(|i| {
+                        let k = (u16::from(from) + i) as u8;
+                        let tag = if i < count { tag } else { (tag + 1) % 86 };
+                        (key(k), value(k, tag, limit))
+                    })
+                    .collect();
+                return h.insert_batch(slot.into(), &pairs);
             }
+            let end = (u16::from(from) + count).min(256);
+            (u16::from(from)..end).try_for_each(|k| {
+                let k = k as u8;
+                h.insert(slot.into(), &key(k), &value(k, tag, limit))
+            })
         }
         Op::Remove { slot, key: k } => h.remove(slot.into(), &key(k)),
         Op::RemoveRange { slot, lo, hi } => h.remove_range(slot.into(), lo.bound(), hi.bound()),
