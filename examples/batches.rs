@@ -97,6 +97,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64() * 1e3 / batches as f64
     );
     // What the write buffer held back is applied by the next read.
+    let held = forest.stats().write_buffer_bytes;
+    println!(
+        "held in the write buffer: {:.1} MiB",
+        held as f64 / f64::from(1 << 20)
+    );
     let start = Instant::now();
     t.first()?;
     println!(

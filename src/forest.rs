@@ -275,6 +275,7 @@ impl Forest {
     pub fn stats(&self) -> Stats {
         let mut stats = self.inner.store().stats();
         stats.trees = self.inner.tree_count() as u64;
+        stats.write_buffer_bytes = self.inner.write_buffer_bytes() as u64;
         stats
     }
 

@@ -61,9 +61,13 @@ fn a_buffered_batch_reads_no_node_until_a_read_applies_it() {
     batch(&t, &mut m, 1_500, 2_500, 1);
     batch(&t, &mut m, 2_300, 2_600, 2);
     assert_eq!(f.stats().node_reads(), reads, "the batches were held back");
+    // 1,300 pairs of 11-byte keys, values of 20 to 22 bytes.
+    let held = f.stats().write_buffer_bytes;
+    assert!((1_300 * 47..=1_300 * 49).contains(&held), "{held}");
     // The first read applies both, the later pair winning.
     assert_eq!(t.get(&k(2_450)).unwrap(), Some(v(2_450, 2)));
     assert!(f.stats().node_reads() > reads);
+    assert_eq!(f.stats().write_buffer_bytes, 0);
     assert_eq!(all(&t), m);
     assert_clean(&f);
 }

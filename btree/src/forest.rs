@@ -522,6 +522,12 @@ impl Forest {
         Ok(())
     }
 
+    /// Memory held by the trees' write buffers: pairs of batches not yet
+    /// applied to their trees (`docs/design.md`, "Write buffer").
+    pub fn write_buffer_bytes(&self) -> usize {
+        self.shared.catalog.read().buffered_bytes()
+    }
+
     /// The number of trees.
     pub fn tree_count(&self) -> usize {
         self.shared.catalog.read().len()

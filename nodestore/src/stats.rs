@@ -64,6 +64,10 @@ pub struct Stats {
     pub dirty_bytes: u64,
     /// Memory held by nodes handed to the workers and not yet written.
     pub inflight_bytes: u64,
+    /// Memory held by the trees' write buffers: batched pairs not yet
+    /// applied to their trees (filled in by the forest; 0 from a bare
+    /// store).
+    pub write_buffer_bytes: u64,
     /// Bytes of all segment files.
     pub disk_bytes: u64,
     /// Bytes of the records the committed state and the node table refer

@@ -1102,6 +1102,7 @@ impl<N: Codec> NodeStore<N> {
             live_bytes,
             segments,
             trees: 0,
+            write_buffer_bytes: 0,
             retired_nodes,
             pins: self.shared.pins.live() as u64,
             warnings: self.shared.warnings.clone(),
