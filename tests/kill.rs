@@ -6,7 +6,10 @@
 //! The child is this test binary run again with `LARIX_KILL_CHILD` set to
 //! the store directory (or its s3:// URL, with `LARIX_KILL_ENDPOINT` the
 //! object store's address). Rounds: 50 on disk and 12 on S3, or
-//! `LARIX_KILL_ROUNDS`.
+//! `LARIX_KILL_ROUNDS`. With `LARIX_KILL_BATCHES` set, the child writes
+//! each state as one batch of inline values (`Tree::insert_batch`), which
+//! the write buffer holds across the commit until the next state's first
+//! removal applies it.
 
 #[cfg(feature = "s3")]
 #[path = "support/moto.rs"]
@@ -27,18 +30,24 @@ fn options() -> Options {
         .cache_bytes(64 << 10)
         .workers(2)
         .segment_bytes(256 << 10)
+        // Room for a batch of `state(c, true)` (the default, a sixteenth
+        // of the cache, holds none).
+        .write_buffer_bytes(256 << 10)
 }
 
 /// The entries of the tree after commit `c`: which keys exist and their
-/// values depend on `c`, so a mix of two commits is always detected.
-fn state(c: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    (0..KEYS)
+/// values depend on `c`, so a mix of two commits is always detected. For
+/// `batches`, twice the keys (so a state is a batch the write buffer
+/// holds) and every value inline.
+fn state(c: u64, batches: bool) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let keys = if batches { 2 * KEYS } else { KEYS };
+    (0..keys)
         .filter(|k| !(k * 7 + c).is_multiple_of(5))
         .map(|k| {
             let key = format!("key-{k:05}").into_bytes();
             let mut value = c.to_le_bytes().to_vec();
             // Every 50th value is too large for a leaf: stored out of line.
-            let len = if k.is_multiple_of(50) {
+            let len = if k.is_multiple_of(50) && !batches {
                 300 + k
             } else {
                 k % 40
@@ -50,7 +59,7 @@ fn state(c: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 /// The commit a store holds: `None` if it has no tree yet.
-fn read_commit(forest: &Forest) -> Option<u64> {
+fn read_commit(forest: &Forest, batches: bool) -> Option<u64> {
     let tree = forest.tree("t").unwrap()?;
     let c = match tree.get(b"commit").unwrap() {
         Some(v) => u64::from_le_bytes(v.try_into().expect("8-byte commit number")),
@@ -59,7 +68,11 @@ fn read_commit(forest: &Forest) -> Option<u64> {
     let mut entries: BTreeMap<Vec<u8>, Vec<u8>> =
         tree.range(..).unwrap().map(|e| e.unwrap()).collect();
     entries.remove(b"commit".as_slice());
-    assert_eq!(entries, state(c), "the store mixes commits around {c}");
+    assert_eq!(
+        entries,
+        state(c, batches),
+        "the store mixes commits around {c}"
+    );
     let snap = forest.tree("snapshot").unwrap().expect("snapshot tree");
     let s = u64::from_le_bytes(snap.get(b"commit").unwrap().unwrap().try_into().unwrap());
     assert_eq!(s, c - c % 10, "snapshot of commit {c}");
@@ -91,22 +104,28 @@ fn open_url(target: &str, endpoint: &str) -> Forest {
 /// The child: commits forever from the state it finds, printing each
 /// commit number once it is durable.
 fn child(target: &str) {
+    let batches = std::env::var_os("LARIX_KILL_BATCHES").is_some();
     let forest = open(target);
-    let mut c = read_commit(&forest).unwrap_or(0);
+    let mut c = read_commit(&forest, batches).unwrap_or(0);
     let tree = match forest.tree("t").unwrap() {
         Some(t) => t,
         None => forest.create_tree("t").unwrap(),
     };
     loop {
         c += 1;
-        let (old, new) = (state(c - 1), state(c));
+        let (old, mut new) = (state(c - 1, batches), state(c, batches));
         for k in old.keys().filter(|k| !new.contains_key(*k)) {
             tree.remove(k).unwrap();
         }
-        for (k, v) in &new {
-            tree.insert(k, v).unwrap();
+        if batches {
+            new.insert(b"commit".to_vec(), c.to_le_bytes().to_vec());
+            tree.insert_batch(&new).unwrap();
+        } else {
+            for (k, v) in &new {
+                tree.insert(k, v).unwrap();
+            }
+            tree.insert(b"commit", &c.to_le_bytes()).unwrap();
         }
-        tree.insert(b"commit", &c.to_le_bytes()).unwrap();
         if c.is_multiple_of(10) {
             if forest.tree("snapshot").unwrap().is_some() {
                 forest.remove_tree("snapshot").unwrap();
@@ -140,6 +159,27 @@ fn killed_writers_leave_exactly_one_committed_state() {
         target,
         rounds(50),
         None,
+        false,
+    );
+}
+
+/// The same with each state written as one batch that the write buffer
+/// holds across its commit.
+#[test]
+fn killed_batch_writers_leave_exactly_one_committed_state() {
+    if let Ok(target) = std::env::var("LARIX_KILL_CHILD") {
+        child(&target);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let target = path.to_str().expect("a UTF-8 temporary path");
+    kill_rounds(
+        "killed_batch_writers_leave_exactly_one_committed_state",
+        target,
+        rounds(50),
+        None,
+        true,
     );
 }
 
@@ -161,6 +201,7 @@ fn killed_writers_on_s3_leave_exactly_one_committed_state() {
         "s3://kill/store",
         rounds(12),
         Some(moto.endpoint()),
+        false,
     );
 }
 
@@ -173,8 +214,9 @@ fn rounds(default: u64) -> u64 {
 
 /// Runs `rounds` children of the test `test` on the store at `target`,
 /// killing each at a random moment and checking what it left; `endpoint`
-/// is the object store's address, for an s3:// target.
-fn kill_rounds(test: &str, target: &str, rounds: u64, endpoint: Option<String>) {
+/// is the object store's address, for an s3:// target; `batches` as for
+/// [`state`].
+fn kill_rounds(test: &str, target: &str, rounds: u64, endpoint: Option<String>, batches: bool) {
     let endpoint = endpoint.unwrap_or_default();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut last_reported = 0;
@@ -184,7 +226,11 @@ fn kill_rounds(test: &str, target: &str, rounds: u64, endpoint: Option<String>) 
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let delay = Duration::from_millis(20 + rng % 300);
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        if batches {
+            command.env("LARIX_KILL_BATCHES", "1");
+        }
+        let mut child = command
             .args(["--exact", test, "--nocapture", "--test-threads=1"])
             .env("LARIX_KILL_CHILD", target)
             .env("LARIX_KILL_ENDPOINT", &endpoint)
@@ -223,7 +269,7 @@ fn kill_rounds(test: &str, target: &str, rounds: u64, endpoint: Option<String>) 
         } else {
             open_url(target, &endpoint)
         };
-        let found = read_commit(&forest).unwrap_or(0);
+        let found = read_commit(&forest, batches).unwrap_or(0);
         assert!(
             found >= last_reported,
             "round {round}: store holds commit {found}, child reported {last_reported}"
