@@ -216,3 +216,22 @@ fn checkpoints_apply_the_buffers_first() {
     assert_eq!(all(&f.tree("t").unwrap().unwrap()), m);
     assert_clean(&f);
 }
+
+#[test]
+fn a_read_only_forest_refuses_a_batch_it_would_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (t, m) = {
+        let f = Forest::open(&path, options()).unwrap();
+        let (_, m) = loaded(&f, "t");
+        drop(f);
+        let f = Forest::open_read_only(&path, options()).unwrap();
+        (f.tree("t").unwrap().unwrap(), m)
+    };
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (5_000..5_300).map(|i| (k(i), v(i, 1))).collect();
+    let e = t
+        .insert_batch(pairs.iter().map(|(k, v)| (k, v)))
+        .unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
+    assert_eq!(all(&t), m);
+}

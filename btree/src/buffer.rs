@@ -18,24 +18,40 @@
 
 /// Bytes a buffered pair costs beside its key and value: its place in
 /// [`Buffer::pairs`].
-pub(crate) const PAIR_COST: usize = std::mem::size_of::<(usize, u32, u32)>();
+pub(crate) const PAIR_COST: usize = std::mem::size_of::<(u32, u32, u32, u32)>();
 
 /// The pairs buffered for one tree, in the order they were inserted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Buffer {
-    /// Each pair's key and value, back to back.
-    bytes: Vec<u8>,
-    /// Where each pair starts in `bytes`, and its key's and value's length.
-    pairs: Vec<(usize, u32, u32)>,
+    /// Each batch's keys and values, back to back, in one allocation of
+    /// exactly its size (one growing vector could hold twice the bytes
+    /// it counts).
+    batches: Vec<Vec<u8>>,
+    /// Each pair's batch, where it starts there, its key's and its
+    /// value's length.
+    pairs: Vec<(u32, u32, u32, u32)>,
+    /// Bytes of every batch.
+    bytes: usize,
 }
 
 impl Buffer {
-    /// Appends `key` with `value` (both within a leaf entry's limits).
-    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
-        self.pairs
-            .push((self.bytes.len(), key.len() as u32, value.len() as u32));
-        self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(value);
+    /// Appends `pairs` as one batch (each within a leaf entry's limits).
+    pub(crate) fn push_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &[(K, V)]) {
+        let len = pairs
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+            .sum();
+        let mut batch = Vec::with_capacity(len);
+        let index = self.batches.len() as u32;
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            let at = batch.len() as u32;
+            self.pairs.push((index, at, k.len() as u32, v.len() as u32));
+            batch.extend_from_slice(k);
+            batch.extend_from_slice(v);
+        }
+        self.bytes += len;
+        self.batches.push(batch);
     }
 
     /// True when no pair is buffered.
@@ -46,14 +62,15 @@ impl Buffer {
     /// Memory the buffer accounts for: keys, values and [`PAIR_COST`] per
     /// pair.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes.len() + self.pairs.len() * PAIR_COST
+        self.bytes + self.pairs.len() * PAIR_COST
     }
 
     /// The pairs in the order buffered.
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.pairs.iter().map(|&(at, k, v)| {
-            let (k, v) = (k as usize, v as usize);
-            (&self.bytes[at..at + k], &self.bytes[at + k..at + k + v])
+        self.pairs.iter().map(|&(b, at, k, v)| {
+            let (at, k, v) = (at as usize, k as usize, v as usize);
+            let batch = &self.batches[b as usize];
+            (&batch[at..at + k], &batch[at + k..at + k + v])
         })
     }
 
@@ -79,9 +96,8 @@ mod tests {
     #[test]
     fn sorted_keeps_the_pair_buffered_last_of_each_key() {
         let mut b = Buffer::default();
-        for (k, v) in [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("a", "5")] {
-            b.push(k.as_bytes(), v.as_bytes());
-        }
+        b.push_batch(&[("b", "1"), ("a", "2")]);
+        b.push_batch(&[("b", "3"), ("c", "4"), ("a", "5")]);
         let got: Vec<(&[u8], &[u8])> = b.sorted();
         let want: Vec<(&[u8], &[u8])> = vec![(b"a", b"5"), (b"b", b"3"), (b"c", b"4")];
         assert_eq!(got, want);

@@ -10,8 +10,8 @@
 //! stored out of line since the forest was made): freeing a leaf then
 //! reads it, for the values it references. The flag is sticky.
 //!
-//! The catalog also holds each tree's write buffer (`buffer`), which is
-//! never encoded: a checkpoint applies every buffer first (W3).
+//! The catalog also holds each tree's write buffer (`crate::buffer`),
+//! which is never encoded: a checkpoint applies every buffer first (W3).
 //!
 //! Names are unique, non-empty and at most [`MAX_NAME_LEN`] bytes; entries
 //! are written in strictly increasing name order (bytewise) and varints are

@@ -957,6 +957,14 @@ impl Tree {
     /// once and filled to about 7/8 of the node size; a store error then
     /// leaves the tree empty. Its commit is a checkpoint (`docs/design.md`,
     /// "Bulk build").
+    ///
+    /// Any other batch of at least 256 pairs, every value inline and no
+    /// out-of-line value in the forest, is journaled and held in the
+    /// tree's write buffer, within the forest's limit, and applied with
+    /// the buffer by the tree's next read or other write (W1-W3 in
+    /// `docs/design.md`, "Write buffer"): no node is read or written
+    /// until then. A store error then comes from the operation that
+    /// applies it.
     pub fn insert_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
@@ -1015,22 +1023,21 @@ impl Tree {
             .iter()
             .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + PAIR_COST)
             .sum();
-        if bytes > limit {
+        // A batch's offsets are 32-bit (`Buffer::push_batch`).
+        if bytes > limit || bytes > u32::MAX as usize {
             return Ok(false);
         }
         if catalog.buffered_bytes() + bytes > limit {
             self.shared.settle_all(catalog)?;
         }
         self.shared.spill_if_full(catalog)?;
-        let buffer = catalog.buffer_mut(&self.name);
+        catalog.buffer_mut(&self.name).push_batch(pairs);
         let mut journal = self.shared.journal.lock();
         for (k, v) in pairs {
-            let (key, value) = (k.as_ref(), v.as_ref());
-            buffer.push(key, value);
             journal.push(&Op::Insert {
                 tree: &self.name,
-                key,
-                value,
+                key: k.as_ref(),
+                value: v.as_ref(),
             });
         }
         Ok(true)

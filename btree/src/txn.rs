@@ -89,12 +89,13 @@ impl<'s> Txn<'s> {
         self
     }
 
-    /// Fails if the store refuses writes, unless [`Txn::unlatched`].
+    /// Fails if the store refuses writes: after a failure, unless
+    /// [`Txn::unlatched`]; opened read-only, always.
     fn writable(&self) -> Result<()> {
-        if !self.unlatched {
-            self.store.writable()?;
+        match self.store.writable() {
+            Err(larix_nodestore::StoreError::Failed(_)) if self.unlatched => Ok(()),
+            other => Ok(other?),
         }
-        Ok(())
     }
 
     /// Whether leaves of the forest may hold out-of-line values (the
