@@ -1139,8 +1139,8 @@ impl Tree {
     /// untouched nodes) is never read, so the cost follows the change.
     ///
     /// # Errors
-    /// [`Error::TreeNotFound`] for either tree; the iterator yields store
-    /// errors.
+    /// [`Error::TreeNotFound`] for either tree, or a store error while
+    /// applying a write buffer (W3); the iterator yields store errors.
     pub fn diff(&self, other: &Tree) -> Result<crate::Diff> {
         if !Arc::ptr_eq(&self.shared, &other.shared) {
             return Ok(crate::Diff::new(self.view()?, other.view()?));
@@ -1159,7 +1159,8 @@ impl Tree {
     /// The entries within `range`, in key order; double-ended.
     ///
     /// # Errors
-    /// [`Error::TreeNotFound`]; the iterator yields store errors.
+    /// [`Error::TreeNotFound`], or a store error while applying the tree's
+    /// write buffer (W3); the iterator yields store errors.
     pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range> {
         Ok(Range::new(self.view()?, Bounds::from_range(&range)))
     }
@@ -1167,7 +1168,8 @@ impl Tree {
     /// The tree as it is now, pinned: a snapshot of this tree alone.
     ///
     /// # Errors
-    /// [`Error::TreeNotFound`].
+    /// [`Error::TreeNotFound`], or a store error while applying the tree's
+    /// write buffer (W3).
     pub fn view(&self) -> Result<View> {
         let catalog = self.shared.settled(Some(&self.name))?;
         let root = catalog.root(&self.name)?;

@@ -731,7 +731,10 @@ impl Harness {
         let bounds = (as_slices(&lo), as_slices(&hi));
         let tree = self.tree(slot)?;
         let what = format!("range {lo:?}..{hi:?} of {}", name(slot));
-        let iter = tree.range(bounds).map_err(|e| format!("{what}: {e}"))?;
+        // Making the range applies the tree's write buffer: it may fail.
+        let Some(iter) = self.read(&what, tree.range(bounds))? else {
+            return Ok(());
+        };
         let got: Result<Vec<_>, Error> = if reverse {
             want.reverse();
             iter.rev().collect()
