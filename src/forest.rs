@@ -159,10 +159,10 @@ impl Forest {
             max_node_len: Some(limits.max_node().max(larix_btree::MAX_VALUE_NODE)),
         };
         let store = NodeStore::open(backend, pipeline, config)?;
-        let buffer = options
-            .write_buffer_bytes
-            .unwrap_or_else(|| larix_btree::default_write_buffer(options.cache_bytes));
-        let inner = larix_btree::Forest::with_write_buffer(store, limits, buffer)?;
+        let inner = match options.write_buffer_bytes {
+            Some(bytes) => larix_btree::Forest::with_write_buffer(store, limits, bytes)?,
+            None => larix_btree::Forest::new(store, limits)?,
+        };
         Ok(Forest { inner, parameters })
     }
 

@@ -147,26 +147,23 @@ fn child(target: &str) {
 
 #[test]
 fn killed_writers_leave_exactly_one_committed_state() {
-    if let Ok(target) = std::env::var("LARIX_KILL_CHILD") {
-        child(&target);
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    let target = path.to_str().expect("a UTF-8 temporary path");
-    kill_rounds(
-        "killed_writers_leave_exactly_one_committed_state",
-        target,
-        rounds(50),
-        None,
-        false,
-    );
+    kill_on_disk("killed_writers_leave_exactly_one_committed_state", false);
 }
 
 /// The same with each state written as one batch that the write buffer
 /// holds across its commit.
 #[test]
 fn killed_batch_writers_leave_exactly_one_committed_state() {
+    kill_on_disk(
+        "killed_batch_writers_leave_exactly_one_committed_state",
+        true,
+    );
+}
+
+/// The test `test` on a store in a temporary directory: the child's part
+/// if this process is a child, else the rounds (`batches` as for
+/// [`state`]).
+fn kill_on_disk(test: &str, batches: bool) {
     if let Ok(target) = std::env::var("LARIX_KILL_CHILD") {
         child(&target);
         return;
@@ -174,13 +171,7 @@ fn killed_batch_writers_leave_exactly_one_committed_state() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let target = path.to_str().expect("a UTF-8 temporary path");
-    kill_rounds(
-        "killed_batch_writers_leave_exactly_one_committed_state",
-        target,
-        rounds(50),
-        None,
-        true,
-    );
+    kill_rounds(test, target, rounds(50), None, batches);
 }
 
 /// The same on a store in S3 (moto), whose writer is killed between and

@@ -64,32 +64,39 @@ fn a_buffered_batch_reads_no_node_until_a_read_applies_it() {
     // 1,300 pairs of 11-byte keys, values of 20 to 22 bytes.
     let held = f.stats().write_buffer_bytes;
     assert!((1_300 * 47..=1_300 * 49).contains(&held), "{held}");
+    f.commit().unwrap();
+    let logged = f.stats().log_bytes;
     // The first read applies both, the later pair winning.
     assert_eq!(t.get(&k(2_450)).unwrap(), Some(v(2_450, 2)));
     assert!(f.stats().node_reads() > reads);
     assert_eq!(f.stats().write_buffer_bytes, 0);
     assert_eq!(all(&t), m);
+    // Applying journaled nothing: the commit after it logs no record.
+    f.commit().unwrap();
+    assert_eq!(f.stats().log_bytes, logged);
     assert_clean(&f);
+}
+
+/// Checks that a batch of pairs `from..to` into a loaded tree of a forest
+/// of `options` is applied at once: it reads nodes.
+fn assert_applied_at_once(options: Options, from: u32, to: u32) {
+    let f = Forest::in_memory(options).unwrap();
+    let (t, mut m) = loaded(&f, "t");
+    let reads = f.stats().node_reads();
+    batch(&t, &mut m, from, to, 1);
+    assert!(f.stats().node_reads() > reads, "the batch was applied");
+    assert_eq!(f.stats().write_buffer_bytes, 0);
+    assert_eq!(all(&t), m);
 }
 
 #[test]
 fn a_short_batch_is_applied_at_once() {
-    let f = Forest::in_memory(options()).unwrap();
-    let (t, mut m) = loaded(&f, "t");
-    let reads = f.stats().node_reads();
-    batch(&t, &mut m, 5_000, 5_010, 1);
-    assert!(f.stats().node_reads() > reads, "ten pairs were applied");
-    assert_eq!(all(&t), m);
+    assert_applied_at_once(options(), 5_000, 5_010);
 }
 
 #[test]
 fn a_limit_of_zero_applies_every_batch_at_once() {
-    let f = Forest::in_memory(options().write_buffer_bytes(0)).unwrap();
-    let (t, mut m) = loaded(&f, "t");
-    let reads = f.stats().node_reads();
-    batch(&t, &mut m, 1_500, 2_500, 1);
-    assert!(f.stats().node_reads() > reads, "the batch was applied");
-    assert_eq!(all(&t), m);
+    assert_applied_at_once(options().write_buffer_bytes(0), 1_500, 2_500);
 }
 
 #[test]

@@ -18,7 +18,7 @@
 
 /// Bytes a buffered pair costs beside its key and value: its place in
 /// [`Buffer::pairs`].
-pub(crate) const PAIR_COST: usize = std::mem::size_of::<(u32, u32, u32, u32)>();
+const PAIR_COST: usize = std::mem::size_of::<(u32, u32, u32, u32)>();
 
 /// The pairs buffered for one tree, in the order they were inserted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,6 +59,15 @@ impl Buffer {
         self.pairs.is_empty()
     }
 
+    /// What holding `pairs` costs: their keys and values and [`PAIR_COST`]
+    /// each, as [`Buffer::bytes`] counts them.
+    pub(crate) fn cost<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> usize {
+        pairs
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + PAIR_COST)
+            .sum()
+    }
+
     /// Memory the buffer accounts for: keys, values and [`PAIR_COST`] per
     /// pair.
     pub(crate) fn bytes(&self) -> usize {
@@ -76,15 +85,9 @@ impl Buffer {
 
     /// The pairs in key order, one per key: the one buffered last (W1).
     pub(crate) fn sorted(&self) -> Vec<(&[u8], &[u8])> {
+        // Equal keys stay in the order buffered: the last of each run wins.
         let mut pairs = crate::forest::sort_pairs(self.iter().collect());
-        // Equal keys are in the order buffered: the last of each run wins.
-        pairs.dedup_by(|later, kept| {
-            let equal = later.0 == kept.0;
-            if equal {
-                std::mem::swap(later, kept);
-            }
-            equal
-        });
+        crate::forest::dedup_last(&mut pairs);
         pairs
     }
 }

@@ -13,7 +13,7 @@
 //! records after the last checkpoint; dropping the last handle of a forest
 //! with nothing uncommitted checkpoints it.
 
-use crate::buffer::PAIR_COST;
+use crate::buffer::Buffer;
 use crate::catalog::Catalog;
 use crate::check::{self, CheckReport};
 use crate::journal::{self, Journal, Op};
@@ -74,7 +74,7 @@ const RUN_LEN: usize = 256;
 /// applied at once. Holding it would gain little (it touches few leaves)
 /// and would make the tree's next reader take the write lock to apply it
 /// (a YCSB-style mix of one-pair updates and reads: mean read latency 6.8
-/// to 22-41 µs with one-pair batches buffered).
+/// µs, 14 with one-pair batches buffered; medians of three runs).
 const BUFFER_MIN_PAIRS: usize = 256;
 
 /// A change whose operations take at least one byte per this many bytes of
@@ -86,6 +86,19 @@ impl ForestCore {
     /// locked for writing).
     fn record(&self, op: &Op) {
         self.journal.lock().push(op);
+    }
+
+    /// Journals the insert of each of `pairs` into tree `name`, as
+    /// [`ForestCore::record`].
+    fn record_inserts<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, name: &str, pairs: &[(K, V)]) {
+        let mut journal = self.journal.lock();
+        for (k, v) in pairs {
+            journal.push(&Op::Insert {
+                tree: name,
+                key: k.as_ref(),
+                value: v.as_ref(),
+            });
+        }
     }
 
     /// Makes `catalog` (the state now, with the catalog locked for
@@ -186,8 +199,9 @@ impl ForestCore {
     /// alone, in a write set of its own, as [`Tree::insert`] would.
     ///
     /// `settling`: the pairs are a write buffer's, journaled already, so
-    /// the journal is not spilled and a store that refuses writes is
-    /// written to all the same (see [`Txn::unlatched`]).
+    /// they are not journaled again, the journal is not spilled, and a
+    /// store that refuses writes is written to all the same (see
+    /// [`Txn::unlatched`]).
     fn insert_runs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         catalog: &mut Catalog,
@@ -230,12 +244,8 @@ impl ForestCore {
             }
             *self.scratch.lock() = txn.apply()?;
             catalog.set_root(name, root);
-            for (k, v) in &rest[..done] {
-                self.record(&Op::Insert {
-                    tree: name,
-                    key: k.as_ref(),
-                    value: v.as_ref(),
-                });
+            if !settling {
+                self.record_inserts(name, &rest[..done]);
             }
             if let Some(e) = failed {
                 return Err(e);
@@ -253,9 +263,7 @@ impl ForestCore {
         let Some(buffer) = catalog.take_buffer(name) else {
             return Ok(());
         };
-        let paused = std::mem::replace(&mut self.journal.lock().paused, true);
         let applied = self.insert_runs(catalog, name, &buffer.sorted(), true);
-        self.journal.lock().paused = paused;
         if applied.is_err() {
             catalog.put_buffer(name, buffer);
         }
@@ -1019,10 +1027,7 @@ impl Tree {
             return Ok(false);
         }
         let limit = self.shared.buffer_limit;
-        let bytes: usize = pairs
-            .iter()
-            .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + PAIR_COST)
-            .sum();
+        let bytes = Buffer::cost(pairs);
         // A batch's offsets are 32-bit (`Buffer::push_batch`).
         if bytes > limit || bytes > u32::MAX as usize {
             return Ok(false);
@@ -1032,14 +1037,7 @@ impl Tree {
         }
         self.shared.spill_if_full(catalog)?;
         catalog.buffer_mut(&self.name).push_batch(pairs);
-        let mut journal = self.shared.journal.lock();
-        for (k, v) in pairs {
-            journal.push(&Op::Insert {
-                tree: &self.name,
-                key: k.as_ref(),
-                value: v.as_ref(),
-            });
-        }
+        self.shared.record_inserts(&self.name, pairs);
         Ok(true)
     }
 
@@ -1059,14 +1057,7 @@ impl Tree {
         catalog: &mut Catalog,
         mut pairs: Vec<(K, V)>,
     ) -> Result<()> {
-        // Of a run of equal keys the first stays: it takes the last's pair.
-        pairs.dedup_by(|later, kept| {
-            let equal = later.0.as_ref() == kept.0.as_ref();
-            if equal {
-                std::mem::swap(later, kept);
-            }
-            equal
-        });
+        dedup_last(&mut pairs);
         let store = &self.shared.store;
         let old = catalog.root(&self.name)?;
         let root = build::build(store, &self.shared.limits, &pairs)?;
@@ -1269,10 +1260,23 @@ impl Tree {
     }
 }
 
-/// The write buffer a forest over a store of `cache_bytes` gives each tree
-/// unless told otherwise: a sixteenth of the cache, at most 64 MiB.
-pub fn default_write_buffer(cache_bytes: usize) -> usize {
+/// The bytes a forest over a store of `cache_bytes` lets its write buffers
+/// hold, together, unless told otherwise: a sixteenth of the cache, at
+/// most 64 MiB.
+fn default_write_buffer(cache_bytes: usize) -> usize {
     (cache_bytes / 16).min(64 << 20)
+}
+
+/// Keeps one pair of each run of equal keys in sorted `pairs`: the last
+/// (the first stays in place and takes the last's pair).
+pub(crate) fn dedup_last<K: AsRef<[u8]>, V>(pairs: &mut Vec<(K, V)>) {
+    pairs.dedup_by(|later, kept| {
+        let equal = later.0.as_ref() == kept.0.as_ref();
+        if equal {
+            std::mem::swap(later, kept);
+        }
+        equal
+    });
 }
 
 /// `pairs` in key order, equal keys in the order given (so that the later

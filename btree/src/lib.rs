@@ -42,7 +42,7 @@ pub use catalog::{Catalog, MAX_CATALOG_LEN, MAX_NAME_LEN};
 pub use check::{CheckReport, Problem};
 pub use diff::{Change, Diff};
 pub use error::{Error, Result};
-pub use forest::{default_write_buffer, Forest, Tree};
+pub use forest::{Forest, Tree};
 pub use limits::{Limits, DEFAULT_NODE_SIZE, MAX_NODE_SIZE, MIN_NODE_SIZE};
 pub use node::{Expect, Node, Stored, ValueRef, CHUNK_BYTES, MAX_VALUE_LEN, MAX_VALUE_NODE};
 pub use range::Range;

@@ -286,25 +286,22 @@ pub fn model() -> Vec<Seed> {
     };
     let small = config(256, true, Filters::ZstdChecksum, false);
     let full = config(256, true, Filters::ZstdChecksum, true);
-    let fill = |slot, from, count, tag| Op::Fill {
-        slot,
-        from,
-        count,
-        tag,
-        batch: false,
+    // Fill one by one, or as one batch.
+    let fill_as = |batch| {
+        move |slot, from, count, tag| Op::Fill {
+            slot,
+            from,
+            count,
+            tag,
+            batch,
+        }
     };
+    let (fill, batch) = (fill_as(false), fill_as(true));
     let range = |slot, lo, hi, reverse| Op::Range {
         slot,
         lo,
         hi,
         reverse,
-    };
-    let batch = |slot, from, count, tag| Op::Fill {
-        slot,
-        from,
-        count,
-        tag,
-        batch: true,
     };
     let cases: [(&str, Config, Vec<Op>); 9] = [
         (
