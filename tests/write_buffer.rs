@@ -242,3 +242,41 @@ fn a_read_only_forest_refuses_a_batch_it_would_hold() {
     assert!(e.to_string().contains("read-only"), "{e}");
     assert_eq!(all(&t), m);
 }
+
+/// A batch applied leaf by leaf (several of its sorted pairs edit the
+/// leaf the one before edited, without a second descent) still keeps
+/// every node within its bounds: long values overwritten with one-byte
+/// ones shrink leaves under their lower bound, which a merge must mend,
+/// and new keys between the loaded ones grow leaves past their upper
+/// bound, which a split must mend.
+#[test]
+fn a_buffered_batch_applied_leaf_by_leaf_keeps_every_node_in_bounds() {
+    let f = Forest::in_memory(options()).unwrap();
+    let t = f.create_tree("t").unwrap();
+    let mut m = Model::new();
+    let long = vec![b'x'; 120];
+    for i in 0..2_000u32 {
+        let key = format!("key{:06}", i * 2).into_bytes();
+        t.insert(&key, &long).unwrap();
+        m.insert(key, long.clone());
+    }
+    f.commit().unwrap();
+    // Every loaded key gets a one-byte value: each leaf loses most of its
+    // bytes to pairs that fall in it.
+    let short: Vec<(Vec<u8>, Vec<u8>)> = m.keys().map(|k| (k.clone(), b"s".to_vec())).collect();
+    t.insert_batch(short.iter().map(|(k, v)| (k, v))).unwrap();
+    m.extend(short);
+    assert!(f.stats().write_buffer_bytes > 0, "the batch was held");
+    assert_eq!(all(&t), m);
+    assert_clean(&f);
+    // Keys between the loaded ones, with long values: each leaf grows.
+    let grown: Vec<(Vec<u8>, Vec<u8>)> = (0..2_000u32)
+        .map(|i| (format!("key{:06}", i * 2 + 1).into_bytes(), long.clone()))
+        .collect();
+    t.insert_batch(grown.iter().map(|(k, v)| (k, v))).unwrap();
+    m.extend(grown);
+    assert_eq!(all(&t), m);
+    assert_clean(&f);
+    f.commit().unwrap();
+    assert_clean(&f);
+}

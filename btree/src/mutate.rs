@@ -213,6 +213,77 @@ pub(crate) fn plan_in_place(
     }))
 }
 
+/// The leaf an edit in place left taken, while nothing above it changed:
+/// a later key of a sorted run that falls in the leaf is edited there
+/// without a second descent (`ForestCore::insert_runs`). Between them the
+/// leaf stays unshared and unfrozen (it was taken for this write set,
+/// under the catalog's write lock), and the keys routed to it stay those
+/// at or above its first key and below `upper`.
+pub(crate) struct LeafRun {
+    leaf: NodeId,
+    is_root: bool,
+    /// The index key after the leaf's, in the lowest node of the path
+    /// that has one: every key routed to the leaf is below it (B1). `None`
+    /// on the tree's right edge.
+    upper: Option<Vec<u8>>,
+}
+
+impl LeafRun {
+    /// The leaf of `path`, if the edit planned on it changes nothing above
+    /// the leaf (see [`Path`]'s `contained`).
+    pub(crate) fn after(txn: &Txn, path: &Path) -> Result<Option<LeafRun>> {
+        if !path.contained {
+            return Ok(None);
+        }
+        let mut upper = None;
+        for &(node, i) in path.steps.iter().rev() {
+            let node = txn.get(node)?;
+            if i + 1 < node.len() {
+                upper = Some(node.key(i + 1).to_vec());
+                break;
+            }
+        }
+        Ok(Some(LeafRun {
+            leaf: path.leaf,
+            is_root: path.steps.is_empty(),
+            upper,
+        }))
+    }
+
+    /// Puts `key` with the inline `value` into the leaf if the key belongs
+    /// there and the edit keeps the leaf within B3's bounds and its first
+    /// key (so B1 holds above it); whether it did. When it did not, nothing
+    /// changed.
+    pub(crate) fn put(
+        &self,
+        txn: &mut Txn,
+        limits: &Limits,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<bool> {
+        if self.upper.as_deref().is_some_and(|upper| key >= upper) {
+            return Ok(false);
+        }
+        let leaf = txn.node_mut(self.leaf)?;
+        let at = leaf.search_for_write(key);
+        let size = match at {
+            // Below the leaf's first key: the index keys above may have to
+            // be lowered.
+            Err(0) => return Ok(false),
+            Err(_) => leaf.size() + leaf_entry_len(key, value),
+            Ok(i) => leaf.size() - leaf_entry_len(key, leaf.value(i)) + leaf_entry_len(key, value),
+        };
+        if size > limits.max_node() || (!self.is_root && size < limits.min_node()) {
+            return Ok(false);
+        }
+        match at {
+            Ok(i) => leaf.set_stored(i, Stored::Inline(value)),
+            Err(i) => leaf.insert_stored(i, key, Stored::Inline(value)),
+        }
+        Ok(true)
+    }
+}
+
 /// What [`plan_in_place`] decided.
 pub(crate) enum Plan {
     /// The path, taken for editing in place; the operation needs no second
