@@ -7,7 +7,10 @@
 //! `benches/compare`.
 //!
 //! Run: `cargo run --release --example batches -- DIR [N] [BATCHES] [LEN]
-//! [--random] [--no-buffer]` (default 1,000,000 entries, 100 batches of 1,000 keys).
+//! [--random] [--overwrite] [--no-buffer]` (default 1,000,000 entries, 100 batches of 1,000 keys).
+//! With `--overwrite` the batches give loaded keys, in a scattered order,
+//! new values of the same length (the comparison's writer beside the
+//! readers overwrites loaded pairs); otherwise they insert new keys.
 //! Keys are spread by a multiplicative hash in their first eight bytes and
 //! values are all alike, unless `--random` makes every byte of both random
 //! (as in `benches/compare`).
@@ -68,10 +71,11 @@ fn commit_batches(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all: Vec<String> = std::env::args().skip(1).collect();
     let random = all.iter().any(|a| a == "--random");
+    let overwrite = all.iter().any(|a| a == "--overwrite");
     let args: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
     let dir = args
         .first()
-        .ok_or("usage: batches DIR [N] [BATCHES] [LEN] [--random] [--no-buffer]")?;
+        .ok_or("usage: batches DIR [N] [BATCHES] [LEN] [--random] [--overwrite] [--no-buffer]")?;
     let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (n, batches, len) = (arg(1, 1_000_000), arg(2, 100), arg(3, 1_000));
     let mut options = Options::default();
@@ -86,7 +90,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load: Vec<Pair> = (0..n).map(|i| pair(i, random)).collect();
     t.insert_batch(load.iter().map(|(k, v)| (&k[..], &v[..])))?;
     forest.checkpoint()?;
-    let more: Vec<Pair> = (n..n + batches * len).map(|i| pair(i, random)).collect();
+    let more: Vec<Pair> = if overwrite {
+        // Loaded keys in a scattered order, each with a value of the same
+        // length that differs in its first byte.
+        (0..batches * len)
+            .map(|i| {
+                let (k, mut v) = pair(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n.max(1), random);
+                v[0] ^= 1;
+                (k, v)
+            })
+            .collect()
+    } else {
+        (n..n + batches * len).map(|i| pair(i, random)).collect()
+    };
     let start = Instant::now();
     let in_commit = commit_batches(&forest, &t, &more, len.max(1) as usize)?;
     println!("in commit: {:.1} ms", in_commit.as_secs_f64() * 1e3);

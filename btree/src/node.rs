@@ -865,10 +865,23 @@ impl Node {
 
     /// Replaces the value of leaf entry `i` with `stored`.
     pub fn set_stored(&mut self, i: usize, stored: Stored) {
-        let e = match stored {
-            Stored::Inline(v) => Self::encode_leaf_entry(self.key(i), v, false),
-            Stored::Out(r) => Self::encode_leaf_entry(self.key(i), &r.to_bytes(), true),
+        let reference;
+        let (value, out) = match stored {
+            Stored::Inline(v) => (v, false),
+            Stored::Out(r) => {
+                reference = r.to_bytes();
+                (&reference[..], true)
+            }
         };
+        // A value as long as the old one, and as out of line, is written
+        // over it: the entry keeps its size and its key, so the offsets,
+        // heads and shared prefix stay as they are.
+        let (key, old_len) = self.key_span(i);
+        if old_len == value.len() && matches!(self.stored(i), Stored::Out(_)) == out {
+            self.bytes[key.end..key.end + old_len].copy_from_slice(value);
+            return;
+        }
+        let e = Self::encode_leaf_entry(self.key(i), value, out);
         self.splice(i..i + 1, &e, 1);
     }
 
@@ -1220,6 +1233,49 @@ mod tests {
         let e = Node::decode(&empty).unwrap_err().to_string();
         assert!(e.contains("no children"), "{e}");
         assert!(Node::decode(&[KIND_LEAF, 0, 0, 0, 0, 0]).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn setting_a_value_makes_the_node_a_fresh_encoding_would(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 1..12),
+            sets in proptest::collection::vec((0usize..12, proptest::collection::vec(any::<u8>(), 0..24), any::<bool>()), 1..20),
+        ) {
+            // Values as long as a reference (16 bytes) are among the lengths
+            // drawn, so a value is replaced by a reference of its length.
+            let keys: Vec<Vec<u8>> = (0..values.len()).map(|i| vec![b'k', i as u8]).collect();
+            let mut n = Node::new_leaf();
+            let mut want: Vec<(Vec<u8>, Option<ValueRef>)> = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                n.insert_leaf(i, &keys[i], v);
+                want.push((v.clone(), None));
+            }
+            for (i, v, out) in sets {
+                let i = i % keys.len();
+                if out {
+                    let r = ValueRef { id: NodeId(v.len() as u64 + 1), len: 1 << 20 };
+                    n.set_stored(i, Stored::Out(r));
+                    want[i] = (r.to_bytes().to_vec(), Some(r));
+                } else {
+                    n.set_value(i, &v);
+                    want[i] = (v, None);
+                }
+            }
+            let mut fresh = Node::new_leaf();
+            for (i, (v, r)) in want.iter().enumerate() {
+                match r {
+                    Some(r) => fresh.insert_stored(i, &keys[i], Stored::Out(*r)),
+                    None => fresh.insert_leaf(i, &keys[i], v),
+                }
+            }
+            prop_assert_eq!(n.as_bytes(), fresh.as_bytes());
+            let decoded = Node::decode(n.as_bytes()).unwrap();
+            prop_assert_eq!(decoded.as_bytes(), fresh.as_bytes());
+            for (i, (v, r)) in want.iter().enumerate() {
+                prop_assert_eq!(n.value(i), &v[..]);
+                prop_assert_eq!(n.value_ref(i), *r);
+            }
+        }
     }
 
     proptest! {
