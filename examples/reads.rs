@@ -14,7 +14,10 @@
 //! With `--writer`, a second thread overwrites random loaded pairs in
 //! batches of 1,000, each committed, while each round reads (the
 //! comparison's "beside a writer" row, with one reader); the round then
-//! also prints the batches, the clean cache's misses and the checkpoints.
+//! also prints the batches, the clean cache's misses, the checkpoints,
+//! the processor time the whole process took while the readers ran and
+//! the time the writing thread took in all (it may finish a batch after
+//! the readers end), from `/proc`.
 //! With `--threads T`, T threads share each round's reads (each its part
 //! of the order, on one view), and the time is per read of the whole
 //! round.
@@ -91,9 +94,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let view = tree.view()?;
         let before = forest.stats();
         let done = AtomicBool::new(false);
-        let (ns, found, batches) = std::thread::scope(|s| {
+        let (ns, found, busy, (batches, writer_ms)) = std::thread::scope(|s| {
             let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
             let start = Instant::now();
+            let cpu = cpu_ms("self");
             let part = n.div_ceil(threads);
             let readers: Vec<_> = order
                 .chunks(part)
@@ -116,12 +120,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 found += r.join().map_err(|_| "a reader panicked")??;
             }
             let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+            let busy = cpu_ms("self") - cpu;
             done.store(true, Ordering::Relaxed);
-            let batches = match overwriter {
+            let writer = match overwriter {
                 Some(h) => h.join().map_err(|_| "the writer panicked")??,
-                None => 0,
+                None => (0, 0.0),
             };
-            Ok::<_, Box<dyn std::error::Error>>((ns, found, batches))
+            Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, writer))
         })?;
         if found != n {
             return Err(format!("round {round}: {found} of {n} keys found").into());
@@ -132,7 +137,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let checkpoints = after.checkpoints - before.checkpoints;
             println!(
                 "round {round}: {ns:.0} ns per read, {batches} batches beside, \
-                 {misses} cache misses, {checkpoints} checkpoints"
+                 {misses} cache misses, {checkpoints} checkpoints, \
+                 {busy:.0} ms of processor time while reading, \
+                 {writer_ms:.0} ms in the writing thread"
             );
         } else {
             println!("round {round}: {ns:.0} ns per read");
@@ -166,15 +173,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Overwrites random pairs of `data` with their own values, in committed
-/// batches of 1,000, until `done`; returns the batches committed.
+/// batches of 1,000, until `done`; returns the batches committed and the
+/// processor time the writing thread took, in milliseconds.
 fn overwrite(
     forest: &Forest,
     tree: &Tree,
     data: &[(Vec<u8>, Vec<u8>)],
     done: &AtomicBool,
-) -> larix::Result<usize> {
+) -> larix::Result<(usize, f64)> {
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut batches = 0;
+    let cpu = cpu_ms("thread-self");
     while !done.load(Ordering::Relaxed) {
         let batch = (0..1_000).map(|_| {
             x ^= x << 13;
@@ -187,7 +196,23 @@ fn overwrite(
         forest.commit()?;
         batches += 1;
     }
-    Ok(batches)
+    Ok((batches, cpu_ms("thread-self") - cpu))
+}
+
+/// The processor time, user and system, of `/proc/<of>` in milliseconds
+/// (`self` for the process, `thread-self` for the calling thread), at the
+/// kernel's usual 100 ticks a second; 0 where `/proc` does not tell.
+fn cpu_ms(of: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{of}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks * 10.0
 }
 
 /// Appends the paths under `dir` (not following links), each directory's
