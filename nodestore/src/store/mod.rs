@@ -367,7 +367,7 @@ struct Shared<N> {
 /// with its forest lock.
 pub struct NodeStore<N: Codec> {
     shared: Arc<Shared<N>>,
-    jobs: Option<Sender<Job<N>>>,
+    jobs: Option<Sender<Vec<Job<N>>>>,
     workers: Vec<JoinHandle<()>>,
     checkpointer: Option<JoinHandle<()>>,
 }
@@ -429,7 +429,7 @@ impl<N: Codec> Shared<N> {
 /// [`StoreError::Io`] if a thread cannot be spawned.
 fn spawn_workers<N: Codec>(
     shared: &Arc<Shared<N>>,
-    jobs: &Receiver<Job<N>>,
+    jobs: &Receiver<Vec<Job<N>>>,
     count: usize,
 ) -> Result<Vec<JoinHandle<()>>, StoreError> {
     (0..count)
