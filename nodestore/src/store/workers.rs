@@ -20,9 +20,10 @@ use std::sync::Arc;
 /// Jobs handed to the workers in one message, at most. A checkpoint hands
 /// over tens of thousands of nodes: one message per node woke the sender
 /// (blocked on the full channel) and a worker once per node: under `perf`
-/// (`examples/reads --writer`), 166 of the 226 samples of a writer's
-/// checkpoint call were in the channel's send, spinning and parking. With
-/// 32 to a message, a bulk load and its commit took a sixth less time.
+/// (`examples/reads --writer`), 170 of the 226 samples taken in checkpoint
+/// calls (the load's and the writer's) were in the channel's send,
+/// spinning and parking. With 32 to a message, a bulk load and its commit
+/// took a sixth less time.
 const JOB_CHUNK: usize = 32;
 
 impl<N: Codec> NodeStore<N> {
