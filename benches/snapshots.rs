@@ -18,7 +18,10 @@
 //!   overwrites loaded pairs with their own values in batches of
 //!   [`BATCH`], each batch committed, from the start of each measurement
 //!   until its readers end; only the readers are timed, and the batches
-//!   the writer committed are printed.
+//!   the writer committed are printed;
+//! - `snapshot/get_2_threads_paced_writer`: the same with the writer held
+//!   to [`PACED`] commits a second, as the comparison's paced row holds
+//!   every engine's writer.
 //!
 //! Run: `cargo bench --bench snapshots`.
 // `criterion_group!` generates public functions without documentation.
@@ -37,6 +40,9 @@ use support::{env, pairs, Pair};
 const READS: usize = 20_000;
 /// Overwrites per commit of the writer.
 const BATCH: usize = 1_000;
+/// Commits a second of the paced writer (`get_2_threads_paced_writer`),
+/// as in the comparison's paced row.
+const PACED: u32 = 20;
 
 /// A forest in `dir` holding `data` in tree "bench", committed.
 fn loaded(dir: &Path, data: &[Pair]) -> (Forest, Tree) {
@@ -71,10 +77,24 @@ fn read_threads(tree: &Tree, data: &[Pair], threads: usize) -> Duration {
 }
 
 /// Overwrites `data` with its own values, [`BATCH`] pairs per commit,
-/// until `done`; returns the batches committed.
-fn write_until(forest: &Forest, tree: &Tree, data: &[Pair], done: &AtomicBool) -> usize {
+/// until `done`, starting batch k no earlier than k × `pace` after the
+/// first when paced; returns the batches committed.
+fn write_until(
+    forest: &Forest,
+    tree: &Tree,
+    data: &[Pair],
+    done: &AtomicBool,
+    pace: Option<Duration>,
+) -> u32 {
+    let start = Instant::now();
     let mut batches = 0;
     for batch in data.chunks(BATCH).cycle() {
+        if let Some(pace) = pace {
+            let due = start + pace * batches;
+            while Instant::now() < due && !done.load(Ordering::Relaxed) {
+                std::thread::sleep((due - Instant::now()).min(Duration::from_millis(2)));
+            }
+        }
         if done.load(Ordering::Relaxed) {
             break;
         }
@@ -87,12 +107,19 @@ fn write_until(forest: &Forest, tree: &Tree, data: &[Pair], done: &AtomicBool) -
     batches
 }
 
-/// `iters` rounds of two readers while the writer runs: the readers'
-/// total time, and the batches the writer committed.
-fn beside_writer(forest: &Forest, tree: &Tree, data: &[Pair], iters: u64) -> (Duration, usize) {
+/// `iters` rounds of two readers while the writer runs (as fast as it
+/// can, or at `pace`): the readers' total time, and the batches the
+/// writer committed.
+fn beside_writer(
+    forest: &Forest,
+    tree: &Tree,
+    data: &[Pair],
+    iters: u64,
+    pace: Option<Duration>,
+) -> (Duration, u32) {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let writer = s.spawn(|| write_until(forest, tree, data, &done));
+        let writer = s.spawn(|| write_until(forest, tree, data, &done, pace));
         let read = (0..iters).map(|_| read_threads(tree, data, 2)).sum();
         done.store(true, Ordering::Relaxed);
         (read, writer.join().unwrap())
@@ -117,20 +144,30 @@ fn snapshot_reads(c: &mut Criterion) {
             })
         });
     }
-    let (mut read, mut batches) = (Duration::ZERO, 0);
     g.throughput(Throughput::Elements((2 * READS) as u64));
-    g.bench_function("get_2_threads_writer", |b| {
-        b.iter_custom(|iters| {
-            let (time, committed) = beside_writer(&forest, &tree, &data, iters);
-            read += time;
-            batches += committed;
-            time
-        })
-    });
+    let mut writers = Vec::new();
+    for (name, pace) in [
+        ("get_2_threads_writer", None),
+        (
+            "get_2_threads_paced_writer",
+            Some(Duration::from_secs(1) / PACED),
+        ),
+    ] {
+        let (mut read, mut batches) = (Duration::ZERO, 0);
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (time, committed) = beside_writer(&forest, &tree, &data, iters, pace);
+                read += time;
+                batches += committed;
+                time
+            })
+        });
+        writers.push((name, read, batches));
+    }
     g.finish();
-    if batches > 0 {
+    for (name, read, batches) in writers {
         println!(
-            "writer: {batches} batches of {BATCH} committed during {:.2} s of reads",
+            "{name}: the writer committed {batches} batches of {BATCH} during {:.2} s of reads",
             read.as_secs_f64()
         );
     }

@@ -357,6 +357,11 @@ in a fresh directory, deleted afterwards ({}):
 - the same reads again while a third thread overwrites loaded pairs
   with their own values in batches of 1,000, each batch committed, until
   both readers finish; the readers' time is reported;
+- the same again with the writer held to 20 batches a second (it starts
+  batch k no earlier than k/20 s after the first; every engine's writer
+  kept that pace here), so that every engine's readers share the machine
+  with the same writes; an engine may leave part of the writes' work for
+  later (Larix's write buffer holds these batches);
 {mix}- removal of half the loaded keys in one transaction, committed;
 - size on disk (the sum of the sizes of the engine's files, holes of
   sparse files left out: fjall preallocates its journal files to 64 MiB

@@ -58,6 +58,7 @@ pub const ROWS: &[Row] = &[
     row("range_reads", Unit::Ms, true),
     row("random_reads_2t", Unit::Ms, true),
     row("random_reads_2t_writer", Unit::Ms, true),
+    row("random_reads_2t_paced", Unit::Ms, true),
     row("mix_updates_per_s", Unit::PerSecond, true),
     row("mix_read_us", Unit::Us, true),
     row("mix_read_p99_us", Unit::Us, true),
@@ -116,6 +117,9 @@ impl Row {
             "random_reads_2t_writer" => {
                 format!("random reads, 2 threads ({n} total), beside a writer")
             }
+            "random_reads_2t_paced" => {
+                format!("random reads, 2 threads ({n} total), beside a writer at 20 commits/s")
+            }
             "mix_updates_per_s" => format!("{mix}: updates"),
             "mix_read_us" => format!("{mix}: read latency, mean"),
             "mix_read_p99_us" => format!("{mix}: read latency, p99"),
@@ -161,6 +165,7 @@ impl Row {
             "range_reads" => "range reads",
             "random_reads_2t" => "reads 2 threads",
             "random_reads_2t_writer" => "reads 2 threads + writer",
+            "random_reads_2t_paced" => "reads 2 threads + paced writer",
             "mix_updates_per_s" => "mix updates/s",
             "mix_read_us" => "mix read mean",
             "mix_read_p99_us" => "mix read p99",

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ScopedJoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Writes committed one at a time.
 pub const SINGLE_WRITES: usize = 1_000;
@@ -146,17 +146,26 @@ struct BesideWriter {
     batches: usize,
 }
 
+/// Batches a second the paced writer beside the readers commits (row
+/// `random_reads_2t_paced`): every engine's writer kept this pace beside
+/// the readers here (LMDB and redb, the slowest, committed about 31 a
+/// second when held to 40), so each engine's readers share the machine
+/// with the same writes.
+const PACED_BATCHES_PER_S: u32 = 20;
+
 /// Reads `pairs` as [`read_two_threads`] does while a third thread writes
 /// `rewrite` in batches of [`BATCH_LEN`], each batch committed, over and
-/// over until the readers finish. Only the readers are timed.
+/// over until the readers finish: as fast as it can, or with `pace`, at
+/// most one batch started per `pace`. Only the readers are timed.
 fn read_beside_writer(
     engine: &dyn Engine,
     pairs: &[&Pair],
     rewrite: &[Pair],
+    pace: Option<Duration>,
 ) -> Result<BesideWriter> {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let writer = s.spawn(|| write_until(engine, rewrite, &done));
+        let writer = s.spawn(|| write_until(engine, rewrite, &done, pace));
         let t = Instant::now();
         let found = read_two_threads(engine, pairs);
         let elapsed = ms(t);
@@ -170,18 +179,32 @@ fn read_beside_writer(
     })
 }
 
-/// Commits `pairs` in batches of [`BATCH_LEN`], cycling, until `done`;
-/// returns the batches committed.
-fn write_until(engine: &dyn Engine, pairs: &[Pair], done: &AtomicBool) -> Result<usize> {
-    let mut batches = 0;
+/// Commits `pairs` in batches of [`BATCH_LEN`], cycling, until `done`,
+/// starting batch k no earlier than k × `pace` after the first; returns
+/// the batches committed.
+fn write_until(
+    engine: &dyn Engine,
+    pairs: &[Pair],
+    done: &AtomicBool,
+    pace: Option<Duration>,
+) -> Result<usize> {
+    let start = Instant::now();
+    let mut batches = 0u32;
     for batch in pairs.chunks(BATCH_LEN).cycle() {
+        if let Some(pace) = pace {
+            let due = start + pace * batches;
+            // Short sleeps, so that the end of the readers is seen soon.
+            while Instant::now() < due && !done.load(Ordering::Relaxed) {
+                std::thread::sleep((due - Instant::now()).min(Duration::from_millis(2)));
+            }
+        }
         if done.load(Ordering::Relaxed) {
             break;
         }
         engine.write(batch)?;
         batches += 1;
     }
-    Ok(batches)
+    Ok(batches as usize)
 }
 
 /// The value every update of the mix writes under `key`: random bytes
@@ -403,10 +426,18 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
 
     // The writer overwrites loaded pairs with their own values: every read
     // still finds its value, and the later rows see the same data.
-    let beside = read_beside_writer(engine.as_ref(), &order, &load)?;
+    let beside = read_beside_writer(engine.as_ref(), &order, &load, None)?;
     emit("random_reads_2t_writer", beside.ms);
     emit("random_reads_2t_writer_batches", beside.batches as f64);
     expect("random_reads_2t_writer", beside.found, n)?;
+    // The same with a writer held to one pace for every engine: the row
+    // above lets each writer commit as fast as it can, so a faster writer
+    // takes more of the readers' processors.
+    let pace = Duration::from_secs(1) / PACED_BATCHES_PER_S;
+    let paced = read_beside_writer(engine.as_ref(), &order, &load, Some(pace))?;
+    emit("random_reads_2t_paced", paced.ms);
+    emit("random_reads_2t_paced_batches", paced.batches as f64);
+    expect("random_reads_2t_paced", paced.found, n)?;
 
     let updated = if cfg.mix_ops > 0 {
         run_mix(engine.as_ref(), &load, cfg, emit)?
