@@ -144,11 +144,8 @@ pub(crate) fn plan_in_place(
     // key leaves its index key below the rest (keys are never raised).
     let (size, keys_hold) = match (edit, at) {
         (Edit::Remove(_), Err(_)) => return Ok(Plan::Absent),
-        (Edit::Put(k, v), Err(i)) => (leaf.size() + leaf_entry_len(k, v), i > 0 || bounded(k)),
-        (Edit::Put(k, v), Ok(i)) => (
-            leaf.size() - leaf_entry_len(k, leaf.value(i)) + leaf_entry_len(k, v),
-            true,
-        ),
+        (Edit::Put(k, v), Err(i)) => (size_after_put(leaf, at, k, v), i > 0 || bounded(k)),
+        (Edit::Put(k, v), Ok(_)) => (size_after_put(leaf, at, k, v), true),
         (Edit::Remove(k), Ok(i)) => (leaf.size() - leaf_entry_len(k, leaf.value(i)), true),
     };
     let in_bounds = is_root || (keys_hold && size >= limits.min_node());
@@ -266,21 +263,42 @@ impl LeafRun {
         }
         let leaf = txn.node_mut(self.leaf)?;
         let at = leaf.search_for_write(key);
-        let size = match at {
-            // Below the leaf's first key: the index keys above may have to
-            // be lowered.
-            Err(0) => return Ok(false),
-            Err(_) => leaf.size() + leaf_entry_len(key, value),
-            Ok(i) => leaf.size() - leaf_entry_len(key, leaf.value(i)) + leaf_entry_len(key, value),
-        };
+        // Below the leaf's first key, the index keys above may have to be
+        // lowered.
+        if at == Err(0) {
+            return Ok(false);
+        }
+        let size = size_after_put(leaf, at, key, value);
         if size > limits.max_node() || (!self.is_root && size < limits.min_node()) {
             return Ok(false);
         }
-        match at {
-            Ok(i) => leaf.set_stored(i, Stored::Inline(value)),
-            Err(i) => leaf.insert_stored(i, key, Stored::Inline(value)),
-        }
+        put_at(leaf, at, key, Stored::Inline(value));
         Ok(true)
+    }
+}
+
+/// The encoded size of `leaf` once `key` is put there with `value`, where
+/// a search for `key` found `at`.
+fn size_after_put(leaf: &Node, at: Result<usize, usize>, key: &[u8], value: &[u8]) -> usize {
+    match at {
+        Ok(i) => leaf.size() - leaf_entry_len(key, leaf.value(i)) + leaf_entry_len(key, value),
+        Err(_) => leaf.size() + leaf_entry_len(key, value),
+    }
+}
+
+/// Puts `key` with `value` into `leaf` where a search for `key` found
+/// `at` (so keys stay strictly increasing, B1); whether it went in as the
+/// leaf's last entry.
+fn put_at(leaf: &mut Node, at: Result<usize, usize>, key: &[u8], value: Stored) -> bool {
+    match at {
+        Ok(i) => {
+            leaf.set_stored(i, value);
+            false
+        }
+        Err(i) => {
+            leaf.insert_stored(i, key, value);
+            i + 1 == leaf.len()
+        }
     }
 }
 
@@ -325,17 +343,8 @@ pub(crate) fn insert(
 ) -> Result<NodeId> {
     let (root, path) = shadowed_path(txn, root, key, planned)?;
     let leaf = txn.node_mut(path.leaf)?;
-    // At the place `search` finds, so keys stay strictly increasing (B1).
-    let at_end = match path.at.unwrap_or_else(|| leaf.search_for_write(key)) {
-        Ok(i) => {
-            leaf.set_stored(i, value);
-            false
-        }
-        Err(i) => {
-            leaf.insert_stored(i, key, value);
-            i + 1 == leaf.len()
-        }
-    };
+    let at = path.at.unwrap_or_else(|| leaf.search_for_write(key));
+    let at_end = put_at(leaf, at, key, value);
     // B1 and B3 hold as they were: no node above the leaf changes.
     if path.contained {
         return Ok(root);

@@ -4,10 +4,11 @@
 //! A worker takes [`Job`]s from the bounded channel, a few to a message,
 //! and for each encodes the node, runs the filter pipeline and appends the
 //! blob to the current segment (the writer has its own lock; a worker
-//! never holds it together with the state lock). It then takes the state lock to land the write: the table
-//! points at the blob only if the job is still the newest launch of a live
-//! id (S5), and the node moves to the clean cache unless a newer version
-//! waits in the dirty queue (S4). A failure is latched (S8).
+//! never holds it together with the state lock). It then takes the state
+//! lock to land the write: the table points at the blob only if the job is
+//! still the newest launch of a live id (S5), and the node moves to the
+//! clean cache unless a newer version waits in the dirty queue (S4). A
+//! failure is latched (S8).
 
 use super::inflight::Job;
 use super::{bump, NodeStore, Shared};
@@ -30,13 +31,16 @@ impl<N: Codec> NodeStore<N> {
     /// Hands jobs to the workers, [`JOB_CHUNK`] to a message. Called
     /// without the state lock: a full channel waits for workers that need
     /// that lock to finish.
-    pub(super) fn send(&self, mut jobs: Vec<Job<N>>) {
+    pub(super) fn send(&self, jobs: Vec<Job<N>>) {
         let tx = self.jobs.as_ref().expect("workers run until drop");
-        while !jobs.is_empty() {
-            let rest = jobs.split_off(jobs.len().min(JOB_CHUNK));
+        let mut jobs = jobs.into_iter();
+        loop {
+            let chunk: Vec<_> = jobs.by_ref().take(JOB_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
             // The workers hold the receiver until the store is dropped.
-            tx.send(jobs).expect("workers outlive the store's handle");
-            jobs = rest;
+            tx.send(chunk).expect("workers outlive the store's handle");
         }
     }
 }
