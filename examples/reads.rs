@@ -17,7 +17,8 @@
 //! also prints the batches, the clean cache's misses, the checkpoints,
 //! the processor time the whole process took while the readers ran and
 //! the time the writing thread took in all (it may finish a batch after
-//! the readers end), from `/proc`.
+//! the readers end) and the time the store's own threads (workers and
+//! checkpoint) took while the readers ran, from `/proc`.
 //! With `--threads T`, T threads share each round's reads (each its part
 //! of the order, on one view), and the time is per read of the whole
 //! round.
@@ -94,10 +95,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let view = tree.view()?;
         let before = forest.stats();
         let done = AtomicBool::new(false);
-        let (ns, found, busy, (batches, writer_ms)) = std::thread::scope(|s| {
+        let (ns, found, busy, background, (batches, writer_ms)) = std::thread::scope(|s| {
             let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
             let start = Instant::now();
             let cpu = cpu_ms("self");
+            let background = background_ms();
             let part = n.div_ceil(threads);
             let readers: Vec<_> = order
                 .chunks(part)
@@ -121,12 +123,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
             let busy = cpu_ms("self") - cpu;
+            let background = background_ms() - background;
             done.store(true, Ordering::Relaxed);
             let writer = match overwriter {
                 Some(h) => h.join().map_err(|_| "the writer panicked")??,
                 None => (0, 0.0),
             };
-            Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, writer))
+            Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, background, writer))
         })?;
         if found != n {
             return Err(format!("round {round}: {found} of {n} keys found").into());
@@ -139,7 +142,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "round {round}: {ns:.0} ns per read, {batches} batches beside, \
                  {misses} cache misses, {checkpoints} checkpoints, \
                  {busy:.0} ms of processor time while reading, \
-                 {writer_ms:.0} ms in the writing thread"
+                 {writer_ms:.0} ms in the writing thread, \
+                 {background:.0} ms in the store's own threads"
             );
         } else {
             println!("round {round}: {ns:.0} ns per read");
@@ -197,6 +201,21 @@ fn overwrite(
         batches += 1;
     }
     Ok((batches, cpu_ms("thread-self") - cpu))
+}
+
+/// The processor time, in milliseconds, the store's own threads (its
+/// workers and its checkpoint thread, named `larix-…`) have taken so far.
+fn background_ms() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("larix-"))
+        })
+        .map(|t| cpu_ms(&format!("self/task/{}", t.file_name().to_string_lossy())))
+        .sum()
 }
 
 /// The processor time, user and system, of `/proc/<of>` in milliseconds

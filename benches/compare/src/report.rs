@@ -362,6 +362,12 @@ in a fresh directory, deleted afterwards ({}):
   kept that pace here), so that every engine's readers share the machine
   with the same writes; an engine may leave part of the writes' work for
   later (Larix's write buffer holds these batches);
+- for the three rows of 2 readers, the processor time (user and system,
+  from `/proc`, in 10 ms ticks) the two reading threads took, and beside a
+  writer also the rest of the process's while they read (the writer and
+  the engine's own threads) and the batches the writer committed: where
+  the readers' extra time beside a writer goes (these rows are shown, not
+  compared);
 {mix}- removal of half the loaded keys in one transaction, committed;
 - size on disk (the sum of the sizes of the engine's files, holes of
   sparse files left out: fjall preallocates its journal files to 64 MiB

@@ -19,6 +19,8 @@ pub enum Unit {
     SmallBytes,
     /// Operations per second: the one unit where higher is better.
     PerSecond,
+    /// A count of things (batches).
+    Count,
 }
 
 impl Unit {
@@ -59,6 +61,13 @@ pub const ROWS: &[Row] = &[
     row("random_reads_2t", Unit::Ms, true),
     row("random_reads_2t_writer", Unit::Ms, true),
     row("random_reads_2t_paced", Unit::Ms, true),
+    row("random_reads_2t_readers_cpu_ms", Unit::Ms, false),
+    row("random_reads_2t_writer_readers_cpu_ms", Unit::Ms, false),
+    row("random_reads_2t_writer_others_cpu_ms", Unit::Ms, false),
+    row("random_reads_2t_writer_batches", Unit::Count, false),
+    row("random_reads_2t_paced_readers_cpu_ms", Unit::Ms, false),
+    row("random_reads_2t_paced_others_cpu_ms", Unit::Ms, false),
+    row("random_reads_2t_paced_batches", Unit::Count, false),
     row("mix_updates_per_s", Unit::PerSecond, true),
     row("mix_read_us", Unit::Us, true),
     row("mix_read_p99_us", Unit::Us, true),
@@ -119,6 +128,25 @@ impl Row {
             }
             "random_reads_2t_paced" => {
                 format!("random reads, 2 threads ({n} total), beside a writer at 20 commits/s")
+            }
+            "random_reads_2t_readers_cpu_ms" => {
+                format!("random reads, 2 threads ({n} total): the readers' processor time")
+            }
+            "random_reads_2t_writer_readers_cpu_ms" => {
+                "beside a writer: the readers' processor time".into()
+            }
+            "random_reads_2t_writer_others_cpu_ms" => {
+                "beside a writer: the rest of the process's processor time".into()
+            }
+            "random_reads_2t_writer_batches" => "beside a writer: batches it committed".into(),
+            "random_reads_2t_paced_readers_cpu_ms" => {
+                "beside the paced writer: the readers' processor time".into()
+            }
+            "random_reads_2t_paced_others_cpu_ms" => {
+                "beside the paced writer: the rest of the process's processor time".into()
+            }
+            "random_reads_2t_paced_batches" => {
+                "beside the paced writer: batches it committed".into()
             }
             "mix_updates_per_s" => format!("{mix}: updates"),
             "mix_read_us" => format!("{mix}: read latency, mean"),
@@ -191,7 +219,7 @@ impl Row {
     pub fn show(&self, value: f64) -> String {
         match self.unit {
             Unit::Ms | Unit::Us if value < 10.0 => format!("{value:.1}"),
-            Unit::Ms | Unit::Us | Unit::PerSecond => thousands(value.round() as u64),
+            Unit::Ms | Unit::Us | Unit::PerSecond | Unit::Count => thousands(value.round() as u64),
             Unit::Bytes => format!("{:.1}", value / (1 << 20) as f64),
             Unit::SmallBytes => format!("{:.1}", value / 1024.0),
         }
@@ -205,6 +233,7 @@ impl Row {
             Unit::Bytes => "MiB",
             Unit::SmallBytes => "KiB",
             Unit::PerSecond => "ops/s",
+            Unit::Count => "count",
         }
     }
 

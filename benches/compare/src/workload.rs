@@ -127,12 +127,18 @@ fn join<T>(thread: ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
 }
 
 /// Reads `pairs` from two threads, each half in its own read transaction.
-fn read_two_threads(engine: &dyn Engine, pairs: &[&Pair]) -> Result<usize> {
+fn read_two_threads(engine: &dyn Engine, pairs: &[&Pair]) -> Result<(usize, f64)> {
     let (a, b) = pairs.split_at(pairs.len() / 2);
+    let read = |part| {
+        let cpu = cpu_ms("thread-self");
+        let found = engine.read(part)?;
+        Ok((found, cpu_ms("thread-self") - cpu))
+    };
     std::thread::scope(|s| {
-        let ta = s.spawn(|| engine.read(a));
-        let tb = s.spawn(|| engine.read(b));
-        Ok(join(ta)? + join(tb)?)
+        let ta = s.spawn(|| read(a));
+        let tb = s.spawn(|| read(b));
+        let ((fa, ca), (fb, cb)) = (join(ta)?, join(tb)?);
+        Ok((fa + fb, ca + cb))
     })
 }
 
@@ -144,6 +150,14 @@ struct BesideWriter {
     ms: f64,
     /// Batches the writer committed meanwhile.
     batches: usize,
+    /// Processor time the whole process took while the readers ran, in
+    /// milliseconds (0 where `/proc` does not tell).
+    cpu_ms: f64,
+    /// Processor time the two reading threads took, in milliseconds.
+    readers_cpu_ms: f64,
+    /// Processor time the writing thread took, from its start to its end
+    /// (it may finish a batch after the readers end), in milliseconds.
+    writer_cpu_ms: f64,
 }
 
 /// Batches a second the paced writer beside the readers commits (row
@@ -165,18 +179,56 @@ fn read_beside_writer(
 ) -> Result<BesideWriter> {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let writer = s.spawn(|| write_until(engine, rewrite, &done, pace));
+        let writer = s.spawn(|| {
+            let cpu = cpu_ms("thread-self");
+            let batches = write_until(engine, rewrite, &done, pace)?;
+            Ok((batches, cpu_ms("thread-self") - cpu))
+        });
         let t = Instant::now();
-        let found = read_two_threads(engine, pairs);
+        let cpu = cpu_ms("self");
+        let read = read_two_threads(engine, pairs);
         let elapsed = ms(t);
+        let cpu = cpu_ms("self") - cpu;
         done.store(true, Ordering::Relaxed);
-        let batches = join(writer)?;
+        let (batches, writer_cpu_ms) = join(writer)?;
+        let (found, readers_cpu_ms) = read?;
         Ok(BesideWriter {
-            found: found?,
+            found,
+            readers_cpu_ms,
             ms: elapsed,
             batches,
+            cpu_ms: cpu,
+            writer_cpu_ms,
         })
     })
+}
+
+/// The processor time, user and system, of `/proc/<of>` in milliseconds
+/// (`self` for the process, `thread-self` for the calling thread), at the
+/// kernel's usual 100 ticks a second; 0 where `/proc` does not tell.
+fn cpu_ms(of: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{of}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks * 10.0
+}
+
+/// Emits the processor times of a row beside a writer: the readers', the
+/// rest of the process's while they ran (the writer and the engine's own
+/// threads), and, in the log only, the writing thread's own.
+fn emit_cpu(row: &str, beside: &BesideWriter, emit: Emit) {
+    emit(&format!("{row}_readers_cpu_ms"), beside.readers_cpu_ms);
+    emit(
+        &format!("{row}_others_cpu_ms"),
+        (beside.cpu_ms - beside.readers_cpu_ms).max(0.0),
+    );
+    emit(&format!("{row}_writer_cpu_ms"), beside.writer_cpu_ms);
 }
 
 /// Commits `pairs` in batches of [`BATCH_LEN`], cycling, until `done`,
@@ -420,8 +472,9 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
     }
 
     let t = Instant::now();
-    let found = read_two_threads(engine.as_ref(), &order)?;
+    let (found, readers_cpu_ms) = read_two_threads(engine.as_ref(), &order)?;
     emit("random_reads_2t", ms(t));
+    emit("random_reads_2t_readers_cpu_ms", readers_cpu_ms);
     expect("random_reads_2t", found, n)?;
 
     // The writer overwrites loaded pairs with their own values: every read
@@ -429,6 +482,7 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
     let beside = read_beside_writer(engine.as_ref(), &order, &load, None)?;
     emit("random_reads_2t_writer", beside.ms);
     emit("random_reads_2t_writer_batches", beside.batches as f64);
+    emit_cpu("random_reads_2t_writer", &beside, emit);
     expect("random_reads_2t_writer", beside.found, n)?;
     // The same with a writer held to one pace for every engine: the row
     // above lets each writer commit as fast as it can, so a faster writer
@@ -437,6 +491,7 @@ pub fn run_random(name: &str, cfg: &Config, emit: Emit) -> Result<()> {
     let paced = read_beside_writer(engine.as_ref(), &order, &load, Some(pace))?;
     emit("random_reads_2t_paced", paced.ms);
     emit("random_reads_2t_paced_batches", paced.batches as f64);
+    emit_cpu("random_reads_2t_paced", &paced, emit);
     expect("random_reads_2t_paced", paced.found, n)?;
 
     let updated = if cfg.mix_ops > 0 {
