@@ -1022,6 +1022,29 @@ fn dropping_the_last_snapshot_handle_after_a_checkpoint_frees_at_once() {
     assert_clean(&forest);
 }
 
+/// Dropping the last handle frees its retired nodes a slice at a time
+/// (the state lock is taken once per slice, so a writer never waits for
+/// the whole release): thousands of them, many slices, all freed.
+#[test]
+fn dropping_a_snapshot_that_kept_thousands_of_nodes_frees_them_all() {
+    let forest = Forest::in_memory(small()).unwrap();
+    let mut now = Models::new();
+    create(&forest, &mut now, "t", 0..40_000, 0);
+    forest.checkpoint().unwrap();
+    let snapshot = forest.snapshot().unwrap();
+    let seen = now.clone();
+    put(&forest, &mut now, "t", 0..40_000, 1);
+    forest.checkpoint().unwrap();
+    let stats = forest.stats();
+    assert!(stats.retired_nodes > 2_000, "{stats:?}");
+    assert_snapshot_is(&snapshot, &seen, "after the checkpoint");
+    drop(snapshot);
+    let stats = forest.stats();
+    assert_eq!((stats.retired_nodes, stats.pins), (0, 1), "{stats:?}");
+    assert_forest_is(&forest, &now, "at the end");
+    assert_clean(&forest);
+}
+
 #[test]
 fn ranges_and_diffs_pin_only_while_they_live() {
     let forest = Forest::in_memory(small()).unwrap();

@@ -48,16 +48,18 @@ impl<N: Codec> Shard<N> {
         }
     }
 
-    fn remove(&mut self, id: NodeId) {
-        if let Some(old) = self.map.remove(&id) {
+    fn remove(&mut self, id: NodeId) -> Option<Arc<N>> {
+        let old = self.map.remove(&id).map(|old| {
             self.bytes -= old.node.mem_size();
-        }
+            old.node
+        });
         // Ids removed stay in the ring until a sweep meets them; a ring
         // grown well past the map is rebuilt.
         if self.ring.len() > 2 * self.map.len() + 64 {
             let map = &self.map;
             self.ring.retain(|id| map.contains_key(id));
         }
+        old
     }
 
     /// Evicts one node not referenced since the sweep last passed it;
@@ -153,8 +155,10 @@ impl<N: Codec> Cache<N> {
         self.with_shard(id, |q| q.insert(id, node));
     }
 
-    pub(super) fn remove(&self, id: NodeId) {
-        self.with_shard(id, |q| q.remove(id));
+    /// Removes `id`; returns its node, for the caller to drop where it
+    /// holds no lock.
+    pub(super) fn remove(&self, id: NodeId) -> Option<Arc<N>> {
+        self.with_shard(id, |q| q.remove(id))
     }
 
     /// Evicts nodes not referenced lately, shard by shard, until the cache

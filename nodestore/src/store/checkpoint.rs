@@ -118,6 +118,8 @@ impl<N: Codec> NodeStore<N> {
     fn freeze(&self, catalog: &[u8]) -> Result<Vec<super::Job<N>>, StoreError> {
         self.compact_for_checkpoint()?;
         let (log_file, log_start) = self.shared.roll_log()?;
+        // Declared before the lock, so dropped after it is released.
+        let mut freed = Vec::new();
         let mut st = self.shared.state.lock();
         st.failed()?;
         let dirty = self.shared.dirty.write().drain();
@@ -137,7 +139,7 @@ impl<N: Codec> NodeStore<N> {
         for &id in st.retired.keys() {
             table.remove(id);
         }
-        self.shared.release_retired(&mut st);
+        self.shared.release_retired(&mut st, usize::MAX, &mut freed);
         st.frozen = Some(Frozen {
             table,
             awaiting,

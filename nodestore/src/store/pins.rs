@@ -36,6 +36,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The most retired nodes one hold of the state lock frees
+/// ([`Shared::release_retired_in_slices`]).
+const RELEASE_SLICE: usize = 256;
+
 /// The live pins.
 #[derive(Default)]
 pub(super) struct Pins {
@@ -161,8 +165,7 @@ impl<N: Codec> Drop for Pin<N> {
     fn drop(&mut self) {
         let pins = &self.shared.pins;
         if pins.remove(self.seq) && pins.retired.load(Ordering::Acquire) > 0 {
-            let mut st = self.shared.state.lock();
-            self.shared.release_retired(&mut st);
+            self.shared.release_retired_in_slices();
         }
     }
 }
@@ -244,14 +247,46 @@ impl<N: Codec> Shared<N> {
         true
     }
 
+    /// Frees the retired nodes no live pin needs any more, as
+    /// [`Shared::release_retired`] does, [`RELEASE_SLICE`] at a time: the
+    /// state lock is held for one slice only, and the nodes' decoded
+    /// copies are dropped after it is released, so a writer waits for one
+    /// slice at most while a dropped view frees what it kept.
+    pub(super) fn release_retired_in_slices(&self) {
+        let mut freed = Vec::new();
+        loop {
+            let more = {
+                let mut st = self.state.lock();
+                self.release_retired(&mut st, RELEASE_SLICE, &mut freed)
+            };
+            freed.clear();
+            if !more {
+                return;
+            }
+        }
+    }
+
     /// Frees the retired nodes no live pin needs any more, in the order
-    /// they were retired, up to the first one still needed: a node is
+    /// they were retired, up to the first one still needed (a node is
     /// needed by a live pin taken before it was retired whose mark is above
-    /// its id.
-    pub(super) fn release_retired(&self, st: &mut State<N>) {
+    /// its id) or up to `limit` of them; returns whether it stopped at the
+    /// limit. The decoded copies the cache and the dirty queue held go to
+    /// `freed`, for the caller to drop once it has released the state lock.
+    pub(super) fn release_retired(
+        &self,
+        st: &mut State<N>,
+        limit: usize,
+        freed: &mut Vec<Arc<N>>,
+    ) -> bool {
         let live = self.pins.live_marks();
+        let mut ids = Vec::new();
+        let mut at_limit = false;
         while let Some(&(seq, id)) = st.retire_queue.front() {
             if live.iter().any(|&(s, mark)| s < seq && id.0 < mark) {
+                break;
+            }
+            if ids.len() == limit {
+                at_limit = true;
                 break;
             }
             st.retire_queue.pop_front();
@@ -260,13 +295,18 @@ impl<N: Codec> Shared<N> {
             if st.retired.get(&id) == Some(&seq) {
                 st.retired.remove(&id);
                 st.table.remove(id);
-                self.cache.remove(id);
-                self.dirty.write().remove(id);
                 st.inflight.forget(id);
+                freed.extend(self.cache.remove(id));
+                ids.push(id);
             }
+        }
+        if !ids.is_empty() {
+            let mut dirty = self.dirty.write();
+            freed.extend(ids.iter().filter_map(|&id| dirty.remove(id)));
         }
         self.pins
             .retired
             .store(st.retire_queue.len() as u64, Ordering::Release);
+        at_limit
     }
 }
