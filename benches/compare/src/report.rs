@@ -113,8 +113,8 @@ fn ratio(row: &Row, value: Option<f64>, best: f64) -> String {
     }
 }
 
-/// For each row: the best peer, and Larix (best configuration, then each)
-/// divided by it.
+/// For each compared row: the best peer, and Larix (best configuration,
+/// then each) divided by it.
 fn ratio_table(results: &Results, sizes: Sizes) -> String {
     let larix = larix_engines(results);
     let mut out = String::from("| benchmark | best peer | best Larix ÷ best peer |");
@@ -124,7 +124,7 @@ fn ratio_table(results: &Results, sizes: Sizes) -> String {
     out.push_str("\n| --- | --- | ---: |");
     out.push_str(&" ---: |".repeat(larix.len()));
     out.push('\n');
-    for row in present(results) {
+    for row in present(results).filter(|r| r.compared) {
         let Some((peer, best)) = results.best(row, |e| !is_larix(e)) else {
             continue;
         };
@@ -527,6 +527,28 @@ mod tests {
         assert_eq!(value_cell(&results, bulk_load(), "redb"), "n/a");
         let removals = ROWS.iter().find(|r| r.key == "removals").unwrap();
         assert_eq!(value_cell(&results, removals, "lmdb"), "failed");
+    }
+
+    #[test]
+    fn rows_shown_but_not_compared_stay_out_of_the_ratios() {
+        let mut results = Results::default();
+        results.runs = 1;
+        for engine in ["larix-none", "lmdb"] {
+            results.engines.push(engine.into());
+            results.record(engine, "bulk_load", 1_000.0);
+            results.record(engine, "random_reads_2t_writer_batches", 80.0);
+        }
+        let sizes = Sizes {
+            n: 1_000,
+            files: 0,
+            scanned: 0,
+            mix_ops: 0,
+            large: None,
+        };
+        assert!(markdown_table(&results, sizes).contains("batches it committed"));
+        let ratios = ratio_table(&results, sizes);
+        assert!(ratios.contains("bulk load"), "{ratios}");
+        assert!(!ratios.contains("batches it committed"), "{ratios}");
     }
 
     #[test]
