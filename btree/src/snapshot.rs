@@ -21,7 +21,7 @@ use larix_nodestore::{NodeId, NodeStore, Pin};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::{ControlFlow, RangeBounds};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// Trees pinned at one moment.
@@ -121,6 +121,9 @@ struct Top {
     /// The bytes this view took from its forest's [`MemoBudget`].
     spent: AtomicUsize,
     budget: MemoBudget,
+    /// Whether a point read went through the view: the first one keeps
+    /// nothing (below).
+    read: AtomicBool,
 }
 
 /// The slots of an index node's children, or `None` if the budget could
@@ -199,6 +202,7 @@ impl Top {
             children: OnceLock::new(),
             spent: AtomicUsize::new(0),
             budget,
+            read: AtomicBool::new(false),
         }
     }
 
@@ -318,6 +322,14 @@ impl View {
         let root = self.root_node(&kept)?;
         if root.is_leaf() {
             return read::value_in(store, root, key, f);
+        }
+        // A view read once (a read transaction of one get) would pay for
+        // slots it never uses, the root's children's and those of the
+        // node below (about 1.8 µs of 3.8 for a view and one get on a
+        // 1,000,000-pair tree): the first read goes down through the store
+        // and the view keeps what the reads after it pass.
+        if !self.top.read.load(Ordering::Relaxed) && !self.top.read.swap(true, Ordering::Relaxed) {
+            return read::lookup_from(store, root, key, f);
         }
         let (mut node, mut kids) = self.root_child(root, root.child_index(key), &kept)?;
         while !node.is_leaf() {
@@ -491,6 +503,40 @@ impl std::fmt::Debug for View {
 mod tests {
     use crate::{Forest, Limits};
     use larix_nodestore::NodeStore;
+
+    #[test]
+    fn a_view_read_once_keeps_nothing_and_the_reads_after_it_keep_what_they_pass() {
+        let f = Forest::new(NodeStore::in_memory(), Limits::new(256).unwrap()).unwrap();
+        let t = f.create_tree("t").unwrap();
+        let key = |i: u32| format!("key-{i:06}").into_bytes();
+        t.insert_batch((0..5_000).map(|i| (key(i), i.to_le_bytes())))
+            .unwrap();
+        f.commit().unwrap();
+        assert!(t.shape().unwrap().levels.len() >= 4, "the test needs depth");
+        let view = t.view().unwrap();
+        let full = view.top.budget.left();
+        assert_eq!(
+            view.get(&key(7)).unwrap(),
+            Some(7u32.to_le_bytes().to_vec())
+        );
+        assert!(
+            view.top.children.get().is_none(),
+            "the first read kept the root's children"
+        );
+        assert_eq!(view.top.budget.left(), full, "the first read took slots");
+        assert_eq!(
+            view.get(&key(9)).unwrap(),
+            Some(9u32.to_le_bytes().to_vec())
+        );
+        assert!(
+            view.top.children.get().is_some(),
+            "the second read kept nothing"
+        );
+        assert!(
+            view.top.budget.left() < full,
+            "the second read took no slots"
+        );
+    }
 
     #[test]
     fn a_view_counts_the_reads_it_serves_and_gives_back_the_memory_it_kept() {
