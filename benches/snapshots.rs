@@ -21,7 +21,11 @@
 //!   the writer committed are printed;
 //! - `snapshot/get_2_threads_paced_writer`: the same with the writer held
 //!   to [`PACED`] commits a second, as the comparison's paced row holds
-//!   every engine's writer.
+//!   every engine's writer;
+//! - `snapshot/view_per_get` and `snapshot/tree_get`: one thread, each
+//!   read in a view of its own (a read transaction of one get, as the
+//!   comparison's YCSB mix reads), against [`Tree::get`], which takes no
+//!   view.
 //!
 //! Run: `cargo bench --bench snapshots`.
 // `criterion_group!` generates public functions without documentation.
@@ -144,6 +148,22 @@ fn snapshot_reads(c: &mut Criterion) {
             })
         });
     }
+    g.throughput(Throughput::Elements(READS as u64));
+    g.bench_function("view_per_get", |b| {
+        b.iter(|| {
+            for (k, v) in data.iter().take(READS) {
+                let view = tree.view().unwrap();
+                assert_eq!(view.get(k).unwrap().as_deref(), Some(&v[..]));
+            }
+        })
+    });
+    g.bench_function("tree_get", |b| {
+        b.iter(|| {
+            for (k, v) in data.iter().take(READS) {
+                assert_eq!(tree.get(k).unwrap().as_deref(), Some(&v[..]));
+            }
+        })
+    });
     g.throughput(Throughput::Elements((2 * READS) as u64));
     let mut writers = Vec::new();
     for (name, pace) in [
