@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[path = "../benches/support/mod.rs"]
 mod support;
 use std::time::Instant;
+use support::cpu::cpu_ms;
 use support::{pairs, Args};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -222,22 +223,6 @@ fn background_ms() -> f64 {
         })
         .map(|t| cpu_ms(&format!("self/task/{}", t.file_name().to_string_lossy())))
         .sum()
-}
-
-/// The processor time, user and system, of `/proc/<of>` in milliseconds
-/// (`self` for the process, `thread-self` for the calling thread), at the
-/// kernel's usual 100 ticks a second; 0 where `/proc` does not tell.
-fn cpu_ms(of: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{of}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: f64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse::<f64>().ok())
-        .sum();
-    ticks * 10.0
 }
 
 /// Appends the paths under `dir` (not following links), each directory's

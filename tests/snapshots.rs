@@ -1003,46 +1003,40 @@ fn dropping_the_last_snapshot_handle_frees_what_only_it_kept() {
 /// frees them at once.
 #[test]
 fn dropping_the_last_snapshot_handle_after_a_checkpoint_frees_at_once() {
+    drop_after_a_checkpoint(3000);
+}
+
+/// The same with thousands of retired nodes: dropping the last handle
+/// frees them a slice at a time (the state lock is taken once per slice,
+/// so a writer never waits for the whole release), all of them.
+#[test]
+fn dropping_a_snapshot_that_kept_thousands_of_nodes_frees_them_all() {
+    assert!(drop_after_a_checkpoint(40_000) > 2_000);
+}
+
+/// Tree "t" of `keys` keys, checkpointed, a snapshot of it, every key
+/// rewritten and checkpointed again: the snapshot alone keeps the old
+/// nodes, and dropping it frees them at once. Returns how many it kept.
+fn drop_after_a_checkpoint(keys: u32) -> u64 {
     let forest = Forest::in_memory(small()).unwrap();
     let mut now = Models::new();
-    create(&forest, &mut now, "t", 0..3000, 0);
+    create(&forest, &mut now, "t", 0..keys, 0);
     forest.checkpoint().unwrap();
     let snapshot = forest.snapshot().unwrap();
     let seen = now.clone();
-    put(&forest, &mut now, "t", 0..3000, 1);
+    put(&forest, &mut now, "t", 0..keys, 1);
     forest.checkpoint().unwrap();
     let stats = forest.stats();
     assert!(stats.retired_nodes > 0, "{stats:?}");
     assert_eq!(stats.pins, 2, "{stats:?}");
+    let kept = stats.retired_nodes;
     assert_snapshot_is(&snapshot, &seen, "after the checkpoint");
     drop(snapshot);
     let stats = forest.stats();
     assert_eq!((stats.retired_nodes, stats.pins), (0, 1), "{stats:?}");
     assert_forest_is(&forest, &now, "at the end");
     assert_clean(&forest);
-}
-
-/// Dropping the last handle frees its retired nodes a slice at a time
-/// (the state lock is taken once per slice, so a writer never waits for
-/// the whole release): thousands of them, many slices, all freed.
-#[test]
-fn dropping_a_snapshot_that_kept_thousands_of_nodes_frees_them_all() {
-    let forest = Forest::in_memory(small()).unwrap();
-    let mut now = Models::new();
-    create(&forest, &mut now, "t", 0..40_000, 0);
-    forest.checkpoint().unwrap();
-    let snapshot = forest.snapshot().unwrap();
-    let seen = now.clone();
-    put(&forest, &mut now, "t", 0..40_000, 1);
-    forest.checkpoint().unwrap();
-    let stats = forest.stats();
-    assert!(stats.retired_nodes > 2_000, "{stats:?}");
-    assert_snapshot_is(&snapshot, &seen, "after the checkpoint");
-    drop(snapshot);
-    let stats = forest.stats();
-    assert_eq!((stats.retired_nodes, stats.pins), (0, 1), "{stats:?}");
-    assert_forest_is(&forest, &now, "at the end");
-    assert_clean(&forest);
+    kept
 }
 
 #[test]

@@ -1,8 +1,13 @@
-//! What the benchmarks and the `load` example share: the standard
-//! workload's data and the environment variables that size it.
+//! What the benchmarks and the examples share: the standard workload's
+//! data, the environment variables that size it, the examples' command
+//! line and processor time from `/proc`.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// The examples' only.
+#[allow(dead_code)]
+pub mod cpu;
 
 /// A key/value pair of the standard workload.
 pub type Pair = ([u8; 24], [u8; 150]);

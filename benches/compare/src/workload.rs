@@ -21,6 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
+#[path = "../../support/cpu.rs"]
+mod cpu;
+use cpu::cpu_ms;
+
 /// Writes committed one at a time.
 pub const SINGLE_WRITES: usize = 1_000;
 /// Batches of [`BATCH_LEN`] writes, each batch one commit.
@@ -201,22 +205,6 @@ fn read_beside_writer(
             writer_cpu_ms,
         })
     })
-}
-
-/// The processor time, user and system, of `/proc/<of>` in milliseconds
-/// (`self` for the process, `thread-self` for the calling thread), at the
-/// kernel's usual 100 ticks a second; 0 where `/proc` does not tell.
-fn cpu_ms(of: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{of}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: f64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse::<f64>().ok())
-        .sum();
-    ticks * 10.0
 }
 
 /// Emits the processor times of a row beside a writer: the readers', the
