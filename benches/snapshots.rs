@@ -25,7 +25,9 @@
 //! - `snapshot/view_per_get` and `snapshot/tree_get`: one thread, each
 //!   read in a view of its own (a read transaction of one get, as the
 //!   comparison's YCSB mix reads), against [`Tree::get`], which takes no
-//!   view.
+//!   view;
+//! - `snapshot/view_scan_10`: one thread, scans of ten entries from
+//!   random keys through one view (the comparison's range reads).
 //!
 //! Run: `cargo bench --bench snapshots`.
 // `criterion_group!` generates public functions without documentation.
@@ -35,6 +37,7 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use larix::{Forest, Options, Tree, View};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -164,6 +167,27 @@ fn snapshot_reads(c: &mut Criterion) {
             }
         })
     });
+    // Scans of ten entries from random keys, through one view, as the
+    // comparison's range reads.
+    let view = tree.view().unwrap();
+    g.bench_function("view_scan_10", |b| {
+        b.iter(|| {
+            for (k, _) in data.iter().take(READS) {
+                let mut left = 10;
+                let seen = view
+                    .scan(k.as_slice().., |_, _| {
+                        left -= 1;
+                        match left {
+                            0 => ControlFlow::Break(()),
+                            _ => ControlFlow::Continue(()),
+                        }
+                    })
+                    .unwrap();
+                assert!(seen >= 1);
+            }
+        })
+    });
+    drop(view);
     g.throughput(Throughput::Elements((2 * READS) as u64));
     let mut writers = Vec::new();
     for (name, pace) in [

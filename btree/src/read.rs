@@ -95,7 +95,7 @@ impl Bounds {
     /// Children of an index node whose subtrees may hold keys in bounds:
     /// from the child whose range holds the lower bound to the last child
     /// whose smallest key is within the upper bound (at least one).
-    fn in_index(&self, node: &Node) -> Range<usize> {
+    pub(crate) fn in_index(&self, node: &Node) -> Range<usize> {
         let start = match &self.lo {
             Bound::Included(k) | Bound::Excluded(k) => node.child_index(k),
             Bound::Unbounded => 0,
@@ -261,15 +261,18 @@ pub(crate) fn value_at(store: &NodeStore<Node>, leaf: &Node, i: usize) -> Result
 /// What [`scan`] calls on each entry: its key and value, borrowed.
 pub(crate) type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'f;
 
-/// Calls `f` on each entry within `bounds` of the tree at `root` (a root
-/// already read, whose child `j` `child` reads: a view holds its top
-/// nodes), in key order, its key and value borrowed from the leaf, until
-/// `f` breaks; returns the number of entries `f` was called on.
-pub(crate) fn scan<'v>(
+/// What a leaf walk calls on each leaf: the leaf and the positions of its
+/// entries within the bounds.
+pub(crate) type Leaves<'f> = dyn FnMut(&Node, Range<usize>) -> ControlFlow<()> + 'f;
+
+/// Calls `f` on each entry of the leaves `walk` visits (in key order, with
+/// the positions of their entries within the bounds), its key and value
+/// borrowed from the leaf, until `f` breaks; returns the number of entries
+/// `f` was called on. The caller walks: a view goes down through the
+/// nodes it keeps.
+pub(crate) fn scan(
     store: &NodeStore<Node>,
-    root: &Node,
-    child: &dyn Fn(usize) -> Result<&'v Node>,
-    bounds: &Bounds,
+    walk: impl FnOnce(&mut Leaves) -> Result<()>,
     f: &mut Visit,
 ) -> Result<u64> {
     let mut seen = 0;
@@ -288,35 +291,11 @@ pub(crate) fn scan<'v>(
         }
         ControlFlow::Continue(())
     };
-    walk_held(store, root, child, bounds, &mut each)?;
+    walk(&mut each)?;
     match failed {
         Some(e) => Err(e),
         None => Ok(seen),
     }
-}
-
-/// [`walk`] in key order from a root already read, its children read by
-/// `child`, below them from the store.
-fn walk_held<'v>(
-    store: &NodeStore<Node>,
-    root: &Node,
-    child: &dyn Fn(usize) -> Result<&'v Node>,
-    bounds: &Bounds,
-    f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
-) -> Result<()> {
-    if bounds.is_empty() {
-        return Ok(());
-    }
-    let mut later = false;
-    if root.is_leaf() {
-        return walk_node(store, root, bounds, false, &mut later, f).map(|_| ());
-    }
-    for j in bounds.in_index(root) {
-        if walk_node(store, child(j)?, bounds, false, &mut later, f)?.is_break() {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// Calls `f` on each leaf that may hold keys in `bounds`, in key order
@@ -351,14 +330,15 @@ fn walk_from(
     walk_node(store, &node, bounds, reverse, later, f)
 }
 
-/// [`walk_from`] of a node already read and checked.
-fn walk_node(
+/// [`walk_from`] of a node already read and checked; `later` is set once
+/// the walk has passed a leaf.
+pub(crate) fn walk_node(
     store: &NodeStore<Node>,
     node: &Node,
     bounds: &Bounds,
     reverse: bool,
     later: &mut bool,
-    f: &mut dyn FnMut(&Node, Range<usize>) -> ControlFlow<()>,
+    f: &mut Leaves,
 ) -> Result<ControlFlow<()>> {
     if node.is_leaf() {
         let hits = bounds.in_leaf(node, reverse, *later);

@@ -139,6 +139,17 @@ enum Held {
     Weak(Weak<Node>),
 }
 
+/// A child as a read through a view reaches it ([`View::step`]).
+enum Reached<'v> {
+    /// An index node the view keeps, with the slots of its children.
+    Kept(&'v Arc<Node>, &'v Kids),
+    /// A leaf.
+    Leaf(Arc<Node>),
+    /// An index node the budget could not keep: below it, reads go to the
+    /// store.
+    Unkept(Arc<Node>),
+}
+
 impl Slot {
     fn new() -> Slot {
         Slot {
@@ -331,41 +342,58 @@ impl View {
         }
         let (mut node, mut kids) = self.root_child(root, root.child_index(key), &kept)?;
         while !node.is_leaf() {
-            let j = node.child_index(key);
-            let Some(slots) = kids.get_or_init(|| self.top.slots(node.len())) else {
-                return read::lookup_from(store, node, key, f);
-            };
-            let slot = &slots[j];
-            match slot.held.get() {
-                Some(Held::Strong(child)) => {
-                    kept.hit();
-                    node = child;
-                    kids = &slot.kids;
-                    continue;
-                }
-                Some(Held::Weak(leaf)) => {
-                    if let Some(leaf) = leaf.upgrade() {
-                        kept.hit();
-                        return read::value_in(store, &leaf, key, f);
-                    }
-                }
-                None => {}
+            match self.step(node, kids, node.child_index(key), &kept)? {
+                Reached::Kept(child, its_kids) => (node, kids) = (child, its_kids),
+                Reached::Leaf(leaf) => return read::value_in(store, &leaf, key, f),
+                Reached::Unkept(child) => return read::lookup_from(store, &child, key, f),
             }
-            let child = read::child(store, node, j)?;
-            if child.is_leaf() {
-                // A slot set before keeps its reference, dead once the
-                // store let the leaf go: that leaf is read from the store
-                // from then on, as every leaf was before views had slots.
-                let _ = slot.held.set(Held::Weak(Arc::downgrade(&child)));
-                return read::value_in(store, &child, key, f);
-            }
-            if !self.top.spend(child.mem_size()) {
-                return read::lookup_from(store, &child, key, f);
-            }
-            node = slot.hold(child);
-            kids = &slot.kids;
         }
         read::value_in(store, node, key, f)
+    }
+
+    /// Child `j` of index node `node`, whose children's slots are `kids`
+    /// (taken from the budget here on the first pass through `node`): from
+    /// its slot where it holds the child, else from the store, kept in its
+    /// slot (an index node strongly, if the budget holds it; a leaf
+    /// weakly).
+    #[inline]
+    fn step<'v>(
+        &'v self,
+        node: &Node,
+        kids: &'v Kids,
+        j: usize,
+        kept: &Kept,
+    ) -> Result<Reached<'v>> {
+        let store = self.store();
+        let Some(slots) = kids.get_or_init(|| self.top.slots(node.len())) else {
+            return Ok(Reached::Unkept(read::child(store, node, j)?));
+        };
+        let slot = &slots[j];
+        match slot.held.get() {
+            Some(Held::Strong(child)) => {
+                kept.hit();
+                return Ok(Reached::Kept(child, &slot.kids));
+            }
+            Some(Held::Weak(leaf)) => {
+                if let Some(leaf) = leaf.upgrade() {
+                    kept.hit();
+                    return Ok(Reached::Leaf(leaf));
+                }
+            }
+            None => {}
+        }
+        let child = read::child(store, node, j)?;
+        if child.is_leaf() {
+            // A slot set before keeps its reference, dead once the store
+            // let the leaf go: that leaf is read from the store from then
+            // on, as every leaf was before views had slots.
+            let _ = slot.held.set(Held::Weak(Arc::downgrade(&child)));
+            return Ok(Reached::Leaf(child));
+        }
+        if !self.top.spend(child.mem_size()) {
+            return Ok(Reached::Unkept(child));
+        }
+        Ok(Reached::Kept(slot.hold(child), &slot.kids))
     }
 
     /// A reader over the value of `key`, for a value that should not sit
@@ -398,16 +426,67 @@ impl View {
         range: R,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<u64> {
-        let kept = Kept::new(self.store());
+        let store = self.store();
+        let bounds = Bounds::from_range(&range);
+        if bounds.is_empty() {
+            return Ok(0);
+        }
+        let kept = Kept::new(store);
+        // As for a point read: a view scanned once keeps nothing.
+        let first = self.top.root.get().is_none();
         let root = self.root_node(&kept)?;
-        let child = |j| self.root_child(root, j, &kept).map(|(n, _)| &**n);
         read::scan(
-            self.store(),
-            root,
-            &child,
-            &Bounds::from_range(&range),
+            store,
+            |leaves| {
+                let mut later = false;
+                match root.is_leaf() || first {
+                    true => read::walk_node(store, root, &bounds, false, &mut later, leaves),
+                    false => self.walk_kept(root, None, &bounds, &mut later, leaves, &kept),
+                }
+                .map(|_| ())
+            },
             &mut f,
         )
+    }
+
+    /// [`read::walk_node`] in key order over the subtree of `node`, an
+    /// index node this view keeps (the root, with `kids` `None`, or a node
+    /// below it with the slots of its children), its children reached as a
+    /// point read reaches them.
+    fn walk_kept(
+        &self,
+        node: &Node,
+        kids: Option<&Kids>,
+        bounds: &Bounds,
+        later: &mut bool,
+        leaves: &mut read::Leaves,
+        kept: &Kept,
+    ) -> Result<ControlFlow<()>> {
+        let store = self.store();
+        for j in bounds.in_index(node) {
+            let reached = match kids {
+                None => {
+                    let (child, kids) = self.root_child(node, j, kept)?;
+                    Reached::Kept(child, kids)
+                }
+                Some(kids) => self.step(node, kids, j, kept)?,
+            };
+            let flow = match reached {
+                Reached::Kept(child, kids) if !child.is_leaf() => {
+                    self.walk_kept(child, Some(kids), bounds, later, leaves, kept)?
+                }
+                Reached::Kept(child, _) => {
+                    read::walk_node(store, child, bounds, false, later, leaves)?
+                }
+                Reached::Leaf(child) | Reached::Unkept(child) => {
+                    read::walk_node(store, &child, bounds, false, later, leaves)?
+                }
+            };
+            if flow.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Child `j` of the root, read once and checked to sit one level
@@ -501,6 +580,8 @@ impl std::fmt::Debug for View {
 mod tests {
     use crate::{Forest, Limits, Tree};
     use larix_nodestore::NodeStore;
+    use std::ops::{Bound, ControlFlow, RangeBounds};
+    use std::sync::atomic::Ordering;
 
     /// Key `i` of [`deep_tree`], which maps it to `i` (little-endian).
     fn key(i: u32) -> Vec<u8> {
@@ -546,6 +627,122 @@ mod tests {
             view.top.budget.left() < full,
             "the second read took no slots"
         );
+    }
+
+    /// Ranges of [`deep_tree`]'s keys, as bounds on key numbers, with
+    /// the entry after which a scan stops (`None`: it runs to the end).
+    fn ranges() -> Vec<(Bound<u32>, Bound<u32>, Option<usize>)> {
+        let mut x = 0x9e37_79b9u32;
+        let mut next = |m: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % m
+        };
+        let mut out = vec![
+            (Bound::Unbounded, Bound::Unbounded, None),
+            (Bound::Included(4_990), Bound::Unbounded, None),
+            (Bound::Unbounded, Bound::Excluded(12), None),
+            (Bound::Included(300), Bound::Excluded(300), None),
+        ];
+        for _ in 0..300 {
+            let lo = next(5_100);
+            let bound = |k, open| match open {
+                0 => Bound::Included(k),
+                _ => Bound::Excluded(k),
+            };
+            let hi = lo + next(400);
+            let stop = (next(3) == 0).then(|| next(40) as usize);
+            out.push((bound(lo, next(2)), bound(hi, next(2)), stop));
+        }
+        out
+    }
+
+    fn as_slices(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+        b.as_ref().map(Vec::as_slice)
+    }
+
+    /// The keys a scan of `view` over `range` visits: compared with those
+    /// of the range on the tree's keys, in order.
+    fn scan_checked(view: &super::View, range: &(Bound<u32>, Bound<u32>, Option<usize>)) {
+        let (lo, hi, stop) = range;
+        let bound = |b: &Bound<u32>| b.map(key);
+        let (lo_key, hi_key) = (bound(lo), bound(hi));
+        let mut want: Vec<u32> = (0..5_000).filter(|i| (*lo, *hi).contains(i)).collect();
+        if let Some(stop) = stop {
+            want.truncate(stop + 1);
+        }
+        let mut got = Vec::new();
+        let seen = view
+            .scan((as_slices(&lo_key), as_slices(&hi_key)), |k, v| {
+                let i = u32::from_le_bytes(v.try_into().unwrap());
+                assert_eq!(k, key(i), "a value under another key");
+                got.push(i);
+                match Some(got.len() - 1) == *stop {
+                    true => ControlFlow::Break(()),
+                    false => ControlFlow::Continue(()),
+                }
+            })
+            .unwrap();
+        assert_eq!(got, want, "{range:?}");
+        assert_eq!(seen, want.len() as u64, "{range:?}");
+    }
+
+    #[test]
+    fn a_view_scans_through_what_it_keeps_and_keeps_what_its_scans_pass() {
+        let (f, t) = deep_tree();
+        let view = t.view().unwrap();
+        let full = view.top.budget.left();
+        scan_checked(&view, &(Bound::Included(10), Bound::Excluded(20), None));
+        assert!(
+            view.top.children.get().is_none(),
+            "the first scan kept the root's children"
+        );
+        let ranges = ranges();
+        for range in &ranges {
+            scan_checked(&view, range);
+        }
+        assert!(view.top.budget.left() < full, "the scans kept nothing");
+        // Every node a scan passes is counted once, by the store or as
+        // kept by the view: as many as fresh views (which keep nothing)
+        // count for the same scans.
+        let stats = || f.store().stats();
+        let (reads, hits) = (stats().node_reads(), stats().kept_hits);
+        for range in &ranges {
+            scan_checked(&view, range);
+        }
+        let kept_reads = stats().node_reads() - reads;
+        assert!(
+            stats().kept_hits > hits,
+            "the scans read nothing through what the view keeps"
+        );
+        let reads = stats().node_reads();
+        for range in &ranges {
+            scan_checked(&t.view().unwrap(), range);
+        }
+        assert_eq!(kept_reads, stats().node_reads() - reads);
+    }
+
+    #[test]
+    fn a_view_scans_right_when_the_budget_runs_out() {
+        let (_f, t) = deep_tree();
+        // No room at all, then room for a few index nodes' slots only.
+        for room in [0, 3_000] {
+            let view = t.view().unwrap();
+            assert!(view.get(&key(0)).unwrap().is_some());
+            let budget = view.top.budget.clone();
+            let before = budget.left();
+            budget.0.store(room, Ordering::Relaxed);
+            for range in &ranges() {
+                scan_checked(&view, range);
+            }
+            assert!(
+                budget.left() <= room,
+                "the budget grew while the view lived"
+            );
+            drop(view);
+            budget.0.store(before, Ordering::Relaxed);
+        }
     }
 
     #[test]
