@@ -59,8 +59,8 @@ impl Pinned {
 
 /// Every tree of a forest as of the moment it was taken, committed or not
 /// (see [`Forest::snapshot`](crate::Forest::snapshot)). Cheap to clone;
-/// dropping the last handle (and the last [`View`] of it) lets the writer
-/// free what only the snapshot kept.
+/// dropping the last handle (and the last [`View`] of it) has the store's
+/// release thread free what only the snapshot kept.
 #[derive(Clone)]
 pub struct Snapshot {
     pinned: Arc<Pinned>,

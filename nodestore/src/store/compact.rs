@@ -188,8 +188,11 @@ impl<N: Codec> NodeStore<N> {
 }
 
 impl<N: Codec> Shared<N> {
-    /// Live bytes per segment as the store stands now.
+    /// Live bytes per segment as the store stands now: what pins dropped
+    /// so far let go is freed first, whether or not the release thread got
+    /// to it yet.
     pub(super) fn live_now(&self) -> FxHashMap<SegmentId, u64> {
+        self.release_now();
         let st = self.state.lock();
         let mut live = live_by_segment(
             &st.table,

@@ -334,6 +334,9 @@ struct Shared<N> {
     checkpoints: CheckpointPolicy,
     /// Wakes the checkpoint thread; `None` once the store is closing.
     kicks: Mutex<Option<Sender<()>>>,
+    /// Wakes the release thread (`store/pins.rs`); `None` once the store
+    /// is closing, and in a read-only store, which has no such thread.
+    releases: Mutex<Option<Sender<()>>>,
     /// The log records recovery found to replay, until taken.
     replay: Mutex<Vec<ReplayRecord>>,
     /// The live read pins.
@@ -370,6 +373,7 @@ pub struct NodeStore<N: Codec> {
     jobs: Option<Sender<Vec<Job<N>>>>,
     workers: Vec<JoinHandle<()>>,
     checkpointer: Option<JoinHandle<()>>,
+    releaser: Option<JoinHandle<()>>,
 }
 
 impl<N: Codec> Default for NodeStore<N> {
@@ -404,6 +408,7 @@ impl<N: Codec> Shared<N> {
             log: Log::new(recovered.log, superblock.log_salt, recovered.replay.clone()),
             checkpoints: config.checkpoints,
             kicks: Mutex::new(None),
+            releases: Mutex::new(None),
             replay: Mutex::new(recovered.replay),
             pins: Pins::default(),
             state: Mutex::new(State::new(
@@ -447,19 +452,26 @@ fn spawn_workers<N: Codec>(
         .collect()
 }
 
-/// Starts the checkpoint thread on `shared`, woken through `shared.kicks`.
+/// Starts the store's `name` thread, running `run` on `shared` until the
+/// sender of its wakes, put in `waker` (a field of `shared`), is dropped;
+/// a wake sent while one is pending is dropped (bounded to one).
 ///
 /// # Errors
 /// [`StoreError::Io`] if the thread cannot be spawned.
-fn spawn_checkpointer<N: Codec>(shared: &Arc<Shared<N>>) -> Result<JoinHandle<()>, StoreError> {
-    let (kick, kicks) = crossbeam_channel::bounded(1);
-    *shared.kicks.lock() = Some(kick);
+fn spawn_woken<N: Codec>(
+    shared: &Arc<Shared<N>>,
+    name: &str,
+    waker: &Mutex<Option<Sender<()>>>,
+    run: fn(&Shared<N>, Receiver<()>),
+) -> Result<JoinHandle<()>, StoreError> {
+    let (wake, wakes) = crossbeam_channel::bounded(1);
+    *waker.lock() = Some(wake);
     let shared = shared.clone();
     std::thread::Builder::new()
-        .name("larix-checkpoint".into())
-        .spawn(move || shared.checkpointer(kicks))
+        .name(format!("larix-{name}"))
+        .spawn(move || run(&shared, wakes))
         .map_err(|e| StoreError::Io {
-            file: "checkpoint thread".into(),
+            file: format!("{name} thread"),
             source: e,
         })
 }
@@ -502,16 +514,32 @@ impl<N: Codec> NodeStore<N> {
         let count = config.workers.max(1);
         let (jobs, queue) = crossbeam_channel::bounded(count * 4);
         let workers = spawn_workers(&shared, &queue, count)?;
-        let checkpointer = if config.read_only {
-            None
+        let (checkpointer, releaser) = if config.read_only {
+            (None, None)
         } else {
-            Some(spawn_checkpointer(&shared)?)
+            (
+                // The checkpoint thread, and the release thread
+                // (`store/pins.rs`).
+                Some(spawn_woken(
+                    &shared,
+                    "checkpoint",
+                    &shared.kicks,
+                    Shared::checkpointer,
+                )?),
+                Some(spawn_woken(
+                    &shared,
+                    "release",
+                    &shared.releases,
+                    Shared::releaser,
+                )?),
+            )
         };
         Ok(NodeStore {
             shared,
             jobs: Some(jobs),
             workers,
             checkpointer,
+            releaser,
         })
     }
 
@@ -1042,7 +1070,9 @@ impl<N: Codec> NodeStore<N> {
         st.table.ids().filter(live).collect()
     }
 
-    /// The number of retired nodes (P2): kept for live pins only.
+    /// The number of retired nodes (P2): kept for live pins, and those
+    /// the release thread has yet to free ([`NodeStore::stats`] frees
+    /// them first).
     pub fn retired(&self) -> u64 {
         self.shared.state.lock().retired.len() as u64
     }
@@ -1069,6 +1099,9 @@ impl<N: Codec> NodeStore<N> {
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // What pins dropped before this call let go is reported freed,
+        // whether or not the release thread got to it yet.
+        self.shared.release_now();
         let (nodes, retired_nodes, inflight_bytes) = {
             let st = self.shared.state.lock();
             let retired = st.retired.len() as u64;
@@ -1129,6 +1162,10 @@ impl<N: Codec> Drop for NodeStore<N> {
         drop(self.shared.kicks.lock().take());
         if let Some(c) = self.checkpointer.take() {
             let _ = c.join();
+        }
+        drop(self.shared.releases.lock().take());
+        if let Some(r) = self.releaser.take() {
+            let _ = r.join();
         }
     }
 }

@@ -31,6 +31,7 @@
 
 use super::{NodeStore, Shared, State};
 use crate::{Codec, NodeId, TableEntry};
+use crossbeam_channel::{Receiver, TrySendError};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,8 +135,8 @@ impl Pins {
 }
 
 /// A pin on the nodes of one moment (see the module documentation).
-/// Cloning shares the pin; dropping the last handle lets the writer free
-/// what only it kept.
+/// Cloning shares the pin; dropping the last handle has the release thread
+/// free what only it kept.
 pub struct Pin<N: Codec> {
     shared: Arc<Shared<N>>,
     seq: u64,
@@ -162,10 +163,13 @@ impl<N: Codec> Clone for Pin<N> {
 }
 
 impl<N: Codec> Drop for Pin<N> {
+    /// Drops the handle; the last one wakes the release thread if nodes
+    /// wait for pins to drop: the dropping thread (a reader, most often)
+    /// takes no state lock and frees nothing itself.
     fn drop(&mut self) {
         let pins = &self.shared.pins;
         if pins.remove(self.seq) && pins.retired.load(Ordering::Acquire) > 0 {
-            self.shared.release_retired_in_slices();
+            self.shared.release_later();
         }
     }
 }
@@ -247,11 +251,48 @@ impl<N: Codec> Shared<N> {
         true
     }
 
+    /// Has the release thread free the retired nodes no live pin needs
+    /// any more; a store without one (read-only, or closing) frees them
+    /// here.
+    fn release_later(&self) {
+        let releases = self.releases.lock();
+        let woken = match releases.as_ref().map(|tx| tx.try_send(())) {
+            // Full: a release is due already, and covers this pin's nodes.
+            Some(Ok(())) | Some(Err(TrySendError::Full(()))) => true,
+            Some(Err(TrySendError::Disconnected(()))) | None => false,
+        };
+        drop(releases);
+        if !woken {
+            self.release_retired_in_slices();
+        }
+    }
+
+    /// Frees what pins dropped so far let go, if anything waits for pins
+    /// to drop: the release thread may not have got to it yet.
+    pub(super) fn release_now(&self) {
+        if self.pins.retired.load(Ordering::Acquire) > 0 {
+            self.release_retired_in_slices();
+        }
+    }
+
+    /// The release thread: frees the retired nodes no live pin needs any
+    /// more each time a pin's last handle is dropped (while the store is
+    /// open), so that a reader dropping a view that kept a whole tree's
+    /// old leaves does not spend tens of milliseconds freeing them.
+    pub(super) fn releaser(&self, wakes: Receiver<()>) {
+        while wakes.recv().is_ok() {
+            if !self.closing.load(Ordering::Relaxed) {
+                self.release_retired_in_slices();
+            }
+        }
+    }
+
     /// Frees the retired nodes no live pin needs any more, as
     /// [`Shared::release_retired`] does, [`RELEASE_SLICE`] at a time: the
     /// state lock is held for one slice only, and the nodes' decoded
     /// copies are dropped after it is released, so a writer waits for one
-    /// slice at most while a dropped view frees what it kept.
+    /// slice at most while the release thread frees what a dropped view
+    /// kept.
     pub(super) fn release_retired_in_slices(&self) {
         let mut freed = Vec::new();
         loop {
@@ -308,5 +349,45 @@ impl<N: Codec> Shared<N> {
             .retired
             .store(st.retire_queue.len() as u64, Ordering::Release);
         at_limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_codec::{node, SizedNode};
+    use crate::NodeStore;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_last_pin_dropped_leaves_the_freeing_to_the_release_thread() {
+        let store = NodeStore::<SizedNode>::in_memory();
+        let ids: Vec<_> = (0..1_000).map(|_| store.allocate()).collect();
+        for &id in &ids {
+            store.put(id, node(64)).unwrap();
+        }
+        let pin = store.pin();
+        for &id in &ids {
+            store.free(id).unwrap();
+        }
+        assert_eq!(store.retired(), 1_000);
+        // The drop must not wait for the state lock, held here.
+        let (dropped, done) = crossbeam_channel::bounded(1);
+        {
+            let _state = store.shared.state.lock();
+            std::thread::spawn(move || {
+                drop(pin);
+                dropped.send(()).unwrap();
+            });
+            done.recv_timeout(Duration::from_secs(10))
+                .expect("the drop waited for the state lock");
+        }
+        // `retired` frees nothing itself: the release thread does.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.retired() > 0 {
+            assert!(Instant::now() < deadline, "nothing freed the retired nodes");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(store.stats().nodes, 0);
+        assert_eq!(store.pins(), 0);
     }
 }
