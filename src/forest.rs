@@ -224,8 +224,8 @@ impl Forest {
     /// beside the writer without blocking it, and unchanged by anything
     /// done later (writes, commits, rollbacks, removals, compaction). No
     /// commit stores a trace of it; dropping the last handle (and its
-    /// [`crate::View`]s) frees what only it kept, in the store's release
-    /// thread: the drop itself takes no lock the writer holds.
+    /// [`crate::View`]s) frees what only it kept: up to 256 nodes on the
+    /// dropping thread, more in the store's release thread.
     ///
     /// # Errors
     /// None yet; kept fallible for stores that load the catalog lazily.

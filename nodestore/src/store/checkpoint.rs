@@ -116,11 +116,8 @@ impl<N: Codec> NodeStore<N> {
     /// writer's lock at a commit boundary, so it is the state after the
     /// last record logged); returns the writes to hand to the workers.
     fn freeze(&self, catalog: &[u8]) -> Result<Vec<super::Job<N>>, StoreError> {
-        // What pins dropped so far let go (the old rollback base's nodes,
-        // most often) is freed before compaction weighs the segments, so
-        // that it counts as dead, whether or not the release thread got
-        // to it yet.
-        self.shared.release_now();
+        // Compaction weighs the segments after freeing what dropped pins
+        // let go (`live_now`): the old rollback base's nodes count as dead.
         self.compact_for_checkpoint()?;
         let (log_file, log_start) = self.shared.roll_log()?;
         // Declared before the lock, so dropped after it is released.

@@ -1099,15 +1099,15 @@ impl<N: Codec> NodeStore<N> {
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        // What pins dropped before this call let go is reported freed,
-        // whether or not the release thread got to it yet.
-        self.shared.release_now();
+        // First, as it frees what pins dropped before this call let go
+        // (`live_now`), whether or not the release thread got to it yet:
+        // the counts below report it freed.
+        let segments = self.segment_usage().unwrap_or_default();
         let (nodes, retired_nodes, inflight_bytes) = {
             let st = self.shared.state.lock();
             let retired = st.retired.len() as u64;
             (st.table.len() - retired, retired, st.inflight.bytes())
         };
-        let segments = self.segment_usage().unwrap_or_default();
         let disk_bytes = segments.iter().map(|u| u.total_bytes).sum();
         let live_bytes = segments.iter().map(|u| u.live_bytes).sum();
         Stats {

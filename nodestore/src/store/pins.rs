@@ -42,6 +42,13 @@ use std::sync::Arc;
 /// of a pin frees on its own thread ([`Pin`]'s drop).
 const RELEASE_SLICE: usize = 256;
 
+/// Whether a live pin among `live` (number, mark) needs the node `id`
+/// retired as number `seq` (P2): one taken before it was retired whose
+/// mark is above its id.
+fn needed(live: impl IntoIterator<Item = (u64, u64)>, seq: u64, id: u64) -> bool {
+    live.into_iter().any(|(s, mark)| s < seq && id < mark)
+}
+
 /// The live pins.
 #[derive(Default)]
 pub(super) struct Pins {
@@ -141,10 +148,9 @@ impl Pins {
         // A front read as it changes (under the state lock, which a
         // release holds) at worst frees nothing or leaves the nodes to the
         // next release: a retired node stays readable until freed.
+        let live = set.live.iter().map(|(&seq, &(mark, _, _))| (seq, mark));
         let front_seq = self.front_seq.load(Ordering::Acquire);
-        let front_id = self.front_id.load(Ordering::Acquire);
-        let needed = |&(mark, _, _): &(u64, usize, bool)| front_id < mark;
-        !set.live.range(..front_seq).map(|(_, pin)| pin).any(needed)
+        !needed(live, front_seq, self.front_id.load(Ordering::Acquire))
     }
 
     /// Records the retire queue's length and first entry (the caller holds
@@ -162,8 +168,8 @@ impl Pins {
 }
 
 /// A pin on the nodes of one moment (see the module documentation).
-/// Cloning shares the pin; dropping the last handle has the release thread
-/// free what only it kept.
+/// Cloning shares the pin; dropping the last handle frees what only it
+/// kept (a few nodes itself, more through the release thread).
 pub struct Pin<N: Codec> {
     shared: Arc<Shared<N>>,
     seq: u64,
@@ -207,10 +213,10 @@ impl<N: Codec> Drop for Pin<N> {
         if !pins.remove(self.seq) {
             return;
         }
-        match pins.retired.load(Ordering::Acquire) {
-            0 => {}
-            n if n <= RELEASE_SLICE as u64 => self.shared.release_retired_in_slices(),
-            _ => self.shared.release_later(),
+        if pins.retired.load(Ordering::Acquire) <= RELEASE_SLICE as u64 {
+            self.shared.release_retired_in_slices();
+        } else {
+            self.shared.release_later();
         }
     }
 }
@@ -362,7 +368,7 @@ impl<N: Codec> Shared<N> {
         let mut ids = Vec::new();
         let mut at_limit = false;
         while let Some(&(seq, id)) = st.retire_queue.front() {
-            if live.iter().any(|&(s, mark)| s < seq && id.0 < mark) {
+            if needed(live.iter().copied(), seq, id.0) {
                 break;
             }
             if ids.len() == limit {
