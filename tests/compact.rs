@@ -193,7 +193,7 @@ fn a_crash_anywhere_in_a_compaction_loses_nothing() {
         backend.fail_after(k);
         let finished = forest.compact().is_ok();
         backend.kill();
-        drop(forest);
+        drop((t, forest));
         backend.crash(if k % 2 == 0 {
             CrashMode::DropUnsynced
         } else {

@@ -134,7 +134,18 @@ impl FaultyBackend {
     /// `mode` says, files whose creation was never made durable vanish, and
     /// injected failures and a [`kill`](FaultyBackend::kill) are healed
     /// (the machine restarts).
+    ///
+    /// # Panics
+    /// If another handle to the files lives: a store still open (a forest
+    /// or a tree handle not dropped) would go on writing after the restart,
+    /// and its late writes would land in the files the next open reads.
     pub fn crash(&self, mode: CrashMode) {
+        assert_eq!(
+            Arc::strong_count(&self.state),
+            1,
+            "crash() while another handle to the files lives: drop every store \
+             (forest and tree handles) that uses this backend first"
+        );
         let mut st = self.state.lock();
         let torn = match mode {
             CrashMode::DropUnsynced => None,
