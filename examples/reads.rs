@@ -17,8 +17,9 @@
 //! also prints the batches, the clean cache's misses, the checkpoints,
 //! the processor time the whole process took while the readers ran and
 //! the time the writing thread took in all (it may finish a batch after
-//! the readers end) and the time the store's own threads (workers and
-//! checkpoint) took while the readers ran, from `/proc`.
+//! the readers end) and its longest commit, and the time the store's own
+//! threads (workers and checkpoint) took while the readers ran, from
+//! `/proc`.
 //! With `--threads T`, T threads share each round's reads (each its part
 //! of the order, on one view), and the time is per read of the whole
 //! round.
@@ -96,42 +97,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let view = tree.view()?;
         let before = forest.stats();
         let done = AtomicBool::new(false);
-        let (ns, found, busy, background, (batches, writer_ms)) = std::thread::scope(|s| {
-            let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
-            let start = Instant::now();
-            let cpu = cpu_ms("self");
-            let background = background_ms();
-            let part = n.div_ceil(threads);
-            let readers: Vec<_> = order
-                .chunks(part)
-                .map(|part| {
-                    let view = &view;
-                    let data = &data;
-                    s.spawn(move || {
-                        let mut found = 0usize;
-                        for &i in part {
-                            let (k, v) = &data[i];
-                            let same = view.get_with(k, |value| value == v.as_slice())?;
-                            found += usize::from(same == Some(true));
-                        }
-                        Ok::<_, larix::Error>(found)
+        let (ns, found, busy, background, (batches, writer_ms, longest_ms)) =
+            std::thread::scope(|s| {
+                let overwriter =
+                    writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
+                let start = Instant::now();
+                let cpu = cpu_ms("self");
+                let background = background_ms();
+                let part = n.div_ceil(threads);
+                let readers: Vec<_> = order
+                    .chunks(part)
+                    .map(|part| {
+                        let view = &view;
+                        let data = &data;
+                        s.spawn(move || {
+                            let mut found = 0usize;
+                            for &i in part {
+                                let (k, v) = &data[i];
+                                let same = view.get_with(k, |value| value == v.as_slice())?;
+                                found += usize::from(same == Some(true));
+                            }
+                            Ok::<_, larix::Error>(found)
+                        })
                     })
-                })
-                .collect();
-            let mut found = 0usize;
-            for r in readers {
-                found += r.join().map_err(|_| "a reader panicked")??;
-            }
-            let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
-            let busy = cpu_ms("self") - cpu;
-            let background = background_ms() - background;
-            done.store(true, Ordering::Relaxed);
-            let writer = match overwriter {
-                Some(h) => h.join().map_err(|_| "the writer panicked")??,
-                None => (0, 0.0),
-            };
-            Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, background, writer))
-        })?;
+                    .collect();
+                let mut found = 0usize;
+                for r in readers {
+                    found += r.join().map_err(|_| "a reader panicked")??;
+                }
+                let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+                let busy = cpu_ms("self") - cpu;
+                let background = background_ms() - background;
+                done.store(true, Ordering::Relaxed);
+                let writer = match overwriter {
+                    Some(h) => h.join().map_err(|_| "the writer panicked")??,
+                    None => (0, 0.0, 0.0),
+                };
+                Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, background, writer))
+            })?;
         if found != n {
             return Err(format!("round {round}: {found} of {n} keys found").into());
         }
@@ -148,7 +151,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "round {round}: {ns:.0} ns per read, {batches} batches beside, \
                  {misses} cache misses, {checkpoints} checkpoints, \
                  {busy:.0} ms of processor time while reading, \
-                 {writer_ms:.0} ms in the writing thread, \
+                 {writer_ms:.0} ms in the writing thread \
+                 (longest commit {longest_ms:.1} ms), \
                  {background:.0} ms in the store's own threads, \
                  {drop_ms:.1} ms to drop the view"
             );
@@ -184,16 +188,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Overwrites random pairs of `data` with their own values, in committed
-/// batches of 1,000, until `done`; returns the batches committed and the
-/// processor time the writing thread took, in milliseconds.
+/// batches of 1,000, until `done`; returns the batches committed, the
+/// processor time the writing thread took and its longest commit, in
+/// milliseconds.
 fn overwrite(
     forest: &Forest,
     tree: &Tree,
     data: &[(Vec<u8>, Vec<u8>)],
     done: &AtomicBool,
-) -> larix::Result<(usize, f64)> {
+) -> larix::Result<(usize, f64, f64)> {
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut batches = 0;
+    let mut longest = 0f64;
     let cpu = cpu_ms("thread-self");
     while !done.load(Ordering::Relaxed) {
         let batch = (0..1_000).map(|_| {
@@ -204,10 +210,12 @@ fn overwrite(
             (k, v)
         });
         tree.insert_batch(batch)?;
+        let start = Instant::now();
         forest.commit()?;
+        longest = longest.max(start.elapsed().as_secs_f64() * 1e3);
         batches += 1;
     }
-    Ok((batches, cpu_ms("thread-self") - cpu))
+    Ok((batches, cpu_ms("thread-self") - cpu, longest))
 }
 
 /// The processor time, in milliseconds, the store's own threads (its

@@ -5,11 +5,14 @@
 //! 1. [`freeze`](NodeStore::freeze), with the forest's writer lock held at
 //!    a commit boundary (so the state is a committed one): the policy's
 //!    share of compaction; a new log file for the records after this point;
-//!    every dirty node handed to the workers; the table's changed chunks
-//!    taken out as they are ([`NodeTable::extract_dirty`]); the writes the
-//!    frozen table still needs locations from noted. Brief: no I/O but the
-//!    compaction step and the new log file.
-//! 2. In the checkpoint thread, while tree operations go on:
+//!    a write launched for every dirty node (in the in-flight map, where
+//!    reads find it); the table's changed chunks taken out as they are
+//!    ([`NodeTable::extract_dirty`]); the writes the frozen table still
+//!    needs locations from noted. Brief: no I/O but the compaction step and
+//!    the new log file, and no wait for the workers.
+//! 2. In the checkpoint thread, while tree operations go on: the launched
+//!    writes handed to the workers (a full channel waits here, not under
+//!    the caller's lock), then
 //!    [`await_frozen`](Shared::await_frozen) until every noted write has
 //!    landed (each landing fills in the frozen table as well as the live
 //!    one), then [`write_metadata`](Shared::write_metadata): the frozen
@@ -38,7 +41,12 @@ use std::time::Instant;
 const SEGMENT_GROWTH_MIN: u64 = 256 << 10;
 
 /// A state frozen at a commit boundary, on its way to disk.
-pub(super) struct Frozen {
+pub(super) struct Frozen<N> {
+    /// The writes of the nodes dirty at the freeze, launched but not yet
+    /// handed to the workers: the checkpoint thread hands them over, so
+    /// that the freeze never waits for the workers (a full channel) while
+    /// its caller holds the forest's writer lock.
+    pub(super) jobs: Vec<super::Job<N>>,
     /// The table's chunks changed since the last checkpoint, as they were.
     pub(super) table: NodeTable,
     /// The writes (id, sequence number) whose locations `table` needs.
@@ -67,10 +75,7 @@ impl<N: Codec> NodeStore<N> {
     pub fn checkpoint(&self, catalog: &[u8], wait: bool) -> Result<(), StoreError> {
         self.writable()?;
         self.wait_checkpoint()?;
-        match self.freeze(catalog) {
-            Ok(jobs) => self.send(jobs),
-            Err(e) => return Err(self.shared.fail(e)),
-        }
+        self.freeze(catalog).map_err(|e| self.shared.fail(e))?;
         self.shared.kick_checkpointer();
         if wait {
             self.wait_checkpoint()?;
@@ -114,8 +119,9 @@ impl<N: Codec> NodeStore<N> {
 
     /// Freezes the current state for a checkpoint (L5: the caller holds the
     /// writer's lock at a commit boundary, so it is the state after the
-    /// last record logged); returns the writes to hand to the workers.
-    fn freeze(&self, catalog: &[u8]) -> Result<Vec<super::Job<N>>, StoreError> {
+    /// last record logged); the checkpoint thread hands the writes of the
+    /// dirty nodes to the workers.
+    fn freeze(&self, catalog: &[u8]) -> Result<(), StoreError> {
         // Compaction weighs the segments after freeing what dropped pins
         // let go (`live_now`): the old rollback base's nodes count as dead.
         self.compact_for_checkpoint()?;
@@ -143,6 +149,7 @@ impl<N: Codec> NodeStore<N> {
         }
         self.shared.release_retired(&mut st, usize::MAX, &mut freed);
         st.frozen = Some(Frozen {
+            jobs,
             table,
             awaiting,
             catalog: catalog.to_vec(),
@@ -152,7 +159,7 @@ impl<N: Codec> NodeStore<N> {
             key_check: st.key_check,
         });
         st.checkpoint_running = true;
-        Ok(jobs)
+        Ok(())
     }
 
     /// Copies about as much as the checkpoint writes (what is dirty and
@@ -209,6 +216,14 @@ impl<N: Codec> Shared<N> {
     }
 
     fn run_checkpoint(&self) -> Result<(), StoreError> {
+        let jobs = self
+            .state
+            .lock()
+            .frozen
+            .as_mut()
+            .map(|f| std::mem::take(&mut f.jobs))
+            .unwrap_or_default();
+        self.send(jobs);
         let frozen = self.await_frozen()?;
         let mut writer = self.writer.lock();
         let (superblock, directory) = self.write_metadata(&mut writer, &frozen)?;
@@ -220,7 +235,7 @@ impl<N: Codec> Shared<N> {
     /// Waits until every write the frozen table needs has landed (S6: the
     /// chunks a checkpoint writes hold a location for every live id), and
     /// takes the frozen state.
-    fn await_frozen(&self) -> Result<Frozen, StoreError> {
+    fn await_frozen(&self) -> Result<Frozen<N>, StoreError> {
         let mut st = self.state.lock();
         loop {
             st.failed()?;
@@ -244,7 +259,7 @@ impl<N: Codec> Shared<N> {
     fn write_metadata(
         &self,
         writer: &mut SegmentWriter,
-        frozen: &Frozen,
+        frozen: &Frozen<N>,
     ) -> Result<(Superblock, Directory), StoreError> {
         let backend = &*self.backend;
         let catalog_body = self
@@ -316,7 +331,7 @@ impl<N: Codec> Shared<N> {
         &self,
         superblock: Superblock,
         directory: Directory,
-        frozen: Frozen,
+        frozen: Frozen<N>,
     ) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         st.written_at_checkpoint = self.counters.bytes_unfiltered.load(Ordering::Relaxed);
@@ -355,5 +370,48 @@ impl<N: Codec> Shared<N> {
                 .sync(FileId::Superblock)
                 .map_err(|e| FormatError::io(backend.name(FileId::Superblock), None, e))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_codec::{node, SizedNode};
+    use crate::{NodeStore, StoreConfig};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_checkpoint_started_while_the_workers_are_busy_does_not_wait_for_them() {
+        // One worker, and more dirty nodes than its channel holds.
+        let store = Arc::new(
+            NodeStore::<SizedNode>::open(
+                Arc::new(crate::MemBackend::new()),
+                larix_filters::Pipeline::new(&[]).unwrap(),
+                StoreConfig {
+                    workers: 1,
+                    ..StoreConfig::default()
+                },
+            )
+            .unwrap(),
+        );
+        for _ in 0..5_000 {
+            store.put(store.allocate(), node(64)).unwrap();
+        }
+        // The worker blocks on its first append while the writer's lock is
+        // held here: the checkpoint's writes cannot drain.
+        let appends = store.shared.writer.lock();
+        let (started, done) = crossbeam_channel::bounded(1);
+        let checkpointing = store.clone();
+        std::thread::spawn(move || {
+            let result = checkpointing.checkpoint(b"catalog", false);
+            started.send(result).unwrap();
+        });
+        let result = done
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the checkpoint waited for the workers");
+        result.unwrap();
+        drop(appends);
+        store.wait_checkpoint().unwrap();
+        assert_eq!(store.stats().checkpoints, 1);
     }
 }

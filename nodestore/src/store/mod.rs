@@ -217,7 +217,7 @@ struct State<N> {
     /// Node bytes written after filtering when the last checkpoint ended.
     filtered_at_checkpoint: u64,
     /// The state a running checkpoint froze, until its writes have landed.
-    frozen: Option<Frozen>,
+    frozen: Option<Frozen<N>>,
     /// Bytes of the frozen nodes still in flight: `put` does not wait for
     /// them (they were in memory anyway).
     frozen_bytes: usize,
@@ -332,6 +332,9 @@ struct Shared<N> {
     log: Log,
     /// When checkpoints are due.
     checkpoints: CheckpointPolicy,
+    /// Hands writes to the workers (`store/workers.rs`); `None` once the
+    /// store is closing.
+    jobs: Mutex<Option<Sender<Vec<Job<N>>>>>,
     /// Wakes the checkpoint thread; `None` once the store is closing.
     kicks: Mutex<Option<Sender<()>>>,
     /// Wakes the release thread (`store/pins.rs`); `None` once the store
@@ -370,7 +373,6 @@ struct Shared<N> {
 /// with its forest lock.
 pub struct NodeStore<N: Codec> {
     shared: Arc<Shared<N>>,
-    jobs: Option<Sender<Vec<Job<N>>>>,
     workers: Vec<JoinHandle<()>>,
     checkpointer: Option<JoinHandle<()>>,
     releaser: Option<JoinHandle<()>>,
@@ -407,6 +409,7 @@ impl<N: Codec> Shared<N> {
             warnings: recovered.warnings,
             log: Log::new(recovered.log, superblock.log_salt, recovered.replay.clone()),
             checkpoints: config.checkpoints,
+            jobs: Mutex::new(None),
             kicks: Mutex::new(None),
             releases: Mutex::new(None),
             replay: Mutex::new(recovered.replay),
@@ -513,6 +516,7 @@ impl<N: Codec> NodeStore<N> {
         let shared = Arc::new(Shared::new(backend, pipeline, &config, recovered));
         let count = config.workers.max(1);
         let (jobs, queue) = crossbeam_channel::bounded(count * 4);
+        *shared.jobs.lock() = Some(jobs);
         let workers = spawn_workers(&shared, &queue, count)?;
         let (checkpointer, releaser) = if config.read_only {
             (None, None)
@@ -536,7 +540,6 @@ impl<N: Codec> NodeStore<N> {
         };
         Ok(NodeStore {
             shared,
-            jobs: Some(jobs),
             workers,
             checkpointer,
             releaser,
@@ -922,7 +925,7 @@ impl<N: Codec> NodeStore<N> {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.send(jobs);
+        self.shared.send(jobs);
         let mut st = self.shared.state.lock();
         let over = |st: &State<N>| {
             st.inflight.bytes() > self.shared.budgets.inflight + st.frozen_bytes
@@ -1155,13 +1158,14 @@ impl<N: Codec> Drop for NodeStore<N> {
             let _ = self.shared.sync_log(self.last_lsn());
         }
         self.shared.closing.store(true, Ordering::Relaxed);
-        drop(self.jobs.take());
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+        // The checkpoint thread first: it hands writes to the workers.
         drop(self.shared.kicks.lock().take());
         if let Some(c) = self.checkpointer.take() {
             let _ = c.join();
+        }
+        drop(self.shared.jobs.lock().take());
+        for w in self.workers.drain(..) {
+            let _ = w.join();
         }
         drop(self.shared.releases.lock().take());
         if let Some(r) = self.releaser.take() {

@@ -11,7 +11,7 @@
 //! failure is latched (S8).
 
 use super::inflight::Job;
-use super::{bump, NodeStore, Shared};
+use super::{bump, Shared};
 use crate::{node_digest, BlobKind, Codec, Location, StoreError, TableEntry};
 use crossbeam_channel::Receiver;
 use larix_filters::Context;
@@ -27,12 +27,15 @@ use std::sync::Arc;
 /// took a sixth less time.
 const JOB_CHUNK: usize = 32;
 
-impl<N: Codec> NodeStore<N> {
+impl<N: Codec> Shared<N> {
     /// Hands jobs to the workers, [`JOB_CHUNK`] to a message. Called
     /// without the state lock: a full channel waits for workers that need
-    /// that lock to finish.
+    /// that lock to finish. A store closing drops them: its failure or its
+    /// close leaves them unwritten anyway.
     pub(super) fn send(&self, jobs: Vec<Job<N>>) {
-        let tx = self.jobs.as_ref().expect("workers run until drop");
+        let Some(tx) = self.jobs.lock().clone() else {
+            return;
+        };
         let mut jobs = jobs.into_iter();
         loop {
             let chunk: Vec<_> = jobs.by_ref().take(JOB_CHUNK).collect();
@@ -43,9 +46,7 @@ impl<N: Codec> NodeStore<N> {
             tx.send(chunk).expect("workers outlive the store's handle");
         }
     }
-}
 
-impl<N: Codec> Shared<N> {
     /// A worker: filters and writes jobs until the store is dropped.
     pub(super) fn work(&self, chunks: Receiver<Vec<Job<N>>>) {
         while let Ok(jobs) = chunks.recv() {
