@@ -174,7 +174,9 @@ const PACED_BATCHES_PER_S: u32 = 20;
 /// Reads `pairs` as [`read_two_threads`] does while a third thread writes
 /// `rewrite` in batches of [`BATCH_LEN`], each batch committed, over and
 /// over until the readers finish: as fast as it can, or with `pace`, at
-/// most one batch started per `pace`. Only the readers are timed.
+/// most one batch started per `pace`. Only the readers are timed; the
+/// engine then settles ([`Engine::settle`]), untimed, so that the next
+/// row does not run beside what this writer left in the background.
 fn read_beside_writer(
     engine: &dyn Engine,
     pairs: &[&Pair],
@@ -195,6 +197,7 @@ fn read_beside_writer(
         let cpu = cpu_ms("self") - cpu;
         done.store(true, Ordering::Relaxed);
         let (batches, writer_cpu_ms) = join(writer)?;
+        engine.settle()?;
         let (found, readers_cpu_ms) = read?;
         Ok(BesideWriter {
             found,

@@ -35,6 +35,13 @@ impl Larix {
 }
 
 impl Engine for Larix {
+    /// A checkpoint, waited for: a commit starts one in the background
+    /// when enough has changed, and its node writes would otherwise run
+    /// beside the next row's readers.
+    fn settle(&self) -> Result<()> {
+        Ok(self.forest.checkpoint()?)
+    }
+
     fn apply(&self, writes: &[Pair], removes: &[Pair]) -> Result<()> {
         self.tree.insert_batch(writes.iter().map(|(k, v)| (k, v)))?;
         for (k, _) in removes {

@@ -112,6 +112,17 @@ pub trait Engine: Sync {
     /// # Errors
     /// Any engine error.
     fn compact(&mut self, scratch: &Path) -> Result<Compacted>;
+
+    /// Finishes the work the engine's last commits left running in the
+    /// background, so that the next row does not pay for it: called
+    /// untimed between rows. Nothing for an engine that does all of a
+    /// commit's work in the commit.
+    ///
+    /// # Errors
+    /// Any engine error.
+    fn settle(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The bounds of the keys that start with `prefix`, for an engine whose
