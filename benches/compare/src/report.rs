@@ -356,7 +356,10 @@ in a fresh directory, deleted afterwards ({}):
 - {n} random reads from 2 threads, half each;
 - the same reads again while a third thread overwrites loaded pairs
   with their own values in batches of 1,000, each batch committed, until
-  both readers finish; the readers' time is reported;
+  both readers finish; the readers' time is reported; after each row
+  beside a writer the engine settles, untimed, so that the next row does
+  not run beside the work its writer left in the background (Larix
+  checkpoints and waits; the peers have nothing to settle);
 - the same again with the writer held to 20 batches a second (it starts
   batch k no earlier than k/20 s after the first; every engine's writer
   kept that pace here), so that every engine's readers share the machine
