@@ -97,44 +97,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let view = tree.view()?;
         let before = forest.stats();
         let done = AtomicBool::new(false);
-        let (ns, found, busy, background, (batches, writer_ms, longest_ms)) =
-            std::thread::scope(|s| {
-                let overwriter =
-                    writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
-                let start = Instant::now();
-                let cpu = cpu_ms("self");
-                let background = background_ms();
-                let part = n.div_ceil(threads);
-                let readers: Vec<_> = order
-                    .chunks(part)
-                    .map(|part| {
-                        let view = &view;
-                        let data = &data;
-                        s.spawn(move || {
-                            let mut found = 0usize;
-                            for &i in part {
-                                let (k, v) = &data[i];
-                                let same = view.get_with(k, |value| value == v.as_slice())?;
-                                found += usize::from(same == Some(true));
-                            }
-                            Ok::<_, larix::Error>(found)
-                        })
+        let (ns, found, busy, background, written) = std::thread::scope(|s| {
+            let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
+            let start = Instant::now();
+            let cpu = cpu_ms("self");
+            let background = background_ms();
+            let part = n.div_ceil(threads);
+            let readers: Vec<_> = order
+                .chunks(part)
+                .map(|part| {
+                    let view = &view;
+                    let data = &data;
+                    s.spawn(move || {
+                        let mut found = 0usize;
+                        for &i in part {
+                            let (k, v) = &data[i];
+                            let same = view.get_with(k, |value| value == v.as_slice())?;
+                            found += usize::from(same == Some(true));
+                        }
+                        Ok::<_, larix::Error>(found)
                     })
-                    .collect();
-                let mut found = 0usize;
-                for r in readers {
-                    found += r.join().map_err(|_| "a reader panicked")??;
-                }
-                let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
-                let busy = cpu_ms("self") - cpu;
-                let background = background_ms() - background;
-                done.store(true, Ordering::Relaxed);
-                let writer = match overwriter {
-                    Some(h) => h.join().map_err(|_| "the writer panicked")??,
-                    None => (0, 0.0, 0.0),
-                };
-                Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, background, writer))
-            })?;
+                })
+                .collect();
+            let mut found = 0usize;
+            for r in readers {
+                found += r.join().map_err(|_| "a reader panicked")??;
+            }
+            let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+            let busy = cpu_ms("self") - cpu;
+            let background = background_ms() - background;
+            done.store(true, Ordering::Relaxed);
+            let written = match overwriter {
+                Some(h) => h.join().map_err(|_| "the writer panicked")??,
+                None => (0, 0.0, 0.0),
+            };
+            Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, background, written))
+        })?;
+        let (batches, writer_ms, longest_ms) = written;
         if found != n {
             return Err(format!("round {round}: {found} of {n} keys found").into());
         }

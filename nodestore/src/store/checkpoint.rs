@@ -196,10 +196,14 @@ impl<N: Codec> NodeStore<N> {
 
 impl<N: Codec> Shared<N> {
     /// The checkpoint thread: runs each frozen checkpoint until the store
-    /// is dropped.
-    pub(super) fn checkpointer(&self, kicks: crossbeam_channel::Receiver<()>) {
+    /// is dropped, handing its writes to the workers through `jobs`.
+    pub(super) fn checkpointer(
+        &self,
+        kicks: crossbeam_channel::Receiver<()>,
+        jobs: &crossbeam_channel::Sender<Vec<super::Job<N>>>,
+    ) {
         while kicks.recv().is_ok() {
-            if let Err(e) = self.run_checkpoint() {
+            if let Err(e) = self.run_checkpoint(jobs) {
                 self.latch(e);
             }
             self.state.lock().checkpoint_running = false;
@@ -215,7 +219,10 @@ impl<N: Codec> Shared<N> {
         }
     }
 
-    fn run_checkpoint(&self) -> Result<(), StoreError> {
+    fn run_checkpoint(
+        &self,
+        tx: &crossbeam_channel::Sender<Vec<super::Job<N>>>,
+    ) -> Result<(), StoreError> {
         let jobs = self
             .state
             .lock()
@@ -223,7 +230,7 @@ impl<N: Codec> Shared<N> {
             .as_mut()
             .map(|f| std::mem::take(&mut f.jobs))
             .unwrap_or_default();
-        self.send(jobs);
+        super::workers::send(tx, jobs);
         let frozen = self.await_frozen()?;
         let mut writer = self.writer.lock();
         let (superblock, directory) = self.write_metadata(&mut writer, &frozen)?;
@@ -376,24 +383,15 @@ impl<N: Codec> Shared<N> {
 #[cfg(test)]
 mod tests {
     use super::super::test_codec::{node, SizedNode};
-    use crate::{NodeStore, StoreConfig};
+    use crate::NodeStore;
     use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
     fn a_checkpoint_started_while_the_workers_are_busy_does_not_wait_for_them() {
-        // One worker, and more dirty nodes than its channel holds.
-        let store = Arc::new(
-            NodeStore::<SizedNode>::open(
-                Arc::new(crate::MemBackend::new()),
-                larix_filters::Pipeline::new(&[]).unwrap(),
-                StoreConfig {
-                    workers: 1,
-                    ..StoreConfig::default()
-                },
-            )
-            .unwrap(),
-        );
+        // One worker (the default), and more dirty nodes than its channel
+        // holds.
+        let store = Arc::new(NodeStore::<SizedNode>::in_memory());
         for _ in 0..5_000 {
             store.put(store.allocate(), node(64)).unwrap();
         }

@@ -332,9 +332,6 @@ struct Shared<N> {
     log: Log,
     /// When checkpoints are due.
     checkpoints: CheckpointPolicy,
-    /// Hands writes to the workers (`store/workers.rs`); `None` once the
-    /// store is closing.
-    jobs: Mutex<Option<Sender<Vec<Job<N>>>>>,
     /// Wakes the checkpoint thread; `None` once the store is closing.
     kicks: Mutex<Option<Sender<()>>>,
     /// Wakes the release thread (`store/pins.rs`); `None` once the store
@@ -373,6 +370,9 @@ struct Shared<N> {
 /// with its forest lock.
 pub struct NodeStore<N: Codec> {
     shared: Arc<Shared<N>>,
+    /// Hands writes to the workers (`store/workers.rs`); the checkpoint
+    /// thread has a sender of its own.
+    jobs: Option<Sender<Vec<Job<N>>>>,
     workers: Vec<JoinHandle<()>>,
     checkpointer: Option<JoinHandle<()>>,
     releaser: Option<JoinHandle<()>>,
@@ -409,7 +409,6 @@ impl<N: Codec> Shared<N> {
             warnings: recovered.warnings,
             log: Log::new(recovered.log, superblock.log_salt, recovered.replay.clone()),
             checkpoints: config.checkpoints,
-            jobs: Mutex::new(None),
             kicks: Mutex::new(None),
             releases: Mutex::new(None),
             replay: Mutex::new(recovered.replay),
@@ -465,7 +464,7 @@ fn spawn_woken<N: Codec>(
     shared: &Arc<Shared<N>>,
     name: &str,
     waker: &Mutex<Option<Sender<()>>>,
-    run: fn(&Shared<N>, Receiver<()>),
+    run: impl FnOnce(&Shared<N>, Receiver<()>) + Send + 'static,
 ) -> Result<JoinHandle<()>, StoreError> {
     let (wake, wakes) = crossbeam_channel::bounded(1);
     *waker.lock() = Some(wake);
@@ -516,7 +515,6 @@ impl<N: Codec> NodeStore<N> {
         let shared = Arc::new(Shared::new(backend, pipeline, &config, recovered));
         let count = config.workers.max(1);
         let (jobs, queue) = crossbeam_channel::bounded(count * 4);
-        *shared.jobs.lock() = Some(jobs);
         let workers = spawn_workers(&shared, &queue, count)?;
         let (checkpointer, releaser) = if config.read_only {
             (None, None)
@@ -524,12 +522,12 @@ impl<N: Codec> NodeStore<N> {
             (
                 // The checkpoint thread, and the release thread
                 // (`store/pins.rs`).
-                Some(spawn_woken(
-                    &shared,
-                    "checkpoint",
-                    &shared.kicks,
-                    Shared::checkpointer,
-                )?),
+                Some({
+                    let jobs = jobs.clone();
+                    spawn_woken(&shared, "checkpoint", &shared.kicks, move |s, kicks| {
+                        s.checkpointer(kicks, &jobs)
+                    })?
+                }),
                 Some(spawn_woken(
                     &shared,
                     "release",
@@ -540,6 +538,7 @@ impl<N: Codec> NodeStore<N> {
         };
         Ok(NodeStore {
             shared,
+            jobs: Some(jobs),
             workers,
             checkpointer,
             releaser,
@@ -925,7 +924,7 @@ impl<N: Codec> NodeStore<N> {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.shared.send(jobs);
+        workers::send(self.jobs.as_ref().expect("workers run until drop"), jobs);
         let mut st = self.shared.state.lock();
         let over = |st: &State<N>| {
             st.inflight.bytes() > self.shared.budgets.inflight + st.frozen_bytes
@@ -1158,12 +1157,12 @@ impl<N: Codec> Drop for NodeStore<N> {
             let _ = self.shared.sync_log(self.last_lsn());
         }
         self.shared.closing.store(true, Ordering::Relaxed);
-        // The checkpoint thread first: it hands writes to the workers.
+        // The checkpoint thread first: it holds a sender of the workers'.
         drop(self.shared.kicks.lock().take());
         if let Some(c) = self.checkpointer.take() {
             let _ = c.join();
         }
-        drop(self.shared.jobs.lock().take());
+        drop(self.jobs.take());
         for w in self.workers.drain(..) {
             let _ = w.join();
         }

@@ -13,7 +13,7 @@
 use super::inflight::Job;
 use super::{bump, Shared};
 use crate::{node_digest, BlobKind, Codec, Location, StoreError, TableEntry};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use larix_filters::Context;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,26 +27,22 @@ use std::sync::Arc;
 /// took a sixth less time.
 const JOB_CHUNK: usize = 32;
 
-impl<N: Codec> Shared<N> {
-    /// Hands jobs to the workers, [`JOB_CHUNK`] to a message. Called
-    /// without the state lock: a full channel waits for workers that need
-    /// that lock to finish. A store closing drops them: its failure or its
-    /// close leaves them unwritten anyway.
-    pub(super) fn send(&self, jobs: Vec<Job<N>>) {
-        let Some(tx) = self.jobs.lock().clone() else {
-            return;
-        };
-        let mut jobs = jobs.into_iter();
-        loop {
-            let chunk: Vec<_> = jobs.by_ref().take(JOB_CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            // The workers hold the receiver until the store is dropped.
-            tx.send(chunk).expect("workers outlive the store's handle");
+/// Hands jobs to the workers through `tx`, [`JOB_CHUNK`] to a message.
+/// Called without the state lock: a full channel waits for workers that
+/// need that lock to finish.
+pub(super) fn send<N>(tx: &Sender<Vec<Job<N>>>, jobs: Vec<Job<N>>) {
+    let mut jobs = jobs.into_iter();
+    loop {
+        let chunk: Vec<_> = jobs.by_ref().take(JOB_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
         }
+        // The workers hold the receiver until the store is dropped.
+        tx.send(chunk).expect("workers outlive the store's handle");
     }
+}
 
+impl<N: Codec> Shared<N> {
     /// A worker: filters and writes jobs until the store is dropped.
     pub(super) fn work(&self, chunks: Receiver<Vec<Job<N>>>) {
         while let Ok(jobs) = chunks.recv() {
