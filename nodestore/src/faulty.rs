@@ -531,6 +531,15 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "another handle to the files lives")]
+    fn a_crash_while_a_store_still_holds_the_files_is_refused() {
+        let b = disk_with_synced_a();
+        let store = b.clone();
+        b.crash(CrashMode::DropUnsynced);
+        drop(store);
+    }
+
+    #[test]
     fn kill_fails_every_call_and_changes_nothing() {
         let b = disk_with_synced_a();
         b.write_at(A, 6, b"+unsynced").unwrap();
