@@ -20,13 +20,14 @@ use crate::journal::{self, Journal, Op};
 use crate::limits::Limits;
 use crate::mutate::{Edit, LeafRun, Plan};
 use crate::node::{self, leaf_entry_len, Node, Stored, ValueRef, MAX_VALUE_LEN, REF_LEN};
+use crate::publish::{Demand, Published};
 use crate::range::Range;
 use crate::read::{self, Bounds};
-use crate::snapshot::{MemoBudget, Pinned, Snapshot, View};
+use crate::snapshot::{MemoBudget, Snapshot, View};
 use crate::txn::{Scratch, Txn};
 use crate::{build, mutate, value, Error, Result};
 use larix_nodestore::{NodeId, NodeStore, Pin};
-use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::io::Read;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 use std::sync::Arc;
@@ -50,6 +51,11 @@ pub(crate) struct ForestCore {
     /// Most bytes the write buffers hold together (0: batches are applied
     /// at once).
     buffer_limit: usize,
+    /// The state the last operation left, if a reader asked for it
+    /// (`crate::publish`); locked only for a moment.
+    pub(crate) published: Mutex<Option<Arc<Published>>>,
+    /// When a reader last asked operations to publish.
+    pub(crate) demand: Demand,
 }
 
 /// The catalog of the last checkpoint (or of the one the forest opened
@@ -296,7 +302,7 @@ impl ForestCore {
     }
 
     /// [`ForestCore::settle`] of every tree.
-    fn settle_all(&self, catalog: &mut Catalog) -> Result<()> {
+    pub(crate) fn settle_all(&self, catalog: &mut Catalog) -> Result<()> {
         for name in catalog.buffered_trees() {
             self.settle(catalog, &name)?;
         }
@@ -308,18 +314,18 @@ impl ForestCore {
     ///
     /// # Errors
     /// A store error while applying a buffer.
-    fn settled(&self, name: Option<&str>) -> Result<RwLockReadGuard<'_, Catalog>> {
+    pub(crate) fn settled(&self, name: Option<&str>) -> Result<RwLockReadGuard<'_, Catalog>> {
         let catalog = self.catalog.read();
         if !catalog.is_buffered(name) {
             return Ok(catalog);
         }
         drop(catalog);
-        let mut catalog = self.catalog.write();
+        let mut catalog = self.write();
         match name {
             Some(name) => self.settle(&mut catalog, name)?,
             None => self.settle_all(&mut catalog)?,
         }
-        Ok(RwLockWriteGuard::downgrade(catalog))
+        Ok(catalog.downgrade())
     }
 }
 
@@ -327,6 +333,7 @@ impl Drop for ForestCore {
     /// A clean close: with nothing uncommitted, checkpoint what the log
     /// holds, so the next open has nothing to replay.
     fn drop(&mut self) {
+        self.unpublish();
         let clean = self.journal.get_mut().is_empty() && !self.store.log_group_open();
         if clean && self.store.log_since_checkpoint() > 0 {
             let mut catalog = std::mem::take(self.catalog.get_mut());
@@ -390,6 +397,8 @@ impl Forest {
                 }),
                 limits,
                 buffer_limit: buffer_bytes,
+                published: Mutex::new(None),
+                demand: Demand::new(),
             }),
         };
         forest.shared.set_base(&forest.shared.catalog.read());
@@ -400,7 +409,7 @@ impl Forest {
     /// Replays the commit log records after the last checkpoint: each
     /// operation again, unjournaled (they are in the log already).
     fn replay(&self) -> Result<()> {
-        let mut catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.write();
         self.replay_in(&mut catalog, self.store().replay())
     }
 
@@ -468,7 +477,7 @@ impl Forest {
     /// [`Error::TreeExists`], [`Error::InvalidTreeName`],
     /// [`Error::CatalogFull`], or a store error.
     pub fn create_tree(&self, name: &str) -> Result<Tree> {
-        self.create_in(&mut self.shared.catalog.write(), name)?;
+        self.create_in(&mut self.shared.write(), name)?;
         Ok(self.handle(name))
     }
 
@@ -506,7 +515,7 @@ impl Forest {
     /// [`Error::TreeNotFound`] for `src`, [`Error::TreeExists`] for `dst`,
     /// [`Error::InvalidTreeName`], [`Error::CatalogFull`], or a store error.
     pub fn clone_tree(&self, src: &str, dst: &str) -> Result<Tree> {
-        self.clone_in(&mut self.shared.catalog.write(), src, dst)?;
+        self.clone_in(&mut self.shared.write(), src, dst)?;
         Ok(self.handle(dst))
     }
 
@@ -537,7 +546,7 @@ impl Forest {
     /// # Errors
     /// [`Error::TreeNotFound`], or a store error (the tree then stays).
     pub fn remove_tree(&self, name: &str) -> Result<()> {
-        self.remove_tree_in(&mut self.shared.catalog.write(), name)
+        self.remove_tree_in(&mut self.shared.write(), name)
     }
 
     /// [`Forest::remove_tree`], with the catalog held as for
@@ -583,9 +592,8 @@ impl Forest {
     /// # Errors
     /// A store error while applying a write buffer (W3).
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let catalog = self.shared.settled(None)?;
-        let trees = catalog.iter().map(|(n, r)| (n.to_string(), r));
-        Ok(Snapshot::new(Pinned::new(&self.shared, trees)))
+        let current = self.shared.current(None)?;
+        Ok(Snapshot::new(current.pin(&self.shared, current.trees())))
     }
 
     /// Returns every tree to the last commit: trees created, cloned,
@@ -606,7 +614,7 @@ impl Forest {
     pub fn rollback(&self) -> Result<()> {
         let store = &self.shared.store;
         store.writable()?;
-        let mut catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.write();
         let records = {
             let mut journal = self.shared.journal.lock();
             if journal.is_empty() && !store.log_group_open() {
@@ -652,7 +660,7 @@ impl Forest {
     pub fn commit(&self) -> Result<()> {
         self.shared.store.writable()?;
         let lsn = {
-            let mut catalog = self.shared.catalog.write();
+            let mut catalog = self.shared.write();
             let Some(lsn) = self.shared.commit_locked(&mut catalog)? else {
                 return Ok(());
             };
@@ -678,7 +686,7 @@ impl Forest {
     /// force.
     pub fn checkpoint(&self) -> Result<()> {
         self.shared.store.writable()?;
-        let mut catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.write();
         self.shared.settle_all(&mut catalog)?;
         if self.shared.commit_locked(&mut catalog)?.is_some() {
             self.shared
@@ -698,7 +706,7 @@ impl Forest {
     /// A store error; the previous commit then stays in force.
     pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64> {
         self.shared.store.writable()?;
-        let mut catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.write();
         self.shared.settle_all(&mut catalog)?;
         // A change committed by checkpoint has reached the segments already.
         let logged = self.shared.commit_locked(&mut catalog)?.is_some();
@@ -740,8 +748,8 @@ impl Tree {
         &self,
         f: impl FnOnce(&NodeStore<Node>, NodeId) -> Result<T>,
     ) -> Result<T> {
-        let catalog = self.shared.settled(Some(&self.name))?;
-        let root = catalog.root(&self.name)?;
+        let current = self.shared.current(Some(&self.name))?;
+        let root = current.root(&self.name)?;
         f(&self.shared.store, root)
     }
 
@@ -779,7 +787,7 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error; on error the tree is
     /// unchanged.
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.write();
         if self.check_entry(key, value.len() as u64)? {
             return self.insert_in(&mut catalog, key, value);
         }
@@ -801,7 +809,7 @@ impl Tree {
     /// the store are unchanged.
     pub fn insert_reader(&self, key: &[u8], source: impl Read, len: u64) -> Result<()> {
         let mut source = source;
-        let mut catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.write();
         if self.check_entry(key, len)? {
             let mut value = vec![0u8; len as usize];
             source.read_exact(&mut value).map_err(Error::ValueSource)?;
@@ -1010,7 +1018,7 @@ impl Tree {
             bytes += leaf_entry_len(k, v);
         }
         let pairs = sort_pairs(pairs);
-        let mut catalog = self.shared.catalog.write();
+        let mut catalog = self.shared.write();
         let bulk = inline && bytes >= SPILL_BYTES;
         if bulk && !catalog.is_buffered(Some(&self.name)) && self.is_empty_in(&catalog)? {
             return self.build_in(&mut catalog, pairs);
@@ -1104,7 +1112,7 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error; on error the tree is
     /// unchanged.
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
-        self.remove_in(&mut self.shared.catalog.write(), key)
+        self.remove_in(&mut self.shared.write(), key)
     }
 
     fn remove_in(&self, catalog: &mut Catalog, key: &[u8]) -> Result<bool> {
@@ -1162,10 +1170,10 @@ impl Tree {
             return Ok(crate::Diff::new(self.view()?, other.view()?));
         }
         // One pin for both, so they are compared as of one moment.
-        let catalog = self.shared.settled(None)?;
-        let (a, b) = (catalog.root(&self.name)?, catalog.root(&other.name)?);
+        let current = self.shared.current(None)?;
+        let (a, b) = (current.root(&self.name)?, current.root(&other.name)?);
         let trees = [(self.name.to_string(), a), (other.name.to_string(), b)];
-        let pinned = Pinned::new(&self.shared, trees);
+        let pinned = current.pin(&self.shared, trees);
         Ok(crate::Diff::new(
             View::new(pinned.clone(), &self.name, a),
             View::new(pinned, &other.name, b),
@@ -1187,9 +1195,9 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error while applying the tree's
     /// write buffer (W3).
     pub fn view(&self) -> Result<View> {
-        let catalog = self.shared.settled(Some(&self.name))?;
-        let root = catalog.root(&self.name)?;
-        let pinned = Pinned::new(&self.shared, [(self.name.to_string(), root)]);
+        let current = self.shared.current(Some(&self.name))?;
+        let root = current.root(&self.name)?;
+        let pinned = current.pin(&self.shared, [(self.name.to_string(), root)]);
         Ok(View::new(pinned, &self.name, root))
     }
 
@@ -1217,7 +1225,7 @@ impl Tree {
     /// [`Error::TreeNotFound`], or a store error; on error the tree is
     /// unchanged.
     pub fn remove_range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<u64> {
-        self.remove_range_in(&mut self.shared.catalog.write(), range)
+        self.remove_range_in(&mut self.shared.write(), range)
     }
 
     fn remove_range_in<'a, R: RangeBounds<&'a [u8]>>(

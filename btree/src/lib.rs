@@ -32,6 +32,7 @@ mod journal;
 mod limits;
 mod mutate;
 mod node;
+mod publish;
 mod range;
 mod read;
 mod snapshot;

@@ -33,14 +33,16 @@ pub(crate) struct Pinned {
 }
 
 impl Pinned {
-    /// Pins `trees` (names and roots) of `forest`; the caller holds the
-    /// catalog locked, so no operation is half applied.
+    /// `trees` (names and roots) of `forest`, kept by `pin`: one taken
+    /// with the catalog locked, so that no operation was half applied, or
+    /// one an operation published as it ended (`crate::publish`).
     pub(crate) fn new(
         forest: &Arc<ForestCore>,
+        pin: Pin<Node>,
         trees: impl IntoIterator<Item = (String, NodeId)>,
     ) -> Arc<Pinned> {
         Arc::new(Pinned {
-            _pin: forest.store.pin(),
+            _pin: pin,
             trees: trees.into_iter().collect(),
             forest: forest.clone(),
         })
