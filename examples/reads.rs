@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run --release --example reads -- 1000000 [--rounds N]
 //! [--disk DIR] [--cache MIB] [--node-size BYTES] [--files ROOT]
-//! [--scans [--scan-len L]]`.
+//! [--scans [--scan-len L]] [--writer] [--threads T] [--view-per-read]`.
 //! Without `--disk` the forest is in memory. With `--files`, the keys are
 //! the paths under ROOT (at most N, in sorted walk order) with 20-byte
 //! values, as in the comparison's file catalogue. With `--scans`, it then
@@ -22,7 +22,10 @@
 //! `/proc`.
 //! With `--threads T`, T threads share each round's reads (each its part
 //! of the order, on one view), and the time is per read of the whole
-//! round.
+//! round. With `--view-per-read`, every read takes a view of its own (a
+//! read transaction per request) and the round also prints how long
+//! taking the views took: median, 99th and 99.9th percentiles, longest
+//! and sum.
 
 use larix::{Forest, Options, Tree};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,12 +95,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if threads == 0 {
         return Err("--threads must be at least 1".into());
     }
+    let per_read = args.has("--view-per-read");
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let view = tree.view()?;
         let before = forest.stats();
         let done = AtomicBool::new(false);
-        let (ns, found, busy, background, written) = std::thread::scope(|s| {
+        let (ns, found, busy, background, written, mut taking) = std::thread::scope(|s| {
             let overwriter = writer.then(|| s.spawn(|| overwrite(&forest, &tree, &data, &done)));
             let start = Instant::now();
             let cpu = cpu_ms("self");
@@ -106,22 +110,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let readers: Vec<_> = order
                 .chunks(part)
                 .map(|part| {
-                    let view = &view;
-                    let data = &data;
+                    let (view, data, tree) = (&view, &data, &tree);
                     s.spawn(move || {
                         let mut found = 0usize;
+                        let mut taking = Vec::new();
                         for &i in part {
                             let (k, v) = &data[i];
+                            let own = if per_read {
+                                let t = Instant::now();
+                                let own = tree.view()?;
+                                taking.push(t.elapsed().as_secs_f64() * 1e6);
+                                Some(own)
+                            } else {
+                                None
+                            };
+                            let view = own.as_ref().unwrap_or(view);
                             let same = view.get_with(k, |value| value == v.as_slice())?;
                             found += usize::from(same == Some(true));
                         }
-                        Ok::<_, larix::Error>(found)
+                        Ok::<_, larix::Error>((found, taking))
                     })
                 })
                 .collect();
-            let mut found = 0usize;
+            let (mut found, mut taking) = (0usize, Vec::new());
             for r in readers {
-                found += r.join().map_err(|_| "a reader panicked")??;
+                let (f, t) = r.join().map_err(|_| "a reader panicked")??;
+                found += f;
+                taking.extend(t);
             }
             let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
             let busy = cpu_ms("self") - cpu;
@@ -131,7 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(h) => h.join().map_err(|_| "the writer panicked")??,
                 None => (0, 0.0, 0.0),
             };
-            Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, background, written))
+            Ok::<_, Box<dyn std::error::Error>>((ns, found, busy, background, written, taking))
         })?;
         let (batches, writer_ms, longest_ms) = written;
         if found != n {
@@ -157,6 +172,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         } else {
             println!("round {round}: {ns:.0} ns per read");
+        }
+        if per_read {
+            taking.sort_by(f64::total_cmp);
+            let at = |q: f64| taking[((taking.len() as f64 * q) as usize).min(taking.len() - 1)];
+            println!(
+                "  taking the views: median {:.2} µs, p99 {:.2} µs, p99.9 {:.0} µs, \
+                 longest {:.1} ms, {:.0} ms in all",
+                at(0.5),
+                at(0.99),
+                at(0.999),
+                taking[taking.len() - 1] / 1e3,
+                taking.iter().sum::<f64>() / 1e3
+            );
         }
         times.push(ns);
     }
