@@ -123,7 +123,12 @@ impl DerefMut for CatalogWrite<'_> {
 impl Drop for CatalogWrite<'_> {
     fn drop(&mut self) {
         if let Some(mut guard) = self.guard.take() {
-            let old = self.core.publish(&mut guard);
+            let old = if std::thread::panicking() {
+                // An operation cut short publishes nothing.
+                self.core.published.lock().take()
+            } else {
+                self.core.publish(&mut guard)
+            };
             drop(guard);
             drop(old);
         }
