@@ -222,7 +222,11 @@ impl Forest {
 
     /// Every tree as it is now, committed or not: a read snapshot, read
     /// beside the writer without blocking it, and unchanged by anything
-    /// done later (writes, commits, rollbacks, removals, compaction). No
+    /// done later (writes, commits, rollbacks, removals, compaction).
+    /// Taken while the writer is inside an operation, it shows the trees
+    /// as the last operation left them, without waiting for this one to
+    /// end once readers have met the writer (`docs/design.md`,
+    /// "Publications"). No
     /// commit stores a trace of it; dropping the last handle (and its
     /// [`crate::View`]s) frees what only it kept: up to 256 nodes on the
     /// dropping thread, more in the store's release thread.

@@ -587,7 +587,9 @@ impl Forest {
 
     /// Every tree as it is now (committed or not), readable beside the
     /// writer without any forest-wide lock; nothing done later changes
-    /// what it shows.
+    /// what it shows. Beside an operation, the trees as the last one left
+    /// them: its publication, if it published (`crate::publish`), else
+    /// once this one ends.
     ///
     /// # Errors
     /// A store error while applying a write buffer (W3).
