@@ -37,7 +37,7 @@ pub struct Change {
 }
 
 /// The changes that turn one tree into another, in key order (see
-/// [`Tree::diff`]).
+/// [`Tree::diff`](crate::Tree::diff)).
 pub struct Diff {
     old: Cursor,
     new: Cursor,
