@@ -11,11 +11,14 @@
 //! replaces it, and a reader that finds the write lock held takes it
 //! instead of waiting (invariant R1 in `docs/design.md`).
 //!
-//! Publishing is on demand: a reader that found the lock held asks for
-//! it, and an operation that ends with nobody asking drops the old
-//! publication, so a writer nobody reads beside pays nothing, and one
-//! that is read beside pays a pin per operation (its next operation
-//! copies the nodes it would have edited in place).
+//! Publishing is on demand: a reader that found the lock held (or its
+//! tree buffered) asks for it, and operations publish while a reader
+//! asked since the last one ended or within [`DEMAND_WINDOW`]; one that
+//! ends otherwise withdraws the publication. So a writer nobody reads
+//! beside pays nothing, and one that is read beside pays a pin per
+//! operation: like LMDB's and redb's writers, each operation copies the
+//! nodes it changes (P1) where it would have edited its own new nodes in
+//! place, and its buffered batches are applied as each operation ends.
 
 use crate::catalog::Catalog;
 use crate::forest::ForestCore;
