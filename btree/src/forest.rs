@@ -34,6 +34,8 @@ use std::sync::Arc;
 
 pub(crate) struct ForestCore {
     pub(crate) store: NodeStore<Node>,
+    /// Locked for writing only through [`ForestCore::write`], whose end
+    /// keeps the publication right (R1).
     pub(crate) catalog: RwLock<Catalog>,
     /// The operations since the last log record; locked only with the
     /// catalog locked for writing.
@@ -333,7 +335,8 @@ impl Drop for ForestCore {
     /// A clean close: with nothing uncommitted, checkpoint what the log
     /// holds, so the next open has nothing to replay.
     fn drop(&mut self) {
-        self.unpublish();
+        // Its pin first, so that the close's checkpoint frees what only it kept.
+        drop(self.published.get_mut().take());
         let clean = self.journal.get_mut().is_empty() && !self.store.log_group_open();
         if clean && self.store.log_since_checkpoint() > 0 {
             let mut catalog = std::mem::take(self.catalog.get_mut());

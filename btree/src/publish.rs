@@ -76,7 +76,8 @@ impl Demand {
     }
 }
 
-/// The trees as the end of an operation left them, pinned.
+/// The trees as the end of an operation left them, pinned. Not a
+/// [`Pinned`]: that holds the forest, which holds the publication.
 pub(crate) struct Published {
     pin: Pin<Node>,
     trees: BTreeMap<String, NodeId>,
@@ -220,11 +221,7 @@ impl ForestCore {
         } else {
             None
         };
-        let mut published = self.published.lock();
-        if fresh.is_none() && published.is_none() {
-            return None;
-        }
-        std::mem::replace(&mut *published, fresh)
+        std::mem::replace(&mut *self.published.lock(), fresh)
     }
 
     /// The trees as of the last completed operation, tree `name`'s write
@@ -250,11 +247,6 @@ impl ForestCore {
             }
         }
         Ok(Current::Locked(self.settled(name)?))
-    }
-
-    /// Withdraws the publication (a forest closing).
-    pub(crate) fn unpublish(&self) {
-        drop(self.published.lock().take());
     }
 }
 
