@@ -680,6 +680,9 @@ impl Forest {
         };
         // Readers and writers go on while the record is made durable.
         self.shared.store.sync_log(lsn).map_err(after_logging)?;
+        if self.shared.store.checkpoint_overdue() {
+            self.shared.store.wait_checkpoint().map_err(after_logging)?;
+        }
         Ok(())
     }
 

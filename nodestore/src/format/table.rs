@@ -243,17 +243,21 @@ impl NodeTable {
         self.live_bytes.iter().map(|(&s, &b)| (s, b))
     }
 
-    /// The entries located in `seg`, with their locations and digests, by
-    /// ascending id.
-    pub fn entries_in(&self, seg: SegmentId) -> Vec<(NodeId, Location, u64)> {
+    /// The entries located in each of `segs`, with their locations and
+    /// digests, by ascending id, in one pass over the table.
+    pub fn entries_in(
+        &self,
+        segs: &[SegmentId],
+    ) -> FxHashMap<SegmentId, Vec<(NodeId, Location, u64)>> {
         let mut order: Vec<u64> = self.chunks.keys().copied().collect();
         order.sort_unstable();
-        let mut out = Vec::new();
+        let mut out: FxHashMap<SegmentId, Vec<_>> = segs.iter().map(|&s| (s, Vec::new())).collect();
         for c in order {
             for (s, e) in self.chunks[&c].slots.iter().enumerate() {
                 let Some(e) = e else { continue };
-                if let Some(loc) = e.loc.filter(|l| l.segment == seg) {
-                    out.push((NodeId(c * CHUNK_ENTRIES + s as u64), loc, e.digest));
+                let Some(loc) = e.loc else { continue };
+                if let Some(list) = out.get_mut(&loc.segment) {
+                    list.push((NodeId(c * CHUNK_ENTRIES + s as u64), loc, e.digest));
                 }
             }
         }

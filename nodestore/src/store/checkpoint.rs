@@ -3,16 +3,21 @@
 //! can go. What `commit` did before the log; now it runs in the background.
 //!
 //! 1. [`freeze`](NodeStore::freeze), with the forest's writer lock held at
-//!    a commit boundary (so the state is a committed one): the policy's
-//!    share of compaction; a new log file for the records after this point;
-//!    a write launched for every dirty node (in the in-flight map, where
-//!    reads find it); the table's changed chunks taken out as they are
-//!    ([`NodeTable::extract_dirty`]); the writes the frozen table still
-//!    needs locations from noted. Brief: no I/O but the compaction step and
-//!    the new log file, and no wait for the workers.
+//!    a commit boundary (so the state is a committed one): the blobs the
+//!    policy's share of compaction will copy chosen, their table chunks
+//!    marked changed ([`NodeStore::plan_evacuation`]); a new log file for
+//!    the records after this point; a write launched for every dirty node
+//!    (in the in-flight map, where reads find it); the table's changed
+//!    chunks taken out as they are ([`NodeTable::extract_dirty`]); the
+//!    writes the frozen table still needs locations from noted. Brief: no
+//!    I/O but listing the segments and the new log file, and no wait for
+//!    the workers.
 //! 2. In the checkpoint thread, while tree operations go on: the launched
 //!    writes handed to the workers (a full channel waits here, not under
-//!    the caller's lock), then
+//!    the caller's lock); the compaction step's blobs copied
+//!    ([`Shared::evacuate`]), each copy filling in the frozen table as
+//!    well as the live one, so the segments it empties go with this
+//!    checkpoint (`docs/design.md`, "Compaction"); then
 //!    [`await_frozen`](Shared::await_frozen) until every noted write has
 //!    landed (each landing fills in the frozen table as well as the live
 //!    one), then [`write_metadata`](Shared::write_metadata): the frozen
@@ -26,7 +31,8 @@
 //! At most one checkpoint runs at a time. Any failure is latched: the
 //! previous checkpoint and the log after it stay in force on disk.
 
-use super::{bump, compact, seal, NodeStore, Shared, META_CONTEXT};
+use super::compact::{self, Evacuation};
+use super::{bump, seal, NodeStore, Shared, META_CONTEXT};
 use crate::{
     write_slot, BlobKind, Codec, Digest, Directory, FileId, FormatError, Location, LogId, NodeId,
     NodeTable, SegmentWriter, StoreError, Superblock,
@@ -59,7 +65,10 @@ pub(super) struct Frozen<N> {
     log_file: LogId,
     log_start: u64,
     /// Where the key check blob lay.
-    key_check: Option<Location>,
+    pub(super) key_check: Option<Location>,
+    /// The policy's compaction step, chosen at the freeze: the checkpoint
+    /// thread copies the blobs, filling in `table` as it goes.
+    evacuation: Option<Evacuation>,
 }
 
 impl<N: Codec> NodeStore<N> {
@@ -105,6 +114,24 @@ impl<N: Codec> NodeStore<N> {
             || grown >= (live / 2).max(SEGMENT_GROWTH_MIN)
     }
 
+    /// Whether the running checkpoint is overdue: the queue's evictions
+    /// written since it was frozen, which only the next checkpoint lets
+    /// compaction reclaim, have passed what makes one due. A writer that
+    /// outruns the checkpoint thread so waits for it
+    /// ([`NodeStore::wait_checkpoint`], without the forest's lock), and
+    /// the segments stay bounded by the live bytes: without the wait, a
+    /// writer with a small cache beside a slow checkpoint thread left 4.2
+    /// times the live bytes on disk (`tests/compact.rs`).
+    pub fn checkpoint_overdue(&self) -> bool {
+        let st = self.shared.state.lock();
+        if !st.checkpoint_running {
+            return false;
+        }
+        let evicted = self.shared.counters.bytes_evicted.load(Ordering::Relaxed);
+        let live: u64 = st.table.live_by_segment().map(|(_, b)| b).sum();
+        evicted - st.evicted_at_freeze >= (live / 2).max(SEGMENT_GROWTH_MIN)
+    }
+
     /// Waits until no checkpoint runs.
     ///
     /// # Errors
@@ -122,12 +149,8 @@ impl<N: Codec> NodeStore<N> {
     /// last record logged); the checkpoint thread hands the writes of the
     /// dirty nodes to the workers.
     fn freeze(&self, catalog: &[u8]) -> Result<(), StoreError> {
-        // Compaction weighs the segments after freeing what dropped pins
-        // let go (`live_now`): the old rollback base's nodes count as dead.
-        self.compact_for_checkpoint()?;
+        let evacuation = self.plan_for_checkpoint()?;
         let (log_file, log_start) = self.shared.roll_log()?;
-        // Declared before the lock, so dropped after it is released.
-        let mut freed = Vec::new();
         let mut st = self.shared.state.lock();
         st.failed()?;
         let dirty = self.shared.dirty.write().drain();
@@ -143,11 +166,16 @@ impl<N: Codec> NodeStore<N> {
         }
         let mut table = st.table.extract_dirty();
         // No checkpoint holds a retired node (P3): it is kept for the pins
-        // of this session only.
+        // of this session only. The release thread frees those no pin
+        // needs any more: freeing them here, under the writer's lock, made
+        // this part of the freeze take 165-190 ms where it takes 55-110
+        // without, for the 190,000 a writer of 1,000-pair batches beside
+        // readers retires between two checkpoints (`examples/reads
+        // --writer --view-per-read`).
         for &id in st.retired.keys() {
             table.remove(id);
         }
-        self.shared.release_retired(&mut st, usize::MAX, &mut freed);
+        st.evicted_at_freeze = self.shared.counters.bytes_evicted.load(Ordering::Relaxed);
         st.frozen = Some(Frozen {
             jobs,
             table,
@@ -157,18 +185,27 @@ impl<N: Codec> NodeStore<N> {
             log_file,
             log_start,
             key_check: st.key_check,
+            evacuation,
         });
         st.checkpoint_running = true;
         Ok(())
     }
 
-    /// Copies about as much as the checkpoint writes (what is dirty and
-    /// what was written since the last checkpoint), at least a little and
-    /// at most the policy's bound: compaction then at most doubles the
-    /// write volume, and a small checkpoint stays small.
-    fn compact_for_checkpoint(&self) -> Result<(), StoreError> {
+    /// Chooses the policy's compaction step of a checkpoint: about as much
+    /// as the checkpoint writes (what is dirty and what was written since
+    /// the last checkpoint), at least a little and at most the policy's
+    /// bound. Compaction then at most doubles the write volume, and a
+    /// small checkpoint stays small.
+    ///
+    /// The retired nodes no pin needs any more (the old rollback base's,
+    /// whose pin the caller just dropped) are weighed as dead but left to
+    /// the release thread to free: freeing them here, under the writer's
+    /// lock, took 250-560 ms for the 190,000 a writer of 1,000-pair
+    /// batches retires between two checkpoints beside readers
+    /// (`examples/reads --writer --view-per-read`).
+    fn plan_for_checkpoint(&self) -> Result<Option<Evacuation>, StoreError> {
         let Some(policy) = self.shared.policy else {
-            return Ok(());
+            return Ok(None);
         };
         let written = self
             .shared
@@ -181,16 +218,13 @@ impl<N: Codec> NodeStore<N> {
             (dirty, written - st.written_at_checkpoint)
         };
         let budget = (dirty + since).clamp(compact::POLICY_MIN_BYTES, policy.bytes_per_commit);
-        let step = self.compact_step(
+        self.plan_evacuation(
+            self.shared.segment_usage(false)?,
             policy.max_live_ratio,
             budget,
             compact::POLICY_SEAL_MIN_BYTES,
-        );
-        match step {
-            // A damaged live blob keeps its segment; `check` reports it.
-            Ok(_) | Err(StoreError::Format(FormatError::Blob { .. })) => Ok(()),
-            Err(e) => Err(e),
-        }
+        )
+        .map(Some)
     }
 }
 
@@ -231,6 +265,20 @@ impl<N: Codec> Shared<N> {
             .map(|f| std::mem::take(&mut f.jobs))
             .unwrap_or_default();
         super::workers::send(tx, jobs);
+        // While the workers write the frozen nodes.
+        let evacuation = self
+            .state
+            .lock()
+            .frozen
+            .as_mut()
+            .and_then(|f| f.evacuation.take());
+        if let Some(evacuation) = evacuation {
+            match self.evacuate(evacuation) {
+                // A damaged live blob keeps its segment; `check` reports it.
+                Ok(_) | Err(StoreError::Format(FormatError::Blob { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let frozen = self.await_frozen()?;
         let mut writer = self.writer.lock();
         let (superblock, directory) = self.write_metadata(&mut writer, &frozen)?;

@@ -15,8 +15,8 @@
 
 use super::{read_node_blob, NodeStore, Shared};
 use crate::{
-    read_blob, BlobKind, Codec, Directory, FileId, FormatError, Location, NodeTable, SegmentId,
-    StoreError, Superblock,
+    read_blob, BlobKind, Codec, Directory, FileId, FormatError, Location, NodeId, NodeTable,
+    SegmentId, StoreError, Superblock, TableEntry,
 };
 use rustc_hash::FxHashMap;
 
@@ -90,8 +90,152 @@ impl<N: Codec> NodeStore<N> {
     /// # Errors
     /// A store error if the segment files cannot be listed or measured.
     pub fn segment_usage(&self) -> Result<Vec<SegmentStats>, StoreError> {
-        let live = self.shared.live_now();
-        let backend = &*self.shared.backend;
+        self.shared.segment_usage(true)
+    }
+
+    /// Copies the live blobs of every segment whose live share is below
+    /// `max_live_ratio` (sealing the current segment first if it is such a
+    /// segment), up to `max_bytes` copied. The copies and the segments they
+    /// empty take effect at the next commit, which then removes them.
+    /// Returns the bytes copied.
+    ///
+    /// The caller holds the writer's lock (no tree operation runs).
+    ///
+    /// # Errors
+    /// A latched failure; a read error of a live blob (its segment is then
+    /// kept); a write error, which is latched.
+    pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64, StoreError> {
+        self.writable()?;
+        // A running checkpoint's table may still point into the segments
+        // this empties, and its end would remove them.
+        self.wait_checkpoint()?;
+        let usage = self.segment_usage()?;
+        let plan = self.plan_evacuation(usage, max_live_ratio, max_bytes, 0)?;
+        self.shared.evacuate(plan)
+    }
+
+    /// Chooses what a round of compaction copies: the live blobs of the
+    /// sparsest segments by `usage`, at most about `max_bytes` of them, as
+    /// the table places them now (but for retired nodes no pin needs,
+    /// which the release thread frees). Marks their table chunks (and the
+    /// table chunks stored in a segment chosen whole) changed, so that a
+    /// checkpoint frozen before the copies are made holds them, and the
+    /// copies can fill in its table (see [`Shared::evacuate`]). Reads no
+    /// blob. The segment being appended to is sealed and chosen only if it
+    /// is sparse and at least `seal_min_bytes` long.
+    pub(super) fn plan_evacuation(
+        &self,
+        usage: Vec<SegmentStats>,
+        max_live_ratio: f64,
+        max_bytes: u64,
+        seal_min_bytes: u64,
+    ) -> Result<Evacuation, StoreError> {
+        let shared = &*self.shared;
+        let sparse =
+            |u: &SegmentStats| (u.live_bytes as f64) < max_live_ratio * u.total_bytes as f64;
+        let current = {
+            let mut writer = shared.writer.lock();
+            let current = writer.segment().0;
+            if usage
+                .iter()
+                .any(|u| u.segment == current && u.total_bytes >= seal_min_bytes && sparse(u))
+            {
+                writer.roll()?;
+            }
+            writer.segment()
+        };
+        let pins = shared.pins.live_marks();
+        let mut st = shared.state.lock();
+        let mut candidates: Vec<SegmentStats> = usage
+            .into_iter()
+            .filter(|u| {
+                let seg = SegmentId(u.segment);
+                seg != current && !st.obsolete.contains(&seg) && sparse(u)
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            let ratio = |u: &SegmentStats| u.live_bytes as f64 / u.total_bytes.max(1) as f64;
+            ratio(a).total_cmp(&ratio(b))
+        });
+        // Enough of the sparsest to fill the budget with their live bytes.
+        let mut enough = 0;
+        let chosen: Vec<SegmentId> = candidates
+            .iter()
+            .take_while(|u| {
+                let more = enough < max_bytes;
+                enough += u.live_bytes;
+                more
+            })
+            .map(|u| SegmentId(u.segment))
+            .collect();
+        let mut entries = st.table.entries_in(&chosen);
+        let mut plan = Evacuation::default();
+        let mut planned = 0;
+        for seg in chosen {
+            if planned >= max_bytes {
+                break;
+            }
+            let mut blobs = entries.remove(&seg).unwrap_or_default();
+            blobs.retain(|&(id, _, _)| !shared.releasable(&st, &pins, id));
+            let mut whole = true;
+            let mut bytes = 0;
+            for (i, (_, loc, _)) in blobs.iter().enumerate() {
+                if planned + bytes >= max_bytes {
+                    blobs.truncate(i);
+                    whole = false;
+                    break;
+                }
+                bytes += loc.record_len();
+            }
+            planned += bytes;
+            for &(id, _, _) in &blobs {
+                st.table.mark_dirty_id(id);
+            }
+            if whole {
+                let chunks: Vec<u64> = st
+                    .committed
+                    .directory
+                    .iter()
+                    .filter(|(_, l)| l.segment == seg)
+                    .map(|(idx, _)| idx)
+                    .collect();
+                for idx in chunks {
+                    st.table.mark_dirty(idx);
+                }
+                if let Some(loc) = st.key_check.filter(|l| l.segment == seg) {
+                    plan.key_check = Some(loc);
+                }
+            }
+            plan.segments.push(Planned { seg, blobs, whole });
+        }
+        Ok(plan)
+    }
+}
+
+/// What a round of compaction copies ([`NodeStore::plan_evacuation`]).
+#[derive(Default)]
+pub(super) struct Evacuation {
+    segments: Vec<Planned>,
+    /// The key check blob, if it lies in a segment emptied whole.
+    key_check: Option<Location>,
+}
+
+/// One segment's share of an [`Evacuation`].
+struct Planned {
+    seg: SegmentId,
+    /// The live node blobs to copy: id, location, digest.
+    blobs: Vec<(NodeId, Location, u64)>,
+    /// Whether they are all the segment's: once copied, it is obsolete.
+    whole: bool,
+}
+
+impl<N: Codec> Shared<N> {
+    /// [`NodeStore::segment_usage`]; with `release`, what pins dropped so
+    /// far let go is freed first, else only weighed as dead (see
+    /// [`Shared::live_now`]).
+    pub(super) fn segment_usage(&self, release: bool) -> Result<Vec<SegmentStats>, StoreError> {
+        let live = self.live_now(release);
+        let backend = &*self.backend;
         let segments = backend
             .segments()
             .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
@@ -111,88 +255,14 @@ impl<N: Codec> NodeStore<N> {
             .collect()
     }
 
-    /// Copies the live blobs of every segment whose live share is below
-    /// `max_live_ratio` (sealing the current segment first if it is such a
-    /// segment), up to `max_bytes` copied. The copies and the segments they
-    /// empty take effect at the next commit, which then removes them.
-    /// Returns the bytes copied.
-    ///
-    /// The caller holds the writer's lock (no tree operation runs).
-    ///
-    /// # Errors
-    /// A latched failure; a read error of a live blob (its segment is then
-    /// kept); a write error, which is latched.
-    pub fn compact(&self, max_live_ratio: f64, max_bytes: u64) -> Result<u64, StoreError> {
-        self.writable()?;
-        self.compact_step(max_live_ratio, max_bytes, 0)
-    }
-
-    /// One round of compaction; see [`NodeStore::compact`]. The segment
-    /// being appended to is sealed and compacted only if it is sparse and
-    /// at least `seal_min_bytes` long.
-    pub(super) fn compact_step(
-        &self,
-        max_live_ratio: f64,
-        max_bytes: u64,
-        seal_min_bytes: u64,
-    ) -> Result<u64, StoreError> {
-        let shared = &*self.shared;
-        let sparse =
-            |u: &SegmentStats| (u.live_bytes as f64) < max_live_ratio * u.total_bytes as f64;
-        let usage = self.segment_usage()?;
-        {
-            let mut writer = shared.writer.lock();
-            let current = writer.segment().0;
-            if usage
-                .iter()
-                .any(|u| u.segment == current && u.total_bytes >= seal_min_bytes && sparse(u))
-            {
-                writer.roll()?;
-            }
-        }
-        let current = shared.writer.lock().segment();
-        let obsolete = shared.state.lock().obsolete.clone();
-        let mut candidates: Vec<SegmentStats> = usage
-            .into_iter()
-            .filter(|u| {
-                let seg = SegmentId(u.segment);
-                seg != current && !obsolete.contains(&seg) && sparse(u)
-            })
-            .collect();
-        candidates.sort_by(|a, b| {
-            let ratio = |u: &SegmentStats| u.live_bytes as f64 / u.total_bytes.max(1) as f64;
-            ratio(a).total_cmp(&ratio(b))
-        });
-        let mut copied = 0;
-        for usage in candidates {
-            if copied >= max_bytes {
-                break;
-            }
-            let seg = SegmentId(usage.segment);
-            match shared.evacuate(seg, max_bytes - copied) {
-                Ok((bytes, done)) => {
-                    copied += bytes;
-                    if done {
-                        shared.state.lock().obsolete.insert(seg);
-                    }
-                }
-                Err(e @ StoreError::Format(FormatError::Blob { .. })) => {
-                    // A damaged live blob: keep the segment, report.
-                    return Err(e);
-                }
-                Err(e) => return Err(shared.fail(e)),
-            }
-        }
-        Ok(copied)
-    }
-}
-
-impl<N: Codec> Shared<N> {
     /// Live bytes per segment as the store stands now: what pins dropped
-    /// so far let go is freed first, whether or not the release thread got
-    /// to it yet.
-    pub(super) fn live_now(&self) -> FxHashMap<SegmentId, u64> {
-        self.release_now();
+    /// so far let go counts as dead, whether or not the release thread got
+    /// to it yet. With `release` it is freed first; else it is weighed
+    /// where it lies ([`Shared::releasable_bytes`]).
+    pub(super) fn live_now(&self, release: bool) -> FxHashMap<SegmentId, u64> {
+        if release {
+            self.release_now();
+        }
         let st = self.state.lock();
         let mut live = live_by_segment(
             &st.table,
@@ -200,6 +270,13 @@ impl<N: Codec> Shared<N> {
             &st.committed.superblock,
             st.key_check,
         );
+        if !release {
+            for (seg, bytes) in self.releasable_bytes(&st) {
+                if let Some(l) = live.get_mut(&seg) {
+                    *l = l.saturating_sub(bytes);
+                }
+            }
+        }
         // A running checkpoint's frozen table may still point where the
         // live one no longer does.
         if let Some(f) = &st.frozen {
@@ -210,60 +287,85 @@ impl<N: Codec> Shared<N> {
         live
     }
 
-    /// Copies the live blobs of `seg` forward, at most about `budget`
-    /// bytes. Returns the bytes copied and whether nothing live is left.
-    fn evacuate(&self, seg: SegmentId, budget: u64) -> Result<(u64, bool), StoreError> {
+    /// Copies the blobs `plan` chose, raw, and returns the bytes copied;
+    /// a segment chosen whole is then obsolete. Tree operations and a
+    /// checkpoint frozen after the plan may go on meanwhile: a copy becomes
+    /// a node's location in the live table, and in the frozen one, only
+    /// where that still holds the location the blob was read from (the
+    /// node was not rewritten or freed meanwhile). Each blob is read and
+    /// appended without the state lock.
+    pub(super) fn evacuate(&self, plan: Evacuation) -> Result<u64, StoreError> {
         let backend = &*self.backend;
-        let entries = self.state.lock().table.entries_in(seg);
         let mut copied = 0;
-        for (id, loc, digest) in entries {
-            if copied >= budget {
-                return Ok((copied, false));
+        for Planned { seg, blobs, whole } in plan.segments {
+            for (id, loc, digest) in blobs {
+                // A damaged live blob is not copied: its segment stays and
+                // `check` reports it.
+                let body =
+                    read_node_blob(backend, id, loc, digest).map_err(|e| self.unless_damage(e))?;
+                let new = self
+                    .writer
+                    .lock()
+                    .append(backend, BlobKind::Node, id.0, &body)
+                    .map_err(|e| self.fail(e.into()))?;
+                copied += new.record_len();
+                let mut st = self.state.lock();
+                let moved = |e: &TableEntry| TableEntry {
+                    loc: Some(new),
+                    ..*e
+                };
+                let frozen = st.frozen.as_mut().and_then(|f| {
+                    let entry = f.table.get(id).filter(|e| e.loc == Some(loc))?;
+                    f.table.set(id, moved(&entry));
+                    Some(entry)
+                });
+                if let Some(entry) = st.table.get(id).filter(|e| e.loc == Some(loc)) {
+                    // The same change in the frozen chunk leaves the live
+                    // one as clean as it was (as a landing write does).
+                    if frozen.is_some() {
+                        st.table.set_unmarked(id, moved(&entry));
+                    } else {
+                        st.table.set(id, moved(&entry));
+                    }
+                }
             }
-            // A damaged live blob is not copied: its segment stays and
-            // `check` reports it.
-            let body = read_node_blob(backend, id, loc, digest)?;
+            if whole {
+                self.state.lock().obsolete.insert(seg);
+            }
+        }
+        if let Some(loc) = plan.key_check {
+            let body = read_blob(backend, loc, BlobKind::KeyCheck, 0)
+                .map_err(|e| self.unless_damage(e.into()))?;
             let new = self
                 .writer
                 .lock()
-                .append(backend, BlobKind::Node, id.0, &body)?;
+                .append(backend, BlobKind::KeyCheck, 0, &body)
+                .map_err(|e| self.fail(e.into()))?;
             copied += new.record_len();
             let mut st = self.state.lock();
-            if let Some(mut entry) = st.table.get(id).filter(|e| e.loc == Some(loc)) {
-                entry.loc = Some(new);
-                st.table.set(id, entry);
+            if st.key_check == Some(loc) {
+                st.key_check = Some(new);
+            }
+            if let Some(f) = st.frozen.as_mut().filter(|f| f.key_check == Some(loc)) {
+                f.key_check = Some(new);
             }
         }
-        let key_check = {
-            let mut st = self.state.lock();
-            let chunks: Vec<u64> = st
-                .committed
-                .directory
-                .iter()
-                .filter(|(_, l)| l.segment == seg)
-                .map(|(idx, _)| idx)
-                .collect();
-            for idx in chunks {
-                st.table.mark_dirty(idx);
-            }
-            st.key_check.filter(|l| l.segment == seg)
-        };
-        if let Some(loc) = key_check {
-            let body = read_blob(backend, loc, BlobKind::KeyCheck, 0)?;
-            let new = self
-                .writer
-                .lock()
-                .append(backend, BlobKind::KeyCheck, 0, &body)?;
-            copied += new.record_len();
-            self.state.lock().key_check = Some(new);
+        Ok(copied)
+    }
+
+    /// A damaged blob as it is (its segment is kept, and `check` reports
+    /// it); any other failure latched.
+    fn unless_damage(&self, e: StoreError) -> StoreError {
+        match e {
+            e @ StoreError::Format(FormatError::Blob { .. }) => e,
+            e => self.fail(e),
         }
-        Ok((copied, true))
     }
 
     /// Removes the obsolete segments nothing refers to any more. Called
     /// after a durable superblock write.
     pub(super) fn remove_obsolete(&self) -> Result<(), StoreError> {
-        let live = self.live_now();
+        let live = self.live_now(true);
         let removable: Vec<SegmentId> = {
             let mut st = self.state.lock();
             let gone: Vec<SegmentId> = st

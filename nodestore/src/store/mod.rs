@@ -216,6 +216,9 @@ struct State<N> {
     written_at_checkpoint: u64,
     /// Node bytes written after filtering when the last checkpoint ended.
     filtered_at_checkpoint: u64,
+    /// [`Counters::bytes_evicted`] when the running checkpoint (or the
+    /// last one) was frozen.
+    evicted_at_freeze: u64,
     /// The state a running checkpoint froze, until its writes have landed.
     frozen: Option<Frozen<N>>,
     /// Bytes of the frozen nodes still in flight: `put` does not wait for
@@ -244,6 +247,7 @@ impl<N: Codec> State<N> {
             key_check: committed.superblock.key_check,
             written_at_checkpoint: 0,
             filtered_at_checkpoint: 0,
+            evicted_at_freeze: 0,
             frozen: None,
             frozen_bytes: 0,
             checkpoint_running: false,
@@ -274,6 +278,9 @@ struct Counters {
     blobs_written: AtomicU64,
     bytes_unfiltered: AtomicU64,
     bytes_filtered: AtomicU64,
+    /// Record bytes of the node writes that landed for no checkpoint (a
+    /// full queue's evictions).
+    bytes_evicted: AtomicU64,
     sync_nanos: AtomicU64,
     commits: AtomicU64,
     log_records: AtomicU64,

@@ -30,9 +30,10 @@
 //! Lock order: the state lock, then the pin set's.
 
 use super::{NodeStore, Shared, State};
-use crate::{Codec, NodeId, TableEntry};
+use crate::{Codec, NodeId, SegmentId, TableEntry};
 use crossbeam_channel::{Receiver, TrySendError};
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -97,7 +98,7 @@ impl Pins {
     }
 
     /// The live pins: (number, mark).
-    fn live_marks(&self) -> Vec<(u64, u64)> {
+    pub(super) fn live_marks(&self) -> Vec<(u64, u64)> {
         let set = self.set.lock();
         set.live
             .iter()
@@ -294,6 +295,34 @@ impl<N: Codec> Shared<N> {
         st.retire_queue.push_back((seq, id));
         self.pins.note_queue(&st.retire_queue);
         true
+    }
+
+    /// Whether `id` is a retired node that no pin of `live` (their
+    /// [`Pins::live_marks`]) needs: the release thread frees it.
+    pub(super) fn releasable(&self, st: &State<N>, live: &[(u64, u64)], id: NodeId) -> bool {
+        st.retired
+            .get(&id)
+            .is_some_and(|&seq| !needed(live.iter().copied(), seq, id.0))
+    }
+
+    /// The record bytes per segment of the retired nodes no live pin needs
+    /// any more: what [`Shared::release_retired`] would free now, weighed
+    /// without freeing it (a lookup a node where freeing took 1.3-3 µs).
+    pub(super) fn releasable_bytes(&self, st: &State<N>) -> FxHashMap<SegmentId, u64> {
+        let live = self.pins.live_marks();
+        let mut out = FxHashMap::default();
+        for &(seq, id) in &st.retire_queue {
+            if needed(live.iter().copied(), seq, id.0) {
+                break;
+            }
+            if st.retired.get(&id) != Some(&seq) {
+                continue;
+            }
+            if let Some(loc) = st.table.get(id).and_then(|e| e.loc) {
+                *out.entry(loc.segment).or_insert(0) += loc.record_len();
+            }
+        }
+        out
     }
 
     /// Has the release thread free the retired nodes no live pin needs

@@ -81,6 +81,9 @@ impl<N: Codec> Shared<N> {
         match result {
             Ok((loc, digest)) => {
                 let frozen = self.land_frozen(&mut st, &job, loc, digest);
+                if !frozen {
+                    bump(&self.counters.bytes_evicted, loc.record_len());
+                }
                 if st.inflight.land_if_newest(&job) {
                     if let Some(entry) = st.table.get(job.id) {
                         let entry = TableEntry {
