@@ -169,9 +169,9 @@ fn the_commit_policy_bounds_space_amplification() {
     // checkpoint thread takes it, the writer goes on writing while the
     // blobs are copied (up to another half of the live bytes of
     // evictions before it waits, `checkpoint_overdue`), and the segments
-    // they leave dead wait for the next checkpoint: 2.66-3.16 alone
-    // (sixty runs), 2.94-3.31 beside the other tests, with 3.67-3.77 in
-    // about one run of fifteen.
+    // they leave dead wait for the next checkpoint: 2.76-3.03 alone (ten
+    // runs), 2.93-3.46 beside the other tests (thirty runs). The bound
+    // leaves room for a slower machine.
     assert!(
         worst < 4.0,
         "space amplification reached {worst:.2}; now {:.2} over {} segments",

@@ -1402,3 +1402,47 @@ proptest! {
         assert_clean(&forest);
     }
 }
+
+/// Regression: the checkpoint's freeze had the release thread free the
+/// nodes the old rollback base let go, and wrote the dirty ones still
+/// queued: every version a batch copied under a snapshot since the last
+/// checkpoint, dead, reached the segments (writes bounded by the copies
+/// made, not by the nodes live).
+#[test]
+fn a_checkpoint_writes_no_node_the_snapshots_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default().filters(vec![]).cache_bytes(64 << 20);
+    let forest = Forest::open(dir.path(), options).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    for i in 0..20_000 {
+        t.insert(&key(i), &value(i, 0)).unwrap();
+    }
+    forest.checkpoint().unwrap();
+    // Each batch copies the leaves it changes, the last batch's copies
+    // among them, for the snapshot taken before it: they are retired
+    // behind the base's, and let go when the base moves.
+    let mut x = 7u32;
+    for round in 1..=50 {
+        let snapshot = forest.snapshot().unwrap();
+        let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let i = (x >> 8) % 20_000;
+                (key(i), value(i, round))
+            })
+            .collect();
+        t.insert_batch(batch.iter().map(|(k, v)| (k, v))).unwrap();
+        drop(snapshot);
+    }
+    forest.commit().unwrap();
+    let before = forest.stats();
+    forest.checkpoint().unwrap();
+    let after = forest.stats();
+    let written = after.blobs_written - before.blobs_written;
+    assert!(
+        written <= after.nodes,
+        "the checkpoint wrote {written} nodes where {} are live",
+        after.nodes
+    );
+    assert_clean(&forest);
+}
