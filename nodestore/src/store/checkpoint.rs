@@ -121,8 +121,9 @@ impl<N: Codec> NodeStore<N> {
     /// Whether the running checkpoint is overdue: the queue's evictions
     /// written since it was frozen, which only the next checkpoint lets
     /// compaction reclaim, have passed what makes one due. A writer that
-    /// outruns the checkpoint thread so waits for it
-    /// ([`NodeStore::wait_checkpoint`], without the forest's lock), and
+    /// outruns the checkpoint thread so waits for it at the end of a
+    /// commit ([`NodeStore::wait_checkpoint`], without the forest's
+    /// lock), and
     /// the segments stay bounded by the live bytes: without the wait, a
     /// writer with a small cache beside a slow checkpoint thread left up
     /// to 4.2 times the live bytes on disk (`tests/compact.rs`).
