@@ -298,7 +298,8 @@ impl<N: Codec> Shared<N> {
     }
 
     /// Whether `id` is a retired node that no pin of `live` (their
-    /// [`Pins::live_marks`]) needs: the release thread frees it.
+    /// [`Pins::live_marks`]) needs: the release thread frees it, once the
+    /// nodes retired before it are freed.
     pub(super) fn releasable(&self, st: &State<N>, live: &[(u64, u64)], id: NodeId) -> bool {
         st.retired
             .get(&id)
@@ -306,16 +307,13 @@ impl<N: Codec> Shared<N> {
     }
 
     /// The record bytes per segment of the retired nodes no live pin needs
-    /// any more: what [`Shared::release_retired`] would free now, weighed
-    /// without freeing it (a lookup a node where freeing took 1.3-3 µs).
+    /// any more ([`Shared::releasable`]), weighed without freeing them (a
+    /// lookup a node where freeing took 1.3-3 µs).
     pub(super) fn releasable_bytes(&self, st: &State<N>) -> FxHashMap<SegmentId, u64> {
         let live = self.pins.live_marks();
         let mut out = FxHashMap::default();
-        for &(seq, id) in &st.retire_queue {
+        for (&id, &seq) in &st.retired {
             if needed(live.iter().copied(), seq, id.0) {
-                break;
-            }
-            if st.retired.get(&id) != Some(&seq) {
                 continue;
             }
             if let Some(loc) = st.table.get(id).and_then(|e| e.loc) {
