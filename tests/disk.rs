@@ -1,7 +1,9 @@
 //! The forest on disk: reopen gives back exactly the last commit.
 
 use larix::{Durability, Error, FilterSpec, Forest, Options};
+use larix_nodestore::testing::FaultyBackend;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn small() -> Options {
     Options::default()
@@ -181,4 +183,56 @@ fn many_commits_of_small_changes_reopen_cleanly() {
         }
         forest.commit().unwrap();
     }
+}
+
+/// A checkpoint's nodes reach the disk a worker's batch at a time: one
+/// write per batch, not per node (each write of part of a page made the
+/// file system zero the rest of the page first).
+#[test]
+fn a_checkpoint_writes_its_nodes_in_batches() {
+    let disk = FaultyBackend::new();
+    let options = || Options::default().node_size(1024).workers(2);
+    let forest = Forest::with_backend(Arc::new(disk.clone()), options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    t.insert_batch((0..20_000).map(|i| (key(i), format!("v{i}").into_bytes())))
+        .unwrap();
+    let (ops, blobs) = (disk.operations(), forest.stats().blobs_written);
+    forest.checkpoint().unwrap();
+    let written = forest.stats().blobs_written - blobs;
+    let ops = disk.operations() - ops;
+    assert!(written >= 300, "{written} nodes written");
+    assert!(ops * 8 < written, "{ops} operations for {written} nodes");
+    drop((t, forest));
+    let forest = Forest::with_backend(Arc::new(disk.clone()), options()).unwrap();
+    assert_eq!(contents(&forest, "t").len(), 20_000);
+    assert!(forest.check().unwrap().is_clean());
+}
+
+/// Nodes pushed out of a full dirty queue reach the disk in batches too:
+/// a put past the budget evicts down to a little under it.
+#[test]
+fn evicted_nodes_are_written_in_batches() {
+    let disk = FaultyBackend::new();
+    let options = || {
+        Options::default()
+            .node_size(1024)
+            .cache_bytes(1 << 20)
+            .workers(2)
+    };
+    let forest = Forest::with_backend(Arc::new(disk.clone()), options()).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    let (writes, blobs) = (disk.writes(), forest.stats().blobs_written);
+    for i in 0..40_000 {
+        t.insert(&key(i), format!("value {i:0100}").as_bytes())
+            .unwrap();
+    }
+    let written = forest.stats().blobs_written - blobs;
+    let writes = disk.writes() - writes;
+    assert!(written >= 300, "{written} nodes written");
+    assert!(writes * 8 < written, "{writes} writes for {written} nodes");
+    forest.commit().unwrap();
+    drop((t, forest));
+    let forest = Forest::with_backend(Arc::new(disk.clone()), options()).unwrap();
+    assert_eq!(contents(&forest, "t").len(), 40_000);
+    assert!(forest.check().unwrap().is_clean());
 }

@@ -215,6 +215,11 @@ impl FaultyBackend {
         self.state.lock().operations
     }
 
+    /// Writes (`write_at` calls that succeeded) made so far.
+    pub fn writes(&self) -> u64 {
+        self.state.lock().writes
+    }
+
     /// The current bytes of `file` as a reader sees them, or `None` if it
     /// does not exist. Not counted as an operation.
     pub fn contents(&self, file: FileId) -> Option<Vec<u8>> {

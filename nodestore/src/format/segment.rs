@@ -98,35 +98,68 @@ impl SegmentWriter {
         id: u64,
         body: &[u8],
     ) -> Result<Location, FormatError> {
-        let len = u32::try_from(body.len())
-            .ok()
-            .filter(|&l| l <= MAX_BLOB_LEN)
-            .ok_or(FormatError::BlobTooLarge {
-                kind,
-                id,
-                len: body.len(),
-                max: MAX_BLOB_LEN.into(),
-            })?;
-        let header = BlobHeader { kind, id, len };
-        if self.end + header.record_len() > self.max_segment_bytes {
-            self.roll()?;
+        let mut locs = self.append_all(backend, &[(kind, id, body)])?;
+        Ok(locs.remove(0))
+    }
+
+    /// Appends `records` (each a kind, an id and a body) in order, as
+    /// [`SegmentWriter::append`] would one at a time, with one write for
+    /// the records that go to the same segment; returns their locations.
+    /// One write in place of many: a write of part of a page makes the
+    /// file system zero the rest of it first, and each write is a call
+    /// into the kernel.
+    ///
+    /// # Errors
+    /// As [`SegmentWriter::append`]. On an error no location is returned,
+    /// though the records before it may be on disk; the writer's position
+    /// is past every segment it finished, so nothing is written twice
+    /// over.
+    pub fn append_all(
+        &mut self,
+        backend: &dyn Backend,
+        records: &[(BlobKind, u64, &[u8])],
+    ) -> Result<Vec<Location>, FormatError> {
+        let lens = records
+            .iter()
+            .map(|&(kind, id, body)| body_len(kind, id, body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut locs = Vec::with_capacity(records.len());
+        let bytes = records.iter().map(|r| HEADER_LEN + r.2.len()).sum();
+        let mut run = Vec::with_capacity(bytes);
+        for (&(kind, id, body), len) in records.iter().zip(lens) {
+            let header = BlobHeader { kind, id, len };
+            let at = self.end + run.len() as u64;
+            if at > 0 && at + header.record_len() > self.max_segment_bytes {
+                self.write_run(backend, &mut run)?;
+                self.roll()?;
+            }
+            locs.push(Location {
+                segment: self.segment,
+                offset: self.end + run.len() as u64,
+                len: header.len,
+            });
+            run.extend_from_slice(&header.encode());
+            run.extend_from_slice(body);
         }
-        let mut record = Vec::with_capacity(HEADER_LEN + body.len());
-        record.extend_from_slice(&header.encode());
-        record.extend_from_slice(body);
+        self.write_run(backend, &mut run)?;
+        Ok(locs)
+    }
+
+    /// Writes `run`, whole records, at the end of the current segment and
+    /// empties it.
+    fn write_run(&mut self, backend: &dyn Backend, run: &mut Vec<u8>) -> Result<(), FormatError> {
+        if run.is_empty() {
+            return Ok(());
+        }
         let file = FileId::Segment(self.segment);
         backend
-            .write_at(file, self.end, &record)
+            .write_at(file, self.end, run)
             .map_err(|e| FormatError::io(backend.name(file), Some(self.end), e))?;
-        let loc = Location {
-            segment: self.segment,
-            offset: self.end,
-            len,
-        };
         self.created |= self.end == 0;
         self.unsynced.insert(self.segment);
-        self.end += header.record_len();
-        Ok(loc)
+        self.end += run.len() as u64;
+        run.clear();
+        Ok(())
     }
 
     /// Makes every record appended so far durable: syncs each segment
@@ -152,6 +185,22 @@ impl SegmentWriter {
         }
         Ok(())
     }
+}
+
+/// The length a record header of `kind` and `id` gives `body`.
+///
+/// # Errors
+/// [`FormatError::BlobTooLarge`] past [`MAX_BLOB_LEN`].
+fn body_len(kind: BlobKind, id: u64, body: &[u8]) -> Result<u32, FormatError> {
+    u32::try_from(body.len())
+        .ok()
+        .filter(|&l| l <= MAX_BLOB_LEN)
+        .ok_or(FormatError::BlobTooLarge {
+            kind,
+            id,
+            len: body.len(),
+            max: MAX_BLOB_LEN.into(),
+        })
 }
 
 /// Reads the body of the record at `loc`, checking that its header is
@@ -434,6 +483,68 @@ mod tests {
         for (i, loc) in [l1, l2, l3, l4, l5].into_iter().enumerate() {
             read_blob(&b, loc, BlobKind::Node, i as u64 + 1).unwrap();
         }
+    }
+
+    #[test]
+    fn append_all_places_records_as_appends_one_at_a_time_would() {
+        let bodies: Vec<Vec<u8>> = [26, 26, 26, 200, 26, 0, 10]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| vec![i as u8; n])
+            .collect();
+        let records: Vec<(BlobKind, u64, &[u8])> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (BlobKind::Node, i as u64, &b[..]))
+            .collect();
+        let (one, all) = (MemBackend::new(), MemBackend::new());
+        let mut w1 = SegmentWriter::new(SegmentId(4), 0, 100);
+        let singly: Vec<Location> = records
+            .iter()
+            .map(|&(k, id, body)| w1.append(&one, k, id, body).unwrap())
+            .collect();
+        let mut w2 = SegmentWriter::new(SegmentId(4), 0, 100);
+        let together = w2.append_all(&all, &records).unwrap();
+        assert_eq!(together, singly);
+        assert_eq!((w2.segment(), w2.end()), (w1.segment(), w1.end()));
+        let bytes = |b: &MemBackend, file| {
+            let mut buf = vec![0; b.len(file).unwrap() as usize];
+            b.read_at(file, 0, &mut buf).unwrap();
+            buf
+        };
+        for seg in one.segments().unwrap() {
+            let file = FileId::Segment(seg);
+            assert_eq!(bytes(&all, file), bytes(&one, file));
+        }
+        assert_eq!(all.segments().unwrap(), one.segments().unwrap());
+    }
+
+    #[test]
+    fn append_all_writes_once_per_segment() {
+        let b = FaultyBackend::new();
+        let mut w = SegmentWriter::new(SegmentId::FIRST, 0, 100);
+        let body = [7u8; 26]; // 50-byte records: two to a segment
+        let records = vec![(BlobKind::Node, 1, &body[..]); 5];
+        let before = b.operations();
+        let locs = w.append_all(&b, &records).unwrap();
+        assert_eq!(locs.len(), 5);
+        assert_eq!(b.operations() - before, 3, "one write per segment");
+    }
+
+    #[test]
+    fn append_all_refuses_an_oversized_body_before_writing_any() {
+        let b = MemBackend::new();
+        let big = vec![0u8; MAX_BLOB_LEN as usize + 1];
+        let records = [
+            (BlobKind::Node, 1, &b"small"[..]),
+            (BlobKind::Node, 2, &big),
+        ];
+        let err = writer().append_all(&b, &records).unwrap_err();
+        assert!(
+            matches!(err, FormatError::BlobTooLarge { id: 2, .. }),
+            "{err:?}"
+        );
+        assert!(b.segments().unwrap().is_empty());
     }
 
     #[test]

@@ -116,6 +116,11 @@ pub fn read_parameters(backend: &dyn Backend) -> Result<String, StoreError> {
 /// catalog). Node ids start at 1, so it names no node.
 const META_CONTEXT: u64 = 0;
 
+/// A put that finds the dirty queue past its budget evicts down to the
+/// budget less this fraction of it (a sixty-fourth), so that the nodes go
+/// to the workers a batch at a time (`SegmentWriter::append_all`).
+const EVICTION_SLACK: usize = 64;
+
 /// Whether a commit waits for the data to reach stable storage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -919,8 +924,13 @@ impl<N: Codec> NodeStore<N> {
             } else {
                 self.shared.budgets.dirty
             };
-            while let Some((id, node)) = dirty.pop_over(budget) {
-                jobs.push(st.inflight.launch(id, node));
+            // Past the budget, down to a little under it: the workers
+            // then write a batch of nodes at a time, not one per put.
+            if dirty.bytes > budget {
+                let low = budget - budget / EVICTION_SLACK;
+                while let Some((id, node)) = dirty.pop_over(low) {
+                    jobs.push(st.inflight.launch(id, node));
+                }
             }
             let room = self.shared.budgets.cache_room(dirty.bytes);
             drop(dirty);

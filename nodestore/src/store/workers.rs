@@ -2,13 +2,13 @@
 //! dirty queue, and land each write in the node table.
 //!
 //! A worker takes [`Job`]s from the bounded channel, a few to a message,
-//! and for each encodes the node, runs the filter pipeline and appends the
-//! blob to the current segment (the writer has its own lock; a worker
-//! never holds it together with the state lock). It then takes the state
-//! lock to land the write: the table points at the blob only if the job is
-//! still the newest launch of a live id (S5), and the node moves to the
-//! clean cache unless a newer version waits in the dirty queue (S4). A
-//! failure is latched (S8).
+//! encodes each node and runs the filter pipeline, and appends the
+//! message's blobs to the current segment in one write (the writer has its
+//! own lock; a worker never holds it together with the state lock). It
+//! then takes the state lock once to land the writes: the table points at
+//! a blob only if its job is still the newest launch of a live id (S5),
+//! and the node moves to the clean cache unless a newer version waits in
+//! the dirty queue (S4). A failure is latched (S8).
 
 use super::inflight::Job;
 use super::{bump, Shared};
@@ -43,75 +43,67 @@ pub(super) fn send<N>(tx: &Sender<Vec<Job<N>>>, jobs: Vec<Job<N>>) {
 }
 
 impl<N: Codec> Shared<N> {
-    /// A worker: filters and writes jobs until the store is dropped.
+    /// A worker: filters and writes jobs until the store is dropped, a
+    /// message at a time.
     pub(super) fn work(&self, chunks: Receiver<Vec<Job<N>>>) {
         while let Ok(jobs) = chunks.recv() {
-            for job in jobs {
-                if self.closing.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let result = self.write_node(&job);
-                self.land(job, result);
+            if self.closing.load(Ordering::Relaxed) {
+                continue;
             }
+            let written = self.write_nodes(&jobs);
+            self.land(jobs, written);
         }
     }
 
-    /// Encodes, filters and appends one node.
-    fn write_node(&self, job: &Job<N>) -> Result<(Location, u64), StoreError> {
-        let raw = job.node.encoded();
-        let body = match self.pipeline.is_empty() {
-            true => std::borrow::Cow::Borrowed(&raw[..]),
-            false => self.pipeline.encode(&Context::new(job.id.0), &raw)?.into(),
-        };
-        let loc = self
-            .writer
-            .lock()
-            .append(&*self.backend, BlobKind::Node, job.id.0, &body)?;
+    /// Encodes and filters `jobs`' nodes and appends them in one write
+    /// (`SegmentWriter::append_all`); returns each one's location and
+    /// digest.
+    fn write_nodes(&self, jobs: &[Job<N>]) -> Result<Vec<(Location, u64)>, StoreError> {
+        let raws: Vec<_> = jobs.iter().map(|job| job.node.encoded()).collect();
+        let bodies = jobs
+            .iter()
+            .zip(&raws)
+            .map(|(job, raw)| match self.pipeline.is_empty() {
+                true => Ok(std::borrow::Cow::Borrowed(&raw[..])),
+                false => Ok(self.pipeline.encode(&Context::new(job.id.0), raw)?.into()),
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let records: Vec<_> = jobs
+            .iter()
+            .zip(&bodies)
+            .map(|(job, body)| (BlobKind::Node, job.id.0, &body[..]))
+            .collect();
+        let locs = self.writer.lock().append_all(&*self.backend, &records)?;
         let c = &self.counters;
-        bump(&c.blobs_written, 1);
-        bump(&c.bytes_unfiltered, raw.len() as u64);
-        bump(&c.bytes_filtered, body.len() as u64);
-        Ok((loc, node_digest(&body)))
+        bump(&c.blobs_written, jobs.len() as u64);
+        bump(
+            &c.bytes_unfiltered,
+            raws.iter().map(|r| r.len() as u64).sum(),
+        );
+        bump(
+            &c.bytes_filtered,
+            bodies.iter().map(|b| b.len() as u64).sum(),
+        );
+        Ok(locs
+            .into_iter()
+            .zip(&bodies)
+            .map(|(loc, body)| (loc, node_digest(body)))
+            .collect())
     }
 
-    /// Records the outcome of a write: the table points at it only if it
-    /// is still the newest version of a live node.
-    fn land(&self, job: Job<N>, result: Result<(Location, u64), StoreError>) {
+    /// Records the outcome of the writes of `jobs`: the table points at
+    /// each only if it is still the newest version of a live node. A
+    /// failure is latched (S8); the nodes stay in the in-flight map,
+    /// readable, until the store is reopened.
+    fn land(&self, jobs: Vec<Job<N>>, written: Result<Vec<(Location, u64)>, StoreError>) {
         let mut st = self.state.lock();
-        match result {
-            Ok((loc, digest)) => {
-                let frozen = self.land_frozen(&mut st, &job, loc, digest);
-                if !frozen {
-                    bump(&self.counters.bytes_evicted, loc.record_len());
-                }
-                if st.inflight.land_if_newest(&job) {
-                    if let Some(entry) = st.table.get(job.id) {
-                        let entry = TableEntry {
-                            loc: Some(loc),
-                            refcount: entry.refcount,
-                            digest,
-                        };
-                        // A location the checkpoint writes leaves the live
-                        // chunk as clean as it was.
-                        if frozen {
-                            st.table.set_unmarked(job.id, entry);
-                        } else {
-                            st.table.set(job.id, entry);
-                        }
-                    }
-                    let dirty = self.dirty.read();
-                    let (queued, dirty_bytes) = (dirty.has_entry(job.id), dirty.bytes);
-                    drop(dirty);
-                    if !queued {
-                        self.cache.insert(job.id, job.node);
-                        let room = self.budgets.cache_room(dirty_bytes);
-                        self.cache.trim(room);
-                    }
+        match written {
+            Ok(locs) => {
+                for (job, (loc, digest)) in jobs.into_iter().zip(locs) {
+                    self.land_one(&mut st, job, loc, digest);
                 }
             }
             Err(e) => {
-                // The node stays in the in-flight map, readable, until the
-                // store is reopened; the failure blocks writes and commits.
                 if st.failure.is_none() {
                     st.failure = Some(Arc::new(e));
                 }
@@ -119,6 +111,39 @@ impl<N: Codec> Shared<N> {
         }
         drop(st);
         self.settled.notify_all();
+    }
+
+    /// Lands one write at `loc`, the state locked.
+    fn land_one(&self, st: &mut super::State<N>, job: Job<N>, loc: Location, digest: u64) {
+        let frozen = self.land_frozen(st, &job, loc, digest);
+        if !frozen {
+            bump(&self.counters.bytes_evicted, loc.record_len());
+        }
+        if !st.inflight.land_if_newest(&job) {
+            return;
+        }
+        if let Some(entry) = st.table.get(job.id) {
+            let entry = TableEntry {
+                loc: Some(loc),
+                refcount: entry.refcount,
+                digest,
+            };
+            // A location the checkpoint writes leaves the live chunk as
+            // clean as it was.
+            if frozen {
+                st.table.set_unmarked(job.id, entry);
+            } else {
+                st.table.set(job.id, entry);
+            }
+        }
+        let dirty = self.dirty.read();
+        let (queued, dirty_bytes) = (dirty.has_entry(job.id), dirty.bytes);
+        drop(dirty);
+        if !queued {
+            self.cache.insert(job.id, job.node);
+            let room = self.budgets.cache_room(dirty_bytes);
+            self.cache.trim(room);
+        }
     }
 
     /// Gives the frozen table of a running checkpoint the location of a
