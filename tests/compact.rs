@@ -247,6 +247,42 @@ fn a_crash_anywhere_in_a_compaction_loses_nothing() {
     }
 }
 
+/// Compaction copies live blobs a batch at a time, one write per batch:
+/// one write per blob made the file system zero the rest of each page.
+#[test]
+fn a_compaction_copies_blobs_in_batches() {
+    let backend = FaultyBackend::new();
+    let forest =
+        Forest::with_backend(Arc::new(backend.clone()), options().compaction(false)).unwrap();
+    let t = forest.create_tree("t").unwrap();
+    for i in 0..20_000 {
+        t.insert(&key(i), &[1u8; 40]).unwrap();
+    }
+    forest.commit().unwrap();
+    forest.checkpoint().unwrap();
+    for i in (0..20_000).step_by(2) {
+        t.remove(&key(i)).unwrap();
+    }
+    forest.commit().unwrap();
+    forest.checkpoint().unwrap();
+    let committed = contents(&forest);
+    let before = forest.stats();
+    let writes = backend.writes();
+    forest.compact().unwrap();
+    let after = forest.stats();
+    let writes = backend.writes() - writes;
+    let written = after.blobs_written - before.blobs_written;
+    assert!(after.disk_bytes < before.disk_bytes, "{before:?} {after:?}");
+    assert!(after.nodes >= 300, "{after:?}");
+    assert!(
+        writes * 8 < after.nodes,
+        "{writes} writes ({written} nodes by the workers) for {} live nodes",
+        after.nodes
+    );
+    assert_eq!(contents(&forest), committed);
+    assert!(forest.check().unwrap().is_clean());
+}
+
 /// A backend that counts the segment reads made by one watched thread and
 /// by every other thread.
 #[derive(Clone, Default)]

@@ -13,7 +13,7 @@
 //! leaves either the old segment in use or a segment nothing refers to,
 //! which the next open removes.
 
-use super::{read_node_blob, NodeStore, Shared};
+use super::{read_node_blob, NodeStore, Shared, State};
 use crate::{
     read_blob, BlobKind, Codec, Directory, FileId, FormatError, Location, NodeId, NodeTable,
     SegmentId, StoreError, Superblock, TableEntry,
@@ -30,6 +30,9 @@ pub(super) const POLICY_MIN_BYTES: u64 = 1 << 20;
 /// The smallest [`CompactionPolicy::bytes_per_commit`] accepted: the least
 /// the policy copies in one commit.
 pub const MIN_COMPACTION_BYTES_PER_COMMIT: u64 = POLICY_MIN_BYTES;
+
+/// Blobs a compaction step reads before it appends them in one write.
+const EVACUATION_BATCH: usize = 32;
 
 /// How much compaction each commit does.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -292,41 +295,35 @@ impl<N: Codec> Shared<N> {
     /// checkpoint frozen after the plan may go on meanwhile: a copy becomes
     /// a node's location in the live table, and in the frozen one, only
     /// where that still holds the location the blob was read from (the
-    /// node was not rewritten or freed meanwhile). Each blob is read and
-    /// appended without the state lock.
+    /// node was not rewritten or freed meanwhile). The blobs are read and
+    /// appended [`EVACUATION_BATCH`] at a time (one write each batch),
+    /// without the state lock.
     pub(super) fn evacuate(&self, plan: Evacuation) -> Result<u64, StoreError> {
         let backend = &*self.backend;
         let mut copied = 0;
         for Planned { seg, blobs, whole } in plan.segments {
-            for (id, loc, digest) in blobs {
+            for batch in blobs.chunks(EVACUATION_BATCH) {
                 // A damaged live blob is not copied: its segment stays and
                 // `check` reports it.
-                let body =
-                    read_node_blob(backend, id, loc, digest).map_err(|e| self.unless_damage(e))?;
-                let new = self
+                let bodies = batch
+                    .iter()
+                    .map(|&(id, loc, digest)| read_node_blob(backend, id, loc, digest))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.unless_damage(e))?;
+                let records: Vec<_> = batch
+                    .iter()
+                    .zip(&bodies)
+                    .map(|(&(id, _, _), body)| (BlobKind::Node, id.0, &body[..]))
+                    .collect();
+                let news = self
                     .writer
                     .lock()
-                    .append(backend, BlobKind::Node, id.0, &body)
+                    .append_all(backend, &records)
                     .map_err(|e| self.fail(e.into()))?;
-                copied += new.record_len();
+                copied += news.iter().map(Location::record_len).sum::<u64>();
                 let mut st = self.state.lock();
-                let moved = |e: &TableEntry| TableEntry {
-                    loc: Some(new),
-                    ..*e
-                };
-                let frozen = st.frozen.as_mut().and_then(|f| {
-                    let entry = f.table.get(id).filter(|e| e.loc == Some(loc))?;
-                    f.table.set(id, moved(&entry));
-                    Some(entry)
-                });
-                if let Some(entry) = st.table.get(id).filter(|e| e.loc == Some(loc)) {
-                    // The same change in the frozen chunk leaves the live
-                    // one as clean as it was (as a landing write does).
-                    if frozen.is_some() {
-                        st.table.set_unmarked(id, moved(&entry));
-                    } else {
-                        st.table.set(id, moved(&entry));
-                    }
+                for (&(id, loc, _), new) in batch.iter().zip(news) {
+                    moved(&mut st, id, loc, new);
                 }
             }
             if whole {
@@ -383,5 +380,29 @@ impl<N: Codec> Shared<N> {
             return Ok(());
         }
         super::recovery::remove_segments(&*self.backend, |s| removable.contains(&s))
+    }
+}
+
+/// Points node `id` at `new`, its blob's copy, in the live table and in a
+/// running checkpoint's frozen one, wherever that still holds `old`, the
+/// location the copy was read from.
+fn moved<N>(st: &mut State<N>, id: NodeId, old: Location, new: Location) {
+    let moved = |e: &TableEntry| TableEntry {
+        loc: Some(new),
+        ..*e
+    };
+    let frozen = st.frozen.as_mut().and_then(|f| {
+        let entry = f.table.get(id).filter(|e| e.loc == Some(old))?;
+        f.table.set(id, moved(&entry));
+        Some(entry)
+    });
+    if let Some(entry) = st.table.get(id).filter(|e| e.loc == Some(old)) {
+        // The same change in the frozen chunk leaves the live one as clean
+        // as it was (as a landing write does).
+        if frozen.is_some() {
+            st.table.set_unmarked(id, moved(&entry));
+        } else {
+            st.table.set(id, moved(&entry));
+        }
     }
 }
