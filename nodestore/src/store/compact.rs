@@ -296,13 +296,14 @@ impl<N: Codec> Shared<N> {
     /// a node's location in the live table, and in the frozen one, only
     /// where that still holds the location the blob was read from (the
     /// node was not rewritten or freed meanwhile). The blobs are read and
-    /// appended [`EVACUATION_BATCH`] at a time (one write each batch),
-    /// without the state lock.
+    /// appended [`EVACUATION_BATCH`] at a time, or a mebibyte's worth
+    /// (one write each batch), without the state lock.
     pub(super) fn evacuate(&self, plan: Evacuation) -> Result<u64, StoreError> {
         let backend = &*self.backend;
         let mut copied = 0;
         for Planned { seg, blobs, whole } in plan.segments {
-            for batch in blobs.chunks(EVACUATION_BATCH) {
+            let size = |&(_, loc, _): &(NodeId, Location, u64)| u64::from(loc.len);
+            for batch in super::workers::write_runs(&blobs, EVACUATION_BATCH, size) {
                 // A damaged live blob is not copied: its segment stays and
                 // `check` reports it.
                 let bodies = batch

@@ -3,7 +3,8 @@
 //!
 //! A worker takes [`Job`]s from the bounded channel, a few to a message,
 //! encodes each node and runs the filter pipeline, and appends the
-//! message's blobs to the current segment in one write (the writer has its
+//! message's blobs to the current segment in one write (of at most
+//! [`WRITE_BYTES`], but for a single larger blob; the writer has its
 //! own lock; a worker never holds it together with the state lock). It
 //! then takes the state lock once to land the writes: the table points at
 //! a blob only if its job is still the newest launch of a live id (S5),
@@ -27,6 +28,31 @@ use std::sync::Arc;
 /// took a sixth less time.
 const JOB_CHUNK: usize = 32;
 
+/// The most bytes of blobs appended with one write (a single larger blob
+/// still goes alone): what a worker, or a compaction step, holds at once
+/// beside the nodes themselves stays bounded when the nodes are large
+/// (a large value's chunks are a mebibyte each).
+pub(super) const WRITE_BYTES: u64 = 1 << 20;
+
+/// `items` in order, cut into runs of at most `max_items` whose sizes
+/// (`size`) add up to at most [`WRITE_BYTES`], but for a run of one.
+pub(super) fn write_runs<T>(items: &[T], max_items: usize, size: impl Fn(&T) -> u64) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && (i - start == max_items || bytes + n > WRITE_BYTES) {
+            runs.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
 /// Hands jobs to the workers through `tx`, [`JOB_CHUNK`] to a message.
 /// Called without the state lock: a full channel waits for workers that
 /// need that lock to finish.
@@ -44,14 +70,23 @@ pub(super) fn send<N>(tx: &Sender<Vec<Job<N>>>, jobs: Vec<Job<N>>) {
 
 impl<N: Codec> Shared<N> {
     /// A worker: filters and writes jobs until the store is dropped, a
-    /// message at a time.
+    /// message at a time ([`write_runs`] of it, for large nodes).
     pub(super) fn work(&self, chunks: Receiver<Vec<Job<N>>>) {
         while let Ok(jobs) = chunks.recv() {
             if self.closing.load(Ordering::Relaxed) {
                 continue;
             }
-            let written = self.write_nodes(&jobs);
-            self.land(jobs, written);
+            let sizes = |job: &Job<N>| job.node.mem_size() as u64;
+            let runs: Vec<usize> = write_runs(&jobs, JOB_CHUNK, sizes)
+                .iter()
+                .map(|run| run.len())
+                .collect();
+            let mut jobs = jobs.into_iter();
+            for len in runs {
+                let run: Vec<_> = jobs.by_ref().take(len).collect();
+                let written = self.write_nodes(&run);
+                self.land(run, written);
+            }
         }
     }
 
@@ -184,5 +219,24 @@ impl<N: Codec> Shared<N> {
         }
         drop(st);
         self.settled.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{write_runs, WRITE_BYTES};
+
+    #[test]
+    fn write_runs_keep_order_and_both_limits() {
+        let lens = |runs: Vec<&[u64]>| runs.iter().map(|r| r.len()).collect::<Vec<_>>();
+        let small = vec![10u64; 70];
+        assert_eq!(lens(write_runs(&small, 32, |&n| n)), vec![32, 32, 6]);
+        let mib = WRITE_BYTES;
+        let mixed = [mib / 2, mib / 2, 1, mib * 3, 5, 5];
+        assert_eq!(lens(write_runs(&mixed, 32, |&n| n)), vec![2, 1, 1, 2]);
+        let none: [u64; 0] = [];
+        assert!(write_runs(&none, 32, |&n| n).is_empty());
+        let flat: Vec<u64> = write_runs(&mixed, 32, |&n| n).concat();
+        assert_eq!(flat, mixed);
     }
 }
