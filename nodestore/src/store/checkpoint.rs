@@ -33,6 +33,7 @@
 
 use super::compact::{self, Evacuation};
 use super::{bump, seal, NodeStore, Shared, META_CONTEXT};
+use crate::format::table::CHUNK_BYTES;
 use crate::{
     write_slot, BlobKind, Codec, Digest, Directory, FileId, FormatError, Location, LogId, NodeId,
     NodeTable, SegmentWriter, StoreError, Superblock,
@@ -46,12 +47,6 @@ use std::time::Instant;
 /// Node bytes written to segments since the last checkpoint that make one
 /// due when more than the live bytes, however small the store.
 const SEGMENT_GROWTH_MIN: u64 = 256 << 10;
-
-/// Table chunks a checkpoint appends in one write (about 400 KiB of them):
-/// after random changes most chunks of a large table are dirty, and one
-/// write each made thousands of small writes under the segment writer's
-/// lock.
-const TABLE_CHUNKS_PER_WRITE: usize = 64;
 
 /// A state frozen at a commit boundary, on its way to disk.
 pub(super) struct Frozen<N> {
@@ -362,8 +357,11 @@ impl<N: Codec> Shared<N> {
         for idx in empty {
             directory.remove(idx);
         }
-        // A group of chunks to a write.
-        for group in full.chunks(TABLE_CHUNKS_PER_WRITE) {
+        // A write's worth of chunks at a time: after random changes most
+        // chunks of a large table are dirty, and a write each made
+        // thousands of small writes under the segment writer's lock.
+        let size = |_: &u64| CHUNK_BYTES as u64;
+        for group in super::workers::write_runs(&full, size) {
             let encoded = group
                 .iter()
                 .map(|&idx| frozen.table.encode_chunk(idx))

@@ -31,9 +31,6 @@ pub(super) const POLICY_MIN_BYTES: u64 = 1 << 20;
 /// the policy copies in one commit.
 pub const MIN_COMPACTION_BYTES_PER_COMMIT: u64 = POLICY_MIN_BYTES;
 
-/// Blobs a compaction step reads before it appends them in one write.
-const EVACUATION_BATCH: usize = 32;
-
 /// How much compaction each commit does.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CompactionPolicy {
@@ -296,14 +293,15 @@ impl<N: Codec> Shared<N> {
     /// a node's location in the live table, and in the frozen one, only
     /// where that still holds the location the blob was read from (the
     /// node was not rewritten or freed meanwhile). The blobs are read and
-    /// appended [`EVACUATION_BATCH`] at a time, or a mebibyte's worth
-    /// (one write each batch), without the state lock.
+    /// appended a write's worth at a time
+    /// ([`WRITE_BYTES`](super::workers::WRITE_BYTES)), without the state
+    /// lock.
     pub(super) fn evacuate(&self, plan: Evacuation) -> Result<u64, StoreError> {
         let backend = &*self.backend;
         let mut copied = 0;
         for Planned { seg, blobs, whole } in plan.segments {
             let size = |&(_, loc, _): &(NodeId, Location, u64)| u64::from(loc.len);
-            for batch in super::workers::write_runs(&blobs, EVACUATION_BATCH, size) {
+            for batch in super::workers::write_runs(&blobs, size) {
                 // A damaged live blob is not copied: its segment stays and
                 // `check` reports it.
                 let bodies = batch

@@ -29,19 +29,20 @@ use std::sync::Arc;
 const JOB_CHUNK: usize = 32;
 
 /// The most bytes of blobs appended with one write (a single larger blob
-/// still goes alone): what a worker, or a compaction step, holds at once
-/// beside the nodes themselves stays bounded when the nodes are large
-/// (a large value's chunks are a mebibyte each).
+/// still goes alone): by a worker, a compaction step and a checkpoint's
+/// table chunks. What each holds at once beside the nodes themselves stays
+/// bounded when the nodes are large (a large value's chunks are a mebibyte
+/// each).
 pub(super) const WRITE_BYTES: u64 = 1 << 20;
 
-/// `items` in order, cut into runs of at most `max_items` whose sizes
-/// (`size`) add up to at most [`WRITE_BYTES`], but for a run of one.
-pub(super) fn write_runs<T>(items: &[T], max_items: usize, size: impl Fn(&T) -> u64) -> Vec<&[T]> {
+/// `items` in order, cut into runs whose sizes (`size`) add up to at most
+/// [`WRITE_BYTES`], but for a run of one.
+pub(super) fn write_runs<T>(items: &[T], size: impl Fn(&T) -> u64) -> Vec<&[T]> {
     let mut runs = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, item) in items.iter().enumerate() {
         let n = size(item);
-        if i > start && (i - start == max_items || bytes + n > WRITE_BYTES) {
+        if i > start && bytes + n > WRITE_BYTES {
             runs.push(&items[start..i]);
             (start, bytes) = (i, 0);
         }
@@ -70,21 +71,14 @@ pub(super) fn send<N>(tx: &Sender<Vec<Job<N>>>, jobs: Vec<Job<N>>) {
 
 impl<N: Codec> Shared<N> {
     /// A worker: filters and writes jobs until the store is dropped, a
-    /// message at a time ([`write_runs`] of it, for large nodes).
+    /// message at a time (in [`write_runs`], for large nodes).
     pub(super) fn work(&self, chunks: Receiver<Vec<Job<N>>>) {
         while let Ok(jobs) = chunks.recv() {
             if self.closing.load(Ordering::Relaxed) {
                 continue;
             }
-            let sizes = |job: &Job<N>| job.node.mem_size() as u64;
-            let runs: Vec<usize> = write_runs(&jobs, JOB_CHUNK, sizes)
-                .iter()
-                .map(|run| run.len())
-                .collect();
-            let mut jobs = jobs.into_iter();
-            for len in runs {
-                let run: Vec<_> = jobs.by_ref().take(len).collect();
-                let written = self.write_nodes(&run);
+            for run in write_runs(&jobs, |job| job.node.mem_size() as u64) {
+                let written = self.write_nodes(run);
                 self.land(run, written);
             }
         }
@@ -130,11 +124,11 @@ impl<N: Codec> Shared<N> {
     /// each only if it is still the newest version of a live node. A
     /// failure is latched (S8); the nodes stay in the in-flight map,
     /// readable, until the store is reopened.
-    fn land(&self, jobs: Vec<Job<N>>, written: Result<Vec<(Location, u64)>, StoreError>) {
+    fn land(&self, jobs: &[Job<N>], written: Result<Vec<(Location, u64)>, StoreError>) {
         let mut st = self.state.lock();
         match written {
             Ok(locs) => {
-                for (job, (loc, digest)) in jobs.into_iter().zip(locs) {
+                for (job, (loc, digest)) in jobs.iter().zip(locs) {
                     self.land_one(&mut st, job, loc, digest);
                 }
             }
@@ -149,12 +143,12 @@ impl<N: Codec> Shared<N> {
     }
 
     /// Lands one write at `loc`, the state locked.
-    fn land_one(&self, st: &mut super::State<N>, job: Job<N>, loc: Location, digest: u64) {
-        let frozen = self.land_frozen(st, &job, loc, digest);
+    fn land_one(&self, st: &mut super::State<N>, job: &Job<N>, loc: Location, digest: u64) {
+        let frozen = self.land_frozen(st, job, loc, digest);
         if !frozen {
             bump(&self.counters.bytes_evicted, loc.record_len());
         }
-        if !st.inflight.land_if_newest(&job) {
+        if !st.inflight.land_if_newest(job) {
             return;
         }
         if let Some(entry) = st.table.get(job.id) {
@@ -175,7 +169,7 @@ impl<N: Codec> Shared<N> {
         let (queued, dirty_bytes) = (dirty.has_entry(job.id), dirty.bytes);
         drop(dirty);
         if !queued {
-            self.cache.insert(job.id, job.node);
+            self.cache.insert(job.id, job.node.clone());
             let room = self.budgets.cache_room(dirty_bytes);
             self.cache.trim(room);
         }
@@ -227,16 +221,16 @@ mod tests {
     use super::{write_runs, WRITE_BYTES};
 
     #[test]
-    fn write_runs_keep_order_and_both_limits() {
+    fn write_runs_keep_order_within_the_byte_bound() {
         let lens = |runs: Vec<&[u64]>| runs.iter().map(|r| r.len()).collect::<Vec<_>>();
-        let small = vec![10u64; 70];
-        assert_eq!(lens(write_runs(&small, 32, |&n| n)), vec![32, 32, 6]);
+        let small = vec![WRITE_BYTES / 100; 250];
+        assert_eq!(lens(write_runs(&small, |&n| n)), vec![100, 100, 50]);
         let mib = WRITE_BYTES;
         let mixed = [mib / 2, mib / 2, 1, mib * 3, 5, 5];
-        assert_eq!(lens(write_runs(&mixed, 32, |&n| n)), vec![2, 1, 1, 2]);
+        assert_eq!(lens(write_runs(&mixed, |&n| n)), vec![2, 1, 1, 2]);
         let none: [u64; 0] = [];
-        assert!(write_runs(&none, 32, |&n| n).is_empty());
-        let flat: Vec<u64> = write_runs(&mixed, 32, |&n| n).concat();
+        assert!(write_runs(&none, |&n| n).is_empty());
+        let flat: Vec<u64> = write_runs(&mixed, |&n| n).concat();
         assert_eq!(flat, mixed);
     }
 }
