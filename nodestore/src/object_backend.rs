@@ -766,6 +766,22 @@ impl ObjectBackend {
     /// from a fetch under way, or fetched now. A reader (`wait`) also
     /// starts the readahead when it reads sequentially.
     fn block(&self, file: FileId, key: BlockKey, part_len: u64, wait: bool) -> io::Result<Bytes> {
+        self.block_joining(file, key, part_len, wait, true)
+    }
+
+    /// [`ObjectBackend::block`]; a reader that joined a fetch under way
+    /// (`join`: a readahead's, or another reader's) and saw it fail
+    /// fetches the block again itself, once: a failed request it did not
+    /// make is not its failure (a readahead started while the store
+    /// failed, ending after it recovered, failed the next read).
+    fn block_joining(
+        &self,
+        file: FileId,
+        key: BlockKey,
+        part_len: u64,
+        wait: bool,
+        join: bool,
+    ) -> io::Result<Bytes> {
         let inner = &self.inner;
         let mut cache = inner.cache.lock();
         if wait {
@@ -784,7 +800,8 @@ impl ObjectBackend {
             bump(&inner.counters.cache_hits, 1);
             return Ok(b.clone());
         }
-        let fetch = match cache.fetching.get(&key) {
+        let joined = cache.fetching.get(&key).filter(|_| join).map(Arc::clone);
+        let fetch = match &joined {
             Some(f) => {
                 bump(&inner.counters.cache_hits, 1);
                 Arc::clone(f)
@@ -833,7 +850,10 @@ impl ObjectBackend {
         if !wait {
             return Ok(Bytes::new());
         }
-        fetch.wait().map_err(io::Error::other)
+        match fetch.wait() {
+            Err(_) if joined.is_some() => self.block_joining(file, key, part_len, wait, false),
+            r => r.map_err(io::Error::other),
+        }
     }
 
     /// Starts fetches of the blocks after `key`, in its part and the
