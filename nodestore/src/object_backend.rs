@@ -1334,6 +1334,54 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_that_joined_a_failed_fetch_fetches_again() {
+        let faulty = crate::object_faulty::FaultyObjectStore::new(11);
+        let seg = FileId::Segment(crate::SegmentId(6));
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 3) as u8).collect();
+        {
+            let b = faulty.backend("p", false, small()).unwrap();
+            b.write_at(seg, 0, &data).unwrap();
+            b.sync(seg).unwrap();
+        }
+        let options = ObjectOptions {
+            readahead: 0,
+            ..small()
+        };
+        let b = Arc::new(faulty.backend("p", true, options).unwrap());
+        // A prefetch made while the store fails, held in flight...
+        faulty.hold_gets();
+        faulty.fail_after(0);
+        b.prefetch(seg, 32, 16);
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            for _ in 0..2000 {
+                if done() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            panic!("{what} never happened");
+        };
+        until("the prefetch's request", &|| faulty.gets_held() == 1);
+        // ...and a read, after the store recovered, that joins it.
+        faulty.heal();
+        let joins = b.counts().cache_hits;
+        let reader = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16];
+                b.read_at(seg, 32, &mut buf).map(|()| buf)
+            })
+        };
+        until("the read joining the fetch", &|| {
+            b.counts().cache_hits > joins
+        });
+        faulty.release_gets();
+        // The prefetch's failure is not the reader's: it fetched again.
+        let read = reader.join().unwrap().unwrap();
+        assert_eq!(&read[..], &data[32..48]);
+    }
+
+    #[test]
     fn a_reopened_store_reads_from_its_directory_cache() {
         let mem = Arc::new(InMemory::new());
         let dir = tempfile::tempdir().unwrap();

@@ -40,6 +40,10 @@ struct FaultState {
     /// xorshift state deciding whether a failing write lands.
     rng: u64,
     requests: u64,
+    /// Whether reads wait, once their fate is decided, until released.
+    hold_gets: bool,
+    /// Reads waiting so.
+    gets_held: usize,
 }
 
 /// What the gate decided for one request.
@@ -61,6 +65,8 @@ impl FaultyObjectStore {
                 killed: false,
                 rng: seed | 1,
                 requests: 0,
+                hold_gets: false,
+                gets_held: 0,
             })),
         }
     }
@@ -96,6 +102,38 @@ impl FaultyObjectStore {
         let mut st = self.state.lock();
         st.fail_after = None;
         st.killed = false;
+    }
+
+    /// Reads from now on are decided (to pass or fail) when made, then
+    /// wait until [`release_gets`](FaultyObjectStore::release_gets): a
+    /// request held in flight while the store's state changes.
+    pub fn hold_gets(&self) {
+        self.state.lock().hold_gets = true;
+    }
+
+    /// Lets the held reads, and later ones, go on.
+    pub fn release_gets(&self) {
+        self.state.lock().hold_gets = false;
+    }
+
+    /// Reads waiting for [`release_gets`](FaultyObjectStore::release_gets).
+    pub fn gets_held(&self) -> usize {
+        self.state.lock().gets_held
+    }
+
+    /// Waits while reads are held.
+    async fn held(&self) {
+        {
+            let mut st = self.state.lock();
+            if !st.hold_gets {
+                return;
+            }
+            st.gets_held += 1;
+        }
+        while self.state.lock().hold_gets {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        self.state.lock().gets_held -= 1;
     }
 
     /// Requests made so far, failed ones included.
@@ -179,7 +217,9 @@ impl ObjectStore for FaultyObjectStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        match self.gate() {
+        let gate = self.gate();
+        self.held().await;
+        match gate {
             Gate::Pass => self.inner.get_opts(location, options).await,
             Gate::Fail { .. } => Err(injected()),
         }
