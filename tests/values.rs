@@ -323,6 +323,42 @@ fn an_encrypted_value_leaves_no_plaintext_on_disk() {
     }
 }
 
+#[test]
+fn a_damaged_chunk_read_beside_the_others_fails_the_read() {
+    // Read on a second thread where decoding is costly (zstd here): a flip
+    // in the value's last chunk must fail the read there with a typed
+    // error, and leave the store readable.
+    let dir = tempfile::tempdir().unwrap();
+    let value = noise(4 << 20, 9);
+    let filters = stacks().remove(1).1;
+    {
+        let f = Forest::open(dir.path(), options(filters.clone())).unwrap();
+        let t = f.create_tree("v").unwrap();
+        t.insert(b"big", &value).unwrap();
+        t.insert(b"small", b"kept").unwrap();
+        f.commit().unwrap();
+        assert!(t.get(b"big").unwrap().unwrap() == value);
+    }
+    // zstd keeps incompressible bytes as they are: find them on disk.
+    let probe = &value[(7 << 19)..(7 << 19) + 64];
+    let mut flipped = 0;
+    for path in walk(dir.path()) {
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(probe.len()).position(|w| w == probe) {
+            bytes[at + 10] ^= 0x20;
+            std::fs::write(&path, &bytes).unwrap();
+            flipped += 1;
+        }
+    }
+    assert_eq!(flipped, 1, "the chunk's bytes were found once on disk");
+    let f = Forest::open(dir.path(), options(filters)).unwrap();
+    let t = f.tree("v").unwrap().unwrap();
+    let e = t.get(b"big").unwrap_err();
+    assert!(e.to_string().contains("node"), "{e}");
+    assert_eq!(t.get(b"small").unwrap().unwrap(), b"kept");
+    assert!(!f.check().unwrap().is_clean());
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -129,16 +129,60 @@ fn damaged(id: NodeId, reason: String) -> Error {
     Error::DamagedValue { id, reason }
 }
 
-/// The whole value `r` refers to.
+/// The whole value `r` refers to. Where decoding a chunk is costly, the
+/// chunks are read on up to [`NodeStore::read_threads`] threads, each
+/// filling its share of the value (a run of whole chunks) in order; memory
+/// holds the value and one chunk a thread.
 ///
 /// # Errors
 /// As [`chunk_ids`], and for a chunk that cannot be read or is damaged.
 pub(crate) fn load(store: &NodeStore<Node>, r: ValueRef) -> Result<Vec<u8>> {
     let ids = chunk_ids(store, r)?;
-    let mut out = Vec::with_capacity(r.len as usize);
-    for (index, &id) in ids.iter().enumerate() {
-        out.extend_from_slice(chunk(store, r, id, index)?.chunk_data());
+    let threads = store.read_threads().min(ids.len());
+    if threads < 2 {
+        let mut out = Vec::with_capacity(r.len as usize);
+        for (index, &id) in ids.iter().enumerate() {
+            out.extend_from_slice(chunk(store, r, id, index)?.chunk_data());
+        }
+        return Ok(out);
     }
+    let mut out = vec![0; r.len as usize];
+    let per = ids.len().div_ceil(threads);
+    // Chunks `first..` of the value into `share`, which starts at chunk
+    // `first` and ends at a chunk's end.
+    let fill = |first: usize, share: &mut [u8]| -> Result<()> {
+        for (k, to) in share.chunks_mut(CHUNK_BYTES).enumerate() {
+            let index = first + k;
+            // `chunk` checked the length: `to` is chunk `index` whole.
+            to.copy_from_slice(chunk(store, r, ids[index], index)?.chunk_data());
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let mut shares = out.chunks_mut(per * CHUNK_BYTES).enumerate();
+        let (_, own) = shares.next().expect("a value of two chunks or more");
+        let helpers: Vec<_> = shares
+            .map(|(i, share)| {
+                std::thread::Builder::new()
+                    .name("larix-value-read".into())
+                    .spawn_scoped(s, move || fill(i * per, share))
+            })
+            .collect();
+        let mut result = fill(0, own);
+        for helper in helpers {
+            let done = match helper {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(source) => Err(Error::Store(larix_nodestore::StoreError::Io {
+                    file: "value read thread".into(),
+                    source,
+                })),
+            };
+            result = result.and(done);
+        }
+        result
+    })?;
     Ok(out)
 }
 

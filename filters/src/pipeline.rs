@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 
+use crate::checksum::ChecksumFilter;
 use crate::spec::DEFAULT_MAX_DECODED_LEN;
 use crate::{Context, Filter, FilterError, FilterSpec};
 
@@ -184,6 +185,15 @@ impl Pipeline {
         self.filters.iter().any(|f| f.name() == name)
     }
 
+    /// Whether decoding does more than check the bytes: a filter other
+    /// than the checksum (decompression, decryption, a command) rewrites
+    /// them, which costs about a millisecond a mebibyte or more.
+    pub fn transforms(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|f| f.name() != ChecksumFilter::NAME)
+    }
+
     /// Whether the pipeline has no filter (encode and decode copy bytes).
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()
@@ -278,6 +288,16 @@ mod tests {
         assert_eq!(p.describe(), "");
         assert_eq!(p.encode(&CTX, b"abc").unwrap(), b"abc");
         assert_eq!(p.decode(&CTX, b"abc").unwrap(), b"abc");
+    }
+
+    #[test]
+    fn only_filters_that_rewrite_bytes_transform() {
+        let transforms = |specs: &[FilterSpec]| Pipeline::new(specs).unwrap().transforms();
+        assert!(!transforms(&[]));
+        assert!(!transforms(&[FilterSpec::checksum()]));
+        assert!(transforms(&[FilterSpec::zstd(1), FilterSpec::checksum()]));
+        assert!(transforms(&[FilterSpec::encrypt([1; 32])]));
+        assert!(transforms(&[gzip()]));
     }
 
     #[test]

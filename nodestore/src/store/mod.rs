@@ -1107,6 +1107,19 @@ impl<N: Codec> NodeStore<N> {
         self.shared.counters.kept_hits.bump(n);
     }
 
+    /// How many threads one read of many nodes (a large value's chunks)
+    /// may decode them on at once: as many as the store has workers where
+    /// decoding rewrites the bytes ([`Pipeline::transforms`]: decryption,
+    /// decompression), else one, as checking a blob costs less than
+    /// starting a thread.
+    pub fn read_threads(&self) -> usize {
+        if self.shared.pipeline.transforms() {
+            self.workers.len().max(1)
+        } else {
+            1
+        }
+    }
+
     /// The memory budget of decoded nodes the store was configured with
     /// ([`StoreConfig::cache_bytes`]), for callers that size their own
     /// memos by it.
