@@ -19,6 +19,7 @@ use crate::{
     SegmentId, StoreError, Superblock, TableEntry,
 };
 use rustc_hash::FxHashMap;
+use std::io;
 
 /// The current segment is sealed for compaction by the policy only once it
 /// is this long, so that small stores do not churn tiny segments.
@@ -239,20 +240,24 @@ impl<N: Codec> Shared<N> {
         let segments = backend
             .segments()
             .map_err(|e| FormatError::io("the store directory".into(), None, e))?;
-        segments
-            .into_iter()
-            .map(|seg| {
-                let file = FileId::Segment(seg);
-                let total_bytes = backend
-                    .len(file)
-                    .map_err(|e| FormatError::io(backend.name(file), None, e))?;
-                Ok(SegmentStats {
-                    segment: seg.0,
-                    live_bytes: live.get(&seg).copied().unwrap_or(0),
-                    total_bytes,
-                })
-            })
-            .collect()
+        let mut usage = Vec::with_capacity(segments.len());
+        for seg in segments {
+            let file = FileId::Segment(seg);
+            let live_bytes = live.get(&seg).copied().unwrap_or(0);
+            let total_bytes = match backend.len(file) {
+                Ok(len) => len,
+                // Removed since the listing (a checkpoint removes the
+                // segments nothing lives in any more): not the store's.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && live_bytes == 0 => continue,
+                Err(e) => return Err(FormatError::io(backend.name(file), None, e).into()),
+            };
+            usage.push(SegmentStats {
+                segment: seg.0,
+                live_bytes,
+                total_bytes,
+            });
+        }
+        Ok(usage)
     }
 
     /// Live bytes per segment as the store stands now: what pins dropped
@@ -403,5 +408,76 @@ fn moved<N>(st: &mut State<N>, id: NodeId, old: Location, new: Location) {
         } else {
             st.table.set(id, moved(&entry));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_codec::{node, SizedNode};
+    use crate::backend::{Backend, FileId, MemBackend};
+    use crate::{NodeStore, SegmentId, StoreConfig};
+    use larix_filters::Pipeline;
+    use std::io;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A backend whose listing, once `stale`, names one segment more than
+    /// it holds, as a listing made just before a checkpoint removed that
+    /// segment would.
+    #[derive(Debug)]
+    struct Stale(MemBackend, AtomicBool);
+
+    const GONE: FileId = FileId::Segment(SegmentId(9_999));
+
+    impl Backend for Stale {
+        fn read_at(&self, file: FileId, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            self.0.read_at(file, offset, buf)
+        }
+        fn write_at(&self, file: FileId, offset: u64, data: &[u8]) -> io::Result<()> {
+            self.0.write_at(file, offset, data)
+        }
+        fn create_whole(&self, file: FileId, data: &[u8]) -> io::Result<()> {
+            self.0.create_whole(file, data)
+        }
+        fn len(&self, file: FileId) -> io::Result<u64> {
+            self.0.len(file)
+        }
+        fn sync(&self, file: FileId) -> io::Result<()> {
+            self.0.sync(file)
+        }
+        fn sync_dir(&self) -> io::Result<()> {
+            self.0.sync_dir()
+        }
+        fn remove(&self, file: FileId) -> io::Result<()> {
+            self.0.remove(file)
+        }
+        fn list(&self) -> io::Result<Vec<FileId>> {
+            let mut files = self.0.list()?;
+            if self.1.load(Ordering::Relaxed) {
+                files.push(GONE);
+            }
+            Ok(files)
+        }
+    }
+
+    /// A segment removed between the listing and its length is no longer
+    /// the store's: `stats()` reported no segment at all (and a disk of 0
+    /// bytes) when a checkpoint removed one in that window.
+    #[test]
+    fn a_segment_removed_while_usage_is_taken_is_left_out() {
+        let backend = Arc::new(Stale(MemBackend::new(), AtomicBool::new(false)));
+        let store = NodeStore::<SizedNode>::open(
+            Arc::clone(&backend) as Arc<dyn Backend>,
+            Pipeline::new(&[]).unwrap(),
+            StoreConfig::default(),
+        )
+        .unwrap();
+        store.put(store.allocate(), node(100)).unwrap();
+        store.checkpoint(b"catalog", true).unwrap();
+        backend.1.store(true, Ordering::Relaxed);
+        let usage = store.segment_usage().unwrap();
+        assert!(!usage.is_empty());
+        assert!(usage.iter().all(|s| s.segment != 9_999), "{usage:?}");
+        assert!(!store.stats().segments.is_empty());
     }
 }
