@@ -10,7 +10,7 @@
 //! keys, compacts, and reports the space on disk against the live bytes.
 //! Without `--disk` the forest is in memory.
 
-use larix::{FilterSpec, Forest, Options};
+use larix::{Forest, Options};
 
 // The benchmarks' data; `env` there sizes the benchmarks, not this example.
 #[allow(dead_code)]
@@ -30,16 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::from_env();
     let flag = |name: &str| args.flag(name);
     let n = args.count(1_000_000);
-    let filters = match flag("--filters").as_deref().unwrap_or("zstd") {
-        "none" => vec![],
-        "zstd" => vec![FilterSpec::zstd(1), FilterSpec::checksum()],
-        "zstd-encrypt" => vec![
-            FilterSpec::zstd(1),
-            FilterSpec::encrypt([7; 32]),
-            FilterSpec::checksum(),
-        ],
-        other => return Err(format!("unknown filter set {other:?}").into()),
-    };
+    let filters = support::filters(flag("--filters").as_deref().unwrap_or("zstd"))?;
     let cache_mib: usize = flag("--cache").map_or(Ok(64), |c| c.parse())?;
     let mut options = Options::default()
         .filters(filters)

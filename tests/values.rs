@@ -135,7 +135,14 @@ fn values_of_every_size_round_trip_through_every_filter_stack() {
 
 #[test]
 fn a_reader_streams_a_value_and_seeks() {
-    let f = Forest::in_memory(options(vec![])).unwrap();
+    // With a filter the reader reads chunks ahead on other threads.
+    for (_, filters) in stacks() {
+        reader_streams_a_value_and_seeks(options(filters));
+    }
+}
+
+fn reader_streams_a_value_and_seeks(options: Options) {
+    let f = Forest::in_memory(options).unwrap();
     let t = f.create_tree("v").unwrap();
     let value = noise(3 * (1 << 20) + 12_345, 9);
     t.insert_reader(b"big", &value[..], value.len() as u64)
@@ -325,9 +332,9 @@ fn an_encrypted_value_leaves_no_plaintext_on_disk() {
 
 #[test]
 fn a_damaged_chunk_read_beside_the_others_fails_the_read() {
-    // Read on a second thread where decoding is costly (zstd here): a flip
-    // in the value's last chunk must fail the read there with a typed
-    // error, and leave the store readable.
+    // Read on a second thread where decoding is costly (zstd here), whole
+    // or streamed: a flip in the value's last chunk must fail the read
+    // there with a typed error, and leave the store readable.
     let dir = tempfile::tempdir().unwrap();
     let value = noise(4 << 20, 9);
     let filters = stacks().remove(1).1;
@@ -355,6 +362,16 @@ fn a_damaged_chunk_read_beside_the_others_fails_the_read() {
     let t = f.tree("v").unwrap().unwrap();
     let e = t.get(b"big").unwrap_err();
     assert!(e.to_string().contains("node"), "{e}");
+    // Streamed, the chunk is read ahead on another thread: the same.
+    let mut streamed = Vec::new();
+    let mut reader = t.get_reader(b"big").unwrap().unwrap();
+    let e = reader.read_to_end(&mut streamed).unwrap_err();
+    assert!(e.to_string().contains("node"), "{e}");
+    assert_eq!(streamed[..], value[..streamed.len()]);
+    assert!(
+        streamed.len() >= 3 << 20,
+        "the chunks before the damage read"
+    );
     assert_eq!(t.get(b"small").unwrap().unwrap(), b"kept");
     assert!(!f.check().unwrap().is_clean());
 }

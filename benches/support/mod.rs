@@ -26,6 +26,24 @@ pub fn pairs(n: usize, seed: u64) -> Vec<Pair> {
         .collect()
 }
 
+/// The filter stack an example's `--filters` names: `none`, `zstd` (with
+/// the checksum) or `zstd-encrypt` (zstd, encryption under a fixed key,
+/// checksum).
+#[allow(dead_code)]
+pub fn filters(name: &str) -> Result<Vec<larix::FilterSpec>, String> {
+    use larix::FilterSpec;
+    match name {
+        "none" => Ok(vec![]),
+        "zstd" => Ok(vec![FilterSpec::zstd(1), FilterSpec::checksum()]),
+        "zstd-encrypt" => Ok(vec![
+            FilterSpec::zstd(1),
+            FilterSpec::encrypt([7; 32]),
+            FilterSpec::checksum(),
+        ]),
+        other => Err(format!("unknown filter set {other:?}")),
+    }
+}
+
 /// The number in environment variable `name`, or `default`.
 pub fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -14,6 +14,7 @@ use crate::node::{chunks_for, Expect, Node, ValueRef, CHUNK_BYTES, MAX_VALUE_LEN
 use crate::read;
 use crate::{Error, Result};
 use larix_nodestore::{NodeId, NodeStore};
+use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
@@ -207,8 +208,15 @@ enum Source {
         ids: Vec<NodeId>,
         /// The chunk last read, by index.
         current: Option<(usize, Arc<Node>)>,
+        /// The chunks after it, each being read on a thread of its own
+        /// where decoding is costly: as many as [`NodeStore::read_threads`],
+        /// so a reader going forward decodes that many chunks at once.
+        ahead: VecDeque<(usize, Ahead)>,
     },
 }
+
+/// A chunk being read on another thread.
+type Ahead = std::thread::JoinHandle<Result<Arc<Node>>>;
 
 impl ValueReader {
     /// A reader over a value held in a leaf.
@@ -230,6 +238,7 @@ impl ValueReader {
                 value,
                 ids,
                 current: None,
+                ahead: VecDeque::new(),
             },
             len: value.len,
             pos: 0,
@@ -273,11 +282,25 @@ impl Read for ValueReader {
                 value,
                 ids,
                 current,
+                ahead,
             } => {
                 let index = (self.pos / CHUNK_BYTES as u64) as usize;
                 if current.as_ref().is_none_or(|(i, _)| *i != index) {
-                    let node = chunk(keeper.store(), *value, ids[index], index)
-                        .map_err(io::Error::other)?;
+                    let node = match ahead.pop_front() {
+                        Some((i, handle)) if i == index => {
+                            read_ahead(keeper, *value, ids, ahead, index);
+                            handle
+                                .join()
+                                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                        }
+                        _ => {
+                            // A seek elsewhere: what was read ahead is dropped.
+                            finish(ahead);
+                            read_ahead(keeper, *value, ids, ahead, index);
+                            chunk(keeper.store(), *value, ids[index], index)
+                        }
+                    }
+                    .map_err(io::Error::other)?;
                     *current = Some((index, node));
                 }
                 let data = current.as_ref().expect("read above").1.chunk_data();
@@ -289,6 +312,52 @@ impl Read for ValueReader {
         };
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Waits for the chunks read ahead and drops them, so that no thread
+/// keeps the value's nodes once its reader has let them go.
+fn finish(ahead: &mut VecDeque<(usize, Ahead)>) {
+    for (_, handle) in ahead.drain(..) {
+        // Whatever it read, or failed to, is not wanted.
+        let _ = handle.join();
+    }
+}
+
+impl Drop for ValueReader {
+    fn drop(&mut self) {
+        if let Source::Chunks { ahead, .. } = &mut self.source {
+            finish(ahead);
+        }
+    }
+}
+
+/// Starts reading the chunks after chunk `index` of `value` that `ahead`
+/// lacks, each on a thread of its own, up to [`NodeStore::read_threads`]
+/// of them: none where decoding is cheap, and fewer where no thread starts.
+fn read_ahead(
+    keeper: &Keeper,
+    value: ValueRef,
+    ids: &[NodeId],
+    ahead: &mut VecDeque<(usize, Ahead)>,
+    index: usize,
+) {
+    let threads = keeper.store().read_threads();
+    if threads < 2 {
+        return;
+    }
+    let from = ahead.back().map_or(index, |&(i, _)| i) + 1;
+    let to = ids.len().min(index + 1 + threads);
+    for (next, &id) in ids.iter().enumerate().take(to).skip(from) {
+        let keeper = Arc::clone(keeper);
+        let started = std::thread::Builder::new()
+            .name("larix-value-read".into())
+            .spawn(move || chunk(keeper.store(), value, id, next));
+        match started {
+            Ok(handle) => ahead.push_back((next, handle)),
+            // The chunk is read when it is wanted.
+            Err(_) => return,
+        }
     }
 }
 
