@@ -4,10 +4,11 @@
 //!
 //! Run: `cargo run --release --example load -- 1000000 [--disk DIR]
 //! [--filters none|zstd|zstd-encrypt] [--cache MIB] [--workers N]
-//! [--node-size BYTES] [--no-compaction] [--batch]`
+//! [--node-size BYTES] [--no-compaction] [--batch] [--remove-batch]`
 //! (`--batch`: the load is one `insert_batch`). After the load it also times
 //! 100 committed batches of 1,000 random inserts, then removes half the
-//! keys, compacts, and reports the space on disk against the live bytes.
+//! keys (one `remove_batch` with `--remove-batch`), compacts, and reports
+//! the space on disk against the live bytes.
 //! Without `--disk` the forest is in memory.
 
 use larix::{Forest, Options};
@@ -93,8 +94,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let batch_time = start.elapsed();
     let start = Instant::now();
-    for (k, _) in data.iter().step_by(2) {
-        tree.remove(k)?;
+    if args.has("--remove-batch") {
+        tree.remove_batch(data.iter().step_by(2).map(|(k, _)| k))?;
+    } else {
+        for (k, _) in data.iter().step_by(2) {
+            tree.remove(k)?;
+        }
     }
     forest.commit()?;
     let removal = start.elapsed();

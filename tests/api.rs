@@ -532,6 +532,63 @@ fn insert_batch_matches_inserts_one_by_one() {
     assert_eq!(all(&batch), all(&single));
 }
 
+#[test]
+fn remove_batch_matches_removes_one_by_one() {
+    let f = forest(512);
+    let batch = filled(&f, "batch", 3_000);
+    let single = filled(&f, "single", 3_000);
+    // Shared nodes: a removal under them copies, in a write set of its own.
+    f.clone_tree("batch", "before").unwrap();
+    let kept = all(&batch);
+    // Present, absent and repeated keys, in no order.
+    let keys: Vec<Vec<u8>> = (0..5_000u32)
+        .map(|i| k(i.wrapping_mul(2_654_435_761) % 4_000))
+        .collect();
+    let mut removed = 0;
+    for key in &keys {
+        removed += u64::from(single.remove(key).unwrap());
+    }
+    assert_eq!(batch.remove_batch(&keys).unwrap(), removed);
+    assert!(removed > 1_000, "{removed}");
+    assert_eq!(all(&batch), all(&single));
+    assert_eq!(all(&f.tree("before").unwrap().unwrap()), kept);
+    assert_clean(&f);
+    // Everything, then nothing.
+    let rest: Vec<Vec<u8>> = all(&batch).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(batch.remove_batch(&rest).unwrap(), rest.len() as u64);
+    assert!(all(&batch).is_empty());
+    assert_eq!(batch.remove_batch(&rest).unwrap(), 0);
+    assert_eq!(batch.remove_batch(Vec::<Vec<u8>>::new()).unwrap(), 0);
+    assert_clean(&f);
+    // Committed and rolled back like single removals.
+    f.commit().unwrap();
+    let before = all(&f.tree("before").unwrap().unwrap());
+    f.tree("before")
+        .unwrap()
+        .unwrap()
+        .remove_batch([k(1), k(2)])
+        .unwrap();
+    f.rollback().unwrap();
+    assert_eq!(all(&f.tree("before").unwrap().unwrap()), before);
+    assert_clean(&f);
+}
+
+#[test]
+fn remove_batch_frees_out_of_line_values() {
+    let f = forest(512);
+    let t = filled(&f, "t", 500);
+    let large = vec![7u8; 5_000];
+    t.insert(b"large", &large).unwrap();
+    t.insert_batch([(k(10), vec![1u8; 3])]).unwrap();
+    let keys = [k(3), b"large".to_vec(), k(700), k(10)];
+    assert_eq!(t.remove_batch(&keys).unwrap(), 3);
+    assert_eq!(t.get(b"large").unwrap(), None);
+    assert_eq!(t.get(&k(10)).unwrap(), None);
+    assert_eq!(t.get(&k(4)).unwrap(), Some(4u32.to_le_bytes().to_vec()));
+    assert_eq!(t.count_range::<std::ops::RangeFull>(..).unwrap(), 498);
+    assert_clean(&f);
+}
+
 /// A value longer than half its leaf (one entry in a fresh tree): the
 /// leaf's value field (twice the length, with the out-of-line flag) is
 /// larger than the node, and was once read back as an empty value.

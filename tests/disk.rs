@@ -1,7 +1,7 @@
 //! The forest on disk: reopen gives back exactly the last commit.
 
 use larix::{Durability, Error, FilterSpec, Forest, Options};
-use larix_nodestore::testing::FaultyBackend;
+use larix_nodestore::testing::{CrashMode, FaultyBackend};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -183,6 +183,41 @@ fn many_commits_of_small_changes_reopen_cleanly() {
         }
         forest.commit().unwrap();
     }
+}
+
+/// A batch of removals is journaled key by key: a commit, then a crash
+/// before any checkpoint, replays it.
+#[test]
+fn a_committed_remove_batch_survives_a_crash_through_the_log() {
+    let disk = FaultyBackend::new();
+    let mut model = BTreeMap::new();
+    {
+        let forest = Forest::with_backend(Arc::new(disk.clone()), small()).unwrap();
+        let t = forest.create_tree("t").unwrap();
+        for i in 0..2_000 {
+            t.insert(&key(i), &i.to_le_bytes()).unwrap();
+            model.insert(key(i), i.to_le_bytes().to_vec());
+        }
+        forest.checkpoint().unwrap();
+        let checkpoints = forest.stats().checkpoints;
+        let gone: Vec<Vec<u8>> = (0..3_000).step_by(3).map(key).collect();
+        let removed = t.remove_batch(&gone).unwrap();
+        for k in &gone {
+            model.remove(k);
+        }
+        assert_eq!(removed, (0..2_000).step_by(3).count() as u64);
+        forest.commit().unwrap();
+        assert_eq!(forest.stats().checkpoints, checkpoints, "in the log only");
+        // The process dies: no close, no checkpoint.
+        disk.kill();
+    }
+    disk.crash(CrashMode::DropUnsynced);
+    let forest = Forest::with_backend(Arc::new(disk.clone()), small()).unwrap();
+    assert!(
+        contents(&forest, "t") == model,
+        "the batch's removals were lost"
+    );
+    assert!(forest.check().unwrap().is_clean());
 }
 
 /// A checkpoint's nodes reach the disk a worker's batch at a time: one

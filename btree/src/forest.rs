@@ -109,6 +109,13 @@ impl ForestCore {
         }
     }
 
+    fn record_removes(&self, name: &str, keys: &[&[u8]]) {
+        let mut journal = self.journal.lock();
+        for &key in keys {
+            journal.push(&Op::Remove { tree: name, key });
+        }
+    }
+
     /// Makes `catalog` (the state now, with the catalog locked for
     /// writing) the base a rollback starts from.
     fn set_base(&self, catalog: &Catalog) {
@@ -286,6 +293,104 @@ impl ForestCore {
             rest = &rest[done..];
         }
         Ok(())
+    }
+
+    /// Removes `keys` (sorted, no key twice) from tree `name`, the forest
+    /// holding no out-of-line value, in runs as [`ForestCore::insert_runs`]
+    /// inserts: a run of up to [`RUN_LEN`] keys in one write set, a key in
+    /// the leaf the key before it edited removed without a descent
+    /// ([`LeafRun::remove`]), a removal that must copy alone and first in
+    /// its write set. Each removal is journaled as [`Tree::remove`]'s; a
+    /// key not in the tree changes nothing. Returns how many were there.
+    /// A failure while planning key k leaves the keys before it removed
+    /// and nothing of key k.
+    fn remove_runs<K: AsRef<[u8]>>(
+        &self,
+        catalog: &mut Catalog,
+        name: &str,
+        keys: &[K],
+    ) -> Result<u64> {
+        let limits = self.limits;
+        let mut removed = 0;
+        let mut rest = keys;
+        let mut gone: Vec<&[u8]> = Vec::new();
+        while !rest.is_empty() {
+            self.spill_if_full(catalog)?;
+            let mut root = catalog.root(name)?;
+            let scratch = self.scratch.lock().take().unwrap_or_default();
+            let mut txn = Txn::recycled(&self.store, scratch).values(false);
+            let mut done = 0;
+            let mut failed = None;
+            let mut leaf_run: Option<LeafRun> = None;
+            gone.clear();
+            for k in rest.iter().take(RUN_LEN) {
+                let k = k.as_ref();
+                match leaf_run
+                    .as_ref()
+                    .map(|run| run.remove(&mut txn, &limits, k))
+                {
+                    Some(Ok(Some(found))) => {
+                        done += 1;
+                        if found {
+                            gone.push(k);
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        failed = Some(e);
+                        break;
+                    }
+                    Some(Ok(None)) | None => {}
+                }
+                let path = match mutate::plan_in_place(&mut txn, &limits, root, &Edit::Remove(k)) {
+                    Ok(Plan::InPlace(path)) => Some(path),
+                    Ok(Plan::Absent) => {
+                        done += 1;
+                        continue;
+                    }
+                    // A copying edit only as the write set's first, where
+                    // the store still holds the tree as `root` has it.
+                    Ok(Plan::Copying) if gone.is_empty() => {
+                        match read::lookup_stored(&self.store, root, k, |_| ()) {
+                            Ok(Some(())) => None,
+                            Ok(None) => {
+                                done += 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    Ok(Plan::Copying) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                let copying = path.is_none();
+                leaf_run = match &path {
+                    Some(path) => LeafRun::after(&txn, path)?,
+                    None => None,
+                };
+                root = mutate::remove(&mut txn, &limits, root, k, path)?;
+                gone.push(k);
+                done += 1;
+                if copying {
+                    break;
+                }
+            }
+            *self.scratch.lock() = txn.apply()?;
+            catalog.set_root(name, root);
+            self.record_removes(name, &gone);
+            removed += gone.len() as u64;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            rest = &rest[done..];
+        }
+        Ok(removed)
     }
 
     /// Applies tree `name`'s write buffer to the tree (W3), unjournaled:
@@ -1166,6 +1271,33 @@ impl Tree {
                 Ok((root, true))
             },
         )
+    }
+
+    /// Removes every key of `keys` that the tree holds, with the forest's
+    /// lock taken once, in key order; returns how many were there. Like
+    /// [`Tree::remove`], uncommitted until [`Forest::commit`]. Keys in the
+    /// same leaf are removed one after the other without a descent from
+    /// the root for each (where the forest holds no out-of-line value).
+    ///
+    /// # Errors
+    /// [`Error::TreeNotFound`], or a store error, which leaves the keys
+    /// before the failing one (in key order) removed (a
+    /// [`Forest::rollback`] undoes them all).
+    pub fn remove_batch<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Result<u64> {
+        let mut keys: Vec<K> = keys.into_iter().collect();
+        keys.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        keys.dedup_by(|a, b| a.as_ref() == b.as_ref());
+        let mut catalog = self.shared.write();
+        // W3: buffered pairs first.
+        self.shared.settle(&mut catalog, &self.name)?;
+        if !catalog.has_values() {
+            return self.shared.remove_runs(&mut catalog, &self.name, &keys);
+        }
+        let mut removed = 0;
+        for key in &keys {
+            removed += u64::from(self.remove_in(&mut catalog, key.as_ref())?);
+        }
+        Ok(removed)
     }
 
     /// The changes that turn this tree into `other`, in key order: keys

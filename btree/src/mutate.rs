@@ -275,6 +275,34 @@ impl LeafRun {
         put_at(leaf, at, key, Stored::Inline(value));
         Ok(true)
     }
+
+    /// Removes `key` from the leaf if it belongs there and the leaf stays
+    /// within B3's bounds: whether it was there (a key that belongs in the
+    /// leaf and is not in it is in no other). `None` when the key lies past
+    /// the leaf or its removal would leave the leaf under the minimum;
+    /// nothing changed then. Keys come in increasing order from one whose
+    /// descent led here, so a key below `upper` belongs here; a removed
+    /// smallest key leaves the index keys above a lower bound (B1).
+    pub(crate) fn remove(
+        &self,
+        txn: &mut Txn,
+        limits: &Limits,
+        key: &[u8],
+    ) -> Result<Option<bool>> {
+        if self.upper.as_deref().is_some_and(|upper| key >= upper) {
+            return Ok(None);
+        }
+        let leaf = txn.node_mut(self.leaf)?;
+        let Ok(i) = leaf.search_for_write(key) else {
+            return Ok(Some(false));
+        };
+        let size = leaf.size() - leaf_entry_len(key, leaf.value(i));
+        if !self.is_root && size < limits.min_node() {
+            return Ok(None);
+        }
+        leaf.remove(i);
+        Ok(Some(true))
+    }
 }
 
 /// The encoded size of `leaf` once `key` is put there with `value`, where

@@ -1,10 +1,11 @@
 //! Larix: one forest, one tree, 1 GiB of node cache, durable commits.
 //! Each read call reads one snapshot of the tree ([`Tree::view`]), as the
 //! peers read one read transaction: no catalog lock per key, and the
-//! writer never waits for it. Writes go through `Tree::insert_batch` (one
-//! lock, pairs in key order); values are compared where they lie
-//! (`View::get_with`) and scans borrow their entries (`View::scan`), as
-//! the peers' reads borrow from their pages.
+//! writer never waits for it. Writes go through `Tree::insert_batch` and
+//! removals through `Tree::remove_batch` (one lock, keys in key order);
+//! values are compared where they lie (`View::get_with`) and scans borrow
+//! their entries (`View::scan`), as the peers' reads borrow from their
+//! pages.
 
 use super::{prefix_bounds, prefix_end, Compacted, Engine, Pair, PairRef, Result, CACHE_BYTES};
 use larix::{Durability, FilterSpec, Forest, Options, Tree};
@@ -44,9 +45,7 @@ impl Engine for Larix {
 
     fn apply(&self, writes: &[Pair], removes: &[Pair]) -> Result<()> {
         self.tree.insert_batch(writes.iter().map(|(k, v)| (k, v)))?;
-        for (k, _) in removes {
-            self.tree.remove(k)?;
-        }
+        self.tree.remove_batch(removes.iter().map(|(k, _)| k))?;
         Ok(self.forest.commit()?)
     }
 
