@@ -77,6 +77,27 @@ fn a_buffered_batch_reads_no_node_until_a_read_applies_it() {
     assert_clean(&f);
 }
 
+/// A batch of removals applies the tree's buffer first (a removal must
+/// see the buffered pairs), but an empty one changes nothing and applies
+/// nothing: the comparison's writer, which removed an empty batch after
+/// each batch it inserted, applied its buffer at every commit.
+#[test]
+fn a_remove_batch_applies_the_buffer_only_if_it_removes() {
+    let f = Forest::in_memory(options()).unwrap();
+    let (t, mut m) = loaded(&f, "t");
+    batch(&t, &mut m, 1_500, 2_500, 1);
+    let held = f.stats().write_buffer_bytes;
+    assert!(held > 0);
+    assert_eq!(t.remove_batch(Vec::<Vec<u8>>::new()).unwrap(), 0);
+    assert_eq!(f.stats().write_buffer_bytes, held);
+    // A buffered key, removed: the buffer is applied first.
+    assert_eq!(t.remove_batch([k(2_400), k(9_999)]).unwrap(), 1);
+    m.remove(&k(2_400));
+    assert_eq!(f.stats().write_buffer_bytes, 0);
+    assert_eq!(all(&t), m);
+    assert_clean(&f);
+}
+
 /// Checks that a batch of pairs `from..to` into a loaded tree of a forest
 /// of `options` is applied at once: it reads nodes.
 fn assert_applied_at_once(options: Options, from: u32, to: u32) {

@@ -1288,6 +1288,11 @@ impl Tree {
         keys.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
         keys.dedup_by(|a, b| a.as_ref() == b.as_ref());
         let mut catalog = self.shared.write();
+        if keys.is_empty() {
+            // Nothing to remove: the write buffer stays held.
+            catalog.root(&self.name)?;
+            return Ok(0);
+        }
         // W3: buffered pairs first.
         self.shared.settle(&mut catalog, &self.name)?;
         if !catalog.has_values() {
