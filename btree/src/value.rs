@@ -210,13 +210,44 @@ enum Source {
         current: Option<(usize, Arc<Node>)>,
         /// The chunks after it, each being read on a thread of its own
         /// where decoding is costly: as many as [`NodeStore::read_threads`],
-        /// so a reader going forward decodes that many chunks at once.
+        /// so a reader going forward decodes that many chunks at once
+        /// (dropped, each waits for its thread).
         ahead: VecDeque<(usize, Ahead)>,
     },
 }
 
-/// A chunk being read on another thread.
-type Ahead = std::thread::JoinHandle<Result<Arc<Node>>>;
+/// A chunk being read on a thread of its own. Dropped unread (a seek
+/// elsewhere, the reader dropped), it waits for the thread, so that no
+/// thread keeps the value's nodes once its reader has let them go.
+struct Ahead(Option<std::thread::JoinHandle<Result<Arc<Node>>>>);
+
+impl Ahead {
+    /// Starts reading with `read` on a new thread; `None` if none starts.
+    fn start(read: impl FnOnce() -> Result<Arc<Node>> + Send + 'static) -> Option<Ahead> {
+        let handle = std::thread::Builder::new()
+            .name("larix-value-read".into())
+            .spawn(read)
+            .ok()?;
+        Some(Ahead(Some(handle)))
+    }
+
+    /// The chunk, once read.
+    fn wait(mut self) -> Result<Arc<Node>> {
+        let handle = self.0.take().expect("taken only here and in drop");
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            // Whatever it read, or failed to, is not wanted.
+            let _ = handle.join();
+        }
+    }
+}
 
 impl ValueReader {
     /// A reader over a value held in a leaf.
@@ -287,15 +318,13 @@ impl Read for ValueReader {
                 let index = (self.pos / CHUNK_BYTES as u64) as usize;
                 if current.as_ref().is_none_or(|(i, _)| *i != index) {
                     let node = match ahead.pop_front() {
-                        Some((i, handle)) if i == index => {
+                        Some((i, next)) if i == index => {
                             read_ahead(keeper, *value, ids, ahead, index);
-                            handle
-                                .join()
-                                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                            next.wait()
                         }
                         _ => {
                             // A seek elsewhere: what was read ahead is dropped.
-                            finish(ahead);
+                            ahead.clear();
                             read_ahead(keeper, *value, ids, ahead, index);
                             chunk(keeper.store(), *value, ids[index], index)
                         }
@@ -312,23 +341,6 @@ impl Read for ValueReader {
         };
         self.pos += n as u64;
         Ok(n)
-    }
-}
-
-/// Waits for the chunks read ahead and drops them, so that no thread
-/// keeps the value's nodes once its reader has let them go.
-fn finish(ahead: &mut VecDeque<(usize, Ahead)>) {
-    for (_, handle) in ahead.drain(..) {
-        // Whatever it read, or failed to, is not wanted.
-        let _ = handle.join();
-    }
-}
-
-impl Drop for ValueReader {
-    fn drop(&mut self) {
-        if let Source::Chunks { ahead, .. } = &mut self.source {
-            finish(ahead);
-        }
     }
 }
 
@@ -350,13 +362,10 @@ fn read_ahead(
     let to = ids.len().min(index + 1 + threads);
     for (next, &id) in ids.iter().enumerate().take(to).skip(from) {
         let keeper = Arc::clone(keeper);
-        let started = std::thread::Builder::new()
-            .name("larix-value-read".into())
-            .spawn(move || chunk(keeper.store(), value, id, next));
-        match started {
-            Ok(handle) => ahead.push_back((next, handle)),
+        match Ahead::start(move || chunk(keeper.store(), value, id, next)) {
+            Some(started) => ahead.push_back((next, started)),
             // The chunk is read when it is wanted.
-            Err(_) => return,
+            None => return,
         }
     }
 }
@@ -376,5 +385,30 @@ impl Seek for ValueReader {
         };
         self.pos = target;
         Ok(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// A chunk read ahead and dropped unread waits for its thread: a seek
+    /// elsewhere dropped the first chunk read ahead without waiting, and
+    /// its thread could keep the value's nodes after the reader let them
+    /// go.
+    #[test]
+    fn a_chunk_read_ahead_and_dropped_waits_for_its_thread() {
+        let done = Arc::new(AtomicBool::new(false));
+        let ended = Arc::clone(&done);
+        let ahead = Ahead::start(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            ended.store(true, Ordering::SeqCst);
+            Ok(Arc::new(Node::empty_chunk(1)))
+        })
+        .expect("a thread starts");
+        drop(ahead);
+        assert!(done.load(Ordering::SeqCst));
     }
 }
