@@ -42,6 +42,9 @@ enum Op {
     /// [`KEYS`]), values of tag `t`.
     Batch(usize, u16, u16, u8),
     Remove(usize, u16),
+    /// `Tree::remove_batch` of `n` keys from `k` on, `step` apart (modulo
+    /// [`KEYS`]).
+    RemoveBatch(usize, u16, u16, u16),
     RemoveRange(usize, Bound<u16>, Bound<u16>),
     Clone(usize, usize),
     RemoveTree(usize),
@@ -122,6 +125,17 @@ fn tree_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Everything, with batches of removals among the tree operations (a
+/// strategy of its own, so that the cases recorded for [`op`] still
+/// replay as they were).
+fn op_with_batch_removals() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        40 => op(),
+        8 => (0..SLOTS, 0..KEYS, 1u16..300, 1u16..4)
+            .prop_map(|(s, k, n, step)| Op::RemoveBatch(s, k, n, step)),
+    ]
+}
+
 /// Everything, faults included (durable commits).
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -167,6 +181,10 @@ fn apply(h: &mut Harness, op: &Op) -> Checked {
             h.insert_batch(s, &pairs)
         }
         Op::Remove(s, k) => h.remove(s, &key(k)),
+        Op::RemoveBatch(s, k, n, step) => {
+            let keys: Vec<Vec<u8>> = (0..n).map(|i| key((k + i * step) % KEYS)).collect();
+            h.remove_batch(s, &keys)
+        }
         Op::RemoveRange(s, a, b) => h.remove_range(s, key_bound(a), key_bound(b)),
         Op::Clone(a, b) => h.clone_tree(a, b),
         Op::RemoveTree(s) => h.remove_tree(s),
@@ -508,6 +526,13 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+
+    #[test]
+    fn batched_removals_survive_crashes_and_failures(
+        ops in proptest::collection::vec(op_with_batch_removals(), 1..60),
+    ) {
+        run(256, Durability::Immediate, &ops)?;
+    }
 
     #[test]
     fn non_durable_commits_return_to_a_durable_one(

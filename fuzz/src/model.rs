@@ -236,6 +236,16 @@ pub enum Op {
         /// Key index.
         key: u8,
     },
+    /// Remove keys `from + 2i` (modulo 256) for `i` below `count` as one
+    /// batch (`Tree::remove_batch`): past 128 keys the batch repeats keys.
+    RemoveBatch {
+        /// Tree slot.
+        slot: u8,
+        /// First key index.
+        from: u8,
+        /// Number of keys, 1..=256.
+        count: u16,
+    },
     /// Remove every key within `lo..hi`.
     RemoveRange {
         /// Tree slot.
@@ -306,7 +316,8 @@ pub enum Op {
 
 impl Op {
     /// The operation a record encodes. Opcodes `op % 32`: 0–1 create,
-    /// 2–8 insert, 9 fill, 10 fill as a batch, 11–13 remove, 14 remove range, 15–16 range,
+    /// 2–8 insert, 9 fill, 10 fill as a batch, 11–12 remove, 13 remove a
+    /// batch, 14 remove range, 15–16 range,
     /// 17 get, 18–19 clone, 20 remove tree, 21 commit, 22 rollback, 23 checkpoint,
     /// 24 compact, 25–26 crash, 27 fail after, 28 failing commit,
     /// 29 reopen, 30 too large, 31 check.
@@ -327,7 +338,12 @@ impl Op {
                 tag: a / 3,
                 batch: op % 32 == 10,
             },
-            11..=13 => Op::Remove { slot, key: b },
+            11 | 12 => Op::Remove { slot, key: b },
+            13 => Op::RemoveBatch {
+                slot,
+                from: b,
+                count: u16::from(c) + 1,
+            },
             14 => Op::RemoveRange { slot, lo, hi },
             15 | 16 => Op::Range {
                 slot,
@@ -388,6 +404,9 @@ impl Op {
                 ]
             }
             Op::Remove { slot, key } => [11, slot, key, 0],
+            Op::RemoveBatch { slot, from, count } => {
+                [13, slot, from, (count.clamp(1, 256) - 1) as u8]
+            }
             Op::RemoveRange { slot, lo, hi } => {
                 let (a, b, c) = ends(slot, lo, hi);
                 [14, a, b, c]
@@ -512,6 +531,12 @@ fn apply(h: &mut Harness, config: Config, op: Op) -> Checked {
             })
         }
         Op::Remove { slot, key: k } => h.remove(slot.into(), &key(k)),
+        Op::RemoveBatch { slot, from, count } => {
+            let keys: Vec<Vec<u8>> = (0..count)
+                .map(|i| key(from.wrapping_add((2 * i) as u8)))
+                .collect();
+            h.remove_batch(slot.into(), &keys)
+        }
         Op::RemoveRange { slot, lo, hi } => h.remove_range(slot.into(), lo.bound(), hi.bound()),
         Op::Range {
             slot,

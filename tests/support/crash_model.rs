@@ -282,17 +282,7 @@ impl Harness {
             }
             return Ok(());
         }
-        let got = match Self::read_state(self.forest()) {
-            Ok(state) => state,
-            Err(_) => {
-                // Read with the medium healed for a moment: the failure
-                // used up the calls armed, so every call fails again after.
-                self.disk.heal();
-                let state = Self::read_state(self.forest());
-                self.disk.fail_after(0);
-                state.map_err(|e| format!("reading after a failed batch: {e}"))?
-            }
-        };
+        let got = self.state_after_failed_batch()?;
         let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = pairs.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         let mut want = self.live.clone();
@@ -335,6 +325,54 @@ impl Harness {
             self.model(slot).remove(key);
         }
         Ok(())
+    }
+
+    /// Removes `keys` from the tree in `slot` as one batch
+    /// (`Tree::remove_batch`). A failed batch may have removed a prefix of
+    /// its keys (in key order), so a failure is checked against every
+    /// prefix.
+    ///
+    /// # Errors
+    /// If the forest breaks a rule of the module documentation.
+    pub fn remove_batch(&mut self, slot: usize, keys: &[Vec<u8>]) -> Checked {
+        let Some(m) = &self.live[slot] else {
+            return self.assert_absent(slot);
+        };
+        let mut sorted: Vec<&Vec<u8>> = keys.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let present = sorted
+            .iter()
+            .filter(|k| m.contains_key(k.as_slice()))
+            .count();
+        let r = self.tree(slot)?.remove_batch(keys);
+        if let Some(n) = self.outcome("remove_batch", present > 0, r)? {
+            ensure!(
+                n == present as u64,
+                "remove_batch from {}: {n} removed, want {present}",
+                name(slot)
+            );
+            for k in &sorted {
+                self.model(slot).remove(k.as_slice());
+            }
+            return Ok(());
+        }
+        let got = self.state_after_failed_batch()?;
+        let mut want = self.live.clone();
+        for key in std::iter::once(None).chain(sorted.into_iter().map(Some)) {
+            if let Some(k) = key {
+                want[slot].as_mut().expect("live").remove(k.as_slice());
+            }
+            if got == want {
+                self.live = want;
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "a failed removal batch from {} left no prefix of it: {}",
+            name(slot),
+            difference(&got, &self.live)
+        ))
     }
 
     /// Removes every key within `lo..hi` from the tree in `slot`.
@@ -618,6 +656,21 @@ impl Harness {
     }
 
     /// The forest's trees as a state.
+    /// The forest's state after a failed batch, read with the medium
+    /// healed for a moment if it must be: the failure used up the calls
+    /// armed, so every call fails again after.
+    fn state_after_failed_batch(&mut self) -> Checked<State> {
+        match Self::read_state(self.forest()) {
+            Ok(state) => Ok(state),
+            Err(_) => {
+                self.disk.heal();
+                let state = Self::read_state(self.forest());
+                self.disk.fail_after(0);
+                state.map_err(|e| format!("reading after a failed batch: {e}"))
+            }
+        }
+    }
+
     fn read_state(forest: &Forest) -> Checked<State> {
         let names = forest.tree_names();
         let known: Vec<String> = (0..SLOTS).map(name).collect();
