@@ -282,27 +282,17 @@ impl Harness {
             }
             return Ok(());
         }
-        let got = self.state_after_failed_batch()?;
         let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = pairs.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut want = self.live.clone();
-        for pair in std::iter::once(None).chain(sorted.into_iter().map(Some)) {
-            if let Some((k, v)) = pair {
-                want[slot]
-                    .as_mut()
-                    .expect("live")
-                    .insert(k.clone(), v.clone());
-            }
-            if got == want {
-                self.live = want;
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "a failed batch into {} left no prefix of it: {}",
-            name(slot),
-            difference(&got, &self.live)
-        ))
+        let what = format!("batch into {}", name(slot));
+        self.accept_a_prefix(
+            slot,
+            sorted,
+            |m, (k, v)| {
+                m.insert(k.clone(), v.clone());
+            },
+            &what,
+        )
     }
 
     /// Removes `key` from the tree in `slot`.
@@ -357,22 +347,15 @@ impl Harness {
             }
             return Ok(());
         }
-        let got = self.state_after_failed_batch()?;
-        let mut want = self.live.clone();
-        for key in std::iter::once(None).chain(sorted.into_iter().map(Some)) {
-            if let Some(k) = key {
-                want[slot].as_mut().expect("live").remove(k.as_slice());
-            }
-            if got == want {
-                self.live = want;
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "a failed removal batch from {} left no prefix of it: {}",
-            name(slot),
-            difference(&got, &self.live)
-        ))
+        let what = format!("removal batch from {}", name(slot));
+        self.accept_a_prefix(
+            slot,
+            sorted,
+            |m, k| {
+                m.remove(k.as_slice());
+            },
+            &what,
+        )
     }
 
     /// Removes every key within `lo..hi` from the tree in `slot`.
@@ -656,6 +639,33 @@ impl Harness {
     }
 
     /// The forest's trees as a state.
+    /// After a failed batch into the tree in `slot`: takes the forest's
+    /// state as the live one if it is the live one with a prefix of
+    /// `changes` (in order) made by `change`, else fails.
+    fn accept_a_prefix<C>(
+        &mut self,
+        slot: usize,
+        changes: impl IntoIterator<Item = C>,
+        change: impl Fn(&mut Model, C),
+        what: &str,
+    ) -> Checked {
+        let got = self.state_after_failed_batch()?;
+        let mut want = self.live.clone();
+        let mut changes = changes.into_iter();
+        loop {
+            if got == want {
+                self.live = want;
+                return Ok(());
+            }
+            let Some(c) = changes.next() else { break };
+            change(want[slot].as_mut().expect("live"), c);
+        }
+        Err(format!(
+            "a failed {what} left no prefix of it: {}",
+            difference(&got, &self.live)
+        ))
+    }
+
     /// The forest's state after a failed batch, read with the medium
     /// healed for a moment if it must be: the failure used up the calls
     /// armed, so every call fails again after.
